@@ -1,0 +1,147 @@
+/*
+ * workflow.h - the in-memory model of a workflow file and its loader.
+ *
+ * workflow__load reads a YAML workflow with libyaml, checks every key, type and
+ * name, resolves {{ENV:X}} references and `--set` values, checks the graph
+ * (producers, cycles, depends_on) and reports every problem it finds as a
+ * diagnostic with the file, line and column. A workflow that loaded without
+ * errors is complete and consistent: the launcher and tracker trust it.
+ */
+#ifndef FLOWBUS_CORE_WORKFLOW_H
+#define FLOWBUS_CORE_WORKFLOW_H
+
+#include <stddef.h>
+#include <jansson.h>
+
+/* A position in the workflow file, 1-based; 0 when unknown. */
+struct wf_pos {
+    int line;
+    int col;
+};
+
+/* A name with the place it was written. */
+struct wf_name {
+    char *name;
+    struct wf_pos pos;
+};
+
+struct wf_list {
+    struct wf_name *items;
+    size_t n;
+};
+
+/* An initial variable from `env:` or `--set`. */
+struct wf_var {
+    char *name;
+    char *value;  /* resolved: {{ENV:X}} already substituted */
+    int secret;   /* AUTH_TOKEN and `secret: true`: never on the bus */
+    int from_set; /* given with --set (overrides env:) */
+    struct wf_pos pos;
+};
+
+struct wf_task {
+    char *name;
+    struct wf_pos pos;        /* position of the task's mapping */
+    struct wf_pos name_pos;   /* position of the name value */
+    char *plugin;
+    struct wf_pos plugin_pos;
+    char *plugin_path;        /* resolved executable, absolute */
+    struct wf_list inputs;
+    struct wf_list outputs;
+    struct wf_list depends_on; /* from the task or from execution.depends_on */
+    json_t *params;            /* a JSON object, never NULL */
+    double timeout;            /* seconds; 0 = none */
+    int async;                 /* accepted; behaviour in a later release */
+    int workers;               /* accepted; 1 unless set (later release) */
+    int retries;               /* accepted; 0 unless set (later release) */
+    struct wf_list permissions; /* permissions.required (later release) */
+    int requires_auth;          /* accepted (later release) */
+};
+
+struct workflow {
+    char *file; /* as given on the command line */
+    char *name;
+    struct wf_var *vars;
+    size_t n_vars;
+    struct wf_task *tasks;
+    size_t n_tasks;
+};
+
+enum wf_severity { WF_ERROR, WF_WARNING };
+
+struct wf_diag {
+    enum wf_severity severity;
+    struct wf_pos pos;
+    char *message; /* "what is wrong, what was expected" */
+};
+
+struct wf_diags {
+    struct wf_diag *items;
+    size_t n;
+    size_t n_errors;
+};
+
+/* A `--set VAR=VALUE` given on the command line. */
+struct wf_setting {
+    const char *name;
+    const char *value;
+};
+
+/*
+ * Answers whether a plugin exists; returns a malloc'd absolute path to its
+ * executable, or NULL. The loader uses it to report unknown plugins and fills
+ * wf_task.plugin_path with the result.
+ */
+typedef char *(*wf_plugin_lookup_fn)(void *ctx, const char *plugin);
+
+struct wf_load_options {
+    const struct wf_setting *settings; /* --set values */
+    size_t n_settings;
+    wf_plugin_lookup_fn lookup; /* NULL: every plugin is accepted, plugin_path stays NULL */
+    void *lookup_ctx;
+    /* Environment lookup for {{ENV:X}}; NULL means getenv. */
+    const char *(*getenv_fn)(void *ctx, const char *name);
+    void *getenv_ctx;
+};
+
+/*
+ * Loads and checks path. Returns the workflow, or NULL when there was any
+ * error; every error and warning is appended to diags (which the caller
+ * initialises to zero and frees with wf_diags_free). The returned workflow is
+ * owned by the caller (workflow__free).
+ */
+struct workflow *workflow__load(const char *path, const struct wf_load_options *opts,
+                                struct wf_diags *diags);
+
+/* Same, from a buffer; file is the name used in messages. */
+struct workflow *workflow__load_buffer(const char *file, const char *text, size_t len,
+                                       const struct wf_load_options *opts, struct wf_diags *diags);
+
+void workflow__free(struct workflow *wf);
+void wf_diags_free(struct wf_diags *diags);
+
+/*
+ * Prints every diagnostic as "FILE:LINE:COL: error: message" (or warning) to
+ * stream, in file order.
+ */
+void wf_diags_print(const struct wf_diags *diags, const char *file, void *stream);
+
+/* Index of the task called name, or -1. */
+long workflow__find_task(const struct workflow *wf, const char *name);
+
+/*
+ * The resolved workflow as JSON, for the `workflow` topic: secrets are replaced
+ * by "<secret>". Caller owns the result (json_decref).
+ */
+json_t *workflow__to_json(const struct workflow *wf);
+
+/*
+ * 1 if name is a valid variable name: [A-Za-z_][A-Za-z0-9_]*, 1-64 chars (it
+ * becomes an environment variable and an MQTT topic level).
+ */
+int workflow__valid_var_name(const char *name);
+
+/* 1 if name is a valid task name: [A-Za-z0-9_][A-Za-z0-9_.-]*, 1-64 chars. */
+int workflow__valid_task_name(const char *name);
+
+#endif

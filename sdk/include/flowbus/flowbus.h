@@ -1,0 +1,249 @@
+/*
+ * flowbus.h - the public API of the flowbus SDK.
+ *
+ * The SDK is the one library of flowbus. It has two layers:
+ *
+ *  - fb_bus: a small MQTT v5 client (Eclipse Paho MQTTAsync underneath) that
+ *    connects with TCP_NODELAY, publishes with confirmation, subscribes and hands
+ *    received messages to the caller's thread through a queue with a pollable fd.
+ *    The coordinator and long-lived plugins use it directly.
+ *  - fb_task: the plugin side of the bus contract (docs/protocol.md). A plugin
+ *    opens its task from the environment, waits for its inputs, reads inputs and
+ *    params, sets outputs, reports done or failed, and exits.
+ *
+ * The SDK never prints. It reports through an optional log callback. Paho, curl
+ * and jansson codes never cross this API: every call returns an enum fb_err and,
+ * where useful, a message in a caller-provided buffer.
+ *
+ * Thread-safety: unless a function says otherwise, a handle may be used by one
+ * thread at a time. fb_strerror and fb_version are thread-safe.
+ */
+#ifndef FLOWBUS_FLOWBUS_H
+#define FLOWBUS_FLOWBUS_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define FB_API __attribute__((visibility("default")))
+#define FB_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define FB_NORETURN __attribute__((noreturn))
+#else
+#define FB_API
+#define FB_PRINTF(f, a)
+#define FB_NORETURN
+#endif
+
+/* Errors. 0 is success; every other value has a text from fb_strerror. */
+enum fb_err {
+    FB_OK = 0,
+    FB_ERR_INVALID,   /* a bad argument or a malformed value */
+    FB_ERR_NOMEM,     /* out of memory */
+    FB_ERR_ENV,       /* a FLOWBUS_* environment variable is missing or malformed */
+    FB_ERR_CONNECT,   /* the broker refused or could not be reached */
+    FB_ERR_TIMEOUT,   /* a deadline passed */
+    FB_ERR_PUBLISH,   /* a publish was refused or not confirmed */
+    FB_ERR_SUBSCRIBE, /* a subscription was refused */
+    FB_ERR_STOPPED,   /* the run asked this task to stop (control topic) */
+    FB_ERR_NOT_FOUND, /* no such input, output or param */
+    FB_ERR_TOO_LARGE, /* a value exceeds the configured limit */
+    FB_ERR_LOST,      /* the connection to the broker was lost */
+    FB_ERR_SYSTEM,    /* an operating-system call failed (see errno in the message) */
+};
+
+/* Returns a static, human-readable text for err. Never NULL. Thread-safe. */
+FB_API const char *fb_strerror(enum fb_err err);
+
+/* Returns the SDK version as "MAJOR.MINOR.PATCH". Static storage. Thread-safe. */
+FB_API const char *fb_version(void);
+
+/* Log levels, in increasing severity. */
+enum fb_log_level { FB_LOG_DEBUG = 0, FB_LOG_INFO, FB_LOG_WARN, FB_LOG_ERROR };
+
+/*
+ * A log callback. It may be called from Paho's thread as well as the caller's,
+ * so it must be thread-safe and must not block. msg is valid only during the call.
+ */
+typedef void (*fb_log_fn)(void *ctx, enum fb_log_level level, const char *msg);
+
+/* ------------------------------------------------------------------------ */
+/* fb_bus: an MQTT v5 client                                                 */
+/* ------------------------------------------------------------------------ */
+
+typedef struct fb_bus fb_bus;
+
+/* Options for fb_bus_new. Zero-initialise, then fill what you need. */
+typedef struct fb_bus_options {
+    const char *url;       /* "tcp://host:port" or "mqtt://host:port"; required */
+    const char *username;  /* NULL for none */
+    const char *password;  /* NULL for none; never logged */
+    const char *client_id; /* NULL: a unique id is generated */
+    /* Last Will: published by the broker if the connection dies uncleanly. */
+    const char *will_topic; /* NULL for none */
+    const char *will_payload;
+    int will_retained;
+    int keepalive;          /* seconds; 0 means 10 */
+    double connect_timeout; /* seconds; 0 means 5 */
+    fb_log_fn log;          /* NULL: silent */
+    void *log_ctx;
+} fb_bus_options;
+
+/* A received message. Owned by the caller after fb_bus_next; free with fb_msg_free. */
+typedef struct fb_msg {
+    char *topic;   /* NUL-terminated */
+    char *payload; /* NUL-terminated for convenience; len excludes the NUL */
+    size_t len;
+    int retained; /* 1 if delivered from the broker's retained store */
+} fb_msg;
+
+/*
+ * Connects to the broker and returns a handle in *out. Blocks until connected
+ * or opts->connect_timeout passes. TCP_NODELAY is set on the socket.
+ * On failure *out is NULL and, if errbuf is not NULL, a one-line reason is
+ * written there (never containing the password).
+ */
+FB_API enum fb_err fb_bus_new(const fb_bus_options *opts, fb_bus **out, char *errbuf,
+                              size_t errlen);
+
+/*
+ * Subscribes to n topic filters at QoS 1 and waits (up to timeout seconds) for
+ * the broker's acknowledgement. Retained messages on them are queued afterwards
+ * like any other message.
+ */
+FB_API enum fb_err fb_bus_subscribe(fb_bus *bus, const char *const *filters, size_t n,
+                                    double timeout);
+
+/*
+ * Queues a publish and returns without waiting. QoS 0 or 1. For QoS 1 the
+ * broker's acknowledgement is awaited by fb_bus_flush. The number of
+ * unacknowledged QoS 1 messages is bounded internally (callers block briefly
+ * when it is reached) so bursts neither fail nor grow without bound.
+ * If expiry_s > 0 the message carries an MQTT v5 message-expiry interval.
+ */
+FB_API enum fb_err fb_bus_publish(fb_bus *bus, const char *topic, const void *payload, size_t len,
+                                  int qos, int retained, unsigned expiry_s);
+
+/* Waits until every QoS 1 message published so far is acknowledged. */
+FB_API enum fb_err fb_bus_flush(fb_bus *bus, double timeout);
+
+/*
+ * Takes the next received message, waiting up to timeout seconds (0: do not
+ * wait; negative: wait forever). Returns FB_ERR_TIMEOUT when none came and
+ * FB_ERR_LOST when the connection is gone and the queue is empty.
+ */
+FB_API enum fb_err fb_bus_next(fb_bus *bus, double timeout, fb_msg **out);
+
+/*
+ * A file descriptor that is readable while messages are queued (or the
+ * connection was lost), for use with poll(). Owned by the bus; do not read it.
+ */
+FB_API int fb_bus_fd(fb_bus *bus);
+
+/* Returns 1 while connected. Thread-safe. */
+FB_API int fb_bus_connected(fb_bus *bus);
+
+/*
+ * Disconnects cleanly (the Last Will is not sent) and waits up to timeout
+ * seconds for the broker to see it. The handle stays allocated; it can only be
+ * passed to fb_bus_free afterwards. Use this before _exit() to skip Paho's slow
+ * teardown.
+ */
+FB_API enum fb_err fb_bus_close(fb_bus *bus, double timeout);
+
+/* Disconnects if needed and frees everything. Accepts NULL. Can take ~100 ms. */
+FB_API void fb_bus_free(fb_bus *bus);
+
+/* Frees a message. Accepts NULL. */
+FB_API void fb_msg_free(fb_msg *msg);
+
+/* ------------------------------------------------------------------------ */
+/* fb_task: the plugin side of the bus contract                               */
+/* ------------------------------------------------------------------------ */
+
+typedef struct fb_task fb_task;
+
+typedef struct fb_task_options {
+    fb_log_fn log; /* SDK diagnostics (not the task's log topic); NULL: silent */
+    void *log_ctx;
+} fb_task_options;
+
+/*
+ * Opens the task described by the FLOWBUS_* environment (docs/protocol.md):
+ * connects with a Last Will that marks the task "crashed", subscribes to its
+ * inputs, its depends_on tasks' states and the run's control topic, and
+ * publishes the state "waiting". opts may be NULL. On failure *out is NULL and
+ * errbuf (if not NULL) holds a one-line reason.
+ */
+FB_API enum fb_err fb_task_open(const fb_task_options *opts, fb_task **out, char *errbuf,
+                                size_t errlen);
+
+/*
+ * Waits until every input is set and every depends_on task is done, then
+ * publishes the state "running". timeout is in seconds; negative waits
+ * forever. Returns FB_ERR_STOPPED if the run told the task to stop,
+ * FB_ERR_TIMEOUT on the deadline, FB_ERR_LOST if the broker went away.
+ */
+FB_API enum fb_err fb_task_wait(fb_task *task, double timeout);
+
+/* The task's name, run id and broker URL. Owned by the task. */
+FB_API const char *fb_task_name(const fb_task *task);
+FB_API const char *fb_task_run_id(const fb_task *task);
+
+/* Declared inputs and outputs, by index. Owned by the task. */
+FB_API size_t fb_task_input_count(const fb_task *task);
+FB_API const char *fb_task_input_name(const fb_task *task, size_t i);
+FB_API size_t fb_task_output_count(const fb_task *task);
+FB_API const char *fb_task_output_name(const fb_task *task, size_t i);
+FB_API int fb_task_has_output(const fb_task *task, const char *name);
+
+/* The value of input name, or NULL if it is not a declared input or not set yet. Owned by the task. */
+FB_API const char *fb_task_input(const fb_task *task, const char *name);
+
+/*
+ * The param name as text: strings as they are, numbers and booleans in their
+ * JSON spelling, NULL if absent or not a scalar. Owned by the task.
+ */
+FB_API const char *fb_task_param(const fb_task *task, const char *name);
+
+/* All params as a JSON object text ("{}" when none). Owned by the task. */
+FB_API const char *fb_task_params_json(const fb_task *task);
+
+/*
+ * Records an output value (copied). It is published only by fb_task_done, so a
+ * task that fails publishes none of its outputs. Returns FB_ERR_NOT_FOUND if
+ * name is not a declared output, FB_ERR_TOO_LARGE past the value limit.
+ */
+FB_API enum fb_err fb_task_set_output(fb_task *task, const char *name, const char *value);
+
+/* Publishes one line on the task's log topic (not retained). */
+FB_API void fb_task_log(fb_task *task, const char *fmt, ...) FB_PRINTF(2, 3);
+
+/*
+ * Publishes the recorded outputs (retained, QoS 1), waits for the broker to
+ * confirm them, then publishes and confirms the state "done".
+ */
+FB_API enum fb_err fb_task_done(fb_task *task);
+
+/*
+ * Publishes and confirms the state "failed" with the given exit code and a
+ * one-line error. Recorded outputs are discarded.
+ */
+FB_API enum fb_err fb_task_fail(fb_task *task, int exit_code, const char *fmt, ...)
+    FB_PRINTF(3, 4);
+
+/*
+ * Disconnects cleanly and ends the process with code, without Paho's slow
+ * teardown. Never returns. task may be NULL (then it only exits).
+ */
+FB_API FB_NORETURN void fb_task_exit(fb_task *task, int code);
+
+/* Disconnects and frees the task. Accepts NULL. Slower than fb_task_exit. */
+FB_API void fb_task_free(fb_task *task);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
