@@ -1,1 +1,365 @@
-/* placeholder */
+/*
+ * broker.c - the private mosquitto of a run (see broker.h).
+ *
+ * The password never appears on a command line: it is written in plain text to
+ * a mode-0600 file that `mosquitto_passwd -U` then hashes in place. The broker
+ * is started with fork() rather than posix_spawn because the child must set
+ * PR_SET_PDEATHSIG (so a killed coordinator never leaves a broker behind), and
+ * fork is safe here because no Paho thread exists yet. It gets its own process
+ * group so that the terminal's Ctrl-C reaches the coordinator, which then stops
+ * the tasks before the broker.
+ */
+#include "broker.h"
+#include "log.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+struct broker {
+    pid_t pid;
+    int port;
+    char dir[64];
+    char url[64];
+    char username[16];
+    char password[64];
+};
+
+static double now_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {0, (long)ms * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* Asks the kernel for a free loopback port. The port is free when this returns;
+ * another process could take it before mosquitto binds, which broker__start
+ * handles by retrying with a new port. */
+static int free_port(void)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int port = -1;
+
+    if (fd < 0)
+        goto out;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+        goto out;
+    if (getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
+        goto out;
+    port = ntohs(sa.sin_port);
+out:
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+static int port_accepts(int port)
+{
+    struct sockaddr_in sa;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int ok = 0;
+
+    if (fd < 0)
+        return 0;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = htons((uint16_t)port);
+    ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    close(fd);
+    return ok;
+}
+
+/* Finds an executable in PATH, then in /usr/sbin and /usr/bin (mosquitto lives
+ * in /usr/sbin on Debian, which is not on an ordinary user's PATH). */
+static int find_program(const char *name, char *buf, size_t len)
+{
+    const char *path = getenv("PATH");
+    char dirs[4096];
+    char *save = NULL, *dir;
+
+    snprintf(dirs, sizeof dirs, "%s:/usr/sbin:/usr/bin:/usr/local/sbin", path ? path : "");
+    for (dir = strtok_r(dirs, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+        if (snprintf(buf, len, "%s/%s", dir, name) < (int)len && access(buf, X_OK) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int write_file(const char *path, const char *text, mode_t mode)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    size_t len = strlen(text);
+    int ok = 0;
+
+    if (fd < 0)
+        return 0;
+    ok = write(fd, text, len) == (ssize_t)len;
+    if (close(fd) != 0)
+        ok = 0;
+    return ok;
+}
+
+static void tail_log(const char *dir, char *err, size_t errlen)
+{
+    char path[128], line[512], last[512] = "";
+    FILE *f;
+
+    snprintf(path, sizeof path, "%s/mosquitto.log", dir);
+    f = fopen(path, "r");
+    if (!f)
+        return;
+    while (fgets(line, sizeof line, f))
+        if (line[0] != '\n')
+            snprintf(last, sizeof last, "%s", line);
+    fclose(f);
+    last[strcspn(last, "\n")] = '\0';
+    if (last[0])
+        snprintf(err + strlen(err), errlen - strlen(err), " (mosquitto: %s)", last);
+}
+
+/* Runs `mosquitto_passwd -U FILE` to hash the plain-text password file in place. */
+static int hash_passwords(const char *file, char *err, size_t errlen)
+{
+    char prog[512];
+    pid_t pid;
+    int status = 0;
+
+    if (!find_program("mosquitto_passwd", prog, sizeof prog)) {
+        snprintf(err, errlen, "mosquitto_passwd not found (install the mosquitto package)");
+        return 0;
+    }
+    pid = fork();
+    if (pid < 0) {
+        snprintf(err, errlen, "fork: %s", strerror(errno));
+        return 0;
+    }
+    if (pid == 0) {
+        sigset_t none;
+        int devnull = open("/dev/null", O_RDWR);
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        dup2(devnull, 1);
+        dup2(devnull, 2);
+        execl(prog, "mosquitto_passwd", "-U", file, (char *)NULL);
+        _exit(127);
+    }
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        snprintf(err, errlen, "mosquitto_passwd -U failed");
+        return 0;
+    }
+    return 1;
+}
+
+static pid_t spawn_broker(const char *prog, const char *conf)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+
+    if (pid != 0)
+        return pid;
+    /* Child: its own process group, dies with the coordinator, and none of the
+     * signals the coordinator blocks (for its signalfd) stay blocked. */
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent)
+        _exit(1);
+    {
+        int devnull = open("/dev/null", O_RDWR);
+        dup2(devnull, 0);
+        dup2(devnull, 1);
+        dup2(devnull, 2);
+    }
+    execl(prog, "mosquitto", "-c", conf, (char *)NULL);
+    _exit(127);
+}
+
+static int reap_nohang(pid_t pid)
+{
+    int status;
+    return waitpid(pid, &status, WNOHANG) == pid;
+}
+
+struct broker *broker__start(char *err, size_t errlen)
+{
+    struct broker *b = calloc(1, sizeof *b);
+    char prog[512], path[128], conf[1024];
+    unsigned char rnd[24];
+    int attempt;
+
+    err[0] = '\0';
+    if (!b) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if (!find_program("mosquitto", prog, sizeof prog)) {
+        snprintf(err, errlen, "mosquitto not found in PATH or /usr/sbin (install the mosquitto package)");
+        goto fail;
+    }
+    snprintf(b->dir, sizeof b->dir, "%s/flowbus-broker-XXXXXX", "/tmp");
+    if (!mkdtemp(b->dir)) {
+        snprintf(err, errlen, "cannot create a directory in /tmp: %s", strerror(errno));
+        b->dir[0] = '\0';
+        goto fail;
+    }
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+        snprintf(err, errlen, "getrandom: %s", strerror(errno));
+        goto fail;
+    }
+    for (size_t i = 0; i < sizeof rnd; i++)
+        snprintf(b->password + 2 * i, 3, "%02x", rnd[i]);
+    snprintf(b->username, sizeof b->username, "flowbus");
+    snprintf(path, sizeof path, "%s/passwd", b->dir);
+    snprintf(conf, sizeof conf, "%s:%s\n", b->username, b->password);
+    if (!write_file(path, conf, 0600)) {
+        snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (!hash_passwords(path, err, errlen))
+        goto fail;
+
+    for (attempt = 0; attempt < 3; attempt++) {
+        char confpath[128];
+        double deadline;
+
+        b->port = free_port();
+        if (b->port < 0) {
+            snprintf(err, errlen, "no free loopback port: %s", strerror(errno));
+            goto fail;
+        }
+        snprintf(conf, sizeof conf,
+                 "# Generated by flowbus for one run; removed when the run ends.\n"
+                 "listener %d 127.0.0.1\n"
+                 "allow_anonymous false\n"
+                 "password_file %s/passwd\n"
+                 "set_tcp_nodelay true\n"
+                 "persistence false\n"
+                 "max_queued_messages 100000\n"
+                 "log_dest file %s/mosquitto.log\n"
+                 "log_type error\nlog_type warning\n",
+                 b->port, b->dir, b->dir);
+        snprintf(confpath, sizeof confpath, "%s/mosquitto.conf", b->dir);
+        if (!write_file(confpath, conf, 0600)) {
+            snprintf(err, errlen, "cannot write %s: %s", confpath, strerror(errno));
+            goto fail;
+        }
+        b->pid = spawn_broker(prog, confpath);
+        if (b->pid < 0) {
+            snprintf(err, errlen, "fork: %s", strerror(errno));
+            b->pid = 0;
+            goto fail;
+        }
+        deadline = now_mono() + 5.0;
+        while (now_mono() < deadline) {
+            if (port_accepts(b->port))
+                goto started;
+            if (reap_nohang(b->pid)) {
+                b->pid = 0;
+                break;
+            }
+            sleep_ms(2);
+        }
+        if (b->pid) {
+            snprintf(err, errlen, "mosquitto did not accept connections within 5 s");
+            goto fail;
+        }
+        snprintf(err, errlen, "mosquitto exited at start");
+        tail_log(b->dir, err, errlen);
+    }
+    goto fail;
+started:
+    snprintf(b->url, sizeof b->url, "tcp://127.0.0.1:%d", b->port);
+    err[0] = '\0';
+    return b;
+fail:
+    broker__stop(b);
+    return NULL;
+}
+
+const char *broker__url(const struct broker *b)
+{
+    return b->url;
+}
+
+const char *broker__username(const struct broker *b)
+{
+    return b->username;
+}
+
+const char *broker__password(const struct broker *b)
+{
+    return b->password;
+}
+
+pid_t broker__pid(const struct broker *b)
+{
+    return b->pid;
+}
+
+void broker__stop(struct broker *b)
+{
+    char path[160];
+    const char *files[] = {"passwd", "mosquitto.conf", "mosquitto.log"};
+
+    if (!b)
+        return;
+    if (b->pid > 0) {
+        double deadline = now_mono() + 2.0;
+        int reaped = 0;
+        kill(b->pid, SIGTERM);
+        while (!reaped && now_mono() < deadline) {
+            reaped = reap_nohang(b->pid);
+            if (!reaped)
+                sleep_ms(2);
+        }
+        if (!reaped) {
+            kill(b->pid, SIGKILL);
+            while (waitpid(b->pid, NULL, 0) < 0 && errno == EINTR)
+                ;
+        }
+    }
+    if (b->dir[0]) {
+        for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+            snprintf(path, sizeof path, "%s/%s", b->dir, files[i]);
+            unlink(path);
+        }
+        rmdir(b->dir);
+    }
+    explicit_bzero(b->password, sizeof b->password);
+    free(b);
+}
+
+void broker__forget(struct broker *b)
+{
+    if (b)
+        b->pid = 0;
+}

@@ -1,1 +1,275 @@
-/* placeholder */
+/*
+ * display.c - rendering a run for people and machines (see display.h).
+ *
+ * On a terminal the task table is redrawn in place: the cursor moves up over
+ * the last table, log lines that arrived since are printed, then the table
+ * again, at most every 50 ms so a busy run does not flood the terminal.
+ * Times shown are relative to the start of the run.
+ */
+#include "display.h"
+#include "graph.h"
+#include "tracker.h"
+#include "workflow.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+struct display {
+    enum display_mode mode;
+    const struct workflow *wf;
+    const struct graph *g;
+    const struct tracker *tr;
+    const char *run_id;
+    FILE *out;
+    double t0;
+    int width; /* of the task name column */
+    int drawn; /* table lines on screen (tty) */
+    int dirty;
+    double last_draw;
+};
+
+static double wall(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+static const char *color(enum task_state s)
+{
+    switch (s) {
+    case TS_RUNNING:
+        return "\033[36m";
+    case TS_DONE:
+        return "\033[32m";
+    case TS_SKIPPED:
+        return "\033[33m";
+    case TS_WAITING:
+    case TS_NONE:
+        return "\033[2m";
+    default:
+        return "\033[31m";
+    }
+}
+
+struct display *display__new(enum display_mode mode, const struct workflow *wf,
+                             const struct graph *g, const struct tracker *tr, const char *run_id,
+                             FILE *out)
+{
+    struct display *d = calloc(1, sizeof *d);
+
+    if (!d)
+        return NULL;
+    d->mode = mode;
+    d->wf = wf;
+    d->g = g;
+    d->tr = tr;
+    d->run_id = run_id;
+    d->out = out;
+    d->t0 = wall();
+    d->width = 4;
+    for (size_t t = 0; t < wf->n_tasks; t++)
+        if ((int)strlen(wf->tasks[t].name) > d->width)
+            d->width = (int)strlen(wf->tasks[t].name);
+    if (d->width > 32)
+        d->width = 32;
+    return d;
+}
+
+void display__free(struct display *d)
+{
+    free(d);
+}
+
+static void erase_table(struct display *d)
+{
+    if (d->mode == DISPLAY_TTY && d->drawn > 0) {
+        fprintf(d->out, "\033[%dA\033[J", d->drawn);
+        d->drawn = 0;
+    }
+}
+
+static void emit_json(struct display *d, json_t *o)
+{
+    char *s = json_dumps(o, JSON_COMPACT);
+    if (s) {
+        fprintf(d->out, "%s\n", s);
+        free(s);
+    }
+    json_decref(o);
+    fflush(d->out);
+}
+
+void display__note(struct display *d, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (d->mode == DISPLAY_JSON) {
+        emit_json(d, json_pack("{s:s, s:s, s:f}", "event", "note", "text", buf, "at", wall()));
+        return;
+    }
+    erase_table(d);
+    fprintf(d->out, "%s\n", buf);
+    d->dirty = 1;
+    fflush(d->out);
+}
+
+static void duration(char *buf, size_t len, const struct task_info *ti)
+{
+    double end = ti->ended > 0 ? ti->ended : wall();
+    if (ti->started <= 0)
+        snprintf(buf, len, "-");
+    else if (end - ti->started < 10)
+        snprintf(buf, len, "%.3fs", end - ti->started);
+    else
+        snprintf(buf, len, "%.1fs", end - ti->started);
+}
+
+void display__task(struct display *d, size_t t)
+{
+    const struct task_info *ti = tracker__task(d->tr, t);
+    const char *name = d->wf->tasks[t].name;
+    char dur[32];
+
+    if (d->mode == DISPLAY_JSON) {
+        json_t *o = json_pack("{s:s, s:s, s:s, s:f}", "event", "task", "task", name, "state",
+                              tracker__state_name(ti->state), "at", ti->at);
+        if (ti->pid > 0)
+            json_object_set_new(o, "pid", json_integer(ti->pid));
+        if (ti->started > 0)
+            json_object_set_new(o, "started", json_real(ti->started));
+        if (ti->has_exit)
+            json_object_set_new(o, "exit", json_integer(ti->exit_code));
+        if (ti->signal)
+            json_object_set_new(o, "signal", json_integer(ti->signal));
+        if (ti->error)
+            json_object_set_new(o, "error", json_string(ti->error));
+        emit_json(d, o);
+        return;
+    }
+    if (d->mode == DISPLAY_TTY) {
+        d->dirty = 1;
+        return;
+    }
+    duration(dur, sizeof dur, ti);
+    fprintf(d->out, "%8.3fs  %-*s  %-8s", wall() - d->t0, d->width, name,
+            tracker__state_name(ti->state));
+    if (tracker__terminal(ti->state) && ti->started > 0)
+        fprintf(d->out, "  %s", dur);
+    if (ti->error && tracker__terminal(ti->state))
+        fprintf(d->out, "  %s", ti->error);
+    fputc('\n', d->out);
+    fflush(d->out);
+}
+
+void display__log(struct display *d, size_t t, const char *line)
+{
+    if (d->mode == DISPLAY_JSON) {
+        emit_json(d, json_pack("{s:s, s:s, s:s, s:f}", "event", "log", "task",
+                               d->wf->tasks[t].name, "line", line, "at", wall()));
+        return;
+    }
+    erase_table(d);
+    fprintf(d->out, "[%s] %s\n", d->wf->tasks[t].name, line);
+    d->dirty = 1;
+    if (d->mode != DISPLAY_TTY)
+        fflush(d->out);
+}
+
+void display__var(struct display *d, size_t v)
+{
+    if (d->mode != DISPLAY_JSON)
+        return;
+    emit_json(d, json_pack("{s:s, s:s, s:s, s:f}", "event", "var", "name", graph__var_name(d->g, v),
+                           "value", tracker__var_value(d->tr, v), "at", wall()));
+}
+
+void display__refresh(struct display *d, int force)
+{
+    double now = wall();
+    char dur[32];
+
+    if (d->mode != DISPLAY_TTY || (!d->dirty && !force) || (!force && now - d->last_draw < 0.05))
+        return;
+    erase_table(d);
+    for (size_t t = 0; t < d->wf->n_tasks; t++) {
+        const struct task_info *ti = tracker__task(d->tr, t);
+        duration(dur, sizeof dur, ti);
+        fprintf(d->out, "  %-*s  %s%-8s\033[0m  %8s", d->width, d->wf->tasks[t].name,
+                color(ti->state), tracker__state_name(ti->state), dur);
+        if (ti->error && tracker__terminal(ti->state))
+            fprintf(d->out, "  %.60s", ti->error);
+        fputc('\n', d->out);
+        d->drawn++;
+    }
+    fflush(d->out);
+    d->dirty = 0;
+    d->last_draw = now;
+}
+
+/* The outputs a task declared that have a value, as "A=1 B=x", cut to fit. */
+static void outputs_text(struct display *d, size_t t, char *buf, size_t len)
+{
+    const struct wf_task *task = &d->wf->tasks[t];
+    size_t used = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < task->outputs.n && used + 1 < len; i++) {
+        long v = graph__var_index(d->g, task->outputs.items[i].name);
+        const char *val = v >= 0 ? tracker__var_value(d->tr, (size_t)v) : NULL;
+        int n;
+        if (!val)
+            continue;
+        n = snprintf(buf + used, len - used, "%s%s=%.*s%s", used ? " " : "",
+                     task->outputs.items[i].name, 40, val, strlen(val) > 40 ? "..." : "");
+        if (n < 0)
+            break;
+        used += (size_t)n;
+    }
+    if (used >= len)
+        strcpy(buf + len - 4, "...");
+}
+
+void display__summary(struct display *d, const char *state, int code, double seconds)
+{
+    char dur[32], outs[256];
+
+    if (d->mode == DISPLAY_JSON) {
+        json_t *tasks = json_object();
+        for (size_t t = 0; t < d->wf->n_tasks; t++) {
+            const struct task_info *ti = tracker__task(d->tr, t);
+            json_t *o = json_pack("{s:s}", "state", tracker__state_name(ti->state));
+            if (ti->started > 0 && ti->ended > 0)
+                json_object_set_new(o, "duration", json_real(ti->ended - ti->started));
+            if (ti->error)
+                json_object_set_new(o, "error", json_string(ti->error));
+            json_object_set_new(tasks, d->wf->tasks[t].name, o);
+        }
+        emit_json(d, json_pack("{s:s, s:s, s:s, s:i, s:f, s:o}", "event", "run", "run_id",
+                               d->run_id, "state", state, "exit", code, "seconds", seconds,
+                               "tasks", tasks));
+        return;
+    }
+    display__refresh(d, 1);
+    d->drawn = 0;
+    fprintf(d->out, "\nRun %s: %s in %.3f s (exit %d)\n", d->run_id, state, seconds, code);
+    fprintf(d->out, "  %-*s  %-8s  %9s  %s\n", d->width, "TASK", "STATE", "DURATION",
+            "OUTPUTS / REASON");
+    for (size_t t = 0; t < d->wf->n_tasks; t++) {
+        const struct task_info *ti = tracker__task(d->tr, t);
+        duration(dur, sizeof dur, ti);
+        outputs_text(d, t, outs, sizeof outs);
+        fprintf(d->out, "  %-*s  %-8s  %9s  %s\n", d->width, d->wf->tasks[t].name,
+                tracker__state_name(ti->state), dur,
+                ti->state == TS_DONE ? (outs[0] ? outs : "") : (ti->error ? ti->error : ""));
+    }
+    fflush(d->out);
+}

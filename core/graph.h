@@ -34,7 +34,9 @@ size_t graph__consumers(const struct graph *g, size_t var, const size_t **tasks)
 /*
  * Looks for a cycle through inputs/outputs and depends_on. Returns 0 when the
  * graph is acyclic. Otherwise returns the cycle's length and sets *cycle to a
- * malloc'd array of task indices in order (the caller frees it).
+ * malloc'd array of task indices in order (the caller frees it): each task
+ * feeds the next (an output it consumes, or a depends_on), the last feeds the
+ * first. Iterative and linear in the size of the workflow.
  */
 size_t graph__find_cycle(const struct graph *g, size_t **cycle);
 

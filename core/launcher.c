@@ -1,1 +1,222 @@
-/* placeholder */
+/*
+ * launcher.c - starting task processes (see launcher.h).
+ *
+ * A task's environment is the coordinator's, minus anything that would leak
+ * flowbus's own secrets or confuse the task (inherited FLOWBUS_* variables and
+ * AUTH_TOKEN), plus the FLOWBUS_* variables of docs/protocol.md. Secret
+ * variables reach only the tasks that take them as inputs (AUTH_TOKEN also the
+ * tasks that require permissions), and only through the environment.
+ */
+#define _GNU_SOURCE
+#include "launcher.h"
+#include "workflow.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+extern char **environ;
+
+struct strvec {
+    char **v;
+    size_t n, cap;
+};
+
+static int push(struct strvec *sv, char *s)
+{
+    if (!s)
+        return 0;
+    if (sv->n + 2 > sv->cap) {
+        size_t cap = sv->cap ? sv->cap * 2 : 64;
+        char **v = realloc(sv->v, cap * sizeof *v);
+        if (!v) {
+            free(s);
+            return 0;
+        }
+        sv->v = v;
+        sv->cap = cap;
+    }
+    sv->v[sv->n++] = s;
+    sv->v[sv->n] = NULL;
+    return 1;
+}
+
+static char *kv(const char *key, const char *value)
+{
+    size_t len = strlen(key) + strlen(value) + 2;
+    char *s = malloc(len);
+    if (s)
+        snprintf(s, len, "%s=%s", key, value);
+    return s;
+}
+
+/* Joins names with commas into a malloc'd "KEY=a,b,c". */
+static char *join(const char *key, const struct wf_list *l)
+{
+    size_t len = strlen(key) + 2;
+    char *s, *p;
+
+    for (size_t i = 0; i < l->n; i++)
+        len += strlen(l->items[i].name) + 1;
+    s = malloc(len);
+    if (!s)
+        return NULL;
+    p = s + sprintf(s, "%s=", key);
+    for (size_t i = 0; i < l->n; i++)
+        p += sprintf(p, "%s%s", i ? "," : "", l->items[i].name);
+    return s;
+}
+
+static int inherited(const char *entry)
+{
+    if (strncmp(entry, "FLOWBUS_", 8) == 0 && strncmp(entry, "FLOWBUS_PLUGIN_PATH=", 20) != 0)
+        return 0;
+    if (strncmp(entry, "AUTH_TOKEN=", 11) == 0)
+        return 0;
+    return 1;
+}
+
+static int lists(const struct wf_list *l, const char *name)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->items[i].name, name) == 0)
+            return 1;
+    return 0;
+}
+
+static void free_vec(struct strvec *sv)
+{
+    for (size_t i = 0; i < sv->n; i++)
+        free(sv->v[i]);
+    free(sv->v);
+}
+
+static int build_env(const struct launch_context *ctx, const struct wf_task *task, struct strvec *env)
+{
+    const struct workflow *wf = ctx->wf;
+    char buf[64], *params = NULL, *secrets;
+    size_t slen = 32, sn = 0;
+    int ok = 0;
+
+    for (char **e = environ; *e; e++)
+        if (inherited(*e) && !push(env, strdup(*e)))
+            goto out;
+    if (!push(env, kv("FLOWBUS_BROKER", ctx->broker_url)) ||
+        (ctx->username && !push(env, kv("FLOWBUS_USERNAME", ctx->username))) ||
+        (ctx->password && !push(env, kv("FLOWBUS_PASSWORD", ctx->password))) ||
+        !push(env, kv("FLOWBUS_RUN_ID", ctx->run_id)) || !push(env, kv("FLOWBUS_TASK", task->name)) ||
+        !push(env, kv("FLOWBUS_PLUGIN", task->plugin)) ||
+        !push(env, join("FLOWBUS_INPUTS", &task->inputs)) ||
+        !push(env, join("FLOWBUS_OUTPUTS", &task->outputs)) ||
+        !push(env, join("FLOWBUS_DEPENDS", &task->depends_on)))
+        goto out;
+    snprintf(buf, sizeof buf, "flowbus/%s", ctx->run_id);
+    if (!push(env, kv("FLOWBUS_TOPIC_ROOT", buf)))
+        goto out;
+    params = json_dumps(task->params, JSON_COMPACT);
+    if (!params || !push(env, kv("FLOWBUS_PARAMS", params)))
+        goto out;
+    snprintf(buf, sizeof buf, "%g", task->timeout);
+    if (!push(env, kv("FLOWBUS_TIMEOUT", buf)) || !push(env, kv("FLOWBUS_ATTEMPT", "1")))
+        goto out;
+    snprintf(buf, sizeof buf, "%ld", (long)getpid());
+    if (!push(env, kv("FLOWBUS_PARENT_PID", buf)))
+        goto out;
+
+    /* Secret variables: in the environment of the tasks that take them, and
+     * named in FLOWBUS_SECRETS so the SDK does not wait for them on the bus. */
+    for (size_t i = 0; i < wf->n_vars; i++)
+        slen += strlen(wf->vars[i].name) + 1;
+    secrets = malloc(slen);
+    if (!secrets || !push(env, secrets))
+        goto out;
+    strcpy(secrets, "FLOWBUS_SECRETS=");
+    for (size_t i = 0; i < wf->n_vars; i++) {
+        const struct wf_var *v = &wf->vars[i];
+        int wanted = lists(&task->inputs, v->name) ||
+                     (strcmp(v->name, "AUTH_TOKEN") == 0 &&
+                      (task->requires_auth || task->permissions.n > 0));
+        if (!v->secret || !wanted)
+            continue;
+        if (!push(env, kv(v->name, v->value)))
+            goto out;
+        if (lists(&task->inputs, v->name)) {
+            if (sn++)
+                strcat(secrets, ",");
+            strcat(secrets, v->name);
+        }
+    }
+    ok = 1;
+out:
+    free(params);
+    return ok;
+}
+
+pid_t launcher__spawn(const struct launch_context *ctx, size_t t, int *out_fd)
+{
+    const struct wf_task *task = &ctx->wf->tasks[t];
+    struct strvec env = {0};
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    sigset_t none, defaults;
+    int pipefd[2] = {-1, -1};
+    char *argv[2];
+    pid_t pid = -1;
+    int err = 0;
+
+    *out_fd = -1;
+    if (!build_env(ctx, task, &env)) {
+        err = ENOMEM;
+        goto out_env;
+    }
+    if (pipe2(pipefd, O_CLOEXEC) != 0) {
+        err = errno;
+        goto out_env;
+    }
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
+    posix_spawnattr_init(&attr);
+    sigemptyset(&none);
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGINT);
+    sigaddset(&defaults, SIGTERM);
+    sigaddset(&defaults, SIGCHLD);
+    sigaddset(&defaults, SIGPIPE);
+    sigaddset(&defaults, SIGHUP);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &defaults);
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                        POSIX_SPAWN_SETSIGDEF);
+    argv[0] = task->plugin_path;
+    argv[1] = NULL;
+    err = posix_spawn(&pid, task->plugin_path, &fa, &attr, argv, env.v);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    close(pipefd[1]);
+    if (err != 0) {
+        close(pipefd[0]);
+        pid = -1;
+        goto out_env;
+    }
+    fcntl(pipefd[0], F_SETFL, fcntl(pipefd[0], F_GETFL) | O_NONBLOCK);
+    *out_fd = pipefd[0];
+out_env:
+    free_vec(&env);
+    if (pid < 0)
+        errno = err;
+    return pid;
+}
+
+void launcher__signal(pid_t pgid, int sig)
+{
+    if (pgid > 0)
+        kill(-pgid, sig);
+}

@@ -1,1 +1,298 @@
-/* placeholder */
+/*
+ * main.c - the flowbus command line: run, validate, graph, help, version.
+ *
+ * Each command parses its own options; every usage error is a one-line
+ * message naming what was wrong and exit code 2, the same code as an invalid
+ * workflow, so scripts can tell "flowbus refused" from "a task failed".
+ */
+#include "graph.h"
+#include "log.h"
+#include "plugins.h"
+#include "run.h"
+#include "workflow.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef FLOWBUS_VERSION
+#define FLOWBUS_VERSION "0.0.0"
+#endif
+
+static const char usage_main[] =
+    "Usage: flowbus COMMAND [OPTIONS]\n"
+    "\n"
+    "Run workflows of tasks as separate processes talking over MQTT.\n"
+    "\n"
+    "Commands:\n"
+    "  run FILE        run a workflow to completion\n"
+    "  validate FILE   check a workflow without running it\n"
+    "  graph FILE      print the workflow's graph (Mermaid or DOT)\n"
+    "  help [COMMAND]  show help\n"
+    "\n"
+    "Options:\n"
+    "  -h, --help      show help\n"
+    "  -V, --version   show the version\n"
+    "\n"
+    "Exit codes: 0 success, 1 a task failed, timed out, crashed or was denied,\n"
+    "2 invalid workflow or usage, 3 finished but the end task was skipped,\n"
+    "4 broker unavailable, 130 interrupted.\n";
+
+static const char usage_run[] =
+    "Usage: flowbus run FILE [OPTIONS]\n"
+    "\n"
+    "Run the workflow FILE: start a private broker (unless --broker), launch every\n"
+    "task as its own process, follow them on the bus, print a summary.\n"
+    "\n"
+    "Options:\n"
+    "  --broker URL       use this broker (tcp://host:port or mqtt://host:port);\n"
+    "                     default: $FLOWBUS_BROKER, else a private mosquitto\n"
+    "  --set VAR=VALUE    set an initial variable (overrides env:); repeatable\n"
+    "  --run-id ID        name the run (default: date-time-random)\n"
+    "  --timeout SECONDS  stop the run after this long (exit 1)\n"
+    "  --json             print machine-readable events, one JSON object a line\n"
+    "  -q, --quiet        print only warnings and errors from flowbus itself\n"
+    "  -h, --help         show this help\n"
+    "\n"
+    "Broker credentials for --broker come from FLOWBUS_USERNAME and FLOWBUS_PASSWORD.\n";
+
+static const char usage_validate[] =
+    "Usage: flowbus validate FILE [--set VAR=VALUE]...\n"
+    "\n"
+    "Check FILE: syntax, keys, types, names, plugins, inputs, cycles, dependencies.\n"
+    "Errors print as FILE:LINE:COL: error: ... and exit 2; warnings exit 0.\n";
+
+static const char usage_graph[] =
+    "Usage: flowbus graph FILE [--format mermaid|dot] [--set VAR=VALUE]...\n"
+    "\n"
+    "Print the workflow's DAG with variable names on the edges (default: mermaid).\n";
+
+struct settings {
+    struct wf_setting *items;
+    size_t n;
+};
+
+/* Parses VAR=VALUE into settings; the strings point into arg. */
+static int add_setting(struct settings *s, char *arg)
+{
+    char *eq = strchr(arg, '=');
+    struct wf_setting *items;
+
+    if (!eq || eq == arg) {
+        fprintf(stderr, "flowbus: --set expects VAR=VALUE, got '%s'\n", arg);
+        return 0;
+    }
+    items = realloc(s->items, (s->n + 1) * sizeof *items);
+    if (!items)
+        return 0;
+    s->items = items;
+    *eq = '\0';
+    s->items[s->n].name = arg;
+    s->items[s->n].value = eq + 1;
+    s->n++;
+    return 1;
+}
+
+static int parse_seconds(const char *text, double *out)
+{
+    char *end;
+    double v = strtod(text, &end);
+    if (end == text || *end || v < 0) {
+        fprintf(stderr, "flowbus: --timeout expects a number of seconds >= 0, got '%s'\n", text);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+/* Checks that exactly one FILE remains after the options. */
+static const char *one_file(int argc, char **argv, const char *usage)
+{
+    if (optind != argc - 1) {
+        fprintf(stderr, "flowbus: expected one workflow FILE\n\n%s", usage);
+        return NULL;
+    }
+    return argv[optind];
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"broker", required_argument, 0, 'b'}, {"set", required_argument, 0, 's'},
+        {"run-id", required_argument, 0, 'r'}, {"timeout", required_argument, 0, 't'},
+        {"json", no_argument, 0, 'j'},         {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0},
+    };
+    struct run_options o = {0};
+    struct settings s = {0};
+    int c, code = EXIT_INVALID;
+
+    o.broker_url = getenv("FLOWBUS_BROKER");
+    if (o.broker_url && !*o.broker_url)
+        o.broker_url = NULL;
+    while ((c = getopt_long(argc, argv, "+qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'b':
+            o.broker_url = optarg;
+            break;
+        case 's':
+            if (!add_setting(&s, optarg))
+                goto out;
+            break;
+        case 'r':
+            o.run_id = optarg;
+            break;
+        case 't':
+            if (!parse_seconds(optarg, &o.timeout))
+                goto out;
+            break;
+        case 'j':
+            o.json = 1;
+            break;
+        case 'q':
+            log__set_level(FB_LOG_WARN);
+            break;
+        case 'h':
+            fputs(usage_run, stdout);
+            code = 0;
+            goto out;
+        default:
+            fprintf(stderr, "\n%s", usage_run);
+            goto out;
+        }
+    }
+    o.file = one_file(argc, argv, usage_run);
+    if (!o.file)
+        goto out;
+    if (o.broker_url && strncmp(o.broker_url, "tcp://", 6) != 0 &&
+        strncmp(o.broker_url, "mqtt://", 7) != 0) {
+        fprintf(stderr, "flowbus: unsupported broker URL '%s': expected tcp://HOST:PORT or "
+                        "mqtt://HOST:PORT\n", o.broker_url);
+        goto out;
+    }
+    o.username = getenv("FLOWBUS_USERNAME");
+    o.password = getenv("FLOWBUS_PASSWORD");
+    o.settings = s.items;
+    o.n_settings = s.n;
+    code = run__main(&o);
+out:
+    free(s.items);
+    return code;
+}
+
+/* Loads a workflow for validate and graph, printing its diagnostics. */
+static struct workflow *load(const char *file, const struct settings *s, struct wf_diags *diags)
+{
+    struct wf_load_options lo = {0};
+    struct workflow *wf;
+
+    lo.settings = s->items;
+    lo.n_settings = s->n;
+    lo.lookup = plugins__lookup;
+    wf = workflow__load(file, &lo, diags);
+    wf_diags_print(diags, file, stderr);
+    return wf;
+}
+
+static int cmd_validate_or_graph(int argc, char **argv, int graph)
+{
+    static const struct option opts[] = {
+        {"set", required_argument, 0, 's'},
+        {"format", required_argument, 0, 'f'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    const char *usage = graph ? usage_graph : usage_validate;
+    const char *format = "mermaid", *file;
+    struct settings s = {0};
+    struct wf_diags diags = {0};
+    struct workflow *wf = NULL;
+    struct graph *g = NULL;
+    int c, code = EXIT_INVALID;
+
+    while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            if (!add_setting(&s, optarg))
+                goto out;
+            break;
+        case 'f':
+            if (!graph || (strcmp(optarg, "mermaid") != 0 && strcmp(optarg, "dot") != 0)) {
+                fprintf(stderr, "flowbus: --format expects mermaid or dot, got '%s'\n", optarg);
+                goto out;
+            }
+            format = optarg;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            code = 0;
+            goto out;
+        default:
+            fprintf(stderr, "\n%s", usage);
+            goto out;
+        }
+    }
+    file = one_file(argc, argv, usage);
+    if (!file)
+        goto out;
+    wf = load(file, &s, &diags);
+    if (!wf)
+        goto out;
+    if (!graph) {
+        printf("%s: valid: %zu tasks, %zu warnings\n", file, wf->n_tasks, diags.n - diags.n_errors);
+        code = 0;
+        goto out;
+    }
+    g = graph__new(wf);
+    if (!g) {
+        fprintf(stderr, "flowbus: out of memory\n");
+        goto out;
+    }
+    if (strcmp(format, "dot") == 0)
+        graph__print_dot(g, stdout);
+    else
+        graph__print_mermaid(g, stdout);
+    code = 0;
+out:
+    graph__free(g);
+    workflow__free(wf);
+    wf_diags_free(&diags);
+    free(s.items);
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cmd = argc > 1 ? argv[1] : NULL;
+
+    if (!cmd) {
+        fputs(usage_main, stderr);
+        return EXIT_INVALID;
+    }
+    if (strcmp(cmd, "-V") == 0 || strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        printf("flowbus %s\n", FLOWBUS_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+        const char *topic = strcmp(cmd, "help") == 0 && argc > 2 ? argv[2] : "";
+        fputs(strcmp(topic, "run") == 0        ? usage_run
+              : strcmp(topic, "validate") == 0 ? usage_validate
+              : strcmp(topic, "graph") == 0    ? usage_graph
+                                               : usage_main,
+              stdout);
+        return 0;
+    }
+    /* Options are parsed from the command's own arguments. */
+    argc--;
+    argv++;
+    optind = 1;
+    if (strcmp(cmd, "run") == 0)
+        return cmd_run(argc, argv);
+    if (strcmp(cmd, "validate") == 0)
+        return cmd_validate_or_graph(argc, argv, 0);
+    if (strcmp(cmd, "graph") == 0)
+        return cmd_validate_or_graph(argc, argv, 1);
+    fprintf(stderr, "flowbus: unknown command '%s'\n\n%s", cmd, usage_main);
+    return EXIT_INVALID;
+}

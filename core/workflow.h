@@ -45,6 +45,7 @@ struct wf_task {
     struct wf_pos name_pos;   /* position of the name value */
     char *plugin;
     struct wf_pos plugin_pos;
+    char *description;        /* NULL when not given */
     char *plugin_path;        /* resolved executable, absolute */
     struct wf_list inputs;
     struct wf_list outputs;
@@ -60,11 +61,14 @@ struct wf_task {
 
 struct workflow {
     char *file; /* as given on the command line */
-    char *name;
+    char *name; /* `name:`, else the file's base name without extension */
+    char *description; /* NULL when not given */
+    char *version;     /* NULL when not given */
     struct wf_var *vars;
     size_t n_vars;
     struct wf_task *tasks;
     size_t n_tasks;
+    json_t *task_index; /* private: task name -> index, for workflow__find_task */
 };
 
 enum wf_severity { WF_ERROR, WF_WARNING };
@@ -126,7 +130,7 @@ void wf_diags_free(struct wf_diags *diags);
  */
 void wf_diags_print(const struct wf_diags *diags, const char *file, void *stream);
 
-/* Index of the task called name, or -1. */
+/* Index of the task called name, or -1. O(1): the loader keeps a name index. */
 long workflow__find_task(const struct workflow *wf, const char *name);
 
 /*

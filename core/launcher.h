@@ -1,0 +1,36 @@
+/*
+ * launcher.h - starting task processes and stopping their process groups.
+ *
+ * Each task runs in a process group of its own, so a timeout, a skip or Ctrl-C
+ * can stop the task together with everything it started (a shell, its
+ * children). Processes are started with posix_spawn because the coordinator
+ * runs Paho threads, which make fork() unsafe.
+ */
+#ifndef FLOWBUS_CORE_LAUNCHER_H
+#define FLOWBUS_CORE_LAUNCHER_H
+
+#include <sys/types.h>
+
+struct workflow;
+struct wf_task;
+
+/* What every task of a run shares in its environment. */
+struct launch_context {
+    const char *broker_url;
+    const char *username; /* may be NULL */
+    const char *password; /* may be NULL */
+    const char *run_id;
+    const struct workflow *wf;
+};
+
+/*
+ * Starts the task with index t. Its stdout and stderr go to a new pipe whose
+ * read end (non-blocking, close-on-exec) is returned in *out_fd. Returns the
+ * pid (which is also the process group id), or -1 with errno set.
+ */
+pid_t launcher__spawn(const struct launch_context *ctx, size_t t, int *out_fd);
+
+/* Sends sig to the task's whole process group. */
+void launcher__signal(pid_t pgid, int sig);
+
+#endif

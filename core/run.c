@@ -1,0 +1,789 @@
+/*
+ * run.c - `flowbus run`: one execution of a workflow (see run.h).
+ *
+ * The coordinator decides as little as it can and derives the rest from the
+ * bus: tasks report their own states; the tracker keeps what was reported;
+ * the coordinator only authors what a task cannot say for itself (a timeout,
+ * a skip, a crash with its signal, the outcome of a process that exited
+ * without reporting). It writes those after the process is reaped, so a Last
+ * Will fired by the kill can never overwrite them on the broker.
+ *
+ * When a process exits before its final state has reached us, the coordinator
+ * does not guess: it publishes a token on sync/<token> and waits for it to come
+ * back. The broker forwards messages to a subscriber in the order it received
+ * them, and the task's last publish was acknowledged before the task exited,
+ * so once the token is back every state the task sent has been seen.
+ */
+#define _GNU_SOURCE
+#include "run.h"
+#include "broker.h"
+#include "display.h"
+#include "graph.h"
+#include "launcher.h"
+#include "log.h"
+#include "plugins.h"
+#include "tracker.h"
+#include "workflow.h"
+
+#include <errno.h>
+#include <flowbus/flowbus.h>
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/signalfd.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define KILL_GRACE 2.0     /* seconds between SIGTERM and SIGKILL */
+#define SYNC_WAIT 1.0      /* seconds to wait for a sync token */
+#define MAX_LINE 65536     /* longer output lines are cut and marked */
+#define MSGS_PER_TURN 4096 /* bus messages handled before looking at other fds */
+
+enum kill_reason { KILL_NONE, KILL_TIMEOUT, KILL_SKIP, KILL_STOP };
+
+struct proc {
+    pid_t pid; /* also the process group id; 0 if never started */
+    int fd;    /* stdout+stderr pipe; -1 once closed */
+    int reaped;
+    int status;
+    enum kill_reason kill;
+    double term_at;  /* monotonic time to escalate to SIGKILL; 0 = none */
+    double deadline; /* monotonic execution timeout; 0 = none */
+    double sync_at;  /* monotonic deadline of a pending sync; 0 = none */
+    char *line;
+    size_t len;
+    int cut;
+};
+
+struct run {
+    const struct run_options *o;
+    struct workflow *wf;
+    struct graph *g;
+    struct tracker *tr;
+    struct display *disp;
+    struct broker *broker;
+    fb_bus *bus;
+    struct proc *procs;
+    size_t *skipped;
+    int sigfd;
+    char run_id[72];
+    char root[96];
+    double t0_wall, t0_mono;
+    double run_deadline;
+    int finishing;
+    int interrupted; /* the signal that stopped the run, or -1 for the run timeout */
+    int final_synced;
+    double final_sync_at;
+    int fatal; /* an exit code forced by an infrastructure failure */
+};
+
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double wall(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+static void topic(const struct run *r, char *buf, size_t len, const char *a, const char *b,
+                  const char *c)
+{
+    snprintf(buf, len, "%s/%s%s%s%s", r->root, a, b ? b : "", c ? "/" : "", c ? c : "");
+}
+
+static void publish_text(struct run *r, const char *t, const char *text, int retained)
+{
+    enum fb_err e = fb_bus_publish(r->bus, t, text, strlen(text), 1, retained, 0);
+    if (e != FB_OK)
+        log_printf(FB_LOG_WARN, "publish to %s failed: %s", t, fb_strerror(e));
+}
+
+static void publish_task_state(struct run *r, size_t t)
+{
+    char tp[256];
+    char *json = tracker__state_json(r->tr, t);
+
+    if (!json)
+        return;
+    topic(r, tp, sizeof tp, "tasks/", r->wf->tasks[t].name, "state");
+    publish_text(r, tp, json, 1);
+    free(json);
+}
+
+static void publish_run_state(struct run *r, const char *state, int code)
+{
+    char tp[256];
+    json_t *o = json_pack("{s:s, s:f, s:f, s:i}", "state", state, "at", wall(), "started",
+                          r->t0_wall, "tasks", (int)r->wf->n_tasks);
+    char *s;
+
+    json_object_set_new(o, "exit", code >= 0 ? json_integer(code) : json_null());
+    s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    topic(r, tp, sizeof tp, "state", NULL, NULL);
+    if (s)
+        publish_text(r, tp, s, 1);
+    free(s);
+}
+
+static void generate_run_id(char *buf, size_t len)
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    unsigned char rnd[3] = {0};
+    char stamp[32];
+
+    localtime_r(&now, &tm);
+    strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
+        rnd[0] = (unsigned char)getpid();
+    snprintf(buf, len, "%s-%02x%02x%02x", stamp, rnd[0], rnd[1], rnd[2]);
+}
+
+static int valid_run_id(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '-' || *s == '_'))
+            return 0;
+    return 1;
+}
+
+/* Sends sig to a live task's process group and arranges the SIGKILL escalation. */
+static void stop_proc(struct run *r, size_t t, enum kill_reason why)
+{
+    struct proc *p = &r->procs[t];
+
+    if (!p->pid || p->reaped)
+        return;
+    if (p->kill == KILL_NONE)
+        p->kill = why;
+    launcher__signal(p->pid, SIGTERM);
+    if (!p->term_at)
+        p->term_at = mono() + KILL_GRACE;
+}
+
+static void show_task(struct run *r, size_t t)
+{
+    display__task(r->disp, t);
+}
+
+/* Marks newly dead tasks skipped and stops their processes. */
+static void propagate(struct run *r)
+{
+    size_t n = tracker__propagate(r->tr, wall(), r->skipped);
+
+    for (size_t i = 0; i < n; i++) {
+        size_t t = r->skipped[i];
+        struct proc *p = &r->procs[t];
+        show_task(r, t);
+        if (p->pid && !p->reaped)
+            stop_proc(r, t, KILL_SKIP);
+        else if (!p->sync_at)
+            publish_task_state(r, t);
+    }
+}
+
+/* Decides the state of a task whose process exited without reporting one. */
+static void resolve_exit(struct run *r, size_t t)
+{
+    struct proc *p = &r->procs[t];
+    const struct task_info *ti = tracker__task(r->tr, t);
+    double now = wall();
+    char err[160];
+
+    p->sync_at = 0;
+    if (tracker__terminal(ti->state)) {
+        /* A Last Will says "crashed" but not why; add the signal we saw. */
+        if (ti->state == TS_CRASHED && WIFSIGNALED(p->status) && !ti->signal) {
+            snprintf(err, sizeof err, "killed by signal %d (%s)", WTERMSIG(p->status),
+                     strsignal(WTERMSIG(p->status)));
+            tracker__set(r->tr, t, TS_CRASHED, ti->at, -1, WTERMSIG(p->status), err);
+            publish_task_state(r, t);
+            show_task(r, t);
+        }
+        return;
+    }
+    if (WIFEXITED(p->status) && WEXITSTATUS(p->status) == 0) {
+        tracker__set(r->tr, t, TS_DONE, now, 0, 0, NULL);
+    } else if (WIFEXITED(p->status)) {
+        snprintf(err, sizeof err, "process exited with code %d", WEXITSTATUS(p->status));
+        tracker__set(r->tr, t, TS_FAILED, now, WEXITSTATUS(p->status), 0, err);
+    } else {
+        snprintf(err, sizeof err, "killed by signal %d (%s)", WTERMSIG(p->status),
+                 strsignal(WTERMSIG(p->status)));
+        tracker__set(r->tr, t, TS_CRASHED, now, -1, WTERMSIG(p->status), err);
+    }
+    publish_task_state(r, t);
+    show_task(r, t);
+}
+
+static void flush_line(struct run *r, size_t t)
+{
+    struct proc *p = &r->procs[t];
+    char tp[256];
+
+    if (p->len == 0 && !p->cut)
+        return;
+    if (p->cut) {
+        static const char mark[] = " [line cut]";
+        memcpy(p->line + p->len, mark, sizeof mark);
+        p->len += sizeof mark - 1;
+    } else {
+        p->line[p->len] = '\0';
+    }
+    topic(r, tp, sizeof tp, "tasks/", r->wf->tasks[t].name, "log");
+    fb_bus_publish(r->bus, tp, p->line, p->len, 1, 0, 0);
+    p->len = 0;
+    p->cut = 0;
+}
+
+/* Reads what a task wrote and publishes it on its log topic, line by line. */
+static void read_output(struct run *r, size_t t)
+{
+    struct proc *p = &r->procs[t];
+    char buf[8192];
+
+    for (;;) {
+        ssize_t n = read(p->fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+                flush_line(r, t);
+                close(p->fd);
+                p->fd = -1;
+            }
+            return;
+        }
+        for (ssize_t i = 0; i < n; i++) {
+            if (buf[i] == '\n') {
+                flush_line(r, t);
+                continue;
+            }
+            if (p->len < MAX_LINE)
+                p->line[p->len++] = buf[i];
+            else
+                p->cut = 1;
+        }
+    }
+}
+
+static void on_reaped(struct run *r, size_t t, int status)
+{
+    struct proc *p = &r->procs[t];
+    char tp[256];
+
+    p->reaped = 1;
+    p->status = status;
+    p->term_at = 0;
+    p->deadline = 0;
+    if (p->fd >= 0)
+        read_output(r, t);
+    /* Whatever the task left behind in its group goes with it. */
+    launcher__signal(p->pid, SIGKILL);
+    if (p->kill != KILL_NONE) {
+        publish_task_state(r, t);
+        return;
+    }
+    if (tracker__terminal(tracker__task(r->tr, t)->state)) {
+        resolve_exit(r, t);
+        return;
+    }
+    snprintf(tp, sizeof tp, "%s/sync/p%zu", r->root, t);
+    fb_bus_publish(r->bus, tp, "", 0, 0, 0, 0);
+    p->sync_at = mono() + SYNC_WAIT;
+}
+
+static void reap(struct run *r)
+{
+    for (;;) {
+        int status;
+        pid_t pid = waitpid(-1, &status, WNOHANG);
+        if (pid <= 0)
+            break;
+        if (r->broker && pid == broker__pid(r->broker)) {
+            broker__forget(r->broker);
+            log_printf(FB_LOG_ERROR, "the private broker exited unexpectedly");
+            continue;
+        }
+        for (size_t t = 0; t < r->wf->n_tasks; t++) {
+            if (r->procs[t].pid == pid && !r->procs[t].reaped) {
+                on_reaped(r, t, status);
+                break;
+            }
+        }
+    }
+}
+
+/* Stops the run early: Ctrl-C, SIGTERM, the run timeout or a lost broker. */
+static void interrupt(struct run *r, int why, const char *text)
+{
+    char tp[256];
+    double now = wall();
+
+    if (r->interrupted) {
+        /* A second Ctrl-C: no more grace. */
+        for (size_t t = 0; t < r->wf->n_tasks; t++)
+            if (r->procs[t].pid && !r->procs[t].reaped)
+                launcher__signal(r->procs[t].pid, SIGKILL);
+        return;
+    }
+    r->interrupted = why;
+    display__note(r->disp, "flowbus: %s; stopping every task", text);
+    topic(r, tp, sizeof tp, "control", NULL, NULL);
+    publish_text(r, tp, "{\"cmd\":\"stop\"}", 1);
+    for (size_t t = 0; t < r->wf->n_tasks; t++) {
+        const struct task_info *ti = tracker__task(r->tr, t);
+        if (tracker__terminal(ti->state))
+            continue;
+        if (ti->state == TS_RUNNING)
+            tracker__set(r->tr, t, why == -1 ? TS_TIMEOUT : TS_FAILED, now, -1, 0, text);
+        else
+            tracker__set(r->tr, t, TS_SKIPPED, now, -1, 0, text);
+        show_task(r, t);
+        if (r->procs[t].pid && !r->procs[t].reaped)
+            stop_proc(r, t, KILL_STOP);
+        else
+            publish_task_state(r, t);
+    }
+}
+
+static void handle_message(struct run *r, fb_msg *m)
+{
+    size_t idx = 0;
+    const char *text = NULL;
+    enum tracker_event ev = tracker__on_message(r->tr, m->topic, m->payload, m->len, &idx, &text);
+
+    switch (ev) {
+    case TRACK_TASK: {
+        const struct task_info *ti = tracker__task(r->tr, idx);
+        struct proc *p = &r->procs[idx];
+        double limit = r->wf->tasks[idx].timeout;
+        show_task(r, idx);
+        if (ti->state == TS_RUNNING && limit > 0 && p->pid && !p->reaped && !p->deadline) {
+            double late = wall() - ti->started;
+            p->deadline = mono() + limit - (late > 0 && late < limit ? late : 0);
+        }
+        break;
+    }
+    case TRACK_VAR:
+        display__var(r->disp, idx);
+        break;
+    case TRACK_LOG:
+        display__log(r->disp, idx, text);
+        break;
+    case TRACK_SYNC:
+        if (strcmp(text, "final") == 0) {
+            r->final_synced = 1;
+        } else if (text[0] == 'p') {
+            size_t t = strtoul(text + 1, NULL, 10);
+            if (t < r->wf->n_tasks && r->procs[t].sync_at)
+                resolve_exit(r, t);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+static void check_timers(struct run *r)
+{
+    double now = mono();
+    char err[128];
+
+    for (size_t t = 0; t < r->wf->n_tasks; t++) {
+        struct proc *p = &r->procs[t];
+        if (p->deadline && now >= p->deadline && !p->reaped) {
+            p->deadline = 0;
+            if (tracker__task(r->tr, t)->state == TS_RUNNING) {
+                snprintf(err, sizeof err, "timed out after %g s", r->wf->tasks[t].timeout);
+                tracker__set(r->tr, t, TS_TIMEOUT, wall(), -1, 0, err);
+                show_task(r, t);
+                stop_proc(r, t, KILL_TIMEOUT);
+            }
+        }
+        if (p->term_at && now >= p->term_at && !p->reaped) {
+            p->term_at = 0;
+            launcher__signal(p->pid, SIGKILL);
+        }
+        if (p->sync_at && now >= p->sync_at)
+            resolve_exit(r, t);
+    }
+    if (r->run_deadline && now >= r->run_deadline && !r->interrupted) {
+        snprintf(err, sizeof err, "run timed out after %g s", r->o->timeout);
+        interrupt(r, -1, err);
+    }
+}
+
+static double next_timer(const struct run *r)
+{
+    double next = r->run_deadline && !r->interrupted ? r->run_deadline : 0;
+
+    for (size_t t = 0; t < r->wf->n_tasks; t++) {
+        const struct proc *p = &r->procs[t];
+        double c[3] = {p->deadline, p->term_at, p->sync_at};
+        for (int i = 0; i < 3; i++)
+            if (c[i] && (!next || c[i] < next))
+                next = c[i];
+    }
+    if (r->final_sync_at && (!next || r->final_sync_at < next))
+        next = r->final_sync_at;
+    return next;
+}
+
+static int all_reaped(const struct run *r)
+{
+    for (size_t t = 0; t < r->wf->n_tasks; t++) {
+        const struct proc *p = &r->procs[t];
+        if ((p->pid && !p->reaped) || p->sync_at)
+            return 0;
+    }
+    return 1;
+}
+
+static void drain_bus(struct run *r)
+{
+    for (int i = 0; i < MSGS_PER_TURN; i++) {
+        fb_msg *m = NULL;
+        enum fb_err e = fb_bus_next(r->bus, 0, &m);
+        if (e == FB_ERR_LOST) {
+            if (!r->fatal) {
+                r->fatal = EXIT_BROKER;
+                interrupt(r, SIGTERM, "lost the connection to the broker");
+            }
+            return;
+        }
+        if (e != FB_OK)
+            return;
+        handle_message(r, m);
+        fb_msg_free(m);
+    }
+}
+
+static void handle_signals(struct run *r)
+{
+    struct signalfd_siginfo si;
+
+    while (read(r->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
+        if (si.ssi_signo == SIGCHLD)
+            reap(r);
+        else if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM || si.ssi_signo == SIGHUP) {
+            char text[64];
+            snprintf(text, sizeof text, "interrupted by %s", sigabbrev_np((int)si.ssi_signo));
+            interrupt(r, (int)si.ssi_signo, text);
+        }
+    }
+}
+
+/* The event loop: runs until every task is finished and every process is gone. */
+static void loop(struct run *r)
+{
+    size_t n = r->wf->n_tasks;
+    struct pollfd *fds = calloc(n + 2, sizeof *fds);
+    size_t *owner = calloc(n + 2, sizeof *owner);
+
+    if (!fds || !owner) {
+        log_printf(FB_LOG_ERROR, "out of memory");
+        r->fatal = EXIT_BROKER;
+        goto out;
+    }
+    for (;;) {
+        size_t nfds = 0;
+        double next;
+        int timeout_ms = 1000;
+
+        propagate(r);
+        if (!r->finishing && tracker__finished(r->tr)) {
+            r->finishing = 1;
+            for (size_t t = 0; t < n; t++)
+                if (r->procs[t].pid && !r->procs[t].reaped && !r->procs[t].term_at)
+                    r->procs[t].term_at = mono() + KILL_GRACE;
+        }
+        if (r->finishing && all_reaped(r)) {
+            if (r->final_synced || (r->final_sync_at && mono() >= r->final_sync_at))
+                break;
+            if (!r->final_sync_at) {
+                char tp[256];
+                snprintf(tp, sizeof tp, "%s/sync/final", r->root);
+                fb_bus_publish(r->bus, tp, "", 0, 0, 0, 0);
+                r->final_sync_at = mono() + SYNC_WAIT;
+            }
+        }
+        display__refresh(r->disp, 0);
+
+        fds[nfds].fd = r->sigfd;
+        fds[nfds++].events = POLLIN;
+        fds[nfds].fd = fb_bus_fd(r->bus);
+        fds[nfds++].events = POLLIN;
+        for (size_t t = 0; t < n; t++) {
+            if (r->procs[t].fd >= 0) {
+                owner[nfds] = t;
+                fds[nfds].fd = r->procs[t].fd;
+                fds[nfds++].events = POLLIN;
+            }
+        }
+        next = next_timer(r);
+        if (next) {
+            double d = (next - mono()) * 1000.0 + 1;
+            timeout_ms = d < 0 ? 0 : d > 1000 ? 1000 : (int)d;
+        }
+        if (poll(fds, nfds, timeout_ms) < 0 && errno != EINTR) {
+            log_printf(FB_LOG_ERROR, "poll: %s", strerror(errno));
+            r->fatal = EXIT_BROKER;
+            break;
+        }
+        if (fds[0].revents)
+            handle_signals(r);
+        if (fds[1].revents)
+            drain_bus(r);
+        for (size_t i = 2; i < nfds; i++)
+            if (fds[i].revents && r->procs[owner[i]].fd >= 0)
+                read_output(r, owner[i]);
+        check_timers(r);
+    }
+out:
+    free(fds);
+    free(owner);
+}
+
+static int setup_signals(struct run *r)
+{
+    sigset_t set;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    /* Blocked before any thread exists, so Paho's threads inherit the mask and
+     * every one of these signals is read from the signalfd by the loop. */
+    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
+        return 0;
+    signal(SIGPIPE, SIG_IGN);
+    r->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    return r->sigfd >= 0;
+}
+
+static int connect_bus(struct run *r, const char *url, const char *user, const char *pass)
+{
+    fb_bus_options bo = {0};
+    char will_topic[128], client_id[96], err[256], filter[128];
+    char will[256];
+    const char *filters[1] = {filter};
+    enum fb_err e;
+
+    topic(r, will_topic, sizeof will_topic, "state", NULL, NULL);
+    snprintf(will, sizeof will,
+             "{\"state\":\"lost\",\"at\":%.6f,\"started\":%.6f,\"exit\":null,\"tasks\":%zu,"
+             "\"error\":\"the coordinator's connection was lost\"}",
+             wall(), r->t0_wall, r->wf->n_tasks);
+    snprintf(client_id, sizeof client_id, "flowbus-coordinator-%s", r->run_id);
+    bo.url = url;
+    bo.username = user;
+    bo.password = pass;
+    bo.client_id = client_id;
+    bo.will_topic = will_topic;
+    bo.will_payload = will;
+    bo.will_retained = 1;
+    bo.log = log__sdk;
+    e = fb_bus_new(&bo, &r->bus, err, sizeof err);
+    if (e != FB_OK) {
+        log_printf(FB_LOG_ERROR, "cannot connect to the broker at %s: %s", url, err);
+        return 0;
+    }
+    snprintf(filter, sizeof filter, "%s/#", r->root);
+    e = fb_bus_subscribe(r->bus, filters, 1, 5.0);
+    if (e != FB_OK) {
+        log_printf(FB_LOG_ERROR, "cannot subscribe to %s: %s", filter, fb_strerror(e));
+        return 0;
+    }
+    return 1;
+}
+
+/* Publishes the resolved workflow, the run state and the initial variables. */
+static void publish_start(struct run *r)
+{
+    json_t *wj = workflow__to_json(r->wf);
+    char tp[256], *s;
+
+    json_object_set_new(wj, "run_id", json_string(r->run_id));
+    s = json_dumps(wj, JSON_COMPACT);
+    json_decref(wj);
+    topic(r, tp, sizeof tp, "workflow", NULL, NULL);
+    if (s)
+        publish_text(r, tp, s, 1);
+    free(s);
+    publish_run_state(r, "running", -1);
+    for (size_t i = 0; i < r->wf->n_vars; i++) {
+        const struct wf_var *v = &r->wf->vars[i];
+        long vi = graph__var_index(r->g, v->name);
+        if (vi >= 0)
+            tracker__mark_var(r->tr, (size_t)vi, v->value);
+        if (v->secret)
+            continue;
+        topic(r, tp, sizeof tp, "vars/", v->name, NULL);
+        /* The empty string travels as one NUL byte: an empty retained payload would delete. */
+        if (v->value[0])
+            fb_bus_publish(r->bus, tp, v->value, strlen(v->value), 1, 1, 0);
+        else
+            fb_bus_publish(r->bus, tp, "", 1, 1, 1, 0);
+    }
+}
+
+static void launch_all(struct run *r)
+{
+    struct launch_context lc = {0};
+    char err[256];
+
+    lc.broker_url = r->broker ? broker__url(r->broker) : r->o->broker_url;
+    lc.username = r->broker ? broker__username(r->broker) : r->o->username;
+    lc.password = r->broker ? broker__password(r->broker) : r->o->password;
+    lc.run_id = r->run_id;
+    lc.wf = r->wf;
+    for (size_t t = 0; t < r->wf->n_tasks; t++) {
+        struct proc *p = &r->procs[t];
+        p->pid = launcher__spawn(&lc, t, &p->fd);
+        if (p->pid < 0) {
+            snprintf(err, sizeof err, "cannot start %s: %s", r->wf->tasks[t].plugin_path,
+                     strerror(errno));
+            p->pid = 0;
+            tracker__set(r->tr, t, TS_FAILED, wall(), -1, 0, err);
+            publish_task_state(r, t);
+            show_task(r, t);
+        }
+    }
+}
+
+static const char *run_state_name(const struct run *r, int code)
+{
+    if (r->interrupted > 0)
+        return "stopped";
+    switch (code) {
+    case EXIT_OK:
+        return "done";
+    case EXIT_END_SKIPPED:
+        return "incomplete";
+    default:
+        return "failed";
+    }
+}
+
+int run__main(const struct run_options *o)
+{
+    struct run r = {0};
+    struct wf_diags diags = {0};
+    struct wf_load_options lo = {0};
+    char err[512];
+    int code = EXIT_INVALID;
+
+    r.o = o;
+    r.sigfd = -1;
+    lo.settings = o->settings;
+    lo.n_settings = o->n_settings;
+    lo.lookup = plugins__lookup;
+    r.wf = workflow__load(o->file, &lo, &diags);
+    wf_diags_print(&diags, o->file, stderr);
+    if (!r.wf)
+        goto out;
+    if (o->run_id && !valid_run_id(o->run_id)) {
+        log_printf(FB_LOG_ERROR, "invalid run id '%s': expected 1-64 of [A-Za-z0-9_-]", o->run_id);
+        goto out;
+    }
+    if (o->run_id)
+        snprintf(r.run_id, sizeof r.run_id, "%s", o->run_id);
+    else
+        generate_run_id(r.run_id, sizeof r.run_id);
+    snprintf(r.root, sizeof r.root, "flowbus/%s", r.run_id);
+    r.t0_wall = wall();
+    r.t0_mono = mono();
+    code = EXIT_BROKER;
+    r.g = graph__new(r.wf);
+    r.tr = r.g ? tracker__new(r.wf, r.g, r.run_id) : NULL;
+    r.procs = calloc(r.wf->n_tasks + 1, sizeof *r.procs);
+    r.skipped = calloc(r.wf->n_tasks + 1, sizeof *r.skipped);
+    if (!r.tr || !r.procs || !r.skipped) {
+        log_printf(FB_LOG_ERROR, "out of memory");
+        goto out;
+    }
+    for (size_t t = 0; t < r.wf->n_tasks; t++) {
+        r.procs[t].fd = -1;
+        r.procs[t].line = malloc(MAX_LINE + 32);
+        if (!r.procs[t].line) {
+            log_printf(FB_LOG_ERROR, "out of memory");
+            goto out;
+        }
+    }
+    r.disp = display__new(o->json ? DISPLAY_JSON : isatty(1) ? DISPLAY_TTY : DISPLAY_LINES, r.wf,
+                          r.g, r.tr, r.run_id, stdout);
+    if (!r.disp || !setup_signals(&r)) {
+        log_printf(FB_LOG_ERROR, "cannot set up: %s", strerror(errno));
+        goto out;
+    }
+    if (!o->broker_url) {
+        r.broker = broker__start(err, sizeof err);
+        if (!r.broker) {
+            log_printf(FB_LOG_ERROR, "cannot start the private broker: %s", err);
+            goto out;
+        }
+    }
+    if (!connect_bus(&r, r.broker ? broker__url(r.broker) : o->broker_url,
+                     r.broker ? broker__username(r.broker) : o->username,
+                     r.broker ? broker__password(r.broker) : o->password))
+        goto out;
+    if (o->timeout > 0)
+        r.run_deadline = r.t0_mono + o->timeout;
+    display__note(r.disp, "Run %s of %s: %zu tasks on %s", r.run_id, r.wf->name, r.wf->n_tasks,
+                  r.broker ? "a private broker" : o->broker_url);
+    publish_start(&r);
+    launch_all(&r);
+    loop(&r);
+
+    code = r.fatal ? r.fatal
+           : r.interrupted > 0 ? EXIT_INTERRUPTED
+                               : tracker__exit_code(r.tr);
+    publish_run_state(&r, run_state_name(&r, code), code);
+    if (fb_bus_flush(r.bus, 2.0) != FB_OK && !r.fatal)
+        log_printf(FB_LOG_WARN, "the broker did not confirm the final states");
+    display__summary(r.disp, run_state_name(&r, code), code, mono() - r.t0_mono);
+out:
+    if (r.bus)
+        fb_bus_close(r.bus, 1.0);
+    fb_bus_free(r.bus);
+    /* Nothing of the run may outlive it: kill any group still alive. */
+    for (size_t t = 0; r.procs && r.wf && t < r.wf->n_tasks; t++) {
+        if (r.procs[t].pid && !r.procs[t].reaped) {
+            launcher__signal(r.procs[t].pid, SIGKILL);
+            waitpid(r.procs[t].pid, NULL, 0);
+        }
+        if (r.procs[t].fd >= 0)
+            close(r.procs[t].fd);
+        free(r.procs[t].line);
+    }
+    broker__stop(r.broker);
+    if (r.sigfd >= 0)
+        close(r.sigfd);
+    display__free(r.disp);
+    tracker__free(r.tr);
+    graph__free(r.g);
+    workflow__free(r.wf);
+    wf_diags_free(&diags);
+    free(r.procs);
+    free(r.skipped);
+    return code;
+}

@@ -1,0 +1,101 @@
+/*
+ * tracker.h - the state of a run, derived from what is on the bus.
+ *
+ * The tracker reads the run's topics (variables, task states, logs) and keeps
+ * what the run knows: each task's state with its timestamps and exit details,
+ * and each variable's first value. It decides nothing on its own about
+ * processes; the coordinator tells it the states it authors (timeouts, skips,
+ * states a dead process could not report). Because it only consumes bus
+ * messages, a coordinator that restarts can rebuild it from retained topics.
+ * It does no I/O, so it is unit-tested directly.
+ */
+#ifndef FLOWBUS_CORE_TRACKER_H
+#define FLOWBUS_CORE_TRACKER_H
+
+#include <stddef.h>
+
+struct workflow;
+struct graph;
+
+enum task_state {
+    TS_NONE = 0, /* nothing reported yet */
+    TS_WAITING,
+    TS_RUNNING,
+    TS_DONE,
+    TS_FAILED,
+    TS_TIMEOUT,
+    TS_CRASHED,
+    TS_SKIPPED,
+    TS_DENIED,
+};
+
+struct task_info {
+    enum task_state state;
+    double at;      /* Unix time of the last state change */
+    double started; /* Unix time it entered running; 0 if never */
+    double ended;   /* Unix time it reached a terminal state; 0 if not yet */
+    long pid;
+    int attempt;
+    int has_exit;
+    int exit_code;
+    int signal; /* 0 if none */
+    char *error;
+};
+
+/* What tracker__on_message found in one message. */
+enum tracker_event {
+    TRACK_NONE = 0,
+    TRACK_TASK, /* a task's state changed: index in *task */
+    TRACK_VAR,  /* a variable got its value: index in *var */
+    TRACK_LOG,  /* a log line for *task: text in *text (owned by the caller's buffer) */
+    TRACK_SYNC, /* a sync token: text in *text */
+};
+
+struct tracker;
+
+/* Creates a tracker for wf's run run_id (wf and g must outlive it). */
+struct tracker *tracker__new(const struct workflow *wf, const struct graph *g, const char *run_id);
+void tracker__free(struct tracker *tr);
+
+/*
+ * Feeds one message. Returns what it was; *index receives the task or variable
+ * index, *text the log line or sync token (pointing into payload, valid while
+ * payload is). Messages outside the run's topics and malformed states are
+ * ignored (TRACK_NONE).
+ */
+enum tracker_event tracker__on_message(struct tracker *tr, const char *topic, const char *payload,
+                                       size_t len, size_t *index, const char **text);
+
+/*
+ * Records a state the coordinator authors (timeout, skipped, crashed with the
+ * signal, failed or done decided from an exit status). exit_code < 0 means
+ * none. Returns 1 if the state changed.
+ */
+int tracker__set(struct tracker *tr, size_t t, enum task_state state, double at, int exit_code,
+                 int signal, const char *error);
+
+/*
+ * Marks every pending task that can never run as skipped (see
+ * graph__propagate), with its reason. Fills skipped (capacity n_tasks) with
+ * the indices of newly skipped tasks and returns how many.
+ */
+size_t tracker__propagate(struct tracker *tr, double at, size_t *skipped);
+
+const struct task_info *tracker__task(const struct tracker *tr, size_t t);
+int tracker__var_set(const struct tracker *tr, size_t var);
+const char *tracker__var_value(const struct tracker *tr, size_t var); /* NULL if not set */
+void tracker__mark_var(struct tracker *tr, size_t var, const char *value); /* initial vars */
+
+/* 1 when every task is in a terminal state. */
+int tracker__finished(const struct tracker *tr);
+
+/* The run's exit code per the README: 0, 1 (failure), 3 (end task skipped). */
+int tracker__exit_code(const struct tracker *tr);
+
+/* The state JSON of a task as the contract spells it; caller frees. */
+char *tracker__state_json(const struct tracker *tr, size_t t);
+
+const char *tracker__state_name(enum task_state s);
+int tracker__terminal(enum task_state s);
+
+#endif
