@@ -1,1 +1,35 @@
-int main(void){return 0;}
+/*
+ * flowbus-start - the task a workflow begins with. It has no inputs and sets
+ * each of its declared outputs (by default TRUE) to "1".
+ */
+#include "plugin_cli.h"
+
+static const struct plugin_info info = {
+    .name = "start",
+    .manifest = "{\"name\":\"start\",\"description\":\"Starts a workflow: sets each declared "
+                "output to 1\",\"inputs\":[],\"outputs\":[\"TRUE\"],\"params\":{}}",
+    .usage = "Sets each declared output (FLOWBUS_OUTPUTS, usually TRUE) to \"1\".\n",
+};
+
+int main(int argc, char **argv)
+{
+    fb_task *task;
+    enum fb_err rc = FB_OK;
+    size_t i;
+
+    plugin_cli__args(&info, argc, argv);
+    task = plugin_cli__open_and_wait();
+    for (i = 0; i < fb_task_output_count(task) && rc == FB_OK; i++)
+        rc = fb_task_set_output(task, fb_task_output_name(task, i), "1");
+    if (rc != FB_OK) {
+        fb_task_fail(task, 1, "cannot set output %s: %s", fb_task_output_name(task, i - 1),
+                     fb_strerror(rc));
+        fb_task_exit(task, 1);
+    }
+    rc = fb_task_done(task);
+    if (rc != FB_OK) {
+        log_printf(FB_LOG_ERROR, "cannot report done: %s", fb_strerror(rc));
+        fb_task_exit(task, 1);
+    }
+    fb_task_exit(task, 0);
+}

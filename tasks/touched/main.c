@@ -1,1 +1,264 @@
-/* placeholder */
+/*
+ * flowbus-touched - waits until a file is created, written, moved into place
+ * or has its timestamps changed, with inotify on its parent directory (no
+ * polling). The window opens when the task starts running (after its inputs
+ * arrive), so an earlier touch does not count.
+ *
+ * Params: "file" (required; relative paths are relative to the working
+ * directory, which is flowbus's), "timeout" (seconds, fractions allowed).
+ * The timeout is taken from the input TIMEOUT when the task declares it,
+ * else from the param, else there is none; 0 also means none, as
+ * FLOWBUS_TIMEOUT does. On a touch every declared output (default TRUE) is
+ * set to "1"; on timeout the task logs it and ends done with no outputs, so
+ * tasks that consume its outputs are skipped.
+ *
+ * The coordinator stops the task by killing its process group; there is no
+ * stop to watch for once it runs.
+ */
+/* ppoll(2), for a wait with a nanosecond deadline, is a GNU extension. */
+#define _GNU_SOURCE
+
+#include "plugin_cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WATCH_MASK (IN_CREATE | IN_CLOSE_WRITE | IN_MODIFY | IN_ATTRIB | IN_MOVED_TO)
+
+static const struct plugin_info info = {
+    .name = "touched",
+    .manifest =
+        "{\"name\":\"touched\",\"description\":\"Waits until a file is created, written or "
+        "touched\",\"inputs\":[\"TIMEOUT\"],\"outputs\":[\"TRUE\"],\"params\":{"
+        "\"file\":{\"type\":\"string\",\"default\":null,\"required\":true,"
+        "\"description\":\"the file to watch, relative to the working directory\"},"
+        "\"timeout\":{\"type\":\"number\",\"default\":null,\"description\":\"seconds to wait "
+        "when there is no TIMEOUT input; none or 0 waits until the file is touched\"}}}",
+    .usage = "Sets its outputs (usually TRUE) to \"1\" when the param \"file\" is created,\n"
+             "written or has its timestamps changed; ends with no outputs after TIMEOUT\n"
+             "seconds (input TIMEOUT, else param \"timeout\"; none or 0 waits forever).\n",
+};
+
+/* The outcome of watch_file. */
+enum watch_result { WATCH_TOUCHED, WATCH_TIMEOUT, WATCH_ERROR };
+
+/* Parses a timeout in seconds; returns 0 and *out (0 for none), -1 if malformed. */
+static int parse_timeout(const char *text, double *out)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(text, &end);
+    while (*end == ' ')
+        end++;
+    if (end == text || *end != '\0' || errno != 0 || !isfinite(v) || v < 0)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static double now_monotonic(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/*
+ * After an inotify queue overflow events may have been lost: count the file
+ * as touched if its status changed since the watch began (ctime moves on
+ * create, write and attribute changes).
+ */
+static int changed_since(const char *file, const struct timespec *since)
+{
+    struct stat st;
+
+    if (stat(file, &st) != 0)
+        return 0;
+    return st.st_ctim.tv_sec > since->tv_sec ||
+           (st.st_ctim.tv_sec == since->tv_sec && st.st_ctim.tv_nsec >= since->tv_nsec);
+}
+
+/*
+ * Waits on the inotify fd (already watching dir) for an event on name, up to
+ * timeout seconds (0: forever). On WATCH_ERROR, err holds the reason.
+ */
+static enum watch_result wait_events(int fd, const char *file, const char *dir, const char *name,
+                                     double timeout, const struct timespec *since, char *err,
+                                     size_t errlen)
+{
+    /* Aligned as inotify(7) asks; room for many events with names. */
+    char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+    double deadline = now_monotonic() + timeout;
+
+    for (;;) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        struct timespec left, *leftp = NULL;
+        ssize_t n;
+        char *p;
+        int ready;
+
+        if (timeout > 0) {
+            double rest = deadline - now_monotonic();
+
+            if (rest <= 0)
+                return WATCH_TIMEOUT;
+            left.tv_sec = (time_t)rest;
+            left.tv_nsec = (long)((rest - (double)left.tv_sec) * 1e9);
+            leftp = &left;
+        }
+        ready = ppoll(&pfd, 1, leftp, NULL);
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready < 0) {
+            snprintf(err, errlen, "poll on inotify failed: %s", strerror(errno));
+            return WATCH_ERROR;
+        }
+        if (ready == 0)
+            continue; /* the deadline check above decides */
+        n = read(fd, buf, sizeof buf);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (n <= 0) {
+            snprintf(err, errlen, "reading inotify events failed: %s",
+                     n < 0 ? strerror(errno) : "end of file");
+            return WATCH_ERROR;
+        }
+        for (p = buf; p < buf + n;) {
+            const struct inotify_event *ev = (const struct inotify_event *)(void *)p;
+
+            if (ev->mask & IN_Q_OVERFLOW) {
+                if (changed_since(file, since))
+                    return WATCH_TOUCHED;
+            } else if (ev->mask & IN_IGNORED) {
+                snprintf(err, errlen, "directory '%s' was removed or unmounted while watching",
+                         dir);
+                return WATCH_ERROR;
+            } else if ((ev->mask & WATCH_MASK) && ev->len > 0 && strcmp(ev->name, name) == 0) {
+                return WATCH_TOUCHED;
+            }
+            p += sizeof *ev + ev->len;
+        }
+    }
+}
+
+/* Records "1" for every declared output; returns FB_OK or the first error. */
+static enum fb_err set_outputs(fb_task *task)
+{
+    enum fb_err rc = FB_OK;
+    size_t i;
+
+    for (i = 0; i < fb_task_output_count(task) && rc == FB_OK; i++)
+        rc = fb_task_set_output(task, fb_task_output_name(task, i), "1");
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    const char *file, *timeout_text = NULL, *timeout_from = "";
+    char *dir = NULL, *slash, err[512] = "";
+    const char *name;
+    struct timespec since;
+    double timeout = 0;
+    enum watch_result result;
+    fb_task *task;
+    int fd = -1, code = 1;
+
+    plugin_cli__args(&info, argc, argv);
+    task = plugin_cli__open_and_wait();
+
+    file = fb_task_param(task, "file");
+    if (!file || !*file) {
+        fb_task_fail(task, 1, "the param 'file' is required (the file to watch)");
+        goto out;
+    }
+    /* After the wait every declared input is set, so NULL means "not an input". */
+    if ((timeout_text = fb_task_input(task, "TIMEOUT")) != NULL) {
+        timeout_from = "input TIMEOUT";
+    } else if (fb_task_param(task, "timeout")) {
+        timeout_text = fb_task_param(task, "timeout");
+        timeout_from = "param 'timeout'";
+    }
+    if (timeout_text && parse_timeout(timeout_text, &timeout) != 0) {
+        fb_task_fail(task, 1, "%s is '%s'; expected a number of seconds >= 0", timeout_from,
+                     timeout_text);
+        goto out;
+    }
+
+    /* Split file into the directory to watch and the name to match. */
+    dir = strdup(file);
+    if (!dir) {
+        fb_task_fail(task, 1, "out of memory");
+        goto out;
+    }
+    slash = strrchr(dir, '/');
+    if (!slash) {
+        name = file;
+        free(dir);
+        dir = strdup(".");
+    } else {
+        name = file + (slash - dir) + 1;
+        if (slash == dir)
+            slash[1] = '\0'; /* "/x" is watched in "/" */
+        else
+            *slash = '\0';
+    }
+    if (!dir || !*name || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+        fb_task_fail(task, 1, "the param 'file' is '%s'; expected a path naming a file", file);
+        goto out;
+    }
+
+    /* The watch is in place before the clock starts, so no touch is missed. */
+    fd = inotify_init1(IN_CLOEXEC);
+    if (fd < 0) {
+        fb_task_fail(task, 1, "cannot start inotify: %s", strerror(errno));
+        goto out;
+    }
+    if (inotify_add_watch(fd, dir, WATCH_MASK | IN_ONLYDIR) < 0) {
+        fb_task_fail(task, 1, "cannot watch the directory '%s' of '%s': %s", dir, file,
+                     strerror(errno));
+        goto out;
+    }
+    clock_gettime(CLOCK_REALTIME, &since);
+    if (timeout > 0)
+        fb_task_log(task, "watching %s for %g s", file, timeout);
+    else
+        fb_task_log(task, "watching %s (no timeout)", file);
+
+    result = wait_events(fd, file, dir, name, timeout, &since, err, sizeof err);
+    if (result == WATCH_ERROR) {
+        fb_task_fail(task, 1, "%s", err);
+        goto out;
+    }
+    if (result == WATCH_TOUCHED) {
+        enum fb_err rc = set_outputs(task);
+
+        if (rc != FB_OK) {
+            fb_task_fail(task, 1, "cannot set outputs: %s", fb_strerror(rc));
+            goto out;
+        }
+        fb_task_log(task, "%s was touched", file);
+    } else {
+        fb_task_log(task, "no change to %s within %g s", file, timeout);
+    }
+    if (fb_task_done(task) != FB_OK) {
+        log_printf(FB_LOG_ERROR, "cannot report done");
+        goto out;
+    }
+    code = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    free(dir);
+    fb_task_exit(task, code);
+}

@@ -1,0 +1,43 @@
+/*
+ * plugin_cli.h - what every built-in task executable does the same way: its
+ * command line (--describe, --help, --version), its stderr log, and opening
+ * and waiting for its task on the bus with the exit codes the tasks share.
+ *
+ * Exit codes shared by the built-in tasks: 0 done (or told to stop while
+ * waiting), 1 the action failed, 2 usage error or the task could not be
+ * opened, 3 the wait for inputs ended with an error (broker lost, ...).
+ */
+#ifndef FLOWBUS_TASKS_PLUGIN_CLI_H
+#define FLOWBUS_TASKS_PLUGIN_CLI_H
+
+#include <flowbus/flowbus.h>
+
+/* Describes one plugin executable for plugin_cli__main. */
+struct plugin_info {
+    const char *name;     /* plugin name without the "flowbus-" prefix */
+    const char *manifest; /* the --describe JSON object, one line */
+    const char *usage;    /* --help text after the "usage:" line */
+};
+
+/*
+ * Writes one line "flowbus-<name>: <level>: message" to stderr; the coordinator
+ * forwards task stderr lines to the task's log topic. Thread-safe (one fprintf).
+ */
+void log_printf(enum fb_log_level level, const char *fmt, ...) FB_PRINTF(2, 3);
+
+/*
+ * Handles the command line. Returns only when the task should run: for
+ * --describe, --help and --version it prints and exits 0, for anything else
+ * unknown it prints the usage to stderr and exits 2.
+ */
+void plugin_cli__args(const struct plugin_info *info, int argc, char **argv);
+
+/*
+ * Opens the task from the environment and waits (without a deadline) until its
+ * inputs and dependencies are ready. Returns the running task. Does not return
+ * if the run stopped the task (exit 0), if opening failed (exit 2) or if the
+ * wait failed otherwise (exit 3); the reason goes to stderr.
+ */
+fb_task *plugin_cli__open_and_wait(void);
+
+#endif
