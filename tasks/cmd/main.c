@@ -201,8 +201,8 @@ static int command_from_params(fb_task *task, struct command *c, char *err, size
     {
         if (strcmp(key, "command") != 0 && strcmp(key, "argv") != 0 && strcmp(key, "env") != 0 &&
             strcmp(key, "cwd") != 0)
-            fb_task_log(task, "warning: unknown param '%s' ignored (known: command, argv, env, "
-                              "cwd)", key);
+            fb_task_log(task, "warning: unknown param '%s' ignored (known: %s)", key,
+                        "command, argv, env, cwd");
     }
     command = json_object_get(params, "command");
     args = json_object_get(params, "argv");
@@ -400,8 +400,8 @@ struct stream {
 /* What the command has said so far. */
 struct run {
     fb_task *task;
-    char **values;  /* per declared output index; NULL until printed */
-    char **warned;  /* undeclared keys already warned about */
+    char **values; /* per declared output index; NULL until printed */
+    char **warned; /* undeclared keys already warned about */
     size_t nwarned;
     int failed_mem; /* 1 if memory ran out recording a value */
 };
@@ -448,8 +448,7 @@ static void handle_line(struct run *r, const struct stream *s, const char *line,
             fb_task_log(r->task, "warning: the value of %s is longer than %d bytes; line ignored",
                         key, MAX_LINE);
         } else if (memchr(kv.value, '\0', kv.value_len)) {
-            fb_task_log(r->task, "warning: the value of %s contains a NUL byte; line ignored",
-                        key);
+            fb_task_log(r->task, "warning: the value of %s contains a NUL byte; line ignored", key);
         } else {
             char *value = strndup(kv.value, kv.value_len);
 
@@ -572,11 +571,20 @@ static void pump(struct run *r, struct stream *streams, pid_t pid)
         close(pidfd);
 }
 
-/* waitpid, retried on EINTR. Returns the status or -1. */
+/*
+ * Waits for the child and reaps it, retrying on EINTR. Returns the status or
+ * -1. child_pid is cleared after the exit but before the reaping, while the
+ * pid cannot have been reused, so the signal handler never hits a stranger.
+ */
 static int wait_child(pid_t pid)
 {
+    siginfo_t si;
     int status;
 
+    while (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT) < 0)
+        if (errno != EINTR)
+            break;
+    child_pid = 0;
     while (waitpid(pid, &status, 0) < 0)
         if (errno != EINTR)
             return -1;
@@ -595,24 +603,9 @@ int main(int argc, char **argv)
     int code = 1, rc, status;
 
     plugin_cli__args(&info, argc, argv);
-
-    /* Installed before the task opens, so a stop during startup is not lost. */
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = forward_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-
     run.task = plugin_cli__open_and_wait();
     if (command_from_params(run.task, &cmd, err, sizeof err) != 0) {
         fb_task_fail(run.task, 1, "%s", err);
-        goto out;
-    }
-    if (pending_signal) {
-        fb_task_fail(run.task, 128 + pending_signal, "stopped by signal %d before the command ran",
-                     (int)pending_signal);
-        code = 128 + pending_signal;
         goto out;
     }
     run.values = calloc(fb_task_output_count(run.task) + 1, sizeof *run.values);
@@ -623,11 +616,28 @@ int main(int argc, char **argv)
         goto out;
     }
 
+    /*
+     * Until now SIGTERM and SIGINT kill us as usual (while waiting for inputs
+     * that is what the coordinator wants). From here they go to the child; one
+     * that arrives before the child exists is remembered and means "do not run".
+     */
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = forward_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    if (pending_signal) {
+        code = 128 + pending_signal;
+        fb_task_fail(run.task, code, "stopped by signal %d before the command ran",
+                     (int)pending_signal);
+        goto out;
+    }
     rc = spawn_command(&cmd, &pid, &streams[0].fd, &streams[1].fd);
     if (rc != 0) {
         code = rc == ENOENT ? 127 : 126;
-        fb_task_fail(run.task, code, "cannot run '%s'%s%s: %s", cmd.argv[0],
-                     cmd.cwd ? " in " : "", cmd.cwd ? cmd.cwd : "", strerror(rc));
+        fb_task_fail(run.task, code, "cannot run '%s'%s%s: %s", cmd.argv[0], cmd.cwd ? " in " : "",
+                     cmd.cwd ? cmd.cwd : "", strerror(rc));
         goto out;
     }
     child_pid = pid;
@@ -636,7 +646,6 @@ int main(int argc, char **argv)
 
     pump(&run, streams, pid);
     status = wait_child(pid);
-    child_pid = 0;
     if (status < 0) {
         fb_task_fail(run.task, 1, "cannot wait for the command: %s", strerror(errno));
         goto out;
@@ -660,7 +669,7 @@ int main(int argc, char **argv)
         enum fb_err set;
 
         if (!run.values[i]) {
-            fb_task_log(run.task, "warning: the command printed no %s=... line; %s is not set",
+            fb_task_log(run.task, "warning: no usable %s=... line from the command; %s is not set",
                         name, name);
             continue;
         }

@@ -21,8 +21,8 @@ void log_printf(enum fb_log_level level, const char *fmt, ...)
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     /* One fprintf per line so lines from SDK threads never interleave mid-line. */
-    fprintf(stderr, "flowbus-%s: %s: %s\n", plugin_name,
-            (unsigned)level < 4 ? names[level] : "log", line);
+    fprintf(stderr, "flowbus-%s: %s: %s\n", plugin_name, (unsigned)level < 4 ? names[level] : "log",
+            line);
 }
 
 /* The SDK's diagnostics go to the same stderr log; debug chatter is dropped. */

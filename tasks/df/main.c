@@ -25,11 +25,10 @@
 
 static const struct plugin_info info = {
     .name = "df",
-    .manifest =
-        "{\"name\":\"df\",\"description\":\"Free space of the filesystem holding a path\","
-        "\"inputs\":[\"TRUE\"],\"outputs\":[\"MAIN_VOLUME\",\"FREE_SPACE\",\"FREE_BYTES\"],"
-        "\"params\":{\"path\":{\"type\":\"string\",\"default\":\"/\","
-        "\"description\":\"a path on the filesystem\"}}}",
+    .manifest = "{\"name\":\"df\",\"description\":\"Free space of the filesystem holding a path\","
+                "\"inputs\":[\"TRUE\"],\"outputs\":[\"MAIN_VOLUME\",\"FREE_SPACE\",\"FREE_BYTES\"],"
+                "\"params\":{\"path\":{\"type\":\"string\",\"default\":\"/\","
+                "\"description\":\"a path on the filesystem\"}}}",
     .usage = "Outputs MAIN_VOLUME (e.g. sda1), FREE_SPACE (like df -h) and FREE_BYTES\n"
              "for the filesystem holding the param \"path\" (default \"/\").\n",
 };
@@ -138,8 +137,8 @@ int main(int argc, char **argv)
         }
         if (set_declared(task, "MAIN_VOLUME", mountinfo__volume_name(mount.source)) != 0)
             goto out;
-        fb_task_log(task, "%s is on %s (%s, mounted on %s): %s available", resolved,
-                    mount.source, mount.fstype, mount.mount_point, size_text);
+        fb_task_log(task, "%s is on %s (%s, mounted on %s): %s available", resolved, mount.source,
+                    mount.fstype, mount.mount_point, size_text);
     } else {
         fb_task_log(task, "%s: %s available", resolved, size_text);
     }
