@@ -1,1 +1,991 @@
-/* placeholder */
+/*
+ * task.c - fb_task, the plugin side of the bus contract (docs/protocol.md).
+ *
+ * A task reads its description from the FLOWBUS_* environment, connects with a
+ * Last Will that marks it "crashed", subscribes to what it waits for, and then
+ * reports waiting, running and done or failed on its retained state topic.
+ * Everything it receives is interpreted on the caller's thread (absorb), in
+ * fb_task_wait and before fb_task_done decides which outputs to publish.
+ *
+ * Two encodings of the contract live here and nowhere else: the empty string
+ * travels as a single NUL byte (a zero-length retained payload would delete
+ * the variable), and a variable already holding a value is never overwritten
+ * ("first value wins").
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "internal.h"
+
+#define DEFAULT_MAX_VALUE 262144
+#define NAME_MAX_LEN 64
+/* Deadlines for the broker's acknowledgements; generous, as a live broker answers in ms. */
+#define SUBSCRIBE_TIMEOUT 10.0
+#define FLUSH_TIMEOUT 10.0
+#define EXIT_CLOSE_TIMEOUT 1.0
+
+struct var {
+    char *name;
+    char *value; /* NULL while unset */
+    int secret;  /* inputs only: delivered in the environment */
+    int taken;   /* outputs only: another producer already set it */
+};
+
+struct dep {
+    char *name;
+    int done;
+};
+
+struct fb_task {
+    fb_bus *bus;
+    fb_log_fn log;
+    void *log_ctx;
+    char *run_id;
+    char *name;
+    char *root; /* "flowbus/<run-id>" */
+    char *state_topic;
+    char *log_topic;
+    struct var *inputs;
+    size_t n_inputs;
+    struct var *outputs;
+    size_t n_outputs;
+    struct dep *deps;
+    size_t n_deps;
+    json_t *params;
+    char *params_json;
+    char **param_names;
+    char **param_texts;
+    size_t n_params;
+    long attempt;
+    size_t max_value;
+    long pid;
+    double started_at; /* 0 until running */
+    int stopped;
+    int running;
+    int finished;
+};
+
+/* ------------------------------------------------------------------------ */
+/* Small helpers                                                             */
+/* ------------------------------------------------------------------------ */
+
+static char *fmt_alloc(const char *fmt, ...) FB_PRINTF(1, 2);
+
+static char *fmt_alloc(const char *fmt, ...)
+{
+    va_list ap;
+    char *buf;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return NULL;
+    buf = malloc((size_t)n + 1);
+    if (buf == NULL)
+        return NULL;
+    va_start(ap, fmt);
+    vsnprintf(buf, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return buf;
+}
+
+static char *vfmt_alloc(const char *fmt, va_list ap)
+{
+    va_list copy;
+    char *buf;
+    int n;
+
+    va_copy(copy, ap);
+    n = vsnprintf(NULL, 0, fmt, copy);
+    va_end(copy);
+    if (n < 0)
+        return NULL;
+    buf = malloc((size_t)n + 1);
+    if (buf != NULL)
+        vsnprintf(buf, (size_t)n + 1, fmt, ap);
+    return buf;
+}
+
+/* A variable name: [A-Za-z_][A-Za-z0-9_]*, at most 64 characters. */
+static int valid_var_name(const char *s, size_t len)
+{
+    size_t i;
+
+    if (len == 0 || len > NAME_MAX_LEN || !(isalpha((unsigned char)s[0]) || s[0] == '_'))
+        return 0;
+    for (i = 1; i < len; i++)
+        if (!(isalnum((unsigned char)s[i]) || s[i] == '_'))
+            return 0;
+    return 1;
+}
+
+/* A run id or task name: [A-Za-z0-9_-], 1-64 characters (safe inside a topic). */
+static int valid_id(const char *s, size_t len)
+{
+    size_t i;
+
+    if (len == 0 || len > NAME_MAX_LEN)
+        return 0;
+    for (i = 0; i < len; i++)
+        if (!(isalnum((unsigned char)s[i]) || s[i] == '_' || s[i] == '-'))
+            return 0;
+    return 1;
+}
+
+static struct var *find_var(const struct var *vars, size_t n, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (strcmp(vars[i].name, name) == 0)
+            return (struct var *)&vars[i];
+    return NULL;
+}
+
+static void free_vars(struct var *vars, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        free(vars[i].name);
+        free(vars[i].value);
+    }
+    free(vars);
+}
+
+/*
+ * Splits a comma-separated list into names (blanks around items ignored,
+ * empty items skipped, duplicates dropped). Each name is checked with valid.
+ */
+static enum fb_err split_names(const char *env_name, int (*valid)(const char *, size_t),
+                               char ***out, size_t *count, char *errbuf, size_t errlen)
+{
+    const char *text = getenv(env_name);
+    char **names = NULL;
+    size_t n = 0;
+    size_t cap = 0;
+    size_t i;
+    enum fb_err err = FB_OK;
+    const char *p;
+
+    *out = NULL;
+    *count = 0;
+    for (p = text != NULL ? text : ""; *p != '\0';) {
+        const char *start;
+        const char *end;
+        size_t len;
+        int dup = 0;
+
+        while (*p == ' ' || *p == '\t')
+            p++;
+        start = p;
+        while (*p != '\0' && *p != ',')
+            p++;
+        end = p;
+        if (*p == ',')
+            p++;
+        while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        len = (size_t)(end - start);
+        if (len == 0)
+            continue;
+        if (!valid(start, len)) {
+            err__set(errbuf, errlen, "%s: '%.*s' is not a valid name", env_name, (int)len, start);
+            err = FB_ERR_ENV;
+            goto out;
+        }
+        for (i = 0; i < n; i++)
+            if (strlen(names[i]) == len && strncmp(names[i], start, len) == 0)
+                dup = 1;
+        if (dup)
+            continue;
+        if (n == cap) {
+            char **bigger;
+
+            cap = cap ? cap * 2 : 8;
+            bigger = realloc(names, cap * sizeof *names);
+            if (bigger == NULL)
+                goto nomem;
+            names = bigger;
+        }
+        names[n] = malloc(len + 1);
+        if (names[n] == NULL)
+            goto nomem;
+        memcpy(names[n], start, len);
+        names[n][len] = '\0';
+        n++;
+    }
+    *out = names;
+    *count = n;
+    names = NULL;
+    n = 0;
+    goto out;
+nomem:
+    err__set(errbuf, errlen, "out of memory");
+    err = FB_ERR_NOMEM;
+out:
+    for (i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return err;
+}
+
+static void free_names(char **names, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+static enum fb_err required_env(const char *name, const char **value, char *errbuf, size_t errlen)
+{
+    *value = getenv(name);
+    if (*value == NULL || **value == '\0') {
+        err__set(errbuf, errlen, "%s is not set (this program is meant to be started by flowbus)",
+                 name);
+        return FB_ERR_ENV;
+    }
+    return FB_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reading the environment                                                   */
+/* ------------------------------------------------------------------------ */
+
+static enum fb_err read_ids(fb_task *task, char *errbuf, size_t errlen)
+{
+    const char *run_id;
+    const char *name;
+    enum fb_err err;
+
+    err = required_env("FLOWBUS_RUN_ID", &run_id, errbuf, errlen);
+    if (err == FB_OK)
+        err = required_env("FLOWBUS_TASK", &name, errbuf, errlen);
+    if (err != FB_OK)
+        return err;
+    if (!valid_id(run_id, strlen(run_id))) {
+        err__set(errbuf, errlen, "FLOWBUS_RUN_ID '%s' is malformed (expected [A-Za-z0-9_-], 1-64)",
+                 run_id);
+        return FB_ERR_ENV;
+    }
+    if (!valid_id(name, strlen(name))) {
+        err__set(errbuf, errlen, "FLOWBUS_TASK '%s' is malformed (expected [A-Za-z0-9_-], 1-64)",
+                 name);
+        return FB_ERR_ENV;
+    }
+    task->run_id = str__dup(run_id);
+    task->name = str__dup(name);
+    task->root = fmt_alloc("flowbus/%s", run_id);
+    task->state_topic = fmt_alloc("flowbus/%s/tasks/%s/state", run_id, name);
+    task->log_topic = fmt_alloc("flowbus/%s/tasks/%s/log", run_id, name);
+    if (!task->run_id || !task->name || !task->root || !task->state_topic || !task->log_topic) {
+        err__set(errbuf, errlen, "out of memory");
+        return FB_ERR_NOMEM;
+    }
+    return FB_OK;
+}
+
+static enum fb_err read_numbers(fb_task *task, char *errbuf, size_t errlen)
+{
+    const char *text;
+    char *end;
+    long long value;
+    double seconds;
+
+    task->attempt = 1;
+    text = getenv("FLOWBUS_ATTEMPT");
+    if (text != NULL && *text != '\0') {
+        errno = 0;
+        value = strtoll(text, &end, 10);
+        if (errno != 0 || *end != '\0' || value < 1 || value > INT_MAX) {
+            err__set(errbuf, errlen, "FLOWBUS_ATTEMPT '%s' is not a positive integer", text);
+            return FB_ERR_ENV;
+        }
+        task->attempt = (long)value;
+    }
+    task->max_value = DEFAULT_MAX_VALUE;
+    text = getenv("FLOWBUS_MAX_VALUE");
+    if (text != NULL && *text != '\0') {
+        errno = 0;
+        value = strtoll(text, &end, 10);
+        if (errno != 0 || *end != '\0' || value < 1 || value > INT_MAX) {
+            err__set(errbuf, errlen, "FLOWBUS_MAX_VALUE '%s' is not a positive number of bytes",
+                     text);
+            return FB_ERR_ENV;
+        }
+        task->max_value = (size_t)value;
+    }
+    /* The coordinator enforces the timeout; it is only validated here. */
+    text = getenv("FLOWBUS_TIMEOUT");
+    if (text != NULL && *text != '\0') {
+        errno = 0;
+        seconds = strtod(text, &end);
+        if (errno != 0 || *end != '\0' || !(seconds >= 0)) {
+            err__set(errbuf, errlen, "FLOWBUS_TIMEOUT '%s' is not a number of seconds", text);
+            return FB_ERR_ENV;
+        }
+    }
+    return FB_OK;
+}
+
+static enum fb_err read_vars(fb_task *task, char *errbuf, size_t errlen)
+{
+    char **inputs = NULL, **outputs = NULL, **secrets = NULL, **deps = NULL;
+    size_t n_in = 0, n_out = 0, n_sec = 0, n_dep = 0;
+    size_t i;
+    enum fb_err err;
+
+    err = split_names("FLOWBUS_INPUTS", valid_var_name, &inputs, &n_in, errbuf, errlen);
+    if (err == FB_OK)
+        err = split_names("FLOWBUS_OUTPUTS", valid_var_name, &outputs, &n_out, errbuf, errlen);
+    if (err == FB_OK)
+        err = split_names("FLOWBUS_SECRETS", valid_var_name, &secrets, &n_sec, errbuf, errlen);
+    if (err == FB_OK)
+        err = split_names("FLOWBUS_DEPENDS", valid_id, &deps, &n_dep, errbuf, errlen);
+    if (err != FB_OK)
+        goto out;
+
+    /* A secret that is not listed among the inputs is still an input. */
+    task->inputs = calloc(n_in + n_sec + 1, sizeof *task->inputs);
+    task->outputs = calloc(n_out + 1, sizeof *task->outputs);
+    task->deps = calloc(n_dep + 1, sizeof *task->deps);
+    if (!task->inputs || !task->outputs || !task->deps)
+        goto nomem;
+    for (i = 0; i < n_in; i++) {
+        task->inputs[task->n_inputs++].name = inputs[i];
+        inputs[i] = NULL;
+    }
+    for (i = 0; i < n_sec; i++) {
+        struct var *v = find_var(task->inputs, task->n_inputs, secrets[i]);
+        const char *value = getenv(secrets[i]);
+
+        if (v == NULL) {
+            v = &task->inputs[task->n_inputs++];
+            v->name = secrets[i];
+            secrets[i] = NULL;
+        }
+        v->secret = 1;
+        if (value == NULL) {
+            err__set(errbuf, errlen,
+                     "secret input %s is listed in FLOWBUS_SECRETS but not set in the environment",
+                     v->name);
+            err = FB_ERR_ENV;
+            goto out;
+        }
+        v->value = str__dup(value);
+        if (v->value == NULL)
+            goto nomem;
+    }
+    for (i = 0; i < n_out; i++) {
+        task->outputs[task->n_outputs++].name = outputs[i];
+        outputs[i] = NULL;
+    }
+    for (i = 0; i < n_dep; i++) {
+        task->deps[task->n_deps++].name = deps[i];
+        deps[i] = NULL;
+    }
+    goto out;
+nomem:
+    err__set(errbuf, errlen, "out of memory");
+    err = FB_ERR_NOMEM;
+out:
+    free_names(inputs, n_in);
+    free_names(outputs, n_out);
+    free_names(secrets, n_sec);
+    free_names(deps, n_dep);
+    return err;
+}
+
+/* The text of a scalar param, as fb_task_param returns it; NULL for others. */
+static char *param_text(json_t *value)
+{
+    switch (json_typeof(value)) {
+    case JSON_STRING:
+        return str__dup(json_string_value(value));
+    case JSON_INTEGER:
+    case JSON_REAL:
+        return json_dumps(value, JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+    case JSON_TRUE:
+        return str__dup("true");
+    case JSON_FALSE:
+        return str__dup("false");
+    default:
+        return NULL;
+    }
+}
+
+static enum fb_err read_params(fb_task *task, char *errbuf, size_t errlen)
+{
+    const char *text = getenv("FLOWBUS_PARAMS");
+    json_error_t jerr;
+    const char *key;
+    json_t *value;
+    size_t n;
+
+    if (text == NULL || *text == '\0')
+        text = "{}";
+    task->params = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+    if (task->params == NULL) {
+        err__set(errbuf, errlen, "FLOWBUS_PARAMS: line %d, column %d: %s", jerr.line, jerr.column,
+                 jerr.text);
+        return FB_ERR_ENV;
+    }
+    if (!json_is_object(task->params)) {
+        err__set(errbuf, errlen, "FLOWBUS_PARAMS is not a JSON object");
+        return FB_ERR_ENV;
+    }
+    task->params_json = json_dumps(task->params, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    n = json_object_size(task->params);
+    task->param_names = calloc(n + 1, sizeof *task->param_names);
+    task->param_texts = calloc(n + 1, sizeof *task->param_texts);
+    if (!task->params_json || !task->param_names || !task->param_texts)
+        goto nomem;
+    json_object_foreach(task->params, key, value)
+    {
+        char *t = param_text(value);
+
+        if (t == NULL)
+            continue;
+        task->param_names[task->n_params] = str__dup(key);
+        task->param_texts[task->n_params] = t;
+        if (task->param_names[task->n_params++] == NULL)
+            goto nomem;
+    }
+    return FB_OK;
+nomem:
+    err__set(errbuf, errlen, "out of memory");
+    return FB_ERR_NOMEM;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Talking on the bus                                                        */
+/* ------------------------------------------------------------------------ */
+
+/* The state JSON of docs/protocol.md; exit_code < 0 means null. */
+static char *state_json(const fb_task *task, const char *state, double at, int with_started,
+                        int exit_code, const char *error)
+{
+    json_t *obj = json_object();
+    char *text = NULL;
+
+    if (obj == NULL)
+        return NULL;
+    json_object_set_new(obj, "state", json_string(state));
+    json_object_set_new(obj, "attempt", json_integer(task->attempt));
+    json_object_set_new(obj, "pid", json_integer(task->pid));
+    json_object_set_new(obj, "at", json_real(at));
+    if (with_started)
+        json_object_set_new(obj, "started",
+                            task->started_at > 0 ? json_real(task->started_at) : json_null());
+    else
+        json_object_set_new(obj, "started", json_null());
+    json_object_set_new(obj, "exit", exit_code >= 0 ? json_integer(exit_code) : json_null());
+    json_object_set_new(obj, "signal", json_null());
+    json_object_set_new(obj, "error", error != NULL ? json_string(error) : json_null());
+    /* 16 significant digits: Unix seconds with exactly the microseconds. */
+    text = json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(16));
+    json_decref(obj);
+    return text;
+}
+
+static enum fb_err publish_state(fb_task *task, const char *state, double at, int with_started,
+                                 int exit_code, const char *error)
+{
+    char *text = state_json(task, state, at, with_started, exit_code, error);
+    enum fb_err err;
+
+    if (text == NULL)
+        return FB_ERR_NOMEM;
+    err = fb_bus_publish(task->bus, task->state_topic, text, strlen(text), 1, 1, 0);
+    free(text);
+    return err;
+}
+
+/* Publishes a variable value; the empty string travels as one NUL byte. */
+static enum fb_err publish_var(fb_task *task, const char *name, const char *value)
+{
+    char *topic = fmt_alloc("%s/vars/%s", task->root, name);
+    size_t len = strlen(value);
+    enum fb_err err;
+
+    if (topic == NULL)
+        return FB_ERR_NOMEM;
+    if (len == 0)
+        err = fb_bus_publish(task->bus, topic, "", 1, 1, 1, 0);
+    else
+        err = fb_bus_publish(task->bus, topic, value, len, 1, 1, 0);
+    free(topic);
+    return err;
+}
+
+/* The state named in a state JSON payload, into buf ("" if unreadable). */
+static void state_of(const fb_msg *msg, char *buf, size_t len)
+{
+    json_t *root = json_loadb(msg->payload, msg->len, 0, NULL);
+    const char *state = json_string_value(json_object_get(root, "state"));
+
+    snprintf(buf, len, "%s", state != NULL ? state : "");
+    json_decref(root);
+}
+
+/* Applies one received message to the task's view of the run. */
+static void absorb(fb_task *task, const fb_msg *msg)
+{
+    size_t root_len = strlen(task->root);
+    const char *rel;
+    char state[32];
+    size_t i;
+
+    if (strncmp(msg->topic, task->root, root_len) != 0 || msg->topic[root_len] != '/')
+        return;
+    rel = msg->topic + root_len + 1;
+    if (strncmp(rel, "vars/", 5) == 0) {
+        const char *name = rel + 5;
+        struct var *in = find_var(task->inputs, task->n_inputs, name);
+        struct var *out = find_var(task->outputs, task->n_outputs, name);
+
+        if (in != NULL && !in->secret) {
+            free(in->value);
+            in->value = NULL;
+            /* Zero bytes: the retained value was deleted. One NUL byte: "". */
+            if (msg->len == 1 && msg->payload[0] == '\0')
+                in->value = str__dup("");
+            else if (msg->len > 0)
+                in->value = str__dup(msg->payload);
+        }
+        if (out != NULL)
+            out->taken = msg->len > 0;
+    } else if (strncmp(rel, "tasks/", 6) == 0) {
+        const char *name = rel + 6;
+        const char *slash = strchr(name, '/');
+
+        if (slash == NULL || strcmp(slash, "/state") != 0)
+            return;
+        for (i = 0; i < task->n_deps; i++) {
+            if (strlen(task->deps[i].name) == (size_t)(slash - name) &&
+                strncmp(task->deps[i].name, name, (size_t)(slash - name)) == 0) {
+                /* Other terminal states leave the task waiting: the coordinator decides skips. */
+                state_of(msg, state, sizeof state);
+                task->deps[i].done = strcmp(state, "done") == 0;
+            }
+        }
+    } else if (strcmp(rel, "control") == 0) {
+        json_t *root = json_loadb(msg->payload, msg->len, 0, NULL);
+        const char *cmd = json_string_value(json_object_get(root, "cmd"));
+
+        if (cmd != NULL && strcmp(cmd, "stop") == 0)
+            task->stopped = 1;
+        json_decref(root);
+    }
+}
+
+/* Absorbs every message already queued, without waiting. */
+static enum fb_err absorb_queued(fb_task *task)
+{
+    fb_msg *msg;
+    enum fb_err err;
+
+    while ((err = fb_bus_next(task->bus, 0, &msg)) == FB_OK) {
+        absorb(task, msg);
+        fb_msg_free(msg);
+    }
+    return err == FB_ERR_TIMEOUT ? FB_OK : err;
+}
+
+static int ready(const fb_task *task)
+{
+    size_t i;
+
+    for (i = 0; i < task->n_inputs; i++)
+        if (task->inputs[i].value == NULL)
+            return 0;
+    for (i = 0; i < task->n_deps; i++)
+        if (!task->deps[i].done)
+            return 0;
+    return 1;
+}
+
+static enum fb_err connect_and_subscribe(fb_task *task, char *errbuf, size_t errlen)
+{
+    fb_bus_options bus_opts;
+    const char *url;
+    const char **filters = NULL;
+    char *will = NULL;
+    char client_id[160];
+    size_t n = 0;
+    size_t i;
+    enum fb_err err;
+
+    err = required_env("FLOWBUS_BROKER", &url, errbuf, errlen);
+    if (err != FB_OK)
+        goto out;
+    will = fmt_alloc("{\"state\":\"crashed\",\"attempt\":%ld,\"pid\":%ld,\"at\":%.6f,"
+                     "\"exit\":null,\"error\":\"connection lost\"}",
+                     task->attempt, task->pid, clock__wall());
+    filters = calloc(task->n_inputs + task->n_outputs + task->n_deps + 1, sizeof *filters);
+    if (will == NULL || filters == NULL) {
+        err__set(errbuf, errlen, "out of memory");
+        err = FB_ERR_NOMEM;
+        goto out;
+    }
+    snprintf(client_id, sizeof client_id, "fb-%s-%s-%ld", task->run_id, task->name, task->pid);
+    memset(&bus_opts, 0, sizeof bus_opts);
+    bus_opts.url = url;
+    bus_opts.username = getenv("FLOWBUS_USERNAME");
+    bus_opts.password = getenv("FLOWBUS_PASSWORD");
+    bus_opts.client_id = client_id;
+    bus_opts.will_topic = task->state_topic;
+    bus_opts.will_payload = will;
+    bus_opts.will_retained = 1;
+    bus_opts.log = task->log;
+    bus_opts.log_ctx = task->log_ctx;
+    err = fb_bus_new(&bus_opts, &task->bus, errbuf, errlen);
+    if (err != FB_OK)
+        goto out;
+
+    for (i = 0; i < task->n_inputs; i++)
+        if (!task->inputs[i].secret)
+            filters[n++] = fmt_alloc("%s/vars/%s", task->root, task->inputs[i].name);
+    for (i = 0; i < task->n_outputs; i++)
+        filters[n++] = fmt_alloc("%s/vars/%s", task->root, task->outputs[i].name);
+    for (i = 0; i < task->n_deps; i++)
+        filters[n++] = fmt_alloc("%s/tasks/%s/state", task->root, task->deps[i].name);
+    filters[n++] = fmt_alloc("%s/control", task->root);
+    for (i = 0; i < n; i++) {
+        if (filters[i] == NULL) {
+            err__set(errbuf, errlen, "out of memory");
+            err = FB_ERR_NOMEM;
+            goto out;
+        }
+    }
+    err = fb_bus_subscribe(task->bus, filters, n, SUBSCRIBE_TIMEOUT);
+    if (err != FB_OK) {
+        err__set(errbuf, errlen, "cannot subscribe to the task's topics: %s", fb_strerror(err));
+        goto out;
+    }
+    err = publish_state(task, "waiting", clock__wall(), 0, -1, NULL);
+    if (err != FB_OK)
+        err__set(errbuf, errlen, "cannot publish the state 'waiting': %s", fb_strerror(err));
+out:
+    if (filters != NULL)
+        for (i = 0; i < n; i++)
+            free((char *)filters[i]);
+    free(filters);
+    free(will);
+    return err;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Public API                                                                */
+/* ------------------------------------------------------------------------ */
+
+enum fb_err fb_task_open(const fb_task_options *opts, fb_task **out, char *errbuf, size_t errlen)
+{
+    fb_task *task = NULL;
+    const char *parent;
+    enum fb_err err = FB_OK;
+
+    if (out != NULL)
+        *out = NULL;
+    if (out == NULL) {
+        err__set(errbuf, errlen, "fb_task_open: out is required");
+        return FB_ERR_INVALID;
+    }
+    /*
+     * If the coordinator that started us dies (even by SIGKILL), the kernel
+     * sends SIGTERM, so a task never outlives its run. The parent check
+     * ensures the variable was meant for this process and not inherited.
+     */
+    parent = getenv("FLOWBUS_PARENT_PID");
+    if (parent != NULL && atol(parent) == (long)getppid())
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+
+    task = calloc(1, sizeof *task);
+    if (task == NULL) {
+        err__set(errbuf, errlen, "out of memory");
+        err = FB_ERR_NOMEM;
+        goto out;
+    }
+    if (opts != NULL) {
+        task->log = opts->log;
+        task->log_ctx = opts->log_ctx;
+    }
+    task->pid = (long)getpid();
+    err = read_ids(task, errbuf, errlen);
+    if (err == FB_OK)
+        err = read_numbers(task, errbuf, errlen);
+    if (err == FB_OK)
+        err = read_vars(task, errbuf, errlen);
+    if (err == FB_OK)
+        err = read_params(task, errbuf, errlen);
+    if (err == FB_OK)
+        err = connect_and_subscribe(task, errbuf, errlen);
+    if (err != FB_OK)
+        goto out;
+    *out = task;
+    task = NULL;
+out:
+    fb_task_free(task);
+    return err;
+}
+
+enum fb_err fb_task_wait(fb_task *task, double timeout)
+{
+    double deadline = timeout < 0 ? -1.0 : clock__mono() + timeout;
+    double at;
+    fb_msg *msg;
+    enum fb_err err;
+
+    if (task == NULL || task->finished)
+        return FB_ERR_INVALID;
+    if (task->running)
+        return FB_OK;
+    for (;;) {
+        err = absorb_queued(task);
+        if (task->stopped)
+            return FB_ERR_STOPPED;
+        if (err != FB_OK)
+            return err;
+        if (ready(task))
+            break;
+        if (deadline >= 0 && clock__mono() >= deadline)
+            return FB_ERR_TIMEOUT;
+        err = fb_bus_next(task->bus, deadline < 0 ? -1.0 : deadline - clock__mono(), &msg);
+        if (err == FB_OK) {
+            absorb(task, msg);
+            fb_msg_free(msg);
+        } else if (err != FB_ERR_TIMEOUT) {
+            return err;
+        }
+    }
+    at = clock__wall();
+    task->started_at = at;
+    task->running = 1;
+    return publish_state(task, "running", at, 0, -1, NULL);
+}
+
+const char *fb_task_name(const fb_task *task)
+{
+    return task != NULL ? task->name : NULL;
+}
+
+const char *fb_task_run_id(const fb_task *task)
+{
+    return task != NULL ? task->run_id : NULL;
+}
+
+size_t fb_task_input_count(const fb_task *task)
+{
+    return task != NULL ? task->n_inputs : 0;
+}
+
+const char *fb_task_input_name(const fb_task *task, size_t i)
+{
+    return task != NULL && i < task->n_inputs ? task->inputs[i].name : NULL;
+}
+
+size_t fb_task_output_count(const fb_task *task)
+{
+    return task != NULL ? task->n_outputs : 0;
+}
+
+const char *fb_task_output_name(const fb_task *task, size_t i)
+{
+    return task != NULL && i < task->n_outputs ? task->outputs[i].name : NULL;
+}
+
+int fb_task_has_output(const fb_task *task, const char *name)
+{
+    return task != NULL && name != NULL &&
+           find_var(task->outputs, task->n_outputs, name) != NULL;
+}
+
+const char *fb_task_input(const fb_task *task, const char *name)
+{
+    const struct var *v;
+
+    if (task == NULL || name == NULL)
+        return NULL;
+    v = find_var(task->inputs, task->n_inputs, name);
+    return v != NULL ? v->value : NULL;
+}
+
+const char *fb_task_param(const fb_task *task, const char *name)
+{
+    size_t i;
+
+    if (task == NULL || name == NULL)
+        return NULL;
+    for (i = 0; i < task->n_params; i++)
+        if (strcmp(task->param_names[i], name) == 0)
+            return task->param_texts[i];
+    return NULL;
+}
+
+const char *fb_task_params_json(const fb_task *task)
+{
+    return task != NULL && task->params_json != NULL ? task->params_json : "{}";
+}
+
+enum fb_err fb_task_set_output(fb_task *task, const char *name, const char *value)
+{
+    struct var *v;
+    char *copy;
+
+    if (task == NULL || name == NULL || value == NULL)
+        return FB_ERR_INVALID;
+    v = find_var(task->outputs, task->n_outputs, name);
+    if (v == NULL)
+        return FB_ERR_NOT_FOUND;
+    if (strlen(value) > task->max_value)
+        return FB_ERR_TOO_LARGE;
+    copy = str__dup(value);
+    if (copy == NULL)
+        return FB_ERR_NOMEM;
+    free(v->value);
+    v->value = copy;
+    return FB_OK;
+}
+
+void fb_task_log(fb_task *task, const char *fmt, ...)
+{
+    va_list ap;
+    char *text;
+    char *line;
+    char *next;
+
+    if (task == NULL || fmt == NULL || task->bus == NULL)
+        return;
+    va_start(ap, fmt);
+    text = vfmt_alloc(fmt, ap);
+    va_end(ap);
+    if (text == NULL)
+        return;
+    /* The log topic carries one line per message. */
+    for (line = text; line != NULL; line = next) {
+        next = strchr(line, '\n');
+        if (next != NULL)
+            *next++ = '\0';
+        if (*line != '\0')
+            fb_bus_publish(task->bus, task->log_topic, line, strlen(line), 1, 0, 0);
+    }
+    free(text);
+}
+
+enum fb_err fb_task_done(fb_task *task)
+{
+    enum fb_err err;
+    size_t i;
+
+    if (task == NULL || task->finished)
+        return FB_ERR_INVALID;
+    /* Learn about values other producers set while we worked. */
+    err = absorb_queued(task);
+    if (err != FB_OK)
+        return err;
+    for (i = 0; i < task->n_outputs; i++) {
+        struct var *v = &task->outputs[i];
+
+        if (v->value == NULL) {
+            fb_task_log(task, "output %s was not set", v->name);
+            continue;
+        }
+        if (v->taken) {
+            fb_task_log(task, "output %s already has a value from another producer; not overwritten",
+                        v->name);
+            continue;
+        }
+        err = publish_var(task, v->name, v->value);
+        if (err != FB_OK)
+            return err;
+    }
+    /* Outputs must be on the broker before anyone can see "done". */
+    err = fb_bus_flush(task->bus, FLUSH_TIMEOUT);
+    if (err != FB_OK)
+        return err;
+    err = publish_state(task, "done", clock__wall(), 1, 0, NULL);
+    if (err == FB_OK)
+        err = fb_bus_flush(task->bus, FLUSH_TIMEOUT);
+    if (err == FB_OK)
+        task->finished = 1;
+    return err;
+}
+
+enum fb_err fb_task_fail(fb_task *task, int exit_code, const char *fmt, ...)
+{
+    va_list ap;
+    char *error = NULL;
+    char *p;
+    enum fb_err err;
+
+    if (task == NULL || task->finished)
+        return FB_ERR_INVALID;
+    if (fmt != NULL) {
+        va_start(ap, fmt);
+        error = vfmt_alloc(fmt, ap);
+        va_end(ap);
+    }
+    /* The error field is one line. */
+    for (p = error; p != NULL && *p != '\0'; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+    err = publish_state(task, "failed", clock__wall(), 1, exit_code < 0 ? 1 : exit_code,
+                        error != NULL ? error : "failed");
+    if (err == FB_OK)
+        err = fb_bus_flush(task->bus, FLUSH_TIMEOUT);
+    if (err == FB_OK)
+        task->finished = 1;
+    free(error);
+    return err;
+}
+
+void fb_task_exit(fb_task *task, int code)
+{
+    fflush(NULL);
+    if (task != NULL)
+        fb_bus_close(task->bus, EXIT_CLOSE_TIMEOUT);
+    /* Skips MQTTAsync_destroy, which waits for Paho's threads in 100 ms sleeps. */
+    _exit(code);
+}
+
+void fb_task_free(fb_task *task)
+{
+    size_t i;
+
+    if (task == NULL)
+        return;
+    fb_bus_free(task->bus);
+    free_vars(task->inputs, task->n_inputs);
+    free_vars(task->outputs, task->n_outputs);
+    for (i = 0; i < task->n_deps; i++)
+        free(task->deps[i].name);
+    free(task->deps);
+    for (i = 0; i < task->n_params; i++) {
+        free(task->param_names[i]);
+        free(task->param_texts[i]);
+    }
+    free(task->param_names);
+    free(task->param_texts);
+    free(task->params_json);
+    json_decref(task->params);
+    free(task->run_id);
+    free(task->name);
+    free(task->root);
+    free(task->state_topic);
+    free(task->log_topic);
+    free(task);
+}

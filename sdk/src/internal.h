@@ -1,0 +1,35 @@
+/*
+ * internal.h - private helpers shared by the SDK's source files.
+ *
+ * Nothing here is exported: the library is built with hidden visibility and
+ * only the fb_* functions of flowbus.h carry FB_API. The names follow the
+ * house rule for internal non-static functions, module__verb.
+ */
+#ifndef FLOWBUS_INTERNAL_H
+#define FLOWBUS_INTERNAL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+#include "flowbus/flowbus.h"
+
+/* Seconds on CLOCK_MONOTONIC, for deadlines. */
+double clock__mono(void);
+
+/* Seconds since the Unix epoch on CLOCK_REALTIME, rounded to microseconds. */
+double clock__wall(void);
+
+/*
+ * Writes a formatted one-line message into errbuf (if errbuf is not NULL and
+ * errlen > 0). Always NUL-terminates; truncates silently.
+ */
+void err__set(char *errbuf, size_t errlen, const char *fmt, ...) FB_PRINTF(3, 4);
+
+/* Calls log (if not NULL) with a formatted message. Never prints. */
+void log__emit(fb_log_fn log, void *ctx, enum fb_log_level level, const char *fmt, ...)
+    FB_PRINTF(4, 5);
+
+/* A malloc'ed copy of s, or NULL if s is NULL or memory ran out. */
+char *str__dup(const char *s);
+
+#endif

@@ -1,0 +1,238 @@
+/*
+ * bus_check.c - exercises fb_bus against a broker whose URL test_bus.py gives.
+ *
+ *   bus_check URL scheme       bad schemes are refused, mqtt:// is accepted
+ *   bus_check URL refused      an unreachable broker gives FB_ERR_CONNECT,
+ *                              and the password never appears in the message
+ *   bus_check URL roundtrip N  N QoS 1 publishes, flush, receive them all via
+ *                              poll() on fb_bus_fd, then close
+ *   bus_check URL expiry       publishes a retained message with a 60 s expiry
+ *   bus_check URL lost         prints "ready", then waits for FB_ERR_LOST
+ *   bus_check URL timing       prints connect_ms and first QoS 1 round trip
+ *
+ * Prints "ok" and exits 0 on success; prints the failure and exits 1 otherwise.
+ */
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "flowbus/flowbus.h"
+
+#define CHECK(cond, ...)                                                                          \
+    do {                                                                                          \
+        if (!(cond)) {                                                                            \
+            fprintf(stderr, "bus_check: %s:%d: ", __FILE__, __LINE__);                            \
+            fprintf(stderr, __VA_ARGS__);                                                         \
+            fprintf(stderr, "\n");                                                                \
+            exit(1);                                                                              \
+        }                                                                                         \
+    } while (0)
+
+static double now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static fb_bus *open_bus(const char *url)
+{
+    fb_bus_options opts;
+    fb_bus *bus = NULL;
+    char errbuf[256];
+    enum fb_err err;
+
+    memset(&opts, 0, sizeof opts);
+    opts.url = url;
+    err = fb_bus_new(&opts, &bus, errbuf, sizeof errbuf);
+    CHECK(err == FB_OK, "fb_bus_new(%s): %s: %s", url, fb_strerror(err), errbuf);
+    return bus;
+}
+
+static int readable(int fd, int timeout_ms)
+{
+    struct pollfd p = {fd, POLLIN, 0};
+
+    return poll(&p, 1, timeout_ms) == 1 && (p.revents & POLLIN);
+}
+
+static void check_scheme(const char *url)
+{
+    fb_bus_options opts;
+    fb_bus *bus = NULL;
+    char errbuf[256];
+    char mqtt_url[300];
+    enum fb_err err;
+
+    memset(&opts, 0, sizeof opts);
+    opts.url = "http://127.0.0.1:1883";
+    err = fb_bus_new(&opts, &bus, errbuf, sizeof errbuf);
+    CHECK(err == FB_ERR_INVALID && bus == NULL, "http:// gave %s", fb_strerror(err));
+    CHECK(strstr(errbuf, "scheme") != NULL, "unhelpful message: %s", errbuf);
+    printf("message: %s\n", errbuf);
+    opts.url = "127.0.0.1:1883";
+    CHECK(fb_bus_new(&opts, &bus, errbuf, sizeof errbuf) == FB_ERR_INVALID, "no scheme accepted");
+    opts.url = "tcp://127.0.0.1:99999";
+    CHECK(fb_bus_new(&opts, &bus, errbuf, sizeof errbuf) == FB_ERR_INVALID, "bad port accepted");
+
+    /* mqtt:// means tcp:// */
+    CHECK(strncmp(url, "tcp://", 6) == 0, "expected a tcp:// URL");
+    snprintf(mqtt_url, sizeof mqtt_url, "mqtt://%s", url + 6);
+    bus = open_bus(mqtt_url);
+    CHECK(fb_bus_connected(bus), "not connected");
+    CHECK(fb_bus_close(bus, 2.0) == FB_OK, "close failed");
+    CHECK(!fb_bus_connected(bus), "still connected after close");
+    CHECK(fb_bus_close(bus, 2.0) == FB_OK, "second close failed");
+    fb_bus_free(bus);
+    fb_bus_free(NULL);
+    CHECK(fb_bus_close(NULL, 1.0) == FB_OK, "close(NULL)");
+}
+
+static void check_refused(const char *url)
+{
+    fb_bus_options opts;
+    fb_bus *bus = NULL;
+    char errbuf[256];
+    enum fb_err err;
+
+    memset(&opts, 0, sizeof opts);
+    opts.url = url;
+    opts.username = "someone";
+    opts.password = "pw-never-shown-4242";
+    opts.connect_timeout = 3;
+    err = fb_bus_new(&opts, &bus, errbuf, sizeof errbuf);
+    CHECK(err == FB_ERR_CONNECT || err == FB_ERR_TIMEOUT, "gave %s", fb_strerror(err));
+    CHECK(bus == NULL, "handle returned on failure");
+    CHECK(strstr(errbuf, "pw-never-shown") == NULL, "password in message: %s", errbuf);
+    printf("message: %s\n", errbuf);
+}
+
+static void check_roundtrip(const char *url, int n)
+{
+    fb_bus *bus = open_bus(url);
+    const char *filters[] = {"check/rt/#", "check/other"};
+    fb_msg *msg = NULL;
+    char payload[64];
+    double t0;
+    int got = 0;
+    int i;
+
+    CHECK(fb_bus_subscribe(bus, filters, 2, 5.0) == FB_OK, "subscribe");
+    CHECK(!readable(fb_bus_fd(bus), 0), "fd readable before any message");
+    CHECK(fb_bus_next(bus, 0, &msg) == FB_ERR_TIMEOUT && msg == NULL, "next on empty queue");
+    t0 = now_ms();
+    for (i = 0; i < n; i++) {
+        int len = snprintf(payload, sizeof payload, "m%d", i);
+        CHECK(fb_bus_publish(bus, "check/rt/x", payload, (size_t)len, 1, 0, 0) == FB_OK,
+              "publish %d", i);
+    }
+    CHECK(fb_bus_flush(bus, 10.0) == FB_OK, "flush");
+    printf("published %d QoS 1 messages in %.1f ms\n", n, now_ms() - t0);
+    while (got < n) {
+        enum fb_err err;
+
+        CHECK(readable(fb_bus_fd(bus), 5000), "fd not readable with %d of %d received", got, n);
+        while ((err = fb_bus_next(bus, 0, &msg)) == FB_OK) {
+            snprintf(payload, sizeof payload, "m%d", got);
+            CHECK(strcmp(msg->topic, "check/rt/x") == 0, "topic %s", msg->topic);
+            CHECK(msg->len == strlen(payload) && strcmp(msg->payload, payload) == 0,
+                  "message %d is %s", got, msg->payload);
+            CHECK(!msg->retained, "live message marked retained");
+            fb_msg_free(msg);
+            got++;
+        }
+        CHECK(err == FB_ERR_TIMEOUT, "next: %s", fb_strerror(err));
+    }
+    CHECK(!readable(fb_bus_fd(bus), 0), "fd readable with an empty queue");
+    printf("round trip of %d messages: %.1f ms\n", n, now_ms() - t0);
+
+    /* Binary payloads survive, including a lone NUL byte. */
+    CHECK(fb_bus_publish(bus, "check/other", "\0", 1, 0, 0, 0) == FB_OK, "qos0 publish");
+    CHECK(fb_bus_next(bus, 5.0, &msg) == FB_OK, "no qos0 message");
+    CHECK(msg->len == 1 && msg->payload[0] == '\0', "NUL payload mangled");
+    fb_msg_free(msg);
+
+    CHECK(fb_bus_close(bus, 2.0) == FB_OK, "close");
+    CHECK(readable(fb_bus_fd(bus), 0), "fd not readable after close");
+    CHECK(fb_bus_next(bus, 1.0, &msg) == FB_ERR_LOST, "next after close");
+    CHECK(fb_bus_publish(bus, "check/other", "x", 1, 1, 0, 0) == FB_ERR_LOST,
+          "publish after close");
+    fb_bus_free(bus);
+}
+
+static void check_expiry(const char *url)
+{
+    fb_bus *bus = open_bus(url);
+
+    CHECK(fb_bus_publish(bus, "check/expiry", "soon gone", 9, 1, 1, 60) == FB_OK, "publish");
+    CHECK(fb_bus_flush(bus, 5.0) == FB_OK, "flush");
+    CHECK(fb_bus_close(bus, 2.0) == FB_OK, "close");
+    fb_bus_free(bus);
+}
+
+static void check_lost(const char *url)
+{
+    fb_bus *bus = open_bus(url);
+    const char *filter = "check/lost";
+    fb_msg *msg = NULL;
+    enum fb_err err;
+
+    CHECK(fb_bus_subscribe(bus, &filter, 1, 5.0) == FB_OK, "subscribe");
+    printf("ready\n");
+    fflush(stdout);
+    err = fb_bus_next(bus, 20.0, &msg);
+    CHECK(err == FB_ERR_LOST, "next gave %s", fb_strerror(err));
+    CHECK(!fb_bus_connected(bus), "still connected");
+    CHECK(readable(fb_bus_fd(bus), 0), "fd not readable after loss");
+    CHECK(fb_bus_publish(bus, filter, "x", 1, 1, 0, 0) == FB_ERR_LOST, "publish after loss");
+    CHECK(fb_bus_flush(bus, 1.0) == FB_OK, "flush with nothing pending");
+    fb_bus_free(bus);
+}
+
+static void check_timing(const char *url)
+{
+    double t0 = now_ms();
+    fb_bus *bus = open_bus(url);
+    double t1 = now_ms();
+    const char *filter = "check/timing";
+    fb_msg *msg = NULL;
+    double t2, t3;
+
+    CHECK(fb_bus_subscribe(bus, &filter, 1, 5.0) == FB_OK, "subscribe");
+    t2 = now_ms();
+    CHECK(fb_bus_publish(bus, filter, "x", 1, 1, 0, 0) == FB_OK, "publish");
+    CHECK(fb_bus_flush(bus, 5.0) == FB_OK, "flush");
+    t3 = now_ms();
+    CHECK(fb_bus_next(bus, 5.0, &msg) == FB_OK, "own message not received");
+    fb_msg_free(msg);
+    printf("connect_ms=%.3f subscribe_ms=%.3f qos1_ack_ms=%.3f echo_ms=%.3f\n", t1 - t0, t2 - t1,
+           t3 - t2, now_ms() - t2);
+    fflush(stdout);
+    fb_bus_close(bus, 1.0);
+    _exit(0);
+}
+
+int main(int argc, char **argv)
+{
+    CHECK(argc >= 3, "usage: bus_check URL scheme|refused|roundtrip N|expiry|lost|timing");
+    if (strcmp(argv[2], "scheme") == 0)
+        check_scheme(argv[1]);
+    else if (strcmp(argv[2], "refused") == 0)
+        check_refused(argv[1]);
+    else if (strcmp(argv[2], "roundtrip") == 0)
+        check_roundtrip(argv[1], argc > 3 ? atoi(argv[3]) : 1000);
+    else if (strcmp(argv[2], "expiry") == 0)
+        check_expiry(argv[1]);
+    else if (strcmp(argv[2], "lost") == 0)
+        check_lost(argv[1]);
+    else if (strcmp(argv[2], "timing") == 0)
+        check_timing(argv[1]);
+    else
+        CHECK(0, "unknown check %s", argv[2]);
+    printf("ok\n");
+    return 0;
+}
