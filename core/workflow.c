@@ -1,1 +1,1792 @@
-/* placeholder */
+/*
+ * workflow.c - loads a workflow file into struct workflow and checks it.
+ *
+ * The file is parsed with libyaml's document loader, then walked once to build
+ * the model while every key, type and name is checked; the graph module then
+ * checks what needs the whole picture (inputs nobody sets, cycles, outputs
+ * nobody reads). Every problem becomes a diagnostic with its line and column,
+ * and the walk goes on after an error so that one run reports them all.
+ *
+ * libyaml keeps an alias as a second reference to the anchored node, so a
+ * small file can describe an exponentially large tree (the "billion laughs"
+ * bomb) or even a loop. Every node the walk touches is therefore counted
+ * against a budget, and the one recursive walk (params) has a depth cap.
+ */
+#include "workflow.h"
+#include "graph.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+/* Nodes visited, aliases expanded, before the file is refused as a bomb. */
+#define NODE_BUDGET 1000000
+/* Deepest nesting accepted in params. */
+#define MAX_DEPTH 64
+/* Longest timeout accepted: about 31 years, far below any overflow downstream. */
+#define MAX_TIMEOUT 1e9
+
+struct loader {
+    const char *file;
+    yaml_document_t *doc;
+    const struct wf_load_options *opts;
+    struct wf_diags *diags;
+    struct workflow *wf;
+    size_t visited;
+    int over_budget;
+    size_t cap_tasks;
+    size_t cap_vars;
+    json_t *var_index; /* env variable name -> index in wf->vars */
+};
+
+/* A key of a fixed-schema mapping, once read. */
+struct field {
+    yaml_node_t *key;
+    yaml_node_t *value;
+};
+
+static const char *const TOP_KEYS[] = {"workflow"};
+static const char *const WORKFLOW_KEYS[] = {"name", "description", "version", "env", "tasks"};
+enum { WK_NAME, WK_DESCRIPTION, WK_VERSION, WK_ENV, WK_TASKS, WK_COUNT };
+static const char *const TASK_KEYS[] = {"name",       "plugin",      "description",  "inputs",
+                                        "outputs",    "params",      "depends_on",   "execution",
+                                        "permissions", "requires_auth"};
+enum {
+    TK_NAME,
+    TK_PLUGIN,
+    TK_DESCRIPTION,
+    TK_INPUTS,
+    TK_OUTPUTS,
+    TK_PARAMS,
+    TK_DEPENDS_ON,
+    TK_EXECUTION,
+    TK_PERMISSIONS,
+    TK_REQUIRES_AUTH,
+    TK_COUNT
+};
+static const char *const EXECUTION_KEYS[] = {"async", "timeout", "workers", "retries",
+                                             "depends_on"};
+enum { EK_ASYNC, EK_TIMEOUT, EK_WORKERS, EK_RETRIES, EK_DEPENDS_ON, EK_COUNT };
+static const char *const PERMISSION_KEYS[] = {"required"};
+static const char *const SECRET_VAR_KEYS[] = {"value", "secret"};
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---------------------------------------------------------------- diagnostics */
+
+static void diag_vadd(struct wf_diags *d, enum wf_severity sev, struct wf_pos pos,
+                      const char *fmt, va_list ap) __attribute__((format(printf, 4, 0)));
+
+static void diag_vadd(struct wf_diags *d, enum wf_severity sev, struct wf_pos pos,
+                      const char *fmt, va_list ap)
+{
+    char *msg = NULL;
+    va_list copy;
+    int len;
+
+    /* An error counts even when there is no memory left to describe it, so
+     * that the load still fails. */
+    if (sev == WF_ERROR)
+        d->n_errors++;
+    va_copy(copy, ap);
+    len = vsnprintf(NULL, 0, fmt, ap);
+    if (len < 0)
+        goto out;
+    msg = malloc((size_t)len + 1);
+    if (!msg)
+        goto out;
+    vsnprintf(msg, (size_t)len + 1, fmt, copy);
+    if ((d->n & (d->n - 1)) == 0 || d->n == 0) {
+        size_t cap = d->n ? d->n * 2 : 8;
+        struct wf_diag *items = realloc(d->items, cap * sizeof *items);
+        if (!items)
+            goto out;
+        d->items = items;
+    }
+    d->items[d->n].severity = sev;
+    d->items[d->n].pos = pos;
+    d->items[d->n].message = msg;
+    d->n++;
+    msg = NULL;
+out:
+    va_end(copy);
+    free(msg);
+}
+
+static void error_at(struct loader *L, struct wf_pos pos, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void warning_at(struct loader *L, struct wf_pos pos, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void error_at(struct loader *L, struct wf_pos pos, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    diag_vadd(L->diags, WF_ERROR, pos, fmt, ap);
+    va_end(ap);
+}
+
+static void warning_at(struct loader *L, struct wf_pos pos, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    diag_vadd(L->diags, WF_WARNING, pos, fmt, ap);
+    va_end(ap);
+}
+
+static int diag_cmp(const void *a, const void *b)
+{
+    const struct wf_diag *x = *(const struct wf_diag *const *)a;
+    const struct wf_diag *y = *(const struct wf_diag *const *)b;
+
+    if (x->pos.line != y->pos.line)
+        return x->pos.line < y->pos.line ? -1 : 1;
+    if (x->pos.col != y->pos.col)
+        return x->pos.col < y->pos.col ? -1 : 1;
+    /* Equal positions keep the order they were found in: qsort is not
+     * stable, so the pointers (which follow that order) break the tie. */
+    return x < y ? -1 : x > y;
+}
+
+/* Sorts the diagnostics by position, keeping the discovery order of ties. */
+static void diags_sort(struct wf_diags *d)
+{
+    const struct wf_diag **order = NULL;
+    struct wf_diag *sorted = NULL;
+
+    if (d->n < 2)
+        goto out;
+    order = malloc(d->n * sizeof *order);
+    sorted = malloc(d->n * sizeof *sorted);
+    if (!order || !sorted)
+        goto out;
+    for (size_t i = 0; i < d->n; i++)
+        order[i] = &d->items[i];
+    qsort(order, d->n, sizeof *order, diag_cmp);
+    for (size_t i = 0; i < d->n; i++)
+        sorted[i] = *order[i];
+    memcpy(d->items, sorted, d->n * sizeof *sorted);
+out:
+    free(order);
+    free(sorted);
+}
+
+void wf_diags_free(struct wf_diags *diags)
+{
+    if (!diags)
+        return;
+    for (size_t i = 0; i < diags->n; i++)
+        free(diags->items[i].message);
+    free(diags->items);
+    diags->items = NULL;
+    diags->n = 0;
+    diags->n_errors = 0;
+}
+
+static void print_diag(FILE *out, const char *file, const struct wf_diag *d)
+{
+    const char *sev = d->severity == WF_ERROR ? "error" : "warning";
+
+    if (d->pos.line > 0)
+        fprintf(out, "%s:%d:%d: %s: %s\n", file, d->pos.line, d->pos.col, sev, d->message);
+    else
+        fprintf(out, "%s: %s: %s\n", file, sev, d->message);
+}
+
+void wf_diags_print(const struct wf_diags *diags, const char *file, void *stream)
+{
+    FILE *out = stream;
+    const struct wf_diag **order = NULL;
+
+    if (!diags || !out || diags->n == 0)
+        goto out;
+    order = malloc(diags->n * sizeof *order);
+    if (!order) {
+        /* Without memory to sort, the stored order (which the loader already
+         * sorted) will do. */
+        for (size_t i = 0; i < diags->n; i++)
+            print_diag(out, file, &diags->items[i]);
+        goto out;
+    }
+    for (size_t i = 0; i < diags->n; i++)
+        order[i] = &diags->items[i];
+    qsort(order, diags->n, sizeof *order, diag_cmp);
+    for (size_t i = 0; i < diags->n; i++)
+        print_diag(out, file, order[i]);
+out:
+    free(order);
+}
+
+/* ---------------------------------------------------------------- names */
+
+int workflow__valid_var_name(const char *name)
+{
+    size_t i;
+
+    if (!name || !(isalpha((unsigned char)name[0]) || name[0] == '_'))
+        return 0;
+    for (i = 1; name[i]; i++)
+        if (!(isalnum((unsigned char)name[i]) || name[i] == '_'))
+            return 0;
+    return i <= 64;
+}
+
+int workflow__valid_task_name(const char *name)
+{
+    size_t i;
+
+    if (!name || !(isalnum((unsigned char)name[0]) || name[0] == '_'))
+        return 0;
+    for (i = 1; name[i]; i++)
+        if (!(isalnum((unsigned char)name[i]) || name[i] == '_' || name[i] == '.' ||
+              name[i] == '-'))
+            return 0;
+    return i <= 64;
+}
+
+#define VAR_NAME_RULE "use letters, digits and '_', not starting with a digit, at most 64 characters"
+#define TASK_NAME_RULE                                                                             \
+    "use letters, digits, '_', '.' and '-', starting with a letter, digit or '_', at most 64 "     \
+    "characters"
+
+/* Edit distance, for did-you-mean; long strings are never close. */
+static size_t levenshtein(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    size_t row[65];
+
+    if (la > 64 || lb > 64)
+        return SIZE_MAX;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+/* The closest candidate within distance 2, or NULL. */
+static const char *suggest(const char *word, const char *const *candidates, size_t n)
+{
+    const char *best = NULL;
+    size_t best_d = 3;
+
+    for (size_t i = 0; i < n; i++) {
+        size_t d = levenshtein(word, candidates[i]);
+        if (d < best_d) {
+            best_d = d;
+            best = candidates[i];
+        }
+    }
+    return best;
+}
+
+/* ---------------------------------------------------------------- nodes */
+
+static struct wf_pos pos_of(const yaml_node_t *n)
+{
+    struct wf_pos p = {(int)n->start_mark.line + 1, (int)n->start_mark.column + 1};
+    return p;
+}
+
+static struct wf_pos mark_pos(yaml_mark_t m)
+{
+    struct wf_pos p = {(int)m.line + 1, (int)m.column + 1};
+    return p;
+}
+
+/*
+ * Returns the node with this id, counting it against the budget; NULL once the
+ * budget is spent (reported once), so that every walk stops.
+ */
+static yaml_node_t *visit(struct loader *L, int id)
+{
+    yaml_node_t *n;
+
+    if (L->over_budget)
+        return NULL;
+    n = yaml_document_get_node(L->doc, id);
+    if (!n)
+        return NULL;
+    if (++L->visited > NODE_BUDGET) {
+        L->over_budget = 1;
+        error_at(L, pos_of(n),
+                 "the document expands to more than %d nodes through aliases; refusing it "
+                 "(a YAML alias bomb?)",
+                 NODE_BUDGET);
+        return NULL;
+    }
+    return n;
+}
+
+static const char *scalar(const yaml_node_t *n)
+{
+    return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+}
+
+static int is_plain(const yaml_node_t *n)
+{
+    return n->type == YAML_SCALAR_NODE && n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+}
+
+static int is_null(const yaml_node_t *n)
+{
+    const char *s = scalar(n);
+
+    return s && is_plain(n) &&
+           (!*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
+            !strcmp(s, "NULL"));
+}
+
+/* A scalar that is usable as text: not null, no NUL byte inside. */
+static const char *text(const yaml_node_t *n)
+{
+    const char *s = scalar(n);
+
+    if (!s || is_null(n) || strlen(s) != n->data.scalar.length)
+        return NULL;
+    return s;
+}
+
+/* Describes a node for "got ..." in messages. */
+static const char *describe(const yaml_node_t *n, char *buf, size_t size)
+{
+    const char *s = scalar(n);
+
+    if (!n)
+        snprintf(buf, size, "nothing");
+    else if (n->type == YAML_SEQUENCE_NODE)
+        snprintf(buf, size, "a list");
+    else if (n->type == YAML_MAPPING_NODE)
+        snprintf(buf, size, "a mapping");
+    else if (is_null(n))
+        snprintf(buf, size, "an empty value");
+    else if (strlen(s) > 40)
+        snprintf(buf, size, "\"%.37s...\"", s);
+    else
+        snprintf(buf, size, "\"%s\"", s);
+    return buf;
+}
+
+static int parse_bool(const yaml_node_t *n, int *out)
+{
+    static const char *const yes[] = {"true", "True", "TRUE"};
+    static const char *const no[] = {"false", "False", "FALSE"};
+    const char *s = text(n);
+
+    if (!s)
+        return 0;
+    for (size_t i = 0; i < COUNT(yes); i++) {
+        if (!strcmp(s, yes[i])) {
+            *out = 1;
+            return 1;
+        }
+        if (!strcmp(s, no[i])) {
+            *out = 0;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int parse_number(const yaml_node_t *n, double *out)
+{
+    const char *s = text(n);
+    char *end;
+    double v;
+
+    if (!s || !*s || isspace((unsigned char)*s))
+        return 0;
+    errno = 0;
+    v = strtod(s, &end);
+    if (*end || errno || !isfinite(v))
+        return 0;
+    *out = v;
+    return 1;
+}
+
+static int parse_int(const yaml_node_t *n, long *out)
+{
+    const char *s = text(n);
+    char *end;
+    long v;
+
+    if (!s || !*s || isspace((unsigned char)*s))
+        return 0;
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (*end || errno || v > INT_MAX || v < INT_MIN)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+/*
+ * The position of byte off inside a scalar, when it can be known exactly: a
+ * one-line ASCII scalar without escapes. Otherwise the scalar's own position.
+ */
+static struct wf_pos pos_in_scalar(const yaml_node_t *n, size_t off)
+{
+    struct wf_pos p = pos_of(n);
+    size_t len = n->data.scalar.length;
+    size_t quote;
+
+    switch (n->data.scalar.style) {
+    case YAML_PLAIN_SCALAR_STYLE:
+        quote = 0;
+        break;
+    case YAML_SINGLE_QUOTED_SCALAR_STYLE:
+    case YAML_DOUBLE_QUOTED_SCALAR_STYLE:
+        quote = 1;
+        break;
+    default:
+        return p;
+    }
+    for (size_t i = 0; i < len; i++)
+        if (n->data.scalar.value[i] >= 0x80)
+            return p;
+    if (n->start_mark.line != n->end_mark.line ||
+        n->end_mark.index - n->start_mark.index != len + 2 * quote)
+        return p;
+    p.col += (int)(quote + off);
+    return p;
+}
+
+/* ---------------------------------------------------------------- mappings */
+
+/*
+ * Reads a mapping with a fixed set of keys into fields[] (indexed like keys).
+ * Reports keys that are not scalars, unknown keys (with a did-you-mean) and
+ * duplicates; where names the mapping in messages ("task 'DF'").
+ */
+static void read_fields(struct loader *L, yaml_node_t *map, const char *const *keys,
+                        size_t n_keys, const char *where, struct field *fields)
+{
+    memset(fields, 0, n_keys * sizeof *fields);
+    for (yaml_node_pair_t *pair = map->data.mapping.pairs.start;
+         pair < map->data.mapping.pairs.top; pair++) {
+        yaml_node_t *key = visit(L, pair->key);
+        yaml_node_t *value = visit(L, pair->value);
+        const char *name = text(key);
+        size_t k;
+        char buf[64];
+
+        if (!key || !value)
+            return;
+        if (!name) {
+            error_at(L, pos_of(key), "keys in %s must be names, got %s", where,
+                     describe(key, buf, sizeof buf));
+            continue;
+        }
+        for (k = 0; k < n_keys && strcmp(name, keys[k]); k++)
+            ;
+        if (k == n_keys) {
+            const char *hint = suggest(name, keys, n_keys);
+            if (hint) {
+                error_at(L, pos_of(key), "unknown key '%s' in %s; did you mean '%s'?", name,
+                         where, hint);
+            } else {
+                char list[256];
+                size_t used = 0;
+                list[0] = 0;
+                for (size_t i = 0; i < n_keys && used < sizeof list; i++)
+                    used += (size_t)snprintf(list + used, sizeof list - used, "%s%s",
+                                             i ? ", " : "", keys[i]);
+                error_at(L, pos_of(key), "unknown key '%s' in %s; valid keys: %s%s", name, where,
+                         list,
+                         strcmp(name, "<<") ? "" : " (YAML merge keys are not supported)");
+            }
+            continue;
+        }
+        if (fields[k].key) {
+            error_at(L, pos_of(key), "duplicate key '%s' in %s (first at line %d)", name, where,
+                     pos_of(fields[k].key).line);
+            continue;
+        }
+        fields[k].key = key;
+        fields[k].value = value;
+    }
+}
+
+/* Returns the value of a string field, or NULL (reporting a wrong type). */
+static const char *string_field(struct loader *L, const struct field *f, const char *where)
+{
+    const char *s;
+    char buf[64];
+
+    if (!f->value)
+        return NULL;
+    s = text(f->value);
+    if (!s)
+        error_at(L, pos_of(f->value), "'%s' in %s must be a string, got %s",
+                 scalar(f->key), where, describe(f->value, buf, sizeof buf));
+    return s;
+}
+
+enum name_kind { VAR_NAMES, TASK_NAMES, PERMISSION_NAMES };
+
+static int list_has(const struct wf_list *l, const char *name)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (!strcmp(l->items[i].name, name))
+            return 1;
+    return 0;
+}
+
+static int list_push(struct wf_list *l, const char *name, struct wf_pos pos)
+{
+    if ((l->n & (l->n - 1)) == 0 || l->n == 0) {
+        size_t cap = l->n ? l->n * 2 : 4;
+        struct wf_name *items = realloc(l->items, cap * sizeof *items);
+        if (!items)
+            return 0;
+        l->items = items;
+    }
+    l->items[l->n].name = strdup(name);
+    if (!l->items[l->n].name)
+        return 0;
+    l->items[l->n].pos = pos;
+    l->n++;
+    return 1;
+}
+
+static void list_free(struct wf_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->items[i].name);
+    free(l->items);
+    l->items = NULL;
+    l->n = 0;
+}
+
+/*
+ * Reads a list of names into out (appending). what names the list in
+ * messages ("'inputs' of task 'DF'"). Names listed twice are reported, except
+ * that quiet_dups merges them silently (depends_on written in both places).
+ */
+static void read_names(struct loader *L, yaml_node_t *n, enum name_kind kind, const char *what,
+                       int quiet_dups, struct wf_list *out)
+{
+    static const char *const nouns[] = {"variable names", "task names", "permission names"};
+    json_t *seen = NULL;
+    char buf[64];
+
+    if (!n || is_null(n))
+        goto out;
+    if (n->type != YAML_SEQUENCE_NODE) {
+        error_at(L, pos_of(n), "%s must be a list of %s, got %s", what, nouns[kind],
+                 describe(n, buf, sizeof buf));
+        goto out;
+    }
+    /* Long lists (a join of thousands of tasks) check duplicates by hash. */
+    if (n->data.sequence.items.top - n->data.sequence.items.start > 32 || out->n > 32)
+        seen = json_object();
+    for (size_t i = 0; seen && i < out->n; i++)
+        json_object_set_new_nocheck(seen, out->items[i].name, json_true());
+    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
+         it++) {
+        yaml_node_t *item = visit(L, *it);
+        const char *name = text(item);
+        int dup;
+
+        if (!item)
+            goto out;
+        if (!name || !*name) {
+            error_at(L, pos_of(item), "each entry of %s must be a name, got %s", what,
+                     describe(item, buf, sizeof buf));
+            continue;
+        }
+        if (kind == VAR_NAMES && !workflow__valid_var_name(name)) {
+            error_at(L, pos_of(item), "'%s' in %s is not a valid variable name: %s", name, what,
+                     VAR_NAME_RULE);
+            continue;
+        }
+        dup = seen ? json_object_get(seen, name) != NULL : list_has(out, name);
+        if (dup) {
+            if (!quiet_dups)
+                error_at(L, pos_of(item), "'%s' is listed twice in %s", name, what);
+            continue;
+        }
+        if (!list_push(out, name, pos_of(item))) {
+            error_at(L, pos_of(item), "out of memory");
+            goto out;
+        }
+        if (seen)
+            json_object_set_new_nocheck(seen, name, json_true());
+    }
+out:
+    json_decref(seen);
+}
+
+/* ---------------------------------------------------------------- params */
+
+/* Resolves a plain scalar the way YAML's core schema does, into JSON. */
+static json_t *plain_to_json(const yaml_node_t *n)
+{
+    const char *s = (const char *)n->data.scalar.value;
+    size_t len = n->data.scalar.length;
+    const char *p = s;
+    char *end;
+
+    if (is_null(n))
+        return json_null();
+    if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE"))
+        return json_true();
+    if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE"))
+        return json_false();
+    if (*p == '-' || *p == '+')
+        p++;
+    if (isdigit((unsigned char)*p)) {
+        /* [-+]?[0-9]+ is an integer; 0x and 0o prefixes are YAML 1.2 too. */
+        int base = 10;
+        const char *digits = p;
+        if (p[0] == '0' && (p[1] == 'x' || p[1] == 'o') && p[2]) {
+            base = p[1] == 'x' ? 16 : 8;
+            digits = p + 2;
+        }
+        size_t span = strspn(digits, base == 16 ? "0123456789abcdefABCDEF"
+                                     : base == 8 ? "01234567"
+                                                 : "0123456789");
+        if (digits[span] == 0 && span > 0) {
+            errno = 0;
+            long long v = strtoll(digits, &end, base);
+            if (!errno && !*end)
+                return json_integer(*s == '-' ? -v : v);
+            if (base == 10) {
+                double d = strtod(s, &end);
+                return json_real(d);
+            }
+        }
+    }
+    if (isdigit((unsigned char)*p) || (*p == '.' && isdigit((unsigned char)p[1]))) {
+        /* A float: digits with a dot and/or an exponent, nothing else. */
+        size_t i = strspn(p, "0123456789");
+        if (p[i] == '.')
+            i += 1 + strspn(p + i + 1, "0123456789");
+        if (p[i] == 'e' || p[i] == 'E') {
+            size_t j = i + 1;
+            if (p[j] == '-' || p[j] == '+')
+                j++;
+            if (isdigit((unsigned char)p[j]))
+                i = j + strspn(p + j, "0123456789");
+        }
+        if (!p[i]) {
+            double d = strtod(s, &end);
+            if (!*end && isfinite(d))
+                return json_real(d);
+        }
+    }
+    return json_stringn(s, len);
+}
+
+/*
+ * Converts a params node to JSON. Returns NULL after reporting an error (the
+ * error is reported once; callers just unwind).
+ */
+static json_t *node_to_json(struct loader *L, yaml_node_t *n, int depth, const char *where)
+{
+    json_t *out = NULL;
+    char buf[64];
+
+    if (depth > MAX_DEPTH) {
+        error_at(L, pos_of(n), "%s is nested deeper than %d levels", where, MAX_DEPTH);
+        return NULL;
+    }
+    switch (n->type) {
+    case YAML_SCALAR_NODE:
+        if (is_plain(n))
+            return plain_to_json(n);
+        return json_stringn((const char *)n->data.scalar.value, n->data.scalar.length);
+    case YAML_SEQUENCE_NODE:
+        out = json_array();
+        for (yaml_node_item_t *it = n->data.sequence.items.start;
+             out && it < n->data.sequence.items.top; it++) {
+            yaml_node_t *item = visit(L, *it);
+            json_t *v = item ? node_to_json(L, item, depth + 1, where) : NULL;
+            if (!v || json_array_append_new(out, v)) {
+                json_decref(out);
+                return NULL;
+            }
+        }
+        return out;
+    case YAML_MAPPING_NODE:
+        out = json_object();
+        for (yaml_node_pair_t *pair = n->data.mapping.pairs.start;
+             out && pair < n->data.mapping.pairs.top; pair++) {
+            yaml_node_t *key = visit(L, pair->key);
+            yaml_node_t *value = key ? visit(L, pair->value) : NULL;
+            json_t *v;
+            if (!value)
+                goto fail;
+            if (key->type != YAML_SCALAR_NODE) {
+                error_at(L, pos_of(key), "keys in %s must be strings, got %s", where,
+                         describe(key, buf, sizeof buf));
+                goto fail;
+            }
+            if (json_object_getn(out, (const char *)key->data.scalar.value,
+                                 key->data.scalar.length)) {
+                error_at(L, pos_of(key), "duplicate key '%s' in %s", scalar(key), where);
+                goto fail;
+            }
+            v = node_to_json(L, value, depth + 1, where);
+            if (!v || json_object_setn_new_nocheck(out, (const char *)key->data.scalar.value,
+                                                   key->data.scalar.length, v))
+                goto fail;
+        }
+        return out;
+    default:
+        return NULL;
+    }
+fail:
+    json_decref(out);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- env */
+
+/*
+ * Substitutes {{ENV:X}} in s (the text of node n, env variable var).
+ * Returns the malloc'd result, or NULL after reporting an error.
+ */
+static char *substitute_env(struct loader *L, const yaml_node_t *n, const char *s, const char *var)
+{
+    static const char opener[] = "{{ENV:";
+    const struct wf_load_options *o = L->opts;
+    char *out = NULL;
+    size_t len = 0, cap = strlen(s) + 1;
+    int failed = 0;
+    const char *p = s;
+
+    out = malloc(cap);
+    if (!out)
+        goto fail;
+    for (;;) {
+        const char *ref = strstr(p, opener);
+        const char *name, *close, *value = NULL;
+        size_t chunk, name_len;
+        char env_name[65];
+        int valid;
+
+        chunk = ref ? (size_t)(ref - p) : strlen(p);
+        if (len + chunk + 1 > cap) {
+            char *bigger;
+            cap = (len + chunk + 1) * 2;
+            bigger = realloc(out, cap);
+            if (!bigger)
+                goto fail;
+            out = bigger;
+        }
+        memcpy(out + len, p, chunk);
+        len += chunk;
+        out[len] = 0;
+        if (!ref)
+            break;
+        name = ref + sizeof opener - 1;
+        close = strstr(name, "}}");
+        name_len = close ? (size_t)(close - name) : 0;
+        valid = close && name_len > 0 && name_len < sizeof env_name;
+        if (valid) {
+            memcpy(env_name, name, name_len);
+            env_name[name_len] = 0;
+            valid = workflow__valid_var_name(env_name);
+        }
+        if (!valid) {
+            error_at(L, pos_in_scalar(n, (size_t)(ref - s)),
+                     "malformed environment reference in env '%s': expected {{ENV:NAME}} with a "
+                     "variable name and a closing '}}'",
+                     var);
+            failed = 1;
+            p = name;
+            continue;
+        }
+        if (o && o->getenv_fn)
+            value = o->getenv_fn(o->getenv_ctx, env_name);
+        else
+            value = getenv(env_name);
+        if (!value) {
+            error_at(L, pos_in_scalar(n, (size_t)(ref - s)),
+                     "environment variable '%s' is not set (env '%s' uses {{ENV:%s}})", env_name,
+                     var, env_name);
+            failed = 1;
+            value = "";
+        }
+        chunk = strlen(value);
+        if (len + chunk + 1 > cap) {
+            char *bigger;
+            cap = (len + chunk + 1) * 2;
+            bigger = realloc(out, cap);
+            if (!bigger)
+                goto fail;
+            out = bigger;
+        }
+        memcpy(out + len, value, chunk);
+        len += chunk;
+        out[len] = 0;
+        p = close + 2;
+    }
+    if (failed)
+        goto fail;
+    return out;
+fail:
+    free(out);
+    return NULL;
+}
+
+static long var_find(struct loader *L, const char *name)
+{
+    json_t *i = json_object_get(L->var_index, name);
+    return i ? (long)json_integer_value(i) : -1;
+}
+
+static struct wf_var *var_append(struct loader *L, const char *name)
+{
+    struct workflow *wf = L->wf;
+    struct wf_var *v;
+
+    if (wf->n_vars == L->cap_vars) {
+        size_t cap = L->cap_vars ? L->cap_vars * 2 : 8;
+        struct wf_var *vars = realloc(wf->vars, cap * sizeof *vars);
+        if (!vars)
+            return NULL;
+        wf->vars = vars;
+        L->cap_vars = cap;
+    }
+    v = &wf->vars[wf->n_vars];
+    memset(v, 0, sizeof *v);
+    v->name = strdup(name);
+    if (!v->name || json_object_set_new_nocheck(L->var_index, name,
+                                                json_integer((json_int_t)wf->n_vars))) {
+        free(v->name);
+        return NULL;
+    }
+    v->secret = !strcmp(name, "AUTH_TOKEN");
+    wf->n_vars++;
+    return v;
+}
+
+static void read_env(struct loader *L, yaml_node_t *env)
+{
+    char buf[64];
+
+    if (is_null(env))
+        return;
+    if (env->type != YAML_MAPPING_NODE) {
+        error_at(L, pos_of(env), "'env' must be a mapping of variable names to values, got %s",
+                 describe(env, buf, sizeof buf));
+        return;
+    }
+    for (yaml_node_pair_t *pair = env->data.mapping.pairs.start;
+         pair < env->data.mapping.pairs.top; pair++) {
+        yaml_node_t *key = visit(L, pair->key);
+        yaml_node_t *value = key ? visit(L, pair->value) : NULL;
+        yaml_node_t *value_node;
+        const char *name = text(key), *raw;
+        char *resolved;
+        int secret = 0;
+        long existing;
+        struct wf_var *var;
+
+        if (!value)
+            return;
+        if (!name || !workflow__valid_var_name(name)) {
+            error_at(L, pos_of(key), "'%s' in env is not a valid variable name: %s",
+                     name ? name : describe(key, buf, sizeof buf), VAR_NAME_RULE);
+            continue;
+        }
+        existing = var_find(L, name);
+        if (existing >= 0) {
+            error_at(L, pos_of(key), "duplicate key '%s' in env (first at line %d)", name,
+                     L->wf->vars[existing].pos.line);
+            continue;
+        }
+        value_node = value;
+        if (value->type == YAML_MAPPING_NODE) {
+            struct field f[COUNT(SECRET_VAR_KEYS)];
+            char where[96];
+            yaml_node_t *first_key = NULL;
+
+            if (value->data.mapping.pairs.top > value->data.mapping.pairs.start)
+                first_key = visit(L, value->data.mapping.pairs.start->key);
+            if (first_key && first_key->type == YAML_MAPPING_NODE) {
+                /* `X: {{ENV:Y}}` unquoted is a YAML flow mapping, not text. */
+                error_at(L, pos_of(value),
+                         "env '%s' must be a string; put quotes around a value that uses "
+                         "{{ENV:...}}",
+                         name);
+                continue;
+            }
+            snprintf(where, sizeof where, "env '%s'", name);
+            read_fields(L, value, SECRET_VAR_KEYS, COUNT(SECRET_VAR_KEYS), where, f);
+            if (f[1].value && !parse_bool(f[1].value, &secret)) {
+                error_at(L, pos_of(f[1].value), "'secret' in %s must be true or false, got %s",
+                         where, describe(f[1].value, buf, sizeof buf));
+            }
+            if (!f[0].value) {
+                error_at(L, pos_of(value), "%s has no 'value'", where);
+                continue;
+            }
+            value_node = f[0].value;
+        }
+        raw = text(value_node);
+        if (!raw) {
+            if (value_node->type == YAML_SCALAR_NODE && !is_null(value_node))
+                error_at(L, pos_of(value_node), "env '%s' contains a NUL character", name);
+            else
+                error_at(L, pos_of(value_node),
+                         "env '%s' must be a string, number or boolean (or {value: ..., secret: "
+                         "true}), got %s%s",
+                         name, describe(value_node, buf, sizeof buf),
+                         is_null(value_node) ? "; write \"\" for an empty string" : "");
+            continue;
+        }
+        resolved = substitute_env(L, value_node, raw, name);
+        if (!resolved)
+            continue;
+        var = var_append(L, name);
+        if (!var) {
+            free(resolved);
+            error_at(L, pos_of(key), "out of memory");
+            return;
+        }
+        var->value = resolved;
+        var->secret |= secret;
+        var->pos = pos_of(key);
+    }
+}
+
+static void apply_settings(struct loader *L)
+{
+    const struct wf_load_options *o = L->opts;
+    struct wf_pos none = {0, 0};
+
+    for (size_t i = 0; o && i < o->n_settings; i++) {
+        const struct wf_setting *s = &o->settings[i];
+        struct wf_var *var;
+        long existing;
+        char *value;
+
+        if (!workflow__valid_var_name(s->name)) {
+            error_at(L, none, "--set %s: '%s' is not a valid variable name: %s",
+                     s->name ? s->name : "", s->name ? s->name : "", VAR_NAME_RULE);
+            continue;
+        }
+        value = strdup(s->value ? s->value : "");
+        if (!value) {
+            error_at(L, none, "out of memory");
+            return;
+        }
+        existing = var_find(L, s->name);
+        var = existing >= 0 ? &L->wf->vars[existing] : var_append(L, s->name);
+        if (!var) {
+            free(value);
+            error_at(L, none, "out of memory");
+            return;
+        }
+        free(var->value);
+        var->value = value;
+        var->from_set = 1;
+    }
+}
+
+/* ---------------------------------------------------------------- tasks */
+
+static void task_free(struct wf_task *t)
+{
+    free(t->name);
+    free(t->plugin);
+    free(t->plugin_path);
+    free(t->description);
+    list_free(&t->inputs);
+    list_free(&t->outputs);
+    list_free(&t->depends_on);
+    list_free(&t->permissions);
+    json_decref(t->params);
+}
+
+static void read_execution(struct loader *L, yaml_node_t *n, struct wf_task *t, const char *tname)
+{
+    struct field f[EK_COUNT];
+    char where[128], what[160], buf[64];
+    long v;
+
+    if (is_null(n))
+        return;
+    snprintf(where, sizeof where, "'execution' of task '%s'", tname);
+    if (n->type != YAML_MAPPING_NODE) {
+        error_at(L, pos_of(n), "%s must be a mapping, got %s", where,
+                 describe(n, buf, sizeof buf));
+        return;
+    }
+    read_fields(L, n, EXECUTION_KEYS, EK_COUNT, where, f);
+    if (f[EK_ASYNC].value && !parse_bool(f[EK_ASYNC].value, &t->async))
+        error_at(L, pos_of(f[EK_ASYNC].value), "'async' must be true or false, got %s (task '%s')",
+                 describe(f[EK_ASYNC].value, buf, sizeof buf), tname);
+    if (f[EK_TIMEOUT].value) {
+        double d;
+        if (!parse_number(f[EK_TIMEOUT].value, &d) || d < 0)
+            error_at(L, pos_of(f[EK_TIMEOUT].value),
+                     "'timeout' must be a number of seconds ≥ 0, got %s (task '%s')",
+                     describe(f[EK_TIMEOUT].value, buf, sizeof buf), tname);
+        else if (d > MAX_TIMEOUT)
+            error_at(L, pos_of(f[EK_TIMEOUT].value),
+                     "'timeout' must be at most %.0f seconds, got %s (task '%s')", MAX_TIMEOUT,
+                     describe(f[EK_TIMEOUT].value, buf, sizeof buf), tname);
+        else
+            t->timeout = d;
+    }
+    if (f[EK_WORKERS].value) {
+        if (!parse_int(f[EK_WORKERS].value, &v) || v < 1)
+            error_at(L, pos_of(f[EK_WORKERS].value),
+                     "'workers' must be an integer ≥ 1, got %s (task '%s')",
+                     describe(f[EK_WORKERS].value, buf, sizeof buf), tname);
+        else
+            t->workers = (int)v;
+    }
+    if (f[EK_RETRIES].value) {
+        if (!parse_int(f[EK_RETRIES].value, &v) || v < 0)
+            error_at(L, pos_of(f[EK_RETRIES].value),
+                     "'retries' must be an integer ≥ 0, got %s (task '%s')",
+                     describe(f[EK_RETRIES].value, buf, sizeof buf), tname);
+        else
+            t->retries = (int)v;
+    }
+    snprintf(what, sizeof what, "'depends_on' of task '%s'", tname);
+    read_names(L, f[EK_DEPENDS_ON].value, TASK_NAMES, what, 1, &t->depends_on);
+}
+
+static void read_permissions(struct loader *L, yaml_node_t *n, struct wf_task *t,
+                             const char *tname)
+{
+    struct field f[COUNT(PERMISSION_KEYS)];
+    char where[128], what[160], buf[64];
+
+    if (is_null(n))
+        return;
+    snprintf(where, sizeof where, "'permissions' of task '%s'", tname);
+    if (n->type != YAML_MAPPING_NODE) {
+        error_at(L, pos_of(n), "%s must be a mapping like {required: [...]}, got %s", where,
+                 describe(n, buf, sizeof buf));
+        return;
+    }
+    read_fields(L, n, PERMISSION_KEYS, COUNT(PERMISSION_KEYS), where, f);
+    snprintf(what, sizeof what, "'required' of %s", where);
+    read_names(L, f[0].value, PERMISSION_NAMES, what, 0, &t->permissions);
+}
+
+/* The task's name, if it has a usable one, for messages before it is read. */
+static const char *peek_name(struct loader *L, yaml_node_t *map)
+{
+    for (yaml_node_pair_t *pair = map->data.mapping.pairs.start;
+         pair < map->data.mapping.pairs.top; pair++) {
+        yaml_node_t *key = visit(L, pair->key);
+        const char *k = text(key);
+        if (k && !strcmp(k, "name")) {
+            const char *v = text(visit(L, pair->value));
+            return v && *v && strlen(v) <= 64 ? v : NULL;
+        }
+    }
+    return NULL;
+}
+
+/* Reads one entry of tasks: into t; number is its 1-based place, for messages. */
+static void read_task(struct loader *L, yaml_node_t *n, size_t number, struct wf_task *t)
+{
+    struct field f[TK_COUNT];
+    char tname[80], where[100], what[160], buf[64];
+    const char *name, *plugin, *s;
+
+    t->pos = pos_of(n);
+    t->workers = 1;
+    name = peek_name(L, n);
+    if (name)
+        snprintf(tname, sizeof tname, "%s", name);
+    else
+        snprintf(tname, sizeof tname, "#%zu", number);
+    snprintf(where, sizeof where, "task '%s'", tname);
+    read_fields(L, n, TASK_KEYS, TK_COUNT, where, f);
+
+    if (!f[TK_NAME].value) {
+        error_at(L, t->pos, "task #%zu has no 'name'", number);
+    } else if ((name = string_field(L, &f[TK_NAME], where)) != NULL) {
+        t->name_pos = pos_of(f[TK_NAME].value);
+        if (!*name)
+            error_at(L, t->name_pos, "task #%zu has an empty name", number);
+        else if (!workflow__valid_task_name(name))
+            error_at(L, t->name_pos, "task name '%s' is not valid: %s", name, TASK_NAME_RULE);
+        t->name = strdup(name);
+    }
+    if (!t->name) {
+        t->name = strdup("");
+        t->name_pos = t->pos;
+    }
+
+    if (!f[TK_PLUGIN].value) {
+        error_at(L, t->pos, "task '%s' has no 'plugin'", tname);
+    } else if ((plugin = string_field(L, &f[TK_PLUGIN], where)) != NULL) {
+        t->plugin_pos = pos_of(f[TK_PLUGIN].value);
+        t->plugin = strdup(plugin);
+        if (!workflow__valid_task_name(plugin)) {
+            error_at(L, t->plugin_pos, "plugin name '%s' of task '%s' is not valid: %s", plugin,
+                     tname, TASK_NAME_RULE);
+        } else if (L->opts && L->opts->lookup) {
+            t->plugin_path = L->opts->lookup(L->opts->lookup_ctx, plugin);
+            if (!t->plugin_path)
+                error_at(L, t->plugin_pos,
+                         "unknown plugin '%s' in task '%s': no executable flowbus-%s was found",
+                         plugin, tname, plugin);
+        }
+    }
+    if (f[TK_DESCRIPTION].value && (s = string_field(L, &f[TK_DESCRIPTION], where)) != NULL)
+        t->description = strdup(s);
+
+    snprintf(what, sizeof what, "'inputs' of task '%s'", tname);
+    read_names(L, f[TK_INPUTS].value, VAR_NAMES, what, 0, &t->inputs);
+    snprintf(what, sizeof what, "'outputs' of task '%s'", tname);
+    read_names(L, f[TK_OUTPUTS].value, VAR_NAMES, what, 0, &t->outputs);
+
+    if (f[TK_PARAMS].value && !is_null(f[TK_PARAMS].value)) {
+        snprintf(what, sizeof what, "'params' of task '%s'", tname);
+        if (f[TK_PARAMS].value->type != YAML_MAPPING_NODE)
+            error_at(L, pos_of(f[TK_PARAMS].value), "%s must be a mapping, got %s", what,
+                     describe(f[TK_PARAMS].value, buf, sizeof buf));
+        else
+            t->params = node_to_json(L, f[TK_PARAMS].value, 1, what);
+    }
+    if (!t->params)
+        t->params = json_object();
+
+    snprintf(what, sizeof what, "'depends_on' of task '%s'", tname);
+    read_names(L, f[TK_DEPENDS_ON].value, TASK_NAMES, what, 0, &t->depends_on);
+    if (f[TK_EXECUTION].value)
+        read_execution(L, f[TK_EXECUTION].value, t, tname);
+    if (f[TK_PERMISSIONS].value)
+        read_permissions(L, f[TK_PERMISSIONS].value, t, tname);
+    if (f[TK_REQUIRES_AUTH].value && !parse_bool(f[TK_REQUIRES_AUTH].value, &t->requires_auth))
+        error_at(L, pos_of(f[TK_REQUIRES_AUTH].value),
+                 "'requires_auth' must be true or false, got %s (task '%s')",
+                 describe(f[TK_REQUIRES_AUTH].value, buf, sizeof buf), tname);
+}
+
+/* Adds the task to the name index, reporting a duplicate name. */
+static void index_task(struct loader *L, size_t i)
+{
+    struct workflow *wf = L->wf;
+    const struct wf_task *t = &wf->tasks[i];
+    json_t *first;
+
+    if (!*t->name)
+        return;
+    first = json_object_get(wf->task_index, t->name);
+    if (first) {
+        error_at(L, t->name_pos, "duplicate task name '%s' (first defined at line %d)", t->name,
+                 wf->tasks[json_integer_value(first)].name_pos.line);
+        return;
+    }
+    json_object_set_new_nocheck(wf->task_index, t->name, json_integer((json_int_t)i));
+}
+
+static void read_tasks(struct loader *L, yaml_node_t *tasks)
+{
+    struct workflow *wf = L->wf;
+    size_t number = 0;
+    char buf[64];
+
+    if (tasks->type != YAML_SEQUENCE_NODE) {
+        error_at(L, pos_of(tasks), "'tasks' must be a list of tasks, got %s",
+                 describe(tasks, buf, sizeof buf));
+        return;
+    }
+    if (tasks->data.sequence.items.top == tasks->data.sequence.items.start) {
+        error_at(L, pos_of(tasks), "'tasks' is empty: a workflow needs at least one task");
+        return;
+    }
+    for (yaml_node_item_t *it = tasks->data.sequence.items.start;
+         it < tasks->data.sequence.items.top; it++) {
+        yaml_node_t *n = visit(L, *it);
+        struct wf_task *t;
+
+        number++;
+        if (!n)
+            return;
+        if (n->type != YAML_MAPPING_NODE) {
+            error_at(L, pos_of(n), "task #%zu must be a mapping with 'name' and 'plugin', got %s",
+                     number, describe(n, buf, sizeof buf));
+            continue;
+        }
+        if (wf->n_tasks == L->cap_tasks) {
+            size_t cap = L->cap_tasks ? L->cap_tasks * 2 : 8;
+            struct wf_task *grown = realloc(wf->tasks, cap * sizeof *grown);
+            if (!grown) {
+                error_at(L, pos_of(n), "out of memory");
+                return;
+            }
+            wf->tasks = grown;
+            L->cap_tasks = cap;
+        }
+        t = &wf->tasks[wf->n_tasks++];
+        memset(t, 0, sizeof *t);
+        read_task(L, n, number, t);
+        if (!t->name || !t->params) {
+            error_at(L, pos_of(n), "out of memory");
+            return;
+        }
+        index_task(L, wf->n_tasks - 1);
+    }
+}
+
+/* ---------------------------------------------------------------- checks */
+
+static void check_depends(struct loader *L)
+{
+    struct workflow *wf = L->wf;
+    const char **names = NULL;
+
+    for (size_t i = 0; i < wf->n_tasks; i++) {
+        const struct wf_task *t = &wf->tasks[i];
+        for (size_t j = 0; j < t->depends_on.n; j++) {
+            const struct wf_name *d = &t->depends_on.items[j];
+            const char *hint;
+
+            if (!strcmp(d->name, t->name)) {
+                error_at(L, d->pos, "task '%s' depends on itself", t->name);
+                continue;
+            }
+            if (workflow__find_task(wf, d->name) >= 0)
+                continue;
+            /* Only a mistake pays for the list of names. */
+            if (!names) {
+                names = malloc(wf->n_tasks * sizeof *names);
+                for (size_t k = 0; names && k < wf->n_tasks; k++)
+                    names[k] = wf->tasks[k].name;
+            }
+            hint = names ? suggest(d->name, names, wf->n_tasks) : NULL;
+            if (hint)
+                error_at(L, d->pos, "task '%s' depends on unknown task '%s'; did you mean '%s'?",
+                         t->name, d->name, hint);
+            else
+                error_at(L, d->pos, "task '%s' depends on unknown task '%s'", t->name, d->name);
+        }
+    }
+    free(names);
+}
+
+/*
+ * Finds the first $NAME or ${NAME} inside single quotes in a shell command
+ * whose NAME is one of inputs, scanning the quoting the way sh does (simply:
+ * backslashes, single and double quotes). Returns its offset and sets *which,
+ * or returns -1.
+ */
+static long single_quoted_input(const char *cmd, const struct wf_list *inputs, size_t from,
+                                const char **which)
+{
+    enum { PLAIN, SINGLE, DOUBLE } state = PLAIN;
+
+    for (size_t i = 0; cmd[i]; i++) {
+        char c = cmd[i];
+        switch (state) {
+        case PLAIN:
+            if (c == '\\' && cmd[i + 1])
+                i++;
+            else if (c == '\'')
+                state = SINGLE;
+            else if (c == '"')
+                state = DOUBLE;
+            break;
+        case DOUBLE:
+            if (c == '\\' && cmd[i + 1])
+                i++;
+            else if (c == '"')
+                state = PLAIN;
+            break;
+        case SINGLE:
+            if (c == '\'') {
+                state = PLAIN;
+            } else if (c == '$' && i >= from) {
+                const char *p = cmd + i + 1;
+                int braced = *p == '{';
+                size_t len;
+                if (braced)
+                    p++;
+                len = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_");
+                if (len == 0 || (braced && p[len] != '}'))
+                    break;
+                for (size_t k = 0; k < inputs->n; k++) {
+                    if (strlen(inputs->items[k].name) == len &&
+                        !strncmp(inputs->items[k].name, p, len)) {
+                        *which = inputs->items[k].name;
+                        return (long)i;
+                    }
+                }
+            }
+            break;
+        }
+    }
+    return -1;
+}
+
+static void check_cmd(struct loader *L, const struct wf_task *t, yaml_node_t *params_node)
+{
+    json_t *command = json_object_get(t->params, "command");
+    json_t *argv = json_object_get(t->params, "argv");
+    struct wf_pos at = params_node ? pos_of(params_node) : t->pos;
+    const char *cmd;
+    size_t from = 0;
+
+    if (!command == !argv) {
+        error_at(L, at,
+                 "task '%s' (plugin cmd) needs exactly one of params 'command' (a shell "
+                 "command) or 'argv' (a list), %s",
+                 t->name, command ? "not both" : "got neither");
+        return;
+    }
+    if (argv) {
+        int ok = json_is_array(argv) && json_array_size(argv) > 0;
+        for (size_t i = 0; ok && i < json_array_size(argv); i++)
+            ok = json_is_string(json_array_get(argv, i));
+        if (!ok)
+            error_at(L, at, "params 'argv' of task '%s' must be a non-empty list of strings",
+                     t->name);
+        return;
+    }
+    cmd = json_string_value(command);
+    if (!cmd) {
+        error_at(L, at, "params 'command' of task '%s' must be a string", t->name);
+        return;
+    }
+    for (;;) {
+        const char *which = NULL;
+        long off = single_quoted_input(cmd, &t->inputs, from, &which);
+        if (off < 0)
+            break;
+        warning_at(L, at,
+                   "the command of task '%s' uses $%s inside single quotes, where the shell "
+                   "does not expand it; use double quotes",
+                   t->name, which);
+        from = (size_t)off + 1;
+    }
+}
+
+/* The node of a task's params, for positions in cmd checks. */
+static yaml_node_t *params_node_of(struct loader *L, yaml_node_t *task)
+{
+    for (yaml_node_pair_t *pair = task->data.mapping.pairs.start;
+         pair < task->data.mapping.pairs.top; pair++) {
+        const char *k = text(yaml_document_get_node(L->doc, pair->key));
+        if (k && !strcmp(k, "params"))
+            return yaml_document_get_node(L->doc, pair->value);
+    }
+    return NULL;
+}
+
+/* Positions of params.command inside each cmd task, for the warnings. */
+static void check_cmd_tasks(struct loader *L, yaml_node_t *tasks)
+{
+    struct workflow *wf = L->wf;
+    size_t ti = 0;
+
+    if (!tasks || tasks->type != YAML_SEQUENCE_NODE)
+        return;
+    /* Tasks were appended in list order, skipping entries that were not
+     * mappings, so walking the list the same way pairs nodes with tasks. */
+    for (yaml_node_item_t *it = tasks->data.sequence.items.start;
+         it < tasks->data.sequence.items.top && ti < wf->n_tasks; it++) {
+        yaml_node_t *n = yaml_document_get_node(L->doc, *it);
+        yaml_node_t *params, *at = NULL;
+        const struct wf_task *t;
+
+        if (!n || n->type != YAML_MAPPING_NODE)
+            continue;
+        t = &wf->tasks[ti++];
+        if (!t->plugin || strcmp(t->plugin, "cmd"))
+            continue;
+        params = params_node_of(L, n);
+        at = params;
+        if (params && params->type == YAML_MAPPING_NODE) {
+            for (yaml_node_pair_t *pair = params->data.mapping.pairs.start;
+                 pair < params->data.mapping.pairs.top; pair++) {
+                const char *k = text(yaml_document_get_node(L->doc, pair->key));
+                if (k && (!strcmp(k, "command") || !strcmp(k, "argv")))
+                    at = yaml_document_get_node(L->doc, pair->value);
+            }
+        }
+        check_cmd(L, t, at);
+    }
+}
+
+static void check_graph(struct loader *L)
+{
+    struct workflow *wf = L->wf;
+    struct graph *g = graph__new(wf);
+    size_t *cycle = NULL, n_cycle;
+    struct wf_pos none = {0, 0};
+
+    if (!g) {
+        error_at(L, none, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < wf->n_tasks; i++) {
+        const struct wf_task *t = &wf->tasks[i];
+        for (size_t j = 0; j < t->inputs.n; j++) {
+            long v = graph__var_index(g, t->inputs.items[j].name);
+            const size_t *who;
+            if (v >= 0 && !graph__var_is_initial(g, (size_t)v) &&
+                graph__producers(g, (size_t)v, &who) == 0)
+                error_at(L, t->inputs.items[j].pos,
+                         "input '%s' of task '%s' is never set: no task outputs it and it is not "
+                         "in env: or --set",
+                         t->inputs.items[j].name, t->name);
+        }
+        for (size_t j = 0; j < t->outputs.n; j++) {
+            long v = graph__var_index(g, t->outputs.items[j].name);
+            const size_t *who;
+            if (v >= 0 && graph__consumers(g, (size_t)v, &who) == 0)
+                warning_at(L, t->outputs.items[j].pos,
+                           "output '%s' of task '%s' is never used: no task lists it in its "
+                           "inputs",
+                           t->outputs.items[j].name, t->name);
+        }
+    }
+    n_cycle = graph__find_cycle(g, &cycle);
+    if (n_cycle > 0) {
+        /* "A -> B (TRUE) -> A (depends_on)": each arrow says what links the pair. */
+        size_t cap = 256, len = 0, at = 0;
+        char *msg = malloc(cap);
+        for (size_t i = 0; msg && i <= n_cycle; i++) {
+            const struct wf_task *t = &wf->tasks[cycle[i % n_cycle]];
+            char link[80] = "";
+            size_t need;
+            if (i > 0) {
+                const struct wf_task *prev = &wf->tasks[cycle[i - 1]];
+                snprintf(link, sizeof link, " (depends_on)");
+                for (size_t k = 0; k < prev->outputs.n; k++)
+                    if (list_has(&t->inputs, prev->outputs.items[k].name)) {
+                        snprintf(link, sizeof link, " (%s)", prev->outputs.items[k].name);
+                        break;
+                    }
+            }
+            need = strlen(t->name) + strlen(link) + 8;
+            if (len + need > cap) {
+                char *bigger = realloc(msg, cap = (len + need) * 2);
+                if (!bigger) {
+                    free(msg);
+                    msg = NULL;
+                    break;
+                }
+                msg = bigger;
+            }
+            len += (size_t)sprintf(msg + len, "%s%s%s", i ? " -> " : "", t->name, link);
+            if (i < n_cycle && (wf->tasks[cycle[i]].pos.line < wf->tasks[cycle[at]].pos.line))
+                at = i;
+        }
+        error_at(L, wf->tasks[cycle[at]].pos, "dependency cycle: %s",
+                 msg ? msg : "(out of memory describing it)");
+        free(msg);
+    }
+out:
+    free(cycle);
+    graph__free(g);
+}
+
+/* ---------------------------------------------------------------- loading */
+
+/* The file's base name without its extension, as a default workflow name. */
+static char *default_name(const char *file)
+{
+    const char *base = strrchr(file, '/');
+    char *name = strdup(base ? base + 1 : file);
+    char *dot = name ? strrchr(name, '.') : NULL;
+
+    if (dot && dot != name)
+        *dot = 0;
+    return name;
+}
+
+static void read_document(struct loader *L, yaml_node_t *root)
+{
+    struct workflow *wf = L->wf;
+    struct field top[1], f[WK_COUNT];
+    char buf[64];
+    const char *s;
+
+    if (!root) {
+        struct wf_pos start = {1, 1};
+        error_at(L, start, "the file is empty: expected a mapping with a 'workflow' key");
+        return;
+    }
+    if (root->type != YAML_MAPPING_NODE) {
+        error_at(L, pos_of(root), "expected a mapping with a 'workflow' key at the top, got %s",
+                 describe(root, buf, sizeof buf));
+        return;
+    }
+    read_fields(L, root, TOP_KEYS, COUNT(TOP_KEYS), "the top level", top);
+    if (!top[0].value) {
+        error_at(L, pos_of(root), "missing 'workflow' key at the top of the file");
+        return;
+    }
+    if (top[0].value->type != YAML_MAPPING_NODE) {
+        error_at(L, pos_of(top[0].value),
+                 "'workflow' must be a mapping with 'name', 'env' and 'tasks', got %s",
+                 describe(top[0].value, buf, sizeof buf));
+        return;
+    }
+    read_fields(L, top[0].value, WORKFLOW_KEYS, WK_COUNT, "workflow", f);
+    if (f[WK_NAME].value && (s = string_field(L, &f[WK_NAME], "workflow")) != NULL)
+        wf->name = strdup(s);
+    if (f[WK_DESCRIPTION].value && (s = string_field(L, &f[WK_DESCRIPTION], "workflow")) != NULL)
+        wf->description = strdup(s);
+    if (f[WK_VERSION].value && (s = string_field(L, &f[WK_VERSION], "workflow")) != NULL)
+        wf->version = strdup(s);
+    if (f[WK_ENV].value)
+        read_env(L, f[WK_ENV].value);
+    apply_settings(L);
+    if (!f[WK_TASKS].value) {
+        error_at(L, pos_of(top[0].value), "'workflow' has no 'tasks' list");
+        return;
+    }
+    read_tasks(L, f[WK_TASKS].value);
+    if (L->over_budget)
+        return;
+    check_depends(L);
+    check_cmd_tasks(L, f[WK_TASKS].value);
+    check_graph(L);
+}
+
+static void syntax_error(struct loader *L, const yaml_parser_t *p)
+{
+    struct wf_pos at = mark_pos(p->problem_mark);
+
+    if (p->error == YAML_MEMORY_ERROR)
+        error_at(L, at, "out of memory while parsing YAML");
+    else if (p->context)
+        error_at(L, at, "YAML syntax error: %s (%s that started at line %d)",
+                 p->problem ? p->problem : "error", p->context, (int)p->context_mark.line + 1);
+    else
+        error_at(L, at, "YAML syntax error: %s", p->problem ? p->problem : "unknown error");
+}
+
+struct workflow *workflow__load_buffer(const char *file, const char *text_, size_t len,
+                                       const struct wf_load_options *opts, struct wf_diags *diags)
+{
+    struct loader L = {0};
+    yaml_parser_t parser;
+    yaml_document_t doc, extra;
+    int have_parser = 0, have_doc = 0;
+    struct workflow *wf = NULL;
+    size_t errors_before = diags->n_errors;
+
+    L.file = file;
+    L.opts = opts;
+    L.diags = diags;
+    L.doc = &doc;
+    L.var_index = json_object();
+    wf = calloc(1, sizeof *wf);
+    if (!wf || !L.var_index || !yaml_parser_initialize(&parser)) {
+        struct wf_pos none = {0, 0};
+        error_at(&L, none, "out of memory");
+        goto out;
+    }
+    have_parser = 1;
+    L.wf = wf;
+    wf->file = strdup(file);
+    wf->task_index = json_object();
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text_, len);
+    if (!yaml_parser_load(&parser, &doc)) {
+        syntax_error(&L, &parser);
+        goto out;
+    }
+    have_doc = 1;
+    /* A second document would be silently ignored; refuse it instead. */
+    if (!yaml_parser_load(&parser, &extra)) {
+        syntax_error(&L, &parser);
+    } else {
+        yaml_node_t *root = yaml_document_get_root_node(&extra);
+        if (root)
+            error_at(&L, pos_of(root),
+                     "a second YAML document in the file: a workflow file holds one document");
+        yaml_document_delete(&extra);
+    }
+    read_document(&L, yaml_document_get_root_node(&doc));
+    if (!wf->name)
+        wf->name = default_name(file);
+    if (!wf->file || !wf->task_index || !wf->name) {
+        struct wf_pos none = {0, 0};
+        error_at(&L, none, "out of memory");
+    }
+out:
+    diags_sort(diags);
+    if (have_doc)
+        yaml_document_delete(&doc);
+    if (have_parser)
+        yaml_parser_delete(&parser);
+    json_decref(L.var_index);
+    if (diags->n_errors > errors_before) {
+        workflow__free(wf);
+        wf = NULL;
+    }
+    return wf;
+}
+
+struct workflow *workflow__load(const char *path, const struct wf_load_options *opts,
+                                struct wf_diags *diags)
+{
+    struct workflow *wf = NULL;
+    struct loader L = {0};
+    struct wf_pos none = {0, 0};
+    FILE *f = NULL;
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+
+    L.diags = diags;
+    f = fopen(path, "rb");
+    if (!f) {
+        error_at(&L, none, "cannot read the workflow file: %s", strerror(errno));
+        goto out;
+    }
+    for (;;) {
+        size_t got;
+        if (len + 4096 > cap) {
+            char *bigger = realloc(buf, cap = (len + 4096) * 2);
+            if (!bigger) {
+                error_at(&L, none, "out of memory reading the workflow file");
+                goto out;
+            }
+            buf = bigger;
+        }
+        got = fread(buf + len, 1, cap - len, f);
+        len += got;
+        if (got == 0)
+            break;
+    }
+    if (ferror(f)) {
+        error_at(&L, none, "cannot read the workflow file: %s", strerror(errno));
+        goto out;
+    }
+    wf = workflow__load_buffer(path, buf, len, opts, diags);
+out:
+    if (f)
+        fclose(f);
+    free(buf);
+    return wf;
+}
+
+void workflow__free(struct workflow *wf)
+{
+    if (!wf)
+        return;
+    for (size_t i = 0; i < wf->n_vars; i++) {
+        free(wf->vars[i].name);
+        free(wf->vars[i].value);
+    }
+    free(wf->vars);
+    for (size_t i = 0; i < wf->n_tasks; i++)
+        task_free(&wf->tasks[i]);
+    free(wf->tasks);
+    json_decref(wf->task_index);
+    free(wf->file);
+    free(wf->name);
+    free(wf->description);
+    free(wf->version);
+    free(wf);
+}
+
+long workflow__find_task(const struct workflow *wf, const char *name)
+{
+    json_t *i;
+
+    if (!wf || !name)
+        return -1;
+    if (!wf->task_index) {
+        /* A workflow built by hand, without the loader's index. */
+        for (size_t k = 0; k < wf->n_tasks; k++)
+            if (wf->tasks[k].name && !strcmp(wf->tasks[k].name, name))
+                return (long)k;
+        return -1;
+    }
+    i = json_object_get(wf->task_index, name);
+    return i ? (long)json_integer_value(i) : -1;
+}
+
+/* ---------------------------------------------------------------- JSON */
+
+static json_t *names_json(const struct wf_list *l)
+{
+    json_t *a = json_array();
+
+    for (size_t i = 0; a && i < l->n; i++)
+        json_array_append_new(a, json_string(l->items[i].name));
+    return a;
+}
+
+json_t *workflow__to_json(const struct workflow *wf)
+{
+    json_t *root = NULL, *env = NULL, *tasks = NULL;
+
+    if (!wf)
+        goto fail;
+    root = json_object();
+    env = json_object();
+    tasks = json_array();
+    if (!root || !env || !tasks)
+        goto fail;
+    json_object_set_new(root, "name", json_string(wf->name ? wf->name : ""));
+    json_object_set_new(root, "file", json_string(wf->file ? wf->file : ""));
+    if (wf->description)
+        json_object_set_new(root, "description", json_string(wf->description));
+    if (wf->version)
+        json_object_set_new(root, "version", json_string(wf->version));
+    for (size_t i = 0; i < wf->n_vars; i++) {
+        const struct wf_var *v = &wf->vars[i];
+        json_object_set_new(env, v->name,
+                            json_string(v->secret ? "<secret>" : v->value ? v->value : ""));
+    }
+    for (size_t i = 0; i < wf->n_tasks; i++) {
+        const struct wf_task *t = &wf->tasks[i];
+        json_t *task = json_object();
+        json_t *exec = json_object();
+        if (!task || !exec || json_array_append_new(tasks, task)) {
+            json_decref(exec);
+            goto fail;
+        }
+        json_object_set_new(task, "name", json_string(t->name));
+        json_object_set_new(task, "plugin", json_string(t->plugin ? t->plugin : ""));
+        if (t->description)
+            json_object_set_new(task, "description", json_string(t->description));
+        json_object_set_new(task, "inputs", names_json(&t->inputs));
+        json_object_set_new(task, "outputs", names_json(&t->outputs));
+        json_object_set_new(task, "depends_on", names_json(&t->depends_on));
+        json_object_set_new(task, "params", t->params ? json_deep_copy(t->params) : json_object());
+        json_object_set_new(exec, "timeout", json_real(t->timeout));
+        json_object_set_new(exec, "async", json_boolean(t->async));
+        json_object_set_new(exec, "workers", json_integer(t->workers));
+        json_object_set_new(exec, "retries", json_integer(t->retries));
+        json_object_set_new(task, "execution", exec);
+        json_object_set_new(task, "permissions", names_json(&t->permissions));
+        json_object_set_new(task, "requires_auth", json_boolean(t->requires_auth));
+    }
+    json_object_set_new(root, "env", env);
+    json_object_set_new(root, "tasks", tasks);
+    return root;
+fail:
+    json_decref(root);
+    json_decref(env);
+    json_decref(tasks);
+    return NULL;
+}
