@@ -28,15 +28,15 @@ struct graph {
     const struct workflow *wf;
     size_t n_tasks;
     size_t n_vars;
-    const char **var_names;  /* borrowed from wf */
-    unsigned char *initial;  /* per variable: set by env:/--set */
-    json_t *var_index;       /* name -> variable index */
-    struct adj inputs;       /* task -> variables it consumes */
-    struct adj outputs;      /* task -> variables it produces */
-    struct adj producers;    /* variable -> tasks */
-    struct adj consumers;    /* variable -> tasks */
-    struct adj deps;         /* task -> tasks it depends_on (known, not itself) */
-    struct adj dependents;   /* task -> tasks that depend_on it */
+    const char **var_names; /* borrowed from wf */
+    unsigned char *initial; /* per variable: set by env:/--set */
+    json_t *var_index;      /* name -> variable index */
+    struct adj inputs;      /* task -> variables it consumes */
+    struct adj outputs;     /* task -> variables it produces */
+    struct adj producers;   /* variable -> tasks */
+    struct adj consumers;   /* variable -> tasks */
+    struct adj deps;        /* task -> tasks it depends_on (known, not itself) */
+    struct adj dependents;  /* task -> tasks that depend_on it */
 };
 
 static void adj_free(struct adj *a)
@@ -271,8 +271,8 @@ size_t graph__consumers(const struct graph *g, size_t var, const size_t **tasks)
 static size_t succ_count(const struct graph *g, size_t node)
 {
     if (node < g->n_tasks)
-        return g->outputs.off[node + 1] - g->outputs.off[node] +
-               g->dependents.off[node + 1] - g->dependents.off[node];
+        return g->outputs.off[node + 1] - g->outputs.off[node] + g->dependents.off[node + 1] -
+               g->dependents.off[node];
     node -= g->n_tasks;
     return g->consumers.off[node + 1] - g->consumers.off[node];
 }
@@ -295,7 +295,7 @@ size_t graph__find_cycle(const struct graph *g, size_t **cycle)
     size_t n = g->n_tasks + g->n_vars;
     unsigned char *colour = calloc(n ? n : 1, 1);
     size_t *stack = malloc((n ? n : 1) * sizeof *stack);
-    size_t *next = malloc((n ? n : 1) * sizeof *next);  /* per stack frame */
+    size_t *next = malloc((n ? n : 1) * sizeof *next);   /* per stack frame */
     size_t *depth = malloc((n ? n : 1) * sizeof *depth); /* stack position of a grey node */
     size_t found = 0;
 
@@ -388,7 +388,9 @@ static char *format(const char *fmt, ...)
 
 static const char *outcome(enum graph_task_state s)
 {
-    return s == GT_FAILED ? "failed" : s == GT_SKIPPED ? "was skipped" : "finished without producing it";
+    return s == GT_FAILED    ? "failed"
+           : s == GT_SKIPPED ? "was skipped"
+                             : "finished without producing it";
 }
 
 /* Why variable v, an input, can never be set (all its producers are finished). */
@@ -632,8 +634,8 @@ void graph__print_dot(const struct graph *g, FILE *out)
     }
     for (size_t t = 0; t < g->n_tasks; t++)
         for (size_t k = g->deps.off[t]; k < g->deps.off[t + 1]; k++)
-            fprintf(out, "    t%zu -> t%zu [style=dashed, label=\"depends_on\"];\n",
-                    g->deps.at[k], t);
+            fprintf(out, "    t%zu -> t%zu [style=dashed, label=\"depends_on\"];\n", g->deps.at[k],
+                    t);
     fprintf(out, "}\n");
     free(e);
 }

@@ -55,8 +55,8 @@ struct field {
 static const char *const TOP_KEYS[] = {"workflow"};
 static const char *const WORKFLOW_KEYS[] = {"name", "description", "version", "env", "tasks"};
 enum { WK_NAME, WK_DESCRIPTION, WK_VERSION, WK_ENV, WK_TASKS, WK_COUNT };
-static const char *const TASK_KEYS[] = {"name",       "plugin",      "description",  "inputs",
-                                        "outputs",    "params",      "depends_on",   "execution",
+static const char *const TASK_KEYS[] = {"name",        "plugin",       "description", "inputs",
+                                        "outputs",     "params",       "depends_on",  "execution",
                                         "permissions", "requires_auth"};
 enum {
     TK_NAME,
@@ -81,11 +81,11 @@ static const char *const SECRET_VAR_KEYS[] = {"value", "secret"};
 
 /* ---------------------------------------------------------------- diagnostics */
 
-static void diag_vadd(struct wf_diags *d, enum wf_severity sev, struct wf_pos pos,
-                      const char *fmt, va_list ap) __attribute__((format(printf, 4, 0)));
+static void diag_vadd(struct wf_diags *d, enum wf_severity sev, struct wf_pos pos, const char *fmt,
+                      va_list ap) __attribute__((format(printf, 4, 0)));
 
-static void diag_vadd(struct wf_diags *d, enum wf_severity sev, struct wf_pos pos,
-                      const char *fmt, va_list ap)
+static void diag_vadd(struct wf_diags *d, enum wf_severity sev, struct wf_pos pos, const char *fmt,
+                      va_list ap)
 {
     char *msg = NULL;
     va_list copy;
@@ -251,7 +251,8 @@ int workflow__valid_task_name(const char *name)
     return i <= 64;
 }
 
-#define VAR_NAME_RULE "use letters, digits and '_', not starting with a digit, at most 64 characters"
+#define VAR_NAME_RULE                                                                              \
+    "use letters, digits and '_', not starting with a digit, at most 64 characters"
 #define TASK_NAME_RULE                                                                             \
     "use letters, digits, '_', '.' and '-', starting with a letter, digit or '_', at most 64 "     \
     "characters"
@@ -289,8 +290,15 @@ static const char *suggest(const char *word, const char *const *candidates, size
     const char *best = NULL;
     size_t best_d = 3;
 
+    size_t len = strlen(word);
+
     for (size_t i = 0; i < n; i++) {
-        size_t d = levenshtein(word, candidates[i]);
+        size_t other = strlen(candidates[i]), d;
+        /* Lengths that differ by more than 2 cannot be within distance 2;
+         * skipping them keeps a check against thousands of tasks cheap. */
+        if (other > len + 2 || len > other + 2)
+            continue;
+        d = levenshtein(word, candidates[i]);
         if (d < best_d) {
             best_d = d;
             best = candidates[i];
@@ -477,12 +485,12 @@ static struct wf_pos pos_in_scalar(const yaml_node_t *n, size_t off)
  * Reports keys that are not scalars, unknown keys (with a did-you-mean) and
  * duplicates; where names the mapping in messages ("task 'DF'").
  */
-static void read_fields(struct loader *L, yaml_node_t *map, const char *const *keys,
-                        size_t n_keys, const char *where, struct field *fields)
+static void read_fields(struct loader *L, yaml_node_t *map, const char *const *keys, size_t n_keys,
+                        const char *where, struct field *fields)
 {
     memset(fields, 0, n_keys * sizeof *fields);
-    for (yaml_node_pair_t *pair = map->data.mapping.pairs.start;
-         pair < map->data.mapping.pairs.top; pair++) {
+    for (yaml_node_pair_t *pair = map->data.mapping.pairs.start; pair < map->data.mapping.pairs.top;
+         pair++) {
         yaml_node_t *key = visit(L, pair->key);
         yaml_node_t *value = visit(L, pair->value);
         const char *name = text(key);
@@ -501,18 +509,17 @@ static void read_fields(struct loader *L, yaml_node_t *map, const char *const *k
         if (k == n_keys) {
             const char *hint = suggest(name, keys, n_keys);
             if (hint) {
-                error_at(L, pos_of(key), "unknown key '%s' in %s; did you mean '%s'?", name,
-                         where, hint);
+                error_at(L, pos_of(key), "unknown key '%s' in %s; did you mean '%s'?", name, where,
+                         hint);
             } else {
                 char list[256];
                 size_t used = 0;
                 list[0] = 0;
                 for (size_t i = 0; i < n_keys && used < sizeof list; i++)
-                    used += (size_t)snprintf(list + used, sizeof list - used, "%s%s",
-                                             i ? ", " : "", keys[i]);
+                    used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "",
+                                             keys[i]);
                 error_at(L, pos_of(key), "unknown key '%s' in %s; valid keys: %s%s", name, where,
-                         list,
-                         strcmp(name, "<<") ? "" : " (YAML merge keys are not supported)");
+                         list, strcmp(name, "<<") ? "" : " (YAML merge keys are not supported)");
             }
             continue;
         }
@@ -536,8 +543,8 @@ static const char *string_field(struct loader *L, const struct field *f, const c
         return NULL;
     s = text(f->value);
     if (!s)
-        error_at(L, pos_of(f->value), "'%s' in %s must be a string, got %s",
-                 scalar(f->key), where, describe(f->value, buf, sizeof buf));
+        error_at(L, pos_of(f->value), "'%s' in %s must be a string, got %s", scalar(f->key), where,
+                 describe(f->value, buf, sizeof buf));
     return s;
 }
 
@@ -662,7 +669,7 @@ static json_t *plain_to_json(const yaml_node_t *n)
             base = p[1] == 'x' ? 16 : 8;
             digits = p + 2;
         }
-        size_t span = strspn(digits, base == 16 ? "0123456789abcdefABCDEF"
+        size_t span = strspn(digits, base == 16  ? "0123456789abcdefABCDEF"
                                      : base == 8 ? "01234567"
                                                  : "0123456789");
         if (digits[span] == 0 && span > 0) {
@@ -872,8 +879,8 @@ static struct wf_var *var_append(struct loader *L, const char *name)
     v = &wf->vars[wf->n_vars];
     memset(v, 0, sizeof *v);
     v->name = strdup(name);
-    if (!v->name || json_object_set_new_nocheck(L->var_index, name,
-                                                json_integer((json_int_t)wf->n_vars))) {
+    if (!v->name ||
+        json_object_set_new_nocheck(L->var_index, name, json_integer((json_int_t)wf->n_vars))) {
         free(v->name);
         return NULL;
     }
@@ -893,8 +900,8 @@ static void read_env(struct loader *L, yaml_node_t *env)
                  describe(env, buf, sizeof buf));
         return;
     }
-    for (yaml_node_pair_t *pair = env->data.mapping.pairs.start;
-         pair < env->data.mapping.pairs.top; pair++) {
+    for (yaml_node_pair_t *pair = env->data.mapping.pairs.start; pair < env->data.mapping.pairs.top;
+         pair++) {
         yaml_node_t *key = visit(L, pair->key);
         yaml_node_t *value = key ? visit(L, pair->value) : NULL;
         yaml_node_t *value_node;
@@ -1031,8 +1038,7 @@ static void read_execution(struct loader *L, yaml_node_t *n, struct wf_task *t, 
         return;
     snprintf(where, sizeof where, "'execution' of task '%s'", tname);
     if (n->type != YAML_MAPPING_NODE) {
-        error_at(L, pos_of(n), "%s must be a mapping, got %s", where,
-                 describe(n, buf, sizeof buf));
+        error_at(L, pos_of(n), "%s must be a mapping, got %s", where, describe(n, buf, sizeof buf));
         return;
     }
     read_fields(L, n, EXECUTION_KEYS, EK_COUNT, where, f);
@@ -1072,8 +1078,7 @@ static void read_execution(struct loader *L, yaml_node_t *n, struct wf_task *t, 
     read_names(L, f[EK_DEPENDS_ON].value, TASK_NAMES, what, 1, &t->depends_on);
 }
 
-static void read_permissions(struct loader *L, yaml_node_t *n, struct wf_task *t,
-                             const char *tname)
+static void read_permissions(struct loader *L, yaml_node_t *n, struct wf_task *t, const char *tname)
 {
     struct field f[COUNT(PERMISSION_KEYS)];
     char where[128], what[160], buf[64];
@@ -1094,8 +1099,8 @@ static void read_permissions(struct loader *L, yaml_node_t *n, struct wf_task *t
 /* The task's name, if it has a usable one, for messages before it is read. */
 static const char *peek_name(struct loader *L, yaml_node_t *map)
 {
-    for (yaml_node_pair_t *pair = map->data.mapping.pairs.start;
-         pair < map->data.mapping.pairs.top; pair++) {
+    for (yaml_node_pair_t *pair = map->data.mapping.pairs.start; pair < map->data.mapping.pairs.top;
+         pair++) {
         yaml_node_t *key = visit(L, pair->key);
         const char *k = text(key);
         if (k && !strcmp(k, "name")) {
@@ -1755,7 +1760,9 @@ json_t *workflow__to_json(const struct workflow *wf)
     for (size_t i = 0; i < wf->n_vars; i++) {
         const struct wf_var *v = &wf->vars[i];
         json_object_set_new(env, v->name,
-                            json_string(v->secret ? "<secret>" : v->value ? v->value : ""));
+                            json_string(v->secret  ? "<secret>"
+                                        : v->value ? v->value
+                                                   : ""));
     }
     for (size_t i = 0; i < wf->n_tasks; i++) {
         const struct wf_task *t = &wf->tasks[i];

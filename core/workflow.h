@@ -41,27 +41,27 @@ struct wf_var {
 
 struct wf_task {
     char *name;
-    struct wf_pos pos;        /* position of the task's mapping */
-    struct wf_pos name_pos;   /* position of the name value */
+    struct wf_pos pos;      /* position of the task's mapping */
+    struct wf_pos name_pos; /* position of the name value */
     char *plugin;
     struct wf_pos plugin_pos;
-    char *description;        /* NULL when not given */
-    char *plugin_path;        /* resolved executable, absolute */
+    char *description; /* NULL when not given */
+    char *plugin_path; /* resolved executable, absolute */
     struct wf_list inputs;
     struct wf_list outputs;
-    struct wf_list depends_on; /* from the task or from execution.depends_on */
-    json_t *params;            /* a JSON object, never NULL */
-    double timeout;            /* seconds; 0 = none */
-    int async;                 /* accepted; behaviour in a later release */
-    int workers;               /* accepted; 1 unless set (later release) */
-    int retries;               /* accepted; 0 unless set (later release) */
+    struct wf_list depends_on;  /* from the task or from execution.depends_on */
+    json_t *params;             /* a JSON object, never NULL */
+    double timeout;             /* seconds; 0 = none */
+    int async;                  /* accepted; behaviour in a later release */
+    int workers;                /* accepted; 1 unless set (later release) */
+    int retries;                /* accepted; 0 unless set (later release) */
     struct wf_list permissions; /* permissions.required (later release) */
     int requires_auth;          /* accepted (later release) */
 };
 
 struct workflow {
-    char *file; /* as given on the command line */
-    char *name; /* `name:`, else the file's base name without extension */
+    char *file;        /* as given on the command line */
+    char *name;        /* `name:`, else the file's base name without extension */
     char *description; /* NULL when not given */
     char *version;     /* NULL when not given */
     struct wf_var *vars;

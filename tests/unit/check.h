@@ -16,7 +16,7 @@ static int check_passed, check_failed, check_current_failed;
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);             \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
             check_current_failed = 1;                                                              \
         }                                                                                          \
     } while (0)
@@ -25,7 +25,7 @@ static int check_passed, check_failed, check_current_failed;
     do {                                                                                           \
         const char *check_a_ = (a), *check_b_ = (b);                                               \
         if (!check_a_ || !check_b_ || strcmp(check_a_, check_b_)) {                                \
-            fprintf(stderr, "%s:%d: check failed: %s == %s (\"%s\" vs \"%s\")\n", __FILE__,       \
+            fprintf(stderr, "%s:%d: check failed: %s == %s (\"%s\" vs \"%s\")\n", __FILE__,        \
                     __LINE__, #a, #b, check_a_ ? check_a_ : "(null)",                              \
                     check_b_ ? check_b_ : "(null)");                                               \
             check_current_failed = 1;                                                              \
@@ -36,7 +36,7 @@ static int check_passed, check_failed, check_current_failed;
     do {                                                                                           \
         const char *check_h_ = (hay), *check_n_ = (needle);                                        \
         if (!check_h_ || !strstr(check_h_, check_n_)) {                                            \
-            fprintf(stderr, "%s:%d: check failed: \"%s\" should contain \"%s\"\n", __FILE__,      \
+            fprintf(stderr, "%s:%d: check failed: \"%s\" should contain \"%s\"\n", __FILE__,       \
                     __LINE__, check_h_ ? check_h_ : "(null)", check_n_);                           \
             check_current_failed = 1;                                                              \
         }                                                                                          \

@@ -113,9 +113,9 @@ static void free_reasons(char **reasons, size_t n)
 
 static void test_producers_consumers(void)
 {
-    struct workflow *wf = BUILD("TIMEOUT", "START||TRUE|", "DF|TRUE|MAIN_VOLUME,FREE_SPACE|START",
-                                "TOUCHED|TRUE,TIMEOUT|TRUE|", "CMD|FREE_SPACE,TRUE|REPORT|",
-                                "END|REPORT||");
+    struct workflow *wf =
+        BUILD("TIMEOUT", "START||TRUE|", "DF|TRUE|MAIN_VOLUME,FREE_SPACE|START",
+              "TOUCHED|TRUE,TIMEOUT|TRUE|", "CMD|FREE_SPACE,TRUE|REPORT|", "END|REPORT||");
     struct graph *g = graph__new(wf);
     const size_t *who;
     long v;
@@ -170,8 +170,8 @@ static void test_duplicates_are_merged(void)
 
 static void test_no_cycle_in_dag(void)
 {
-    struct workflow *wf = BUILD("", "START||TRUE|", "A|TRUE|AX|", "B|TRUE|BX|START",
-                                "JOIN|AX,BX|J|A", "END|J||");
+    struct workflow *wf =
+        BUILD("", "START||TRUE|", "A|TRUE|AX|", "B|TRUE|BX|START", "JOIN|AX,BX|J|A", "END|J||");
     struct graph *g = graph__new(wf);
     size_t *cycle = (size_t *)1;
 
@@ -289,13 +289,12 @@ static void test_long_chain_and_ring(void)
 static void test_touched_timeout_skips_chain(void)
 {
     /* START -> TOUCHED -> DF -> CMD -> END; TOUCHED times out. */
-    struct workflow *wf =
-        BUILD("TIMEOUT", "START||TRUE|", "TOUCHED|TRUE,TIMEOUT|FILE_TOUCHED|",
-              "DF|FILE_TOUCHED|FREE_SPACE|", "CMD|FREE_SPACE|REPORT|", "END|REPORT||",
-              "OTHER|TRUE||");
+    struct workflow *wf = BUILD("TIMEOUT", "START||TRUE|", "TOUCHED|TRUE,TIMEOUT|FILE_TOUCHED|",
+                                "DF|FILE_TOUCHED|FREE_SPACE|", "CMD|FREE_SPACE|REPORT|",
+                                "END|REPORT||", "OTHER|TRUE||");
     struct graph *g = graph__new(wf);
-    enum graph_task_state st[6] = {GT_DONE, GT_FAILED, GT_PENDING, GT_PENDING, GT_PENDING,
-                                   GT_PENDING};
+    enum graph_task_state st[6] = {GT_DONE,    GT_FAILED,  GT_PENDING,
+                                   GT_PENDING, GT_PENDING, GT_PENDING};
     char **reasons = calloc(6, sizeof *reasons);
     unsigned char *set = set_vars(g, "TRUE,TIMEOUT");
 
@@ -356,10 +355,9 @@ static void test_failure_skips_dependents(void)
     /* CMD fails: its consumers and the tasks that depend_on it are skipped,
      * and so on transitively; an unrelated branch is not. */
     struct workflow *wf = BUILD("", "START||TRUE|", "CMD|TRUE|OUT|", "USE|OUT|U|",
-                                "AFTER|TRUE|AF|CMD", "LATER|AF||", "SIDE|TRUE||",
-                                "NEXT|||AFTER");
+                                "AFTER|TRUE|AF|CMD", "LATER|AF||", "SIDE|TRUE||", "NEXT|||AFTER");
     struct graph *g = graph__new(wf);
-    enum graph_task_state st[7] = {GT_DONE, GT_FAILED, GT_PENDING, GT_PENDING,
+    enum graph_task_state st[7] = {GT_DONE,    GT_FAILED,  GT_PENDING, GT_PENDING,
                                    GT_PENDING, GT_PENDING, GT_PENDING};
     char **reasons = calloc(7, sizeof *reasons);
     unsigned char *set = set_vars(g, "TRUE");
@@ -379,8 +377,8 @@ static void test_failure_skips_dependents(void)
 
 static void test_join_with_one_dead_input(void)
 {
-    struct workflow *wf = BUILD("", "START||TRUE|", "A|TRUE|AX|", "B|TRUE|BX|", "JOIN|AX,BX|J|",
-                                "END|J||");
+    struct workflow *wf =
+        BUILD("", "START||TRUE|", "A|TRUE|AX|", "B|TRUE|BX|", "JOIN|AX,BX|J|", "END|J||");
     struct graph *g = graph__new(wf);
     enum graph_task_state st[5] = {GT_DONE, GT_DONE, GT_PENDING, GT_PENDING, GT_PENDING};
     char **reasons = calloc(5, sizeof *reasons);
@@ -493,9 +491,9 @@ static char *print(const struct graph *g, int dot)
 
 static void test_printers(void)
 {
-    struct workflow *wf = BUILD("TIMEOUT", "START||TRUE|", "TOUCHED|TRUE,TIMEOUT|TRUE|",
-                                "DF|TRUE|MAIN_VOLUME,FREE_SPACE|START",
-                                "CMD|MAIN_VOLUME,FREE_SPACE||");
+    struct workflow *wf =
+        BUILD("TIMEOUT", "START||TRUE|", "TOUCHED|TRUE,TIMEOUT|TRUE|",
+              "DF|TRUE|MAIN_VOLUME,FREE_SPACE|START", "CMD|MAIN_VOLUME,FREE_SPACE||");
     struct graph *g = graph__new(wf);
     char *mermaid = print(g, 0), *dot = print(g, 1);
 

@@ -74,8 +74,7 @@ static void dump(const struct wf_diags *d)
 }
 
 /* 1 if d holds a diagnostic of this severity at line:col whose message contains text. */
-static int has(const struct wf_diags *d, enum wf_severity sev, int line, int col,
-               const char *text)
+static int has(const struct wf_diags *d, enum wf_severity sev, int line, int col, const char *text)
 {
     for (size_t i = 0; i < d->n; i++) {
         const struct wf_diag *x = &d->items[i];
@@ -95,32 +94,32 @@ static int has(const struct wf_diags *d, enum wf_severity sev, int line, int col
 /* ------------------------------------------------------------------ the seed */
 
 static const char SEED[] =
-    "workflow:\n"                                                             /* 1 */
-    "  name: \"Disk Monitoring Workflow\"\n"                                  /* 2 */
-    "  env:\n"                                                                /* 3 */
-    "    TIMEOUT: \"10\"\n"                                                   /* 4 */
-    "    AUTH_TOKEN: \"{{ENV:AUTH_TOKEN}}\"\n"                                /* 5 */
-    "    GREETING: \"hello {{ENV:USER_NAME}}!\"\n"                            /* 6 */
-    "    API_KEY: {value: \"k-{{ENV:USER_NAME}}\", secret: true}\n"           /* 7 */
-    "    RATE: 2.5\n"                                                         /* 8 */
-    "  tasks:\n"                                                              /* 9 */
-    "    - name: \"START\"\n"                                                 /* 10 */
-    "      plugin: \"start\"\n"                                               /* 11 */
-    "      outputs: [\"TRUE\"]\n"                                             /* 12 */
-    "    - name: \"DF\"\n"                                                    /* 13 */
-    "      plugin: \"df\"\n"                                                  /* 14 */
-    "      inputs: [\"TRUE\"]\n"                                              /* 15 */
-    "      outputs: [\"MAIN_VOLUME\", \"FREE_SPACE\"]\n"                      /* 16 */
-    "      params: {path: \"/\"}\n"                                           /* 17 */
-    "      depends_on: [\"START\"]\n"                                         /* 18 */
+    "workflow:\n"                                                            /* 1 */
+    "  name: \"Disk Monitoring Workflow\"\n"                                 /* 2 */
+    "  env:\n"                                                               /* 3 */
+    "    TIMEOUT: \"10\"\n"                                                  /* 4 */
+    "    AUTH_TOKEN: \"{{ENV:AUTH_TOKEN}}\"\n"                               /* 5 */
+    "    GREETING: \"hello {{ENV:USER_NAME}}!\"\n"                           /* 6 */
+    "    API_KEY: {value: \"k-{{ENV:USER_NAME}}\", secret: true}\n"          /* 7 */
+    "    RATE: 2.5\n"                                                        /* 8 */
+    "  tasks:\n"                                                             /* 9 */
+    "    - name: \"START\"\n"                                                /* 10 */
+    "      plugin: \"start\"\n"                                              /* 11 */
+    "      outputs: [\"TRUE\"]\n"                                            /* 12 */
+    "    - name: \"DF\"\n"                                                   /* 13 */
+    "      plugin: \"df\"\n"                                                 /* 14 */
+    "      inputs: [\"TRUE\"]\n"                                             /* 15 */
+    "      outputs: [\"MAIN_VOLUME\", \"FREE_SPACE\"]\n"                     /* 16 */
+    "      params: {path: \"/\"}\n"                                          /* 17 */
+    "      depends_on: [\"START\"]\n"                                        /* 18 */
     "      execution: {timeout: 30, depends_on: [\"START\", \"TOUCHED\"]}\n" /* 19 */
-    "      permissions: {required: [\"can_view_system\"]}\n"                  /* 20 */
-    "    - name: TOUCHED\n"                                                   /* 21 */
-    "      plugin: touched\n"                                                 /* 22 */
-    "      inputs: [TRUE, TIMEOUT]\n"                                         /* 23 */
-    "      params: {file: semaphore.txt}\n"                                   /* 24 */
-    "    - name: CMD\n"                                                       /* 25 */
-    "      plugin: cmd\n"                                                     /* 26 */
+    "      permissions: {required: [\"can_view_system\"]}\n"                 /* 20 */
+    "    - name: TOUCHED\n"                                                  /* 21 */
+    "      plugin: touched\n"                                                /* 22 */
+    "      inputs: [TRUE, TIMEOUT]\n"                                        /* 23 */
+    "      params: {file: semaphore.txt}\n"                                  /* 24 */
+    "    - name: CMD\n"                                                      /* 25 */
+    "      plugin: cmd\n"                                                    /* 26 */
     "      inputs: [FREE_SPACE, MAIN_VOLUME, AUTH_TOKEN, API_KEY, GREETING, RATE]\n"
     "      params: {command: \"echo \\\"$FREE_SPACE\\\" > report.txt\"}\n"    /* 28 */
     "      execution: {timeout: 2.5, async: false, workers: 1, retries: 0}\n" /* 29 */
@@ -402,13 +401,16 @@ static void test_unknown_keys(void)
     CHECK(wf == NULL);
     CHECK_ERROR(d, 2, 3, "unknown key 'nmae' in workflow; did you mean 'name'?");
     CHECK_ERROR(d, 6, 7, "unknown key 'inptus' in task 'DF'; did you mean 'inputs'?");
-    CHECK_ERROR(d, 7, 7, "unknown key 'frobnicate' in task 'DF'; valid keys: name, plugin, "
-                         "description, inputs, outputs, params, depends_on, execution, "
-                         "permissions, requires_auth");
-    CHECK_ERROR(d, 8, 19, "unknown key 'timout' in 'execution' of task 'DF'; did you mean "
-                          "'timeout'?");
-    CHECK_ERROR(d, 9, 21, "unknown key 'requried' in 'permissions' of task 'DF'; did you mean "
-                          "'required'?");
+    CHECK_ERROR(d, 7, 7,
+                "unknown key 'frobnicate' in task 'DF'; valid keys: name, plugin, "
+                "description, inputs, outputs, params, depends_on, execution, "
+                "permissions, requires_auth");
+    CHECK_ERROR(d, 8, 19,
+                "unknown key 'timout' in 'execution' of task 'DF'; did you mean "
+                "'timeout'?");
+    CHECK_ERROR(d, 9, 21,
+                "unknown key 'requried' in 'permissions' of task 'DF'; did you mean "
+                "'required'?");
     CHECK_ERROR(d, 10, 7, "merge keys are not supported");
     CHECK_ERROR(d, 11, 7, "unknown key 'nme' in task '#2'; did you mean 'name'?");
     CHECK_ERROR(d, 11, 7, "task #2 has no 'name'");
@@ -418,28 +420,28 @@ static void test_unknown_keys(void)
 static void test_wrong_types(void)
 {
     struct wf_diags d;
-    struct workflow *wf = load(
-        "workflow:\n"                                                                  /* 1 */
-        "  tasks:\n"                                                                   /* 2 */
-        "    - name: A\n"                                                              /* 3 */
-        "      plugin: x\n"                                                            /* 4 */
-        "      inputs: TRUE\n"                                                         /* 5 */
-        "      outputs: [{a: 1}]\n"                                                    /* 6 */
-        "      params: [1, 2]\n"                                                       /* 7 */
-        "      execution: {timeout: abc, workers: 0, retries: -1, async: maybe}\n"     /* 8 */
-        "      requires_auth: \"sometimes\"\n"                                         /* 9 */
-        "    - name: B\n"                                                              /* 10 */
-        "      plugin: x\n"                                                            /* 11 */
-        "      execution: {timeout: -1, workers: 2.5}\n"                               /* 12 */
-        "    - name: C\n"                                                              /* 13 */
-        "      plugin: [x]\n"                                                          /* 14 */
-        "      execution: 5\n"                                                         /* 15 */
-        "      permissions: [a]\n"                                                     /* 16 */
-        "    - name: D\n"                                                              /* 17 */
-        "      plugin: x\n"                                                            /* 18 */
-        "      depends_on: A\n"                                                        /* 19 */
-        "      permissions: {required: [[x]]}\n",                                      /* 20 */
-        &d);
+    struct workflow *wf =
+        load("workflow:\n"                                                              /* 1 */
+             "  tasks:\n"                                                               /* 2 */
+             "    - name: A\n"                                                          /* 3 */
+             "      plugin: x\n"                                                        /* 4 */
+             "      inputs: TRUE\n"                                                     /* 5 */
+             "      outputs: [{a: 1}]\n"                                                /* 6 */
+             "      params: [1, 2]\n"                                                   /* 7 */
+             "      execution: {timeout: abc, workers: 0, retries: -1, async: maybe}\n" /* 8 */
+             "      requires_auth: \"sometimes\"\n"                                     /* 9 */
+             "    - name: B\n"                                                          /* 10 */
+             "      plugin: x\n"                                                        /* 11 */
+             "      execution: {timeout: -1, workers: 2.5}\n"                           /* 12 */
+             "    - name: C\n"                                                          /* 13 */
+             "      plugin: [x]\n"                                                      /* 14 */
+             "      execution: 5\n"                                                     /* 15 */
+             "      permissions: [a]\n"                                                 /* 16 */
+             "    - name: D\n"                                                          /* 17 */
+             "      plugin: x\n"                                                        /* 18 */
+             "      depends_on: A\n"                                                    /* 19 */
+             "      permissions: {required: [[x]]}\n",                                  /* 20 */
+             &d);
     CHECK(wf == NULL);
     CHECK_ERROR(d, 5, 15, "'inputs' of task 'A' must be a list of variable names, got \"TRUE\"");
     CHECK_ERROR(d, 6, 17, "each entry of 'outputs' of task 'A' must be a name, got a mapping");
@@ -494,28 +496,29 @@ static void test_bad_names(void)
 
     o.settings = set;
     o.n_settings = 1;
-    wf = load_with("workflow:\n"                        /* 1 */
-                   "  env:\n"                           /* 2 */
-                   "    BAD-VAR: x\n"                   /* 3 */
-                   "    GOOD: y\n"                      /* 4 */
-                   "  tasks:\n"                         /* 5 */
-                   "    - name: \"\"\n"                 /* 6 */
-                   "      plugin: x\n"                  /* 7 */
-                   "    - name: \"has space\"\n"        /* 8 */
-                   "      plugin: x\n"                  /* 9 */
-                   "    - name: A\n"                    /* 10 */
-                   "      plugin: x\n"                  /* 11 */
-                   "      inputs: [GOOD, 9LIVES]\n"     /* 12 */
-                   "      outputs: [OUT.X]\n"           /* 13 */
-                   "    - name: A\n"                    /* 14 */
-                   "      plugin: x\n"                  /* 15 */
-                   "    - plugin: x\n"                  /* 16 */
-                   "    - name: B\n"                    /* 17 */
-                   "      plugin: \"../../bin/sh\"\n"   /* 18 */
-                   "    - name: C\n"                    /* 19 */
-                   "    - name: a-very-long-name-that-goes-on-and-on-and-on-for-more-than-64-chars\n"
-                   "      plugin: x\n",                 /* 21 */
-                   &o, &d);
+    wf =
+        load_with("workflow:\n"                      /* 1 */
+                  "  env:\n"                         /* 2 */
+                  "    BAD-VAR: x\n"                 /* 3 */
+                  "    GOOD: y\n"                    /* 4 */
+                  "  tasks:\n"                       /* 5 */
+                  "    - name: \"\"\n"               /* 6 */
+                  "      plugin: x\n"                /* 7 */
+                  "    - name: \"has space\"\n"      /* 8 */
+                  "      plugin: x\n"                /* 9 */
+                  "    - name: A\n"                  /* 10 */
+                  "      plugin: x\n"                /* 11 */
+                  "      inputs: [GOOD, 9LIVES]\n"   /* 12 */
+                  "      outputs: [OUT.X]\n"         /* 13 */
+                  "    - name: A\n"                  /* 14 */
+                  "      plugin: x\n"                /* 15 */
+                  "    - plugin: x\n"                /* 16 */
+                  "    - name: B\n"                  /* 17 */
+                  "      plugin: \"../../bin/sh\"\n" /* 18 */
+                  "    - name: C\n"                  /* 19 */
+                  "    - name: a-very-long-name-that-goes-on-and-on-and-on-for-more-than-64-chars\n"
+                  "      plugin: x\n", /* 21 */
+                  &o, &d);
     CHECK(wf == NULL);
     CHECK_ERROR(d, 3, 5, "'BAD-VAR' in env is not a valid variable name");
     CHECK_ERROR(d, 6, 13, "task #1 has an empty name");
@@ -608,8 +611,9 @@ static void test_input_never_set(void)
     wf = load(yaml, &d);
     CHECK(wf == NULL);
     CHECK(d.n_errors == 2);
-    CHECK_ERROR(d, 6, 19, "input 'FOO' of task 'X' is never set: no task outputs it and it is "
-                          "not in env: or --set");
+    CHECK_ERROR(d, 6, 19,
+                "input 'FOO' of task 'X' is never set: no task outputs it and it is "
+                "not in env: or --set");
     CHECK_ERROR(d, 6, 24, "input 'BAR' of task 'X' is never set");
     wf_diags_free(&d);
 
@@ -716,27 +720,28 @@ static void test_depends_on_errors(void)
 static void test_env_references(void)
 {
     struct wf_diags d;
-    struct workflow *wf = load("workflow:\n"                            /* 1 */
-                               "  env:\n"                               /* 2 */
-                               "    A: \"x{{ENV:MISSING}}y\"\n"         /* 3 */
-                               "    B: \"{{ENV:AUTH_TOKEN\"\n"          /* 4 */
-                               "    C: {{ENV:AUTH_TOKEN}}\n"            /* 5 */
-                               "    D: \"{{ENV:}}\"\n"                  /* 6 */
-                               "    E: plain {{ENV:MISSING}}\n"         /* 7 */
-                               "    F: \"{{ENV:AUTH_TOKEN}}\"\n"        /* 8 */
-                               "    G: \"{{ENV:bad-name}}\"\n"          /* 9 */
-                               "    H:\n"                               /* 10 */
-                               "    I: [a]\n"                           /* 11 */
-                               "    J: {secret: true}\n"                /* 12 */
-                               "    K: {value: x, secret: perhaps}\n"   /* 13 */
-                               "  tasks:\n"                             /* 14 */
-                               "    - name: T\n"                        /* 15 */
-                               "      plugin: x\n"                      /* 16 */
-                               "      inputs: [F]\n",                   /* 17 */
+    struct workflow *wf = load("workflow:\n"                          /* 1 */
+                               "  env:\n"                             /* 2 */
+                               "    A: \"x{{ENV:MISSING}}y\"\n"       /* 3 */
+                               "    B: \"{{ENV:AUTH_TOKEN\"\n"        /* 4 */
+                               "    C: {{ENV:AUTH_TOKEN}}\n"          /* 5 */
+                               "    D: \"{{ENV:}}\"\n"                /* 6 */
+                               "    E: plain {{ENV:MISSING}}\n"       /* 7 */
+                               "    F: \"{{ENV:AUTH_TOKEN}}\"\n"      /* 8 */
+                               "    G: \"{{ENV:bad-name}}\"\n"        /* 9 */
+                               "    H:\n"                             /* 10 */
+                               "    I: [a]\n"                         /* 11 */
+                               "    J: {secret: true}\n"              /* 12 */
+                               "    K: {value: x, secret: perhaps}\n" /* 13 */
+                               "  tasks:\n"                           /* 14 */
+                               "    - name: T\n"                      /* 15 */
+                               "      plugin: x\n"                    /* 16 */
+                               "      inputs: [F]\n",                 /* 17 */
                                &d);
     CHECK(wf == NULL);
-    CHECK_ERROR(d, 3, 10, "environment variable 'MISSING' is not set (env 'A' uses "
-                          "{{ENV:MISSING}})");
+    CHECK_ERROR(d, 3, 10,
+                "environment variable 'MISSING' is not set (env 'A' uses "
+                "{{ENV:MISSING}})");
     CHECK_ERROR(d, 4, 9, "malformed environment reference in env 'B'");
     CHECK_ERROR(d, 5, 8, "put quotes around a value that uses {{ENV:...}}");
     CHECK_ERROR(d, 6, 9, "malformed environment reference in env 'D'");
@@ -782,25 +787,51 @@ static void test_set_overrides_env(void)
     wf_diags_free(&d);
 }
 
+static void test_default_name_and_version(void)
+{
+    static const char yaml[] = "workflow:\n"
+                               "  version: 2\n"
+                               "  description: Checks things\n"
+                               "  tasks:\n"
+                               "    - {name: A, plugin: x, description: \"the only one\"}\n";
+    struct wf_diags d = {0};
+    struct workflow *wf = workflow__load_buffer("flows/my-flow.yaml", yaml, strlen(yaml), NULL, &d);
+    json_t *js;
+
+    CHECK(wf != NULL);
+    if (!wf)
+        return;
+    CHECK_STR(wf->name, "my-flow");
+    CHECK_STR(wf->version, "2");
+    CHECK_STR(wf->description, "Checks things");
+    CHECK_STR(wf->tasks[0].description, "the only one");
+    js = workflow__to_json(wf);
+    CHECK_STR(json_string_value(json_object_get(js, "name")), "my-flow");
+    CHECK_STR(json_string_value(json_object_get(js, "version")), "2");
+    CHECK(json_object_size(json_object_get(js, "env")) == 0);
+    json_decref(js);
+    workflow__free(wf);
+    wf_diags_free(&d);
+}
+
 /* ------------------------------------------------------------------ hostile YAML */
 
 static void test_alias_bomb(void)
 {
-    static const char yaml[] =
-        "workflow:\n"
-        "  tasks:\n"
-        "    - name: T\n"
-        "      plugin: x\n"
-        "      params:\n"
-        "        a: &a [1,1,1,1,1,1,1,1,1,1]\n"
-        "        b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
-        "        c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
-        "        d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
-        "        e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\n"
-        "        f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
-        "        g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f,*f]\n"
-        "        h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g,*g]\n"
-        "        i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h,*h]\n";
+    static const char yaml[] = "workflow:\n"
+                               "  tasks:\n"
+                               "    - name: T\n"
+                               "      plugin: x\n"
+                               "      params:\n"
+                               "        a: &a [1,1,1,1,1,1,1,1,1,1]\n"
+                               "        b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+                               "        c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+                               "        d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
+                               "        e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\n"
+                               "        f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
+                               "        g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f,*f]\n"
+                               "        h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g,*g]\n"
+                               "        i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h,*h]\n";
     struct wf_diags d;
     clock_t start = clock();
     struct workflow *wf = load(yaml, &d);
@@ -831,12 +862,13 @@ static void test_recursive_alias_and_depth(void)
               &d);
     CHECK(wf == NULL);
     CHECK(d.n_errors == 1);
-    CHECK(d.n == 1 && strstr(d.items[0].message,
-                             "'params' of task 'T' is nested deeper than 64 levels"));
+    CHECK(d.n == 1 &&
+          strstr(d.items[0].message, "'params' of task 'T' is nested deeper than 64 levels"));
     wf_diags_free(&d);
 
-    len = (size_t)snprintf(yaml, sizeof yaml,
-                           "workflow:\n  tasks:\n    - name: T\n      plugin: x\n      params: {a: ");
+    len =
+        (size_t)snprintf(yaml, sizeof yaml,
+                         "workflow:\n  tasks:\n    - name: T\n      plugin: x\n      params: {a: ");
     for (int i = 0; i < 100; i++)
         yaml[len++] = '[';
     for (int i = 0; i < 100; i++)
@@ -848,8 +880,9 @@ static void test_recursive_alias_and_depth(void)
     wf_diags_free(&d);
 
     /* 60 levels is fine. */
-    len = (size_t)snprintf(yaml, sizeof yaml,
-                           "workflow:\n  tasks:\n    - name: T\n      plugin: x\n      params: {a: ");
+    len =
+        (size_t)snprintf(yaml, sizeof yaml,
+                         "workflow:\n  tasks:\n    - name: T\n      plugin: x\n      params: {a: ");
     for (int i = 0; i < 60; i++)
         yaml[len++] = '[';
     for (int i = 0; i < 60; i++)
@@ -864,17 +897,17 @@ static void test_recursive_alias_and_depth(void)
 static void test_duplicate_keys(void)
 {
     struct wf_diags d;
-    struct workflow *wf = load("workflow:\n"                          /* 1 */
-                               "  env:\n"                             /* 2 */
-                               "    A: \"1\"\n"                       /* 3 */
-                               "    A: \"2\"\n"                       /* 4 */
-                               "  tasks:\n"                           /* 5 */
-                               "    - name: T\n"                      /* 6 */
-                               "      plugin: x\n"                    /* 7 */
-                               "      inputs: [A, A]\n"               /* 8 */
-                               "      plugin: y\n"                    /* 9 */
-                               "      params: {k: 1, k: 2}\n"         /* 10 */
-                               "  tasks: []\n",                       /* 11 */
+    struct workflow *wf = load("workflow:\n"                  /* 1 */
+                               "  env:\n"                     /* 2 */
+                               "    A: \"1\"\n"               /* 3 */
+                               "    A: \"2\"\n"               /* 4 */
+                               "  tasks:\n"                   /* 5 */
+                               "    - name: T\n"              /* 6 */
+                               "      plugin: x\n"            /* 7 */
+                               "      inputs: [A, A]\n"       /* 8 */
+                               "      plugin: y\n"            /* 9 */
+                               "      params: {k: 1, k: 2}\n" /* 10 */
+                               "  tasks: []\n",               /* 11 */
                                &d);
     CHECK(wf == NULL);
     CHECK_ERROR(d, 4, 5, "duplicate key 'A' in env (first at line 3)");
@@ -890,29 +923,32 @@ static void test_duplicate_keys(void)
 static void test_warnings(void)
 {
     struct wf_diags d;
-    struct workflow *wf = load("workflow:\n"                                        /* 1 */
-                               "  tasks:\n"                                         /* 2 */
-                               "    - name: START\n"                                /* 3 */
-                               "      plugin: start\n"                              /* 4 */
-                               "      outputs: [TRUE, SPARE]\n"                     /* 5 */
-                               "    - name: CMD\n"                                  /* 6 */
-                               "      plugin: cmd\n"                                /* 7 */
-                               "      inputs: [TRUE]\n"                             /* 8 */
-                               "      params:\n"                                    /* 9 */
-                               "        command: echo '$TRUE is ${TRUE}' \"$TRUE\"\n" /* 10 */
-                               "    - name: OK\n"                                   /* 11 */
-                               "      plugin: cmd\n"                                /* 12 */
-                               "      inputs: [TRUE]\n"                             /* 13 */
-                               "      params:\n"                                    /* 14 */
-                               "        command: \"echo \\\"$TRUE\\\" 'cost $5 $OTHER' \\\\'$TRUE\"\n",
-                               &d);
+    struct workflow *wf =
+        load("workflow:\n"                                          /* 1 */
+             "  tasks:\n"                                           /* 2 */
+             "    - name: START\n"                                  /* 3 */
+             "      plugin: start\n"                                /* 4 */
+             "      outputs: [TRUE, SPARE]\n"                       /* 5 */
+             "    - name: CMD\n"                                    /* 6 */
+             "      plugin: cmd\n"                                  /* 7 */
+             "      inputs: [TRUE]\n"                               /* 8 */
+             "      params:\n"                                      /* 9 */
+             "        command: echo '$TRUE is ${TRUE}' \"$TRUE\"\n" /* 10 */
+             "    - name: OK\n"                                     /* 11 */
+             "      plugin: cmd\n"                                  /* 12 */
+             "      inputs: [TRUE]\n"                               /* 13 */
+             "      params:\n"                                      /* 14 */
+             "        command: \"echo \\\"$TRUE\\\" 'cost $5 $OTHER' \\\\'$TRUE\"\n",
+             &d);
     CHECK(wf != NULL);
     CHECK(d.n_errors == 0);
     CHECK(d.n == 3);
-    CHECK_WARNING(d, 5, 23, "output 'SPARE' of task 'START' is never used: no task lists it in "
-                            "its inputs");
-    CHECK_WARNING(d, 10, 18, "the command of task 'CMD' uses $TRUE inside single quotes, where "
-                             "the shell does not expand it");
+    CHECK_WARNING(d, 5, 23,
+                  "output 'SPARE' of task 'START' is never used: no task lists it in "
+                  "its inputs");
+    CHECK_WARNING(d, 10, 18,
+                  "the command of task 'CMD' uses $TRUE inside single quotes, where "
+                  "the shell does not expand it");
     for (size_t i = 0; i < d.n; i++)
         CHECK(!strstr(d.items[i].message, "task 'OK'"));
     workflow__free(wf);
@@ -922,21 +958,21 @@ static void test_warnings(void)
 static void test_cmd_params(void)
 {
     struct wf_diags d;
-    struct workflow *wf = load("workflow:\n"                                            /* 1 */
-                               "  env: {TRUE: \"1\"}\n"                                 /* 2 */
-                               "  tasks:\n"                                             /* 3 */
-                               "    - name: C1\n"                                       /* 4 */
-                               "      plugin: cmd\n"                                    /* 5 */
-                               "      inputs: [TRUE]\n"                                 /* 6 */
-                               "    - name: C2\n"                                       /* 7 */
-                               "      plugin: cmd\n"                                    /* 8 */
-                               "      params: {command: \"true\", argv: [\"true\"]}\n"  /* 9 */
-                               "    - name: C3\n"                                       /* 10 */
-                               "      plugin: cmd\n"                                    /* 11 */
-                               "      params: {argv: \"true\"}\n"                       /* 12 */
-                               "    - name: C4\n"                                       /* 13 */
-                               "      plugin: cmd\n"                                    /* 14 */
-                               "      params: {argv: [ls, -l]}\n",                      /* 15 */
+    struct workflow *wf = load("workflow:\n"                                           /* 1 */
+                               "  env: {TRUE: \"1\"}\n"                                /* 2 */
+                               "  tasks:\n"                                            /* 3 */
+                               "    - name: C1\n"                                      /* 4 */
+                               "      plugin: cmd\n"                                   /* 5 */
+                               "      inputs: [TRUE]\n"                                /* 6 */
+                               "    - name: C2\n"                                      /* 7 */
+                               "      plugin: cmd\n"                                   /* 8 */
+                               "      params: {command: \"true\", argv: [\"true\"]}\n" /* 9 */
+                               "    - name: C3\n"                                      /* 10 */
+                               "      plugin: cmd\n"                                   /* 11 */
+                               "      params: {argv: \"true\"}\n"                      /* 12 */
+                               "    - name: C4\n"                                      /* 13 */
+                               "      plugin: cmd\n"                                   /* 14 */
+                               "      params: {argv: [ls, -l]}\n",                     /* 15 */
                                &d);
     CHECK(wf == NULL);
     CHECK(d.n_errors == 3);
@@ -953,15 +989,15 @@ static void test_cmd_params(void)
 static void test_all_errors_sorted(void)
 {
     struct wf_diags d;
-    struct workflow *wf = load("workflow:\n"                    /* 1 */
-                               "  tasks:\n"                     /* 2 */
-                               "    - name: A\n"                /* 3 */
-                               "      plugin: x\n"              /* 4 */
-                               "      inputs: [NOPE]\n"         /* 5 */
-                               "    - name: B\n"                /* 6 */
-                               "      plugin: x\n"              /* 7 */
+    struct workflow *wf = load("workflow:\n"                     /* 1 */
+                               "  tasks:\n"                      /* 2 */
+                               "    - name: A\n"                 /* 3 */
+                               "      plugin: x\n"               /* 4 */
+                               "      inputs: [NOPE]\n"          /* 5 */
+                               "    - name: B\n"                 /* 6 */
+                               "      plugin: x\n"               /* 7 */
                                "      execution: {timeout: x}\n" /* 8 */
-                               "  nam: y\n",                    /* 9 */
+                               "  nam: y\n",                     /* 9 */
                                &d);
     CHECK(wf == NULL);
     CHECK(d.n_errors == 3);
@@ -1044,8 +1080,9 @@ static char *chain_yaml(size_t n, int close_loop)
 
     if (!s)
         return NULL;
-    len += (size_t)snprintf(s + len, cap - len, "workflow:\n  name: chain\n  env: {V0: \"go\"}\n"
-                                                "  tasks:\n");
+    len += (size_t)snprintf(s + len, cap - len,
+                            "workflow:\n  name: chain\n  env: {V0: \"go\"}\n"
+                            "  tasks:\n");
     for (size_t i = 1; i <= n; i++)
         len += (size_t)snprintf(s + len, cap - len,
                                 "    - name: T%zu\n      plugin: cmd\n      inputs: [V%zu]\n"
@@ -1109,6 +1146,7 @@ int main(void)
     RUN(test_depends_on_errors);
     RUN(test_env_references);
     RUN(test_set_overrides_env);
+    RUN(test_default_name_and_version);
     RUN(test_alias_bomb);
     RUN(test_recursive_alias_and_depth);
     RUN(test_duplicate_keys);
