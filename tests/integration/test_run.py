@@ -1,0 +1,247 @@
+"""Integration tests of `flowbus run` against a real mosquitto.
+
+Each test runs the real coordinator, real task processes and a real broker.
+Tests that inspect the bus use the test's own broker (`--broker`) and record
+everything under flowbus/# from before the run starts.
+"""
+
+import json
+import os
+import signal
+import time
+import unittest
+
+import fbrun
+import fbtest
+
+
+class RunTestCase(fbtest.BrokerTestCase):
+    def run_wf(self, name, run_id, *args, cwd=None, timeout=60):
+        res = fbrun.run([ "run", fbrun.workflow(name), "--broker", self.broker.url,
+                          "--run-id", run_id] + list(args), cwd=cwd, timeout=timeout)
+        self.last = res
+        return res
+
+    def final(self, run_id, task):
+        """The last state JSON the recorder saw for a task."""
+        events = self.recorder.on_topic(fbtest.state_topic(run_id, task))
+        self.assertTrue(events, "no state for %s" % task)
+        return events[-1].json()
+
+    def first_state(self, run_id, task, state):
+        for e in self.recorder.on_topic(fbtest.state_topic(run_id, task)):
+            if e.json()["state"] == state:
+                return e.json()
+        self.fail("%s never reported %s; saw %s" % (task, state, self.recorder.states(run_id, task)))
+
+    def var(self, run_id, name):
+        events = self.recorder.on_topic(fbtest.var_topic(run_id, name))
+        return events[0].payload.decode() if events else None
+
+    def assertExit(self, res, code):
+        self.assertEqual(res.returncode, code,
+                         "exit %d, expected %d\nstdout:\n%s\nstderr:\n%s" %
+                         (res.returncode, code, res.stdout, res.stderr))
+
+
+class TestSemantics(RunTestCase):
+    def test_split_branches_overlap_and_join_waits(self):
+        with fbrun.TempDir() as cwd:
+            res = self.run_wf("split.yaml", "split1", cwd=cwd)
+        self.assertExit(res, 0)
+        # The recorder may still be receiving the last messages: wait for the run state.
+        self.recorder.wait_for(lambda ev: any(e.topic == "flowbus/split1/state" and
+                                              json.loads(e.payload)["state"] == "done" for e in ev))
+        a, b = self.final("split1", "A"), self.final("split1", "B")
+        self.assertEqual((a["state"], b["state"]), ("done", "done"))
+        # Running intervals, from the tasks' own timestamps, must overlap.
+        self.assertLess(max(a["started"], b["started"]), min(a["at"], b["at"]),
+                        "A %s..%s and B %s..%s did not overlap" %
+                        (a["started"], a["at"], b["started"], b["at"]))
+        join = self.first_state("split1", "JOIN", "running")
+        self.assertGreaterEqual(join["at"], max(a["at"], b["at"]) - 1e-3)
+        self.assertEqual(self.var("split1", "JOINED"), "a+b")
+        self.assertEqual(self.final("split1", "END")["state"], "done")
+
+    def test_failing_command_exits_1_and_skips_dependents(self):
+        with fbrun.TempDir() as cwd:
+            res = self.run_wf("fail.yaml", "fail1", cwd=cwd)
+        self.assertExit(res, 1)
+        bad = self.final("fail1", "BAD")
+        self.assertEqual(bad["state"], "failed")
+        self.assertEqual(bad["exit"], 3)
+        after = self.final("fail1", "AFTER")
+        self.assertEqual(after["state"], "skipped")
+        self.assertIn("X", after["error"])
+        self.assertIn("BAD", after["error"])
+        self.assertEqual(self.final("fail1", "END")["state"], "skipped")
+        # A failed task publishes none of its outputs, even those printed before failing.
+        self.assertIsNone(self.var("fail1", "X"))
+        logs = [e.payload.decode() for e in self.recorder.on_topic("flowbus/fail1/tasks/BAD/log")]
+        self.assertTrue(any("about to fail" in line for line in logs), logs)
+        self.assertIn("AFTER", res.stdout)
+        self.assertIn("skipped", res.stdout)
+
+    def test_task_timeout_kills_the_process_group(self):
+        with fbrun.TempDir() as cwd:
+            res = self.run_wf("timeout.yaml", "timeout1", cwd=cwd)
+            self.assertExit(res, 1)
+            slow = self.final("timeout1", "SLOW")
+            self.assertEqual(slow["state"], "timeout")
+            self.assertIn("0.5", slow["error"])
+            self.assertLess(slow["at"] - slow["started"], 5.0)
+            with open(os.path.join(cwd, "grandchild.pid")) as f:
+                grandchild = int(f.read())
+        left = fbrun.wait_gone(lambda: [grandchild] if fbrun.alive(grandchild) else [])
+        self.assertFalse(left, "the timed-out task's child survived")
+        self.assertEqual(self.final("timeout1", "END")["state"], "skipped")
+
+    def test_touched_timeout_skips_downstream_exit_3(self):
+        with fbrun.TempDir() as cwd:
+            res = self.run_wf("touched-timeout.yaml", "tt1", cwd=cwd)
+        self.assertExit(res, 3)
+        self.assertEqual(self.final("tt1", "TOUCH")["state"], "done")
+        nxt = self.final("tt1", "NEXT")
+        self.assertEqual(nxt["state"], "skipped")
+        self.assertIn("TRUE", nxt["error"])
+        self.assertIn("TOUCH", nxt["error"])
+        end = self.final("tt1", "END")
+        self.assertEqual(end["state"], "skipped")
+        self.assertIn("NEXT_OUT", end["error"])
+        self.assertIsNone(self.var("tt1", "TRUE"))
+
+    def test_touched_fires_when_the_file_is_touched(self):
+        with fbrun.TempDir() as cwd:
+            proc = fbrun.start(["run", fbrun.workflow("touched.yaml"), "--broker", self.broker.url,
+                                "--run-id", "touch1"], cwd=cwd)
+            try:
+                self.recorder.wait_state("touch1", "TOUCH", "running", timeout=10)
+                with open(os.path.join(cwd, "go.txt"), "w") as f:
+                    f.write("go\n")
+                out, err = proc.communicate(timeout=20)
+            finally:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.communicate()
+        self.assertEqual(proc.returncode, 0, out + err)
+        self.assertEqual(self.var("touch1", "TRUE"), "1")
+        self.assertEqual(self.final("touch1", "END")["state"], "done")
+
+    def test_kill_9_of_a_running_task_gives_crashed(self):
+        with fbrun.TempDir() as cwd:
+            proc = fbrun.start(["run", fbrun.workflow("sleeper.yaml"), "--broker", self.broker.url,
+                                "--run-id", "crash1"], cwd=cwd)
+            try:
+                _, running = self.recorder.wait_state("crash1", "SLEEPER", "running", timeout=10)
+                os.kill(running["pid"], signal.SIGKILL)
+                out, err = proc.communicate(timeout=20)
+            finally:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.communicate()
+        self.assertEqual(proc.returncode, 1, out + err)
+        sleeper = self.final("crash1", "SLEEPER")
+        self.assertEqual(sleeper["state"], "crashed")
+        self.assertEqual(sleeper["signal"], 9)
+        self.assertEqual(self.final("crash1", "END")["state"], "skipped")
+        # Its `sleep 60` child went with it.
+        self.assertFalse(fbrun.wait_gone(lambda: fbrun.processes_with_env("FLOWBUS_RUN_ID", "crash1")))
+
+    def test_values_are_never_pasted_into_shell_text(self):
+        with fbrun.TempDir() as cwd:
+            res = self.run_wf("inject.yaml", "inject1", cwd=cwd)
+            self.assertExit(res, 0)
+            self.assertEqual(sorted(os.listdir(cwd)), [])
+        evil = "$(touch pwned); touch pwned2"
+        self.assertEqual(self.var("inject1", "COPY"), evil)
+        self.assertEqual(self.var("inject1", "LEN"), str(len(evil)))
+
+    def test_set_overrides_env_and_json_events(self):
+        with fbrun.TempDir() as cwd:
+            res = self.run_wf("inject.yaml", "json1", "--json", "--set", "EVIL=harmless", cwd=cwd)
+        self.assertExit(res, 0)
+        events = [json.loads(line) for line in res.stdout.splitlines()]
+        kinds = {e["event"] for e in events}
+        self.assertTrue({"task", "var", "run"} <= kinds, kinds)
+        self.assertEqual(events[-1]["event"], "run")
+        self.assertEqual(events[-1]["exit"], 0)
+        self.assertEqual(events[-1]["tasks"]["END"]["state"], "done")
+        copies = [e["value"] for e in events if e["event"] == "var" and e["name"] == "COPY"]
+        self.assertEqual(copies, ["harmless"])
+        # The run's state, workflow and every task's last state are retained.
+        self.assertEqual(self.var("json1", "EVIL"), "harmless")
+        wf = self.recorder.on_topic("flowbus/json1/workflow")[0].json()
+        self.assertEqual([t["name"] for t in wf["tasks"]], ["ECHO", "ARGV", "END"])
+
+    def test_builtins_shell_and_python_plugins_and_depends_on(self):
+        with fbrun.TempDir() as cwd:
+            res = self.run_wf("builtins.yaml", "bi1", cwd=cwd)
+        self.assertExit(res, 0)
+        self.assertEqual(self.var("bi1", "SHOUT"), "HELLO BUS!")
+        self.assertEqual(self.var("bi1", "UPPER"), "HELLO BUS")
+        self.assertRegex(self.var("bi1", "FREE_BYTES"), r"^[0-9]+$")
+        self.assertRegex(self.var("bi1", "FREE_SPACE"), r"^[0-9.]+[KMGTPE]?$")
+        self.assertTrue(self.var("bi1", "MAIN_VOLUME"))
+        st = os.statvfs("/")
+        free = st.f_bavail * st.f_frsize
+        self.assertLess(abs(int(self.var("bi1", "FREE_BYTES")) - free), 512 * 1024 * 1024)
+        # depends_on: SHOUT waited for START, UPPER for SHOUT.
+        self.assertGreaterEqual(self.first_state("bi1", "SHOUT", "running")["at"],
+                                self.final("bi1", "START")["at"] - 1e-3)
+        self.assertGreaterEqual(self.first_state("bi1", "UPPER", "running")["at"],
+                                self.final("bi1", "SHOUT")["at"] - 1e-3)
+
+
+class TestPrivateBroker(unittest.TestCase):
+    """Runs without --broker: flowbus starts and stops its own mosquitto."""
+
+    def setUp(self):
+        self.tmp = fbrun.TempDir()
+        self.dir = self.tmp.__enter__()
+        self.addCleanup(self.tmp.__exit__)
+        self.env = fbrun.clean_env({"TMPDIR": self.dir})
+
+    def leftovers(self, run_id):
+        return (fbrun.processes_with_env("FLOWBUS_RUN_ID", run_id) +
+                fbrun.processes_with_cmdline(self.dir))
+
+    def test_a_run_leaves_no_process_and_no_file(self):
+        res = fbrun.run(["run", fbrun.workflow("split.yaml"), "--run-id", "priv1"], cwd=self.dir,
+                        env=self.env)
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        self.assertIn("Run priv1", res.stdout)
+        self.assertFalse(fbrun.wait_gone(lambda: self.leftovers("priv1")))
+        self.assertEqual(os.listdir(self.dir), [], "the private broker's directory was left")
+
+    def test_sigint_stops_everything(self):
+        proc = fbrun.start(["run", fbrun.workflow("sleeper.yaml"), "--run-id", "sigint1", "--json"],
+                           cwd=self.dir, env=self.env)
+        try:
+            fbrun.read_json_until(proc, lambda e: e.get("event") == "task" and
+                                  e.get("task") == "SLEEPER" and e.get("state") == "running")
+            self.assertTrue(fbrun.processes_with_cmdline(self.dir), "no private broker seen")
+            # What a terminal does on Ctrl-C: SIGINT to the foreground process group.
+            os.killpg(proc.pid, signal.SIGINT)
+            out, err = proc.communicate(timeout=15)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+        self.assertEqual(proc.returncode, 130, err)
+        last = json.loads(out.splitlines()[-1])
+        self.assertEqual(last["state"], "stopped")
+        self.assertEqual(last["tasks"]["SLEEPER"]["state"], "failed")
+        self.assertEqual(last["tasks"]["END"]["state"], "skipped")
+        self.assertFalse(fbrun.wait_gone(lambda: self.leftovers("sigint1")),
+                         "processes survived Ctrl-C")
+
+    def test_run_timeout(self):
+        res = fbrun.run(["run", fbrun.workflow("sleeper.yaml"), "--run-id", "rt1", "--timeout",
+                         "0.5"], cwd=self.dir, env=self.env)
+        self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
+        self.assertIn("run timed out after 0.5 s", res.stdout + res.stderr)
+        self.assertFalse(fbrun.wait_gone(lambda: self.leftovers("rt1")))
+
+
+if __name__ == "__main__":
+    unittest.main()
