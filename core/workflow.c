@@ -26,8 +26,14 @@
 #include <string.h>
 #include <yaml.h>
 
-/* Nodes visited, aliases expanded, before the file is refused as a bomb. */
+/*
+ * Nodes visited, aliases expanded, before the file is refused as a bomb. The
+ * walk visits each node of the document a few times, so a large file without
+ * aliases gets its own size (times VISITS_PER_NODE) on top: only expansion
+ * through aliases can exhaust the budget.
+ */
 #define NODE_BUDGET 1000000
+#define VISITS_PER_NODE 4
 /* Deepest nesting accepted in params. */
 #define MAX_DEPTH 64
 /* Longest timeout accepted: about 31 years, far below any overflow downstream. */
@@ -40,6 +46,7 @@ struct loader {
     struct wf_diags *diags;
     struct workflow *wf;
     size_t visited;
+    size_t budget;
     int over_budget;
     size_t cap_tasks;
     size_t cap_vars;
@@ -334,7 +341,7 @@ static yaml_node_t *visit(struct loader *L, int id)
     n = yaml_document_get_node(L->doc, id);
     if (!n)
         return NULL;
-    if (++L->visited > NODE_BUDGET) {
+    if (++L->visited > L->budget) {
         L->over_budget = 1;
         error_at(L, pos_of(n),
                  "the document expands to more than %d nodes through aliases; refusing it "
@@ -1618,6 +1625,7 @@ struct workflow *workflow__load_buffer(const char *file, const char *text_, size
         goto out;
     }
     have_doc = 1;
+    L.budget = NODE_BUDGET + VISITS_PER_NODE * (size_t)(doc.nodes.top - doc.nodes.start);
     /* A second document would be silently ignored; refuse it instead. */
     if (!yaml_parser_load(&parser, &extra)) {
         syntax_error(&L, &parser);
