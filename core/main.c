@@ -131,7 +131,7 @@ static int cmd_run(int argc, char **argv)
     o.broker_url = getenv("FLOWBUS_BROKER");
     if (o.broker_url && !*o.broker_url)
         o.broker_url = NULL;
-    while ((c = getopt_long(argc, argv, "+qh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
         switch (c) {
         case 'b':
             o.broker_url = optarg;
@@ -211,7 +211,7 @@ static int cmd_validate_or_graph(int argc, char **argv, int graph)
     struct graph *g = NULL;
     int c, code = EXIT_INVALID;
 
-    while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 's':
             if (!add_setting(&s, optarg))
