@@ -192,12 +192,21 @@ void display__var(struct display *d, size_t v)
                            "value", tracker__var_value(d->tr, v), "at", wall()));
 }
 
+int display__next_ms(const struct display *d)
+{
+    if (d->mode != DISPLAY_TTY)
+        return -1;
+    /* Redraw soon when something changed, and every 200 ms so the durations of
+     * running tasks keep counting. */
+    return d->dirty ? 50 : 200;
+}
+
 void display__refresh(struct display *d, int force)
 {
     double now = wall();
     char dur[32];
 
-    if (d->mode != DISPLAY_TTY || (!d->dirty && !force) || (!force && now - d->last_draw < 0.05))
+    if (d->mode != DISPLAY_TTY || (!force && now - d->last_draw < (d->dirty ? 0.05 : 0.2)))
         return;
     erase_table(d);
     for (size_t t = 0; t < d->wf->n_tasks; t++) {
@@ -258,8 +267,8 @@ void display__summary(struct display *d, const char *state, int code, double sec
                                "tasks", tasks));
         return;
     }
-    display__refresh(d, 1);
-    d->drawn = 0;
+    /* The summary replaces the live table. */
+    erase_table(d);
     fprintf(d->out, "\nRun %s: %s in %.3f s (exit %d)\n", d->run_id, state, seconds, code);
     fprintf(d->out, "  %-*s  %-8s  %9s  %s\n", d->width, "TASK", "STATE", "DURATION",
             "OUTPUTS / REASON");

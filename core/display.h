@@ -33,6 +33,8 @@ void display__log(struct display *d, size_t t, const char *line);
 void display__var(struct display *d, size_t v);
 /* Redraws the terminal table if something changed (rate-limited). */
 void display__refresh(struct display *d, int force);
+/* Milliseconds until the display wants a refresh, or -1 if it never does. */
+int display__next_ms(const struct display *d);
 /* The final summary; state is the run state name, code the exit code. */
 void display__summary(struct display *d, const char *state, int code, double seconds);
 

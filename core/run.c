@@ -543,6 +543,8 @@ static void loop(struct run *r)
             double d = (next - mono()) * 1000.0 + 1;
             timeout_ms = d < 0 ? 0 : d > 1000 ? 1000 : (int)d;
         }
+        if (display__next_ms(r->disp) >= 0 && display__next_ms(r->disp) < timeout_ms)
+            timeout_ms = display__next_ms(r->disp);
         if (poll(fds, nfds, timeout_ms) < 0 && errno != EINTR) {
             log_printf(FB_LOG_ERROR, "poll: %s", strerror(errno));
             r->fatal = EXIT_BROKER;
