@@ -369,8 +369,7 @@ static enum fb_err parse_url(fb_bus *bus, const char *url, char *paho_url, size_
         return FB_ERR_INVALID;
     }
     if (sep == NULL) {
-        err__set(errbuf, errlen, "broker URL '%s' has no scheme (expected tcp:// or mqtt://)",
-                 url);
+        err__set(errbuf, errlen, "broker URL '%s' has no scheme (expected tcp:// or mqtt://)", url);
         return FB_ERR_INVALID;
     }
     if (!((sep - url == 3 && strncmp(url, "tcp", 3) == 0) ||
@@ -718,8 +717,7 @@ enum fb_err fb_bus_subscribe(fb_bus *bus, const char *const *filters, size_t n, 
         goto out;
     }
     pthread_mutex_lock(&bus->mu);
-    while (bus->sub_token != resp.token && !bus->lost &&
-           wait_until(bus, deadline) != ETIMEDOUT)
+    while (bus->sub_token != resp.token && !bus->lost && wait_until(bus, deadline) != ETIMEDOUT)
         ;
     if (bus->sub_token == resp.token)
         err = bus->sub_ok ? FB_OK : FB_ERR_SUBSCRIBE;

@@ -677,7 +677,16 @@ static enum fb_err connect_and_subscribe(fb_task *task, char *errbuf, size_t err
         err__set(errbuf, errlen, "cannot subscribe to the task's topics: %s", fb_strerror(err));
         goto out;
     }
+    /*
+     * The SUBACK comes before the retained messages of the new subscriptions.
+     * The broker queues all of them while handling the SUBSCRIBE, before it
+     * reads our next packet, so once the PUBACK of "waiting" is back every
+     * retained input, output and state is in our queue. fb_task_wait and the
+     * first-value-wins check in fb_task_done rely on that.
+     */
     err = publish_state(task, "waiting", clock__wall(), 0, -1, NULL);
+    if (err == FB_OK)
+        err = fb_bus_flush(task->bus, FLUSH_TIMEOUT);
     if (err != FB_OK)
         err__set(errbuf, errlen, "cannot publish the state 'waiting': %s", fb_strerror(err));
 out:
@@ -810,8 +819,7 @@ const char *fb_task_output_name(const fb_task *task, size_t i)
 
 int fb_task_has_output(const fb_task *task, const char *name)
 {
-    return task != NULL && name != NULL &&
-           find_var(task->outputs, task->n_outputs, name) != NULL;
+    return task != NULL && name != NULL && find_var(task->outputs, task->n_outputs, name) != NULL;
 }
 
 const char *fb_task_input(const fb_task *task, const char *name)
@@ -905,7 +913,8 @@ enum fb_err fb_task_done(fb_task *task)
             continue;
         }
         if (v->taken) {
-            fb_task_log(task, "output %s already has a value from another producer; not overwritten",
+            fb_task_log(task,
+                        "output %s already has a value from another producer; not overwritten",
                         v->name);
             continue;
         }

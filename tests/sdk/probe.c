@@ -11,7 +11,8 @@
  *   wait_timeout  seconds for fb_task_wait (default: forever)
  * After fb_task_wait it prints one JSON line on stdout with the inputs it got
  * (secrets only as their length). With PROBE_TIMING=1 in the environment it
- * prints "timing open_ms=... wait_ms=... total_ms=..." on stderr.
+ * prints "timing open_ms=... wait_ms=... total_ms=..." on stderr. With PROBE_FREE=1
+ * it ends with fb_task_free and return instead of fb_task_exit.
  *
  * Exit codes: 0 done or stopped, 2 open failed, 4 wait timed out, 5
  * connection lost, 6 done/fail not confirmed, 7 value refused, else "exit".
@@ -47,8 +48,7 @@ static void print_inputs(fb_task *task)
         int secret = secrets != NULL && strstr(secrets, name) != NULL;
 
         if (secret)
-            json_object_set_new(values, name,
-                                json_pack("{s:i}", "secret_len", (int)strlen(value)));
+            json_object_set_new(values, name, json_pack("{s:i}", "secret_len", (int)strlen(value)));
         else
             json_object_set_new(values, name, json_string(value));
     }
@@ -109,8 +109,8 @@ int main(void)
         err = fb_task_set_output(task, fb_task_output_name(task, 0), big);
         free(big);
         if (err != FB_OK) {
-            fb_task_fail(task, 7, "output %s: %zu bytes refused: %s",
-                         fb_task_output_name(task, 0), n, fb_strerror(err));
+            fb_task_fail(task, 7, "output %s: %zu bytes refused: %s", fb_task_output_name(task, 0),
+                         n, fb_strerror(err));
             fb_task_exit(task, 7);
         }
     }
@@ -147,5 +147,10 @@ int main(void)
     if (getenv("PROBE_TIMING") != NULL)
         fprintf(stderr, "timing open_ms=%.3f wait_ms=%.3f total_ms=%.3f\n", t_open - t0,
                 t_wait - t_open, now_ms() - t0);
+    /* PROBE_FREE takes the slow, complete teardown, so LeakSanitizer can check it. */
+    if (getenv("PROBE_FREE") != NULL) {
+        fb_task_free(task);
+        return code;
+    }
     fb_task_exit(task, code);
 }

@@ -48,7 +48,8 @@ class TaskTest(fbtest.BrokerTestCase):
         self.set_var("A", "alpha")
         self.set_var("B", "beta")
         proc = self.run_probe(self.env("T1", inputs=["A", "B"], outputs=["X", "Y"],
-                                       params={"value_X": "ex"}, extra={"FLOWBUS_ATTEMPT": "2"}))
+                                       params={"value_X": "ex"},
+                                       extra={"FLOWBUS_ATTEMPT": "2", "PROBE_FREE": "1"}))
         self.assertExit(proc, 0)
         self.assertEqual(self.inputs_line(proc), {"A": "alpha", "B": "beta"})
         _, done = self.recorder.wait_state(RUN, "T1", "done")

@@ -111,7 +111,9 @@ FB_API enum fb_err fb_bus_new(const fb_bus_options *opts, fb_bus **out, char *er
 /*
  * Subscribes to n topic filters at QoS 1 and waits (up to timeout seconds) for
  * the broker's acknowledgement. Retained messages on them are queued afterwards
- * like any other message.
+ * like any other message. They may still be arriving when this returns: to be
+ * sure all of them are queued, publish any QoS 1 message and fb_bus_flush it
+ * (the broker sends the retained messages before that PUBACK).
  */
 FB_API enum fb_err fb_bus_subscribe(fb_bus *bus, const char *const *filters, size_t n,
                                     double timeout);
