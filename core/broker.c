@@ -279,6 +279,7 @@ struct broker *broker__start(char *err, size_t errlen)
                  "set_tcp_nodelay true\n"
                  "persistence false\n"
                  "max_queued_messages 100000\n"
+                 "max_inflight_messages 100\n"
                  "log_dest file %s/mosquitto.log\n"
                  "log_type error\nlog_type warning\n",
                  b->port, user_name(), b->dir, b->dir);

@@ -252,8 +252,7 @@ int workflow__valid_task_name(const char *name)
     if (!name || !(isalnum((unsigned char)name[0]) || name[0] == '_'))
         return 0;
     for (i = 1; name[i]; i++)
-        if (!(isalnum((unsigned char)name[i]) || name[i] == '_' || name[i] == '.' ||
-              name[i] == '-'))
+        if (!(isalnum((unsigned char)name[i]) || name[i] == '_' || name[i] == '-'))
             return 0;
     return i <= 64;
 }
@@ -261,7 +260,7 @@ int workflow__valid_task_name(const char *name)
 #define VAR_NAME_RULE                                                                              \
     "use letters, digits and '_', not starting with a digit, at most 64 characters"
 #define TASK_NAME_RULE                                                                             \
-    "use letters, digits, '_', '.' and '-', starting with a letter, digit or '_', at most 64 "     \
+    "use letters, digits, '_' and '-', starting with a letter, digit or '_', at most 64 "     \
     "characters"
 
 /* Edit distance, for did-you-mean; long strings are never close. */

@@ -145,7 +145,7 @@ json_t *workflow__to_json(const struct workflow *wf);
  */
 int workflow__valid_var_name(const char *name);
 
-/* 1 if name is a valid task name: [A-Za-z0-9_][A-Za-z0-9_.-]*, 1-64 chars. */
+/* 1 if name is a valid task name: [A-Za-z0-9_][A-Za-z0-9_-]*, 1-64 chars. */
 int workflow__valid_task_name(const char *name);
 
 #endif

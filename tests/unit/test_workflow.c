@@ -556,7 +556,8 @@ static void test_valid_name_rules(void)
         CHECK(!workflow__valid_task_name(name));
     }
     CHECK(workflow__valid_task_name("DF"));
-    CHECK(workflow__valid_task_name("9-step.two_b"));
+    CHECK(workflow__valid_task_name("9-step_two_b"));
+    CHECK(!workflow__valid_task_name("step.two"));
     CHECK(workflow__valid_task_name("_x"));
     CHECK(!workflow__valid_task_name("-x"));
     CHECK(!workflow__valid_task_name(".x"));
