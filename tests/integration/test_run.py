@@ -15,6 +15,16 @@ import fbrun
 import fbtest
 
 
+class _Rid(dict):
+    """Run ids unique to this test process, so concurrent test runs never share topics."""
+
+    def __missing__(self, key):
+        return "%s-%d" % (key, os.getpid())
+
+
+RID = _Rid()
+
+
 class RunTestCase(fbtest.BrokerTestCase):
     def run_wf(self, name, run_id, *args, cwd=None, timeout=60):
         res = fbrun.run([ "run", fbrun.workflow(name), "--broker", self.broker.url,
@@ -47,46 +57,46 @@ class RunTestCase(fbtest.BrokerTestCase):
 class TestSemantics(RunTestCase):
     def test_split_branches_overlap_and_join_waits(self):
         with fbrun.TempDir() as cwd:
-            res = self.run_wf("split.yaml", "split1", cwd=cwd)
+            res = self.run_wf("split.yaml", RID["split1"], cwd=cwd)
         self.assertExit(res, 0)
         # The recorder may still be receiving the last messages: wait for the run state.
-        self.recorder.wait_for(lambda ev: any(e.topic == "flowbus/split1/state" and
+        self.recorder.wait_for(lambda ev: any(e.topic == "flowbus/%s/state" % RID["split1"] and
                                               json.loads(e.payload)["state"] == "done" for e in ev))
-        a, b = self.final("split1", "A"), self.final("split1", "B")
+        a, b = self.final(RID["split1"], "A"), self.final(RID["split1"], "B")
         self.assertEqual((a["state"], b["state"]), ("done", "done"))
         # Running intervals, from the tasks' own timestamps, must overlap.
         self.assertLess(max(a["started"], b["started"]), min(a["at"], b["at"]),
                         "A %s..%s and B %s..%s did not overlap" %
                         (a["started"], a["at"], b["started"], b["at"]))
-        join = self.first_state("split1", "JOIN", "running")
+        join = self.first_state(RID["split1"], "JOIN", "running")
         self.assertGreaterEqual(join["at"], max(a["at"], b["at"]) - 1e-3)
-        self.assertEqual(self.var("split1", "JOINED"), "a+b")
-        self.assertEqual(self.final("split1", "END")["state"], "done")
+        self.assertEqual(self.var(RID["split1"], "JOINED"), "a+b")
+        self.assertEqual(self.final(RID["split1"], "END")["state"], "done")
 
     def test_failing_command_exits_1_and_skips_dependents(self):
         with fbrun.TempDir() as cwd:
-            res = self.run_wf("fail.yaml", "fail1", cwd=cwd)
+            res = self.run_wf("fail.yaml", RID["fail1"], cwd=cwd)
         self.assertExit(res, 1)
-        bad = self.final("fail1", "BAD")
+        bad = self.final(RID["fail1"], "BAD")
         self.assertEqual(bad["state"], "failed")
         self.assertEqual(bad["exit"], 3)
-        after = self.final("fail1", "AFTER")
+        after = self.final(RID["fail1"], "AFTER")
         self.assertEqual(after["state"], "skipped")
         self.assertIn("X", after["error"])
         self.assertIn("BAD", after["error"])
-        self.assertEqual(self.final("fail1", "END")["state"], "skipped")
+        self.assertEqual(self.final(RID["fail1"], "END")["state"], "skipped")
         # A failed task publishes none of its outputs, even those printed before failing.
-        self.assertIsNone(self.var("fail1", "X"))
-        logs = [e.payload.decode() for e in self.recorder.on_topic("flowbus/fail1/tasks/BAD/log")]
+        self.assertIsNone(self.var(RID["fail1"], "X"))
+        logs = [e.payload.decode() for e in self.recorder.on_topic("flowbus/%s/tasks/BAD/log" % RID["fail1"])]
         self.assertTrue(any("about to fail" in line for line in logs), logs)
         self.assertIn("AFTER", res.stdout)
         self.assertIn("skipped", res.stdout)
 
     def test_task_timeout_kills_the_process_group(self):
         with fbrun.TempDir() as cwd:
-            res = self.run_wf("timeout.yaml", "timeout1", cwd=cwd)
+            res = self.run_wf("timeout.yaml", RID["timeout1"], cwd=cwd)
             self.assertExit(res, 1)
-            slow = self.final("timeout1", "SLOW")
+            slow = self.final(RID["timeout1"], "SLOW")
             self.assertEqual(slow["state"], "timeout")
             self.assertIn("0.5", slow["error"])
             self.assertLess(slow["at"] - slow["started"], 5.0)
@@ -94,28 +104,28 @@ class TestSemantics(RunTestCase):
                 grandchild = int(f.read())
         left = fbrun.wait_gone(lambda: [grandchild] if fbrun.alive(grandchild) else [])
         self.assertFalse(left, "the timed-out task's child survived")
-        self.assertEqual(self.final("timeout1", "END")["state"], "skipped")
+        self.assertEqual(self.final(RID["timeout1"], "END")["state"], "skipped")
 
     def test_touched_timeout_skips_downstream_exit_3(self):
         with fbrun.TempDir() as cwd:
-            res = self.run_wf("touched-timeout.yaml", "tt1", cwd=cwd)
+            res = self.run_wf("touched-timeout.yaml", RID["tt1"], cwd=cwd)
         self.assertExit(res, 3)
-        self.assertEqual(self.final("tt1", "TOUCH")["state"], "done")
-        nxt = self.final("tt1", "NEXT")
+        self.assertEqual(self.final(RID["tt1"], "TOUCH")["state"], "done")
+        nxt = self.final(RID["tt1"], "NEXT")
         self.assertEqual(nxt["state"], "skipped")
         self.assertIn("TRUE", nxt["error"])
         self.assertIn("TOUCH", nxt["error"])
-        end = self.final("tt1", "END")
+        end = self.final(RID["tt1"], "END")
         self.assertEqual(end["state"], "skipped")
         self.assertIn("NEXT_OUT", end["error"])
-        self.assertIsNone(self.var("tt1", "TRUE"))
+        self.assertIsNone(self.var(RID["tt1"], "TRUE"))
 
     def test_touched_fires_when_the_file_is_touched(self):
         with fbrun.TempDir() as cwd:
             proc = fbrun.start(["run", fbrun.workflow("touched.yaml"), "--broker", self.broker.url,
-                                "--run-id", "touch1"], cwd=cwd)
+                                "--run-id", RID["touch1"]], cwd=cwd)
             try:
-                self.recorder.wait_state("touch1", "TOUCH", "running", timeout=10)
+                self.recorder.wait_state(RID["touch1"], "TOUCH", "running", timeout=10)
                 with open(os.path.join(cwd, "go.txt"), "w") as f:
                     f.write("go\n")
                 out, err = proc.communicate(timeout=20)
@@ -124,15 +134,15 @@ class TestSemantics(RunTestCase):
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.communicate()
         self.assertEqual(proc.returncode, 0, out + err)
-        self.assertEqual(self.var("touch1", "TRUE"), "1")
-        self.assertEqual(self.final("touch1", "END")["state"], "done")
+        self.assertEqual(self.var(RID["touch1"], "TRUE"), "1")
+        self.assertEqual(self.final(RID["touch1"], "END")["state"], "done")
 
     def test_kill_9_of_a_running_task_gives_crashed(self):
         with fbrun.TempDir() as cwd:
             proc = fbrun.start(["run", fbrun.workflow("sleeper.yaml"), "--broker", self.broker.url,
-                                "--run-id", "crash1"], cwd=cwd)
+                                "--run-id", RID["crash1"]], cwd=cwd)
             try:
-                _, running = self.recorder.wait_state("crash1", "SLEEPER", "running", timeout=10)
+                _, running = self.recorder.wait_state(RID["crash1"], "SLEEPER", "running", timeout=10)
                 os.kill(running["pid"], signal.SIGKILL)
                 out, err = proc.communicate(timeout=20)
             finally:
@@ -140,25 +150,25 @@ class TestSemantics(RunTestCase):
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.communicate()
         self.assertEqual(proc.returncode, 1, out + err)
-        sleeper = self.final("crash1", "SLEEPER")
+        sleeper = self.final(RID["crash1"], "SLEEPER")
         self.assertEqual(sleeper["state"], "crashed")
         self.assertEqual(sleeper["signal"], 9)
-        self.assertEqual(self.final("crash1", "END")["state"], "skipped")
+        self.assertEqual(self.final(RID["crash1"], "END")["state"], "skipped")
         # Its `sleep 60` child went with it.
-        self.assertFalse(fbrun.wait_gone(lambda: fbrun.processes_with_env("FLOWBUS_RUN_ID", "crash1")))
+        self.assertFalse(fbrun.wait_gone(lambda: fbrun.processes_with_env("FLOWBUS_RUN_ID", RID["crash1"])))
 
     def test_values_are_never_pasted_into_shell_text(self):
         with fbrun.TempDir() as cwd:
-            res = self.run_wf("inject.yaml", "inject1", cwd=cwd)
+            res = self.run_wf("inject.yaml", RID["inject1"], cwd=cwd)
             self.assertExit(res, 0)
             self.assertEqual(sorted(os.listdir(cwd)), [])
         evil = "$(touch pwned); touch pwned2"
-        self.assertEqual(self.var("inject1", "COPY"), evil)
-        self.assertEqual(self.var("inject1", "LEN"), str(len(evil)))
+        self.assertEqual(self.var(RID["inject1"], "COPY"), evil)
+        self.assertEqual(self.var(RID["inject1"], "LEN"), str(len(evil)))
 
     def test_set_overrides_env_and_json_events(self):
         with fbrun.TempDir() as cwd:
-            res = self.run_wf("inject.yaml", "json1", "--json", "--set", "EVIL=harmless", cwd=cwd)
+            res = self.run_wf("inject.yaml", RID["json1"], "--json", "--set", "EVIL=harmless", cwd=cwd)
         self.assertExit(res, 0)
         events = [json.loads(line) for line in res.stdout.splitlines()]
         kinds = {e["event"] for e in events}
@@ -169,27 +179,27 @@ class TestSemantics(RunTestCase):
         copies = [e["value"] for e in events if e["event"] == "var" and e["name"] == "COPY"]
         self.assertEqual(copies, ["harmless"])
         # The run's state, workflow and every task's last state are retained.
-        self.assertEqual(self.var("json1", "EVIL"), "harmless")
-        wf = self.recorder.on_topic("flowbus/json1/workflow")[0].json()
+        self.assertEqual(self.var(RID["json1"], "EVIL"), "harmless")
+        wf = self.recorder.on_topic("flowbus/%s/workflow" % RID["json1"])[0].json()
         self.assertEqual([t["name"] for t in wf["tasks"]], ["ECHO", "ARGV", "END"])
 
     def test_builtins_shell_and_python_plugins_and_depends_on(self):
         with fbrun.TempDir() as cwd:
-            res = self.run_wf("builtins.yaml", "bi1", cwd=cwd)
+            res = self.run_wf("builtins.yaml", RID["bi1"], cwd=cwd)
         self.assertExit(res, 0)
-        self.assertEqual(self.var("bi1", "SHOUT"), "HELLO BUS!")
-        self.assertEqual(self.var("bi1", "UPPER"), "HELLO BUS")
-        self.assertRegex(self.var("bi1", "FREE_BYTES"), r"^[0-9]+$")
-        self.assertRegex(self.var("bi1", "FREE_SPACE"), r"^[0-9.]+[KMGTPE]?$")
-        self.assertTrue(self.var("bi1", "MAIN_VOLUME"))
+        self.assertEqual(self.var(RID["bi1"], "SHOUT"), "HELLO BUS!")
+        self.assertEqual(self.var(RID["bi1"], "UPPER"), "HELLO BUS")
+        self.assertRegex(self.var(RID["bi1"], "FREE_BYTES"), r"^[0-9]+$")
+        self.assertRegex(self.var(RID["bi1"], "FREE_SPACE"), r"^[0-9.]+[KMGTPE]?$")
+        self.assertTrue(self.var(RID["bi1"], "MAIN_VOLUME"))
         st = os.statvfs("/")
         free = st.f_bavail * st.f_frsize
-        self.assertLess(abs(int(self.var("bi1", "FREE_BYTES")) - free), 512 * 1024 * 1024)
+        self.assertLess(abs(int(self.var(RID["bi1"], "FREE_BYTES")) - free), 512 * 1024 * 1024)
         # depends_on: SHOUT waited for START, UPPER for SHOUT.
-        self.assertGreaterEqual(self.first_state("bi1", "SHOUT", "running")["at"],
-                                self.final("bi1", "START")["at"] - 1e-3)
-        self.assertGreaterEqual(self.first_state("bi1", "UPPER", "running")["at"],
-                                self.final("bi1", "SHOUT")["at"] - 1e-3)
+        self.assertGreaterEqual(self.first_state(RID["bi1"], "SHOUT", "running")["at"],
+                                self.final(RID["bi1"], "START")["at"] - 1e-3)
+        self.assertGreaterEqual(self.first_state(RID["bi1"], "UPPER", "running")["at"],
+                                self.final(RID["bi1"], "SHOUT")["at"] - 1e-3)
 
 
 class TestPrivateBroker(unittest.TestCase):
@@ -206,15 +216,15 @@ class TestPrivateBroker(unittest.TestCase):
                 fbrun.processes_with_cmdline(self.dir))
 
     def test_a_run_leaves_no_process_and_no_file(self):
-        res = fbrun.run(["run", fbrun.workflow("split.yaml"), "--run-id", "priv1"], cwd=self.dir,
+        res = fbrun.run(["run", fbrun.workflow("split.yaml"), "--run-id", RID["priv1"]], cwd=self.dir,
                         env=self.env)
         self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
-        self.assertIn("Run priv1", res.stdout)
-        self.assertFalse(fbrun.wait_gone(lambda: self.leftovers("priv1")))
+        self.assertIn("Run " + RID["priv1"], res.stdout)
+        self.assertFalse(fbrun.wait_gone(lambda: self.leftovers(RID["priv1"])))
         self.assertEqual(os.listdir(self.dir), [], "the private broker's directory was left")
 
     def test_sigint_stops_everything(self):
-        proc = fbrun.start(["run", fbrun.workflow("sleeper.yaml"), "--run-id", "sigint1", "--json"],
+        proc = fbrun.start(["run", fbrun.workflow("sleeper.yaml"), "--run-id", RID["sigint1"], "--json"],
                            cwd=self.dir, env=self.env)
         try:
             fbrun.read_json_until(proc, lambda e: e.get("event") == "task" and
@@ -232,15 +242,15 @@ class TestPrivateBroker(unittest.TestCase):
         self.assertEqual(last["state"], "stopped")
         self.assertEqual(last["tasks"]["SLEEPER"]["state"], "failed")
         self.assertEqual(last["tasks"]["END"]["state"], "skipped")
-        self.assertFalse(fbrun.wait_gone(lambda: self.leftovers("sigint1")),
+        self.assertFalse(fbrun.wait_gone(lambda: self.leftovers(RID["sigint1"])),
                          "processes survived Ctrl-C")
 
     def test_run_timeout(self):
-        res = fbrun.run(["run", fbrun.workflow("sleeper.yaml"), "--run-id", "rt1", "--timeout",
+        res = fbrun.run(["run", fbrun.workflow("sleeper.yaml"), "--run-id", RID["rt1"], "--timeout",
                          "0.5"], cwd=self.dir, env=self.env)
         self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
         self.assertIn("run timed out after 0.5 s", res.stdout + res.stderr)
-        self.assertFalse(fbrun.wait_gone(lambda: self.leftovers("rt1")))
+        self.assertFalse(fbrun.wait_gone(lambda: self.leftovers(RID["rt1"])))
 
 
 if __name__ == "__main__":
