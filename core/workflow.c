@@ -60,8 +60,11 @@ struct field {
 };
 
 static const char *const TOP_KEYS[] = {"workflow"};
-static const char *const WORKFLOW_KEYS[] = {"name", "description", "version", "env", "tasks"};
-enum { WK_NAME, WK_DESCRIPTION, WK_VERSION, WK_ENV, WK_TASKS, WK_COUNT };
+static const char *const WORKFLOW_KEYS[] = {"name", "description", "version", "env", "tasks",
+                                            "auth"};
+enum { WK_NAME, WK_DESCRIPTION, WK_VERSION, WK_ENV, WK_TASKS, WK_AUTH, WK_COUNT };
+static const char *const AUTH_KEYS[] = {"url", "timeout", "cache_ttl", "ca_file"};
+enum { AK_URL, AK_TIMEOUT, AK_CACHE_TTL, AK_CA_FILE, AK_COUNT };
 static const char *const TASK_KEYS[] = {"name",        "plugin",       "description", "inputs",
                                         "outputs",     "params",       "depends_on",  "execution",
                                         "permissions", "requires_auth"};
@@ -78,9 +81,19 @@ enum {
     TK_REQUIRES_AUTH,
     TK_COUNT
 };
-static const char *const EXECUTION_KEYS[] = {"async", "timeout", "workers", "retries",
+static const char *const EXECUTION_KEYS[] = {"async",       "timeout",        "workers",
+                                             "retries",     "retry_delay",    "retry_max_delay",
                                              "depends_on"};
-enum { EK_ASYNC, EK_TIMEOUT, EK_WORKERS, EK_RETRIES, EK_DEPENDS_ON, EK_COUNT };
+enum {
+    EK_ASYNC,
+    EK_TIMEOUT,
+    EK_WORKERS,
+    EK_RETRIES,
+    EK_RETRY_DELAY,
+    EK_RETRY_MAX_DELAY,
+    EK_DEPENDS_ON,
+    EK_COUNT
+};
 static const char *const PERMISSION_KEYS[] = {"required"};
 static const char *const SECRET_VAR_KEYS[] = {"value", "secret"};
 
@@ -895,6 +908,41 @@ static struct wf_var *var_append(struct loader *L, const char *name)
     return v;
 }
 
+static void read_seconds(struct loader *L, yaml_node_t *n, const char *key, const char *tname,
+                         double *out);
+
+/* The workflow's `auth:` mapping: where tasks get their permissions (Attica). */
+static void read_auth(struct loader *L, yaml_node_t *n)
+{
+    struct workflow *wf = L->wf;
+    struct field f[AK_COUNT];
+    const char *s;
+    char buf[64];
+
+    if (is_null(n))
+        return;
+    if (n->type != YAML_MAPPING_NODE) {
+        error_at(L, pos_of(n), "'auth' must be a mapping like {url: ..., timeout: 3, cache_ttl: 60}, "
+                               "got %s",
+                 describe(n, buf, sizeof buf));
+        return;
+    }
+    read_fields(L, n, AUTH_KEYS, AK_COUNT, "'auth'", f);
+    wf->auth.set = 1;
+    if (f[AK_URL].value && (s = string_field(L, &f[AK_URL], "'auth'")) != NULL) {
+        if (strncmp(s, "https://", 8) != 0 && strncmp(s, "http://", 7) != 0)
+            error_at(L, pos_of(f[AK_URL].value),
+                     "'url' of 'auth' must start with https:// (or http:// for a local "
+                     "service), got \"%s\"", s);
+        else
+            wf->auth.url = strdup(s);
+    }
+    if (f[AK_CA_FILE].value && (s = string_field(L, &f[AK_CA_FILE], "'auth'")) != NULL)
+        wf->auth.ca_file = strdup(s);
+    read_seconds(L, f[AK_TIMEOUT].value, "timeout", "auth", &wf->auth.timeout);
+    read_seconds(L, f[AK_CACHE_TTL].value, "cache_ttl", "auth", &wf->auth.cache_ttl);
+}
+
 static void read_env(struct loader *L, yaml_node_t *env)
 {
     char buf[64];
@@ -1034,6 +1082,22 @@ static void task_free(struct wf_task *t)
     json_decref(t->params);
 }
 
+/* Reads an optional duration in seconds (fractions allowed) into *out. */
+static void read_seconds(struct loader *L, yaml_node_t *n, const char *key, const char *tname,
+                         double *out)
+{
+    char buf[64];
+    double d;
+
+    if (!n)
+        return;
+    if (!parse_number(n, &d) || d < 0 || d > MAX_TIMEOUT)
+        error_at(L, pos_of(n), "'%s' must be a number of seconds from 0 to %.0f, got %s (%s)", key,
+                 MAX_TIMEOUT, describe(n, buf, sizeof buf), tname);
+    else
+        *out = d;
+}
+
 static void read_execution(struct loader *L, yaml_node_t *n, struct wf_task *t, const char *tname)
 {
     struct field f[EK_COUNT];
@@ -1080,6 +1144,8 @@ static void read_execution(struct loader *L, yaml_node_t *n, struct wf_task *t, 
         else
             t->retries = (int)v;
     }
+    read_seconds(L, f[EK_RETRY_DELAY].value, "retry_delay", tname, &t->retry_delay);
+    read_seconds(L, f[EK_RETRY_MAX_DELAY].value, "retry_max_delay", tname, &t->retry_max_delay);
     snprintf(what, sizeof what, "'depends_on' of task '%s'", tname);
     read_names(L, f[EK_DEPENDS_ON].value, TASK_NAMES, what, 1, &t->depends_on);
 }
@@ -1264,6 +1330,29 @@ static void read_tasks(struct loader *L, yaml_node_t *tasks)
 }
 
 /* ---------------------------------------------------------------- checks */
+
+/* A task that needs permissions can only get them with a token, and a token
+ * reaches tasks only from the workflow's env: (AUTH_TOKEN) or --set. */
+static void check_auth(struct loader *L)
+{
+    struct workflow *wf = L->wf;
+
+    if (var_find(L, "AUTH_TOKEN") >= 0)
+        return;
+    for (size_t i = 0; i < wf->n_tasks; i++) {
+        const struct wf_task *t = &wf->tasks[i];
+        if (t->permissions.n > 0)
+            error_at(L, t->permissions.items[0].pos,
+                     "task '%s' requires permission '%s' but the workflow never gives it a token: "
+                     "add AUTH_TOKEN to env: (e.g. AUTH_TOKEN: \"{{ENV:AUTH_TOKEN}}\")",
+                     t->name, t->permissions.items[0].name);
+        else if (t->requires_auth)
+            error_at(L, t->pos,
+                     "task '%s' has requires_auth: true but the workflow never gives it a token: "
+                     "add AUTH_TOKEN to env: (e.g. AUTH_TOKEN: \"{{ENV:AUTH_TOKEN}}\")",
+                     t->name);
+    }
+}
 
 static void check_depends(struct loader *L)
 {
@@ -1567,6 +1656,8 @@ static void read_document(struct loader *L, yaml_node_t *root)
         wf->version = strdup(s);
     if (f[WK_ENV].value)
         read_env(L, f[WK_ENV].value);
+    if (f[WK_AUTH].value)
+        read_auth(L, f[WK_AUTH].value);
     apply_settings(L);
     if (!f[WK_TASKS].value) {
         error_at(L, pos_of(top[0].value), "'workflow' has no 'tasks' list");
@@ -1576,6 +1667,7 @@ static void read_document(struct loader *L, yaml_node_t *root)
     if (L->over_budget)
         return;
     check_depends(L);
+    check_auth(L);
     check_cmd_tasks(L, f[WK_TASKS].value);
     check_graph(L);
 }
@@ -1715,6 +1807,8 @@ void workflow__free(struct workflow *wf)
     free(wf->file);
     free(wf->name);
     free(wf->description);
+    free(wf->auth.url);
+    free(wf->auth.ca_file);
     free(wf->version);
     free(wf);
 }
@@ -1764,6 +1858,14 @@ json_t *workflow__to_json(const struct workflow *wf)
         json_object_set_new(root, "description", json_string(wf->description));
     if (wf->version)
         json_object_set_new(root, "version", json_string(wf->version));
+    if (wf->auth.set) {
+        json_t *auth = json_object();
+        if (wf->auth.url)
+            json_object_set_new(auth, "url", json_string(wf->auth.url));
+        json_object_set_new(auth, "timeout", json_real(wf->auth.timeout));
+        json_object_set_new(auth, "cache_ttl", json_real(wf->auth.cache_ttl));
+        json_object_set_new(root, "auth", auth);
+    }
     for (size_t i = 0; i < wf->n_vars; i++) {
         const struct wf_var *v = &wf->vars[i];
         json_object_set_new(env, v->name,
@@ -1791,6 +1893,8 @@ json_t *workflow__to_json(const struct workflow *wf)
         json_object_set_new(exec, "async", json_boolean(t->async));
         json_object_set_new(exec, "workers", json_integer(t->workers));
         json_object_set_new(exec, "retries", json_integer(t->retries));
+        json_object_set_new(exec, "retry_delay", json_real(t->retry_delay));
+        json_object_set_new(exec, "retry_max_delay", json_real(t->retry_max_delay));
         json_object_set_new(task, "execution", exec);
         json_object_set_new(task, "permissions", names_json(&t->permissions));
         json_object_set_new(task, "requires_auth", json_boolean(t->requires_auth));

@@ -54,12 +54,24 @@ struct wf_task {
     double timeout;             /* seconds; 0 = none */
     int async;                  /* accepted; behaviour in a later release */
     int workers;                /* accepted; 1 unless set (later release) */
-    int retries;                /* accepted; 0 unless set (later release) */
+    int retries;                /* attempts after the first; 0 unless set */
+    double retry_delay;         /* seconds before the first retry (doubling after); 0: 1 s */
+    double retry_max_delay;     /* cap on the delay between retries; 0: 60 s */
     struct wf_list permissions; /* permissions.required (later release) */
     int requires_auth;          /* accepted (later release) */
 };
 
+/* Where tasks get their permissions (the workflow's `auth:`); zero when absent. */
+struct wf_auth {
+    int set;
+    char *url;        /* NULL: the SDK's default */
+    double timeout;   /* seconds; 0: the SDK's default */
+    double cache_ttl; /* seconds; 0: the SDK's default */
+    char *ca_file;    /* NULL: the system's CA bundle */
+};
+
 struct workflow {
+    struct wf_auth auth;
     char *file;        /* as given on the command line */
     char *name;        /* `name:`, else the file's base name without extension */
     char *description; /* NULL when not given */
