@@ -66,24 +66,47 @@ def start(args, cwd=None, env=None):
 
 
 def read_json_until(proc, predicate, timeout=20):
-    """Reads --json events from proc.stdout until predicate(event) holds; returns it."""
-    import selectors
+    """Reads --json events from proc's stdout until predicate(event) holds; returns it.
+
+    It reads the pipe's file descriptor directly (select + os.read), because
+    Python's buffered readline can swallow several lines at once and leave
+    select() waiting for data that has already arrived. What it consumed is
+    kept on proc, and finish() returns it with the rest of the output.
+    """
+    import select
+    fd = proc.stdout.fileno()
     deadline = time.monotonic() + timeout
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    try:
-        while time.monotonic() < deadline:
-            if not sel.select(deadline - time.monotonic()):
-                break
-            line = proc.stdout.readline()
-            if not line:
-                break
-            event = json.loads(line)
+    consumed = proc.__dict__.setdefault("fb_consumed", [])
+    pending = proc.__dict__.setdefault("fb_pending", [b""])
+    while True:
+        while b"\n" in pending[0]:
+            line, pending[0] = pending[0].split(b"\n", 1)
+            text = line.decode()
+            consumed.append(text + "\n")
+            event = json.loads(text)
             if predicate(event):
                 return event
-    finally:
-        sel.close()
-    raise AssertionError("no matching --json event within %ss" % timeout)
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            break
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        pending[0] += chunk
+    raise AssertionError("no matching --json event within %ss; saw:\n%s" %
+                         (timeout, "".join(consumed)))
+
+
+def finish(proc, timeout=20):
+    """Waits for proc to exit; returns (stdout, stderr), including what read_json_until read."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+    before = "".join(proc.__dict__.get("fb_consumed", []))
+    rest = proc.__dict__.get("fb_pending", [b""])[0].decode()
+    return before + rest + out, err
 
 
 def processes_with_env(key, value):

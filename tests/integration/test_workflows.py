@@ -47,7 +47,7 @@ class TestShippedWorkflows(unittest.TestCase):
             fbrun.read_json_until(proc, lambda e: e.get("task") == "TOUCHED" and
                                   e.get("state") == "running")
             pathlib.Path(self.dir, "semaphore.txt").touch()
-            out, err = proc.communicate(timeout=20)
+            out, err = fbrun.finish(proc)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -80,7 +80,7 @@ class TestShippedWorkflows(unittest.TestCase):
             fbrun.read_json_until(proc, lambda e: e.get("task") == "WATCH" and
                                   e.get("state") == "running")
             pathlib.Path("/tmp/flowbus-go").touch()
-            out, err = proc.communicate(timeout=20)
+            out, err = fbrun.finish(proc)
         finally:
             if proc.poll() is None:
                 proc.kill()
