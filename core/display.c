@@ -140,8 +140,9 @@ void display__task(struct display *d, size_t t)
     char dur[32];
 
     if (d->mode == DISPLAY_JSON) {
-        json_t *o = json_pack("{s:s, s:s, s:s, s:f}", "event", "task", "task", name, "state",
-                              tracker__state_name(ti->state), "at", ti->at);
+        json_t *o = json_pack("{s:s, s:s, s:s, s:f, s:i}", "event", "task", "task", name, "state",
+                              tracker__state_name(ti->state), "at", ti->at, "attempt",
+                              ti->attempt > 0 ? ti->attempt : 1);
         if (ti->pid > 0)
             json_object_set_new(o, "pid", json_integer(ti->pid));
         if (ti->started > 0)
@@ -162,6 +163,8 @@ void display__task(struct display *d, size_t t)
     duration(dur, sizeof dur, ti);
     fprintf(d->out, "%8.3fs  %-*s  %-8s", wall() - d->t0, d->width, name,
             tracker__state_name(ti->state));
+    if (ti->attempt > 1)
+        fprintf(d->out, "  attempt %d", ti->attempt);
     if (tracker__terminal(ti->state) && ti->started > 0)
         fprintf(d->out, "  %s", dur);
     if (ti->error && tracker__terminal(ti->state))

@@ -96,7 +96,8 @@ static void free_vec(struct strvec *sv)
     free(sv->v);
 }
 
-static int build_env(const struct launch_context *ctx, const struct wf_task *task, struct strvec *env)
+static int build_env(const struct launch_context *ctx, const struct wf_task *task, int attempt,
+                     struct strvec *env)
 {
     const struct workflow *wf = ctx->wf;
     char buf[64], *params = NULL, *secrets;
@@ -122,7 +123,10 @@ static int build_env(const struct launch_context *ctx, const struct wf_task *tas
     if (!params || !push(env, kv("FLOWBUS_PARAMS", params)))
         goto out;
     snprintf(buf, sizeof buf, "%g", task->timeout);
-    if (!push(env, kv("FLOWBUS_TIMEOUT", buf)) || !push(env, kv("FLOWBUS_ATTEMPT", "1")))
+    if (!push(env, kv("FLOWBUS_TIMEOUT", buf)))
+        goto out;
+    snprintf(buf, sizeof buf, "%d", attempt);
+    if (!push(env, kv("FLOWBUS_ATTEMPT", buf)))
         goto out;
     snprintf(buf, sizeof buf, "%ld", (long)getpid());
     if (!push(env, kv("FLOWBUS_PARENT_PID", buf)))
@@ -157,7 +161,7 @@ out:
     return ok;
 }
 
-pid_t launcher__spawn(const struct launch_context *ctx, size_t t, int *out_fd)
+pid_t launcher__spawn(const struct launch_context *ctx, size_t t, int attempt, int *out_fd)
 {
     const struct wf_task *task = &ctx->wf->tasks[t];
     struct strvec env = {0};
@@ -170,7 +174,7 @@ pid_t launcher__spawn(const struct launch_context *ctx, size_t t, int *out_fd)
     int err = 0;
 
     *out_fd = -1;
-    if (!build_env(ctx, task, &env)) {
+    if (!build_env(ctx, task, attempt, &env)) {
         err = ENOMEM;
         goto out_env;
     }

@@ -88,6 +88,15 @@ char *plugins__lookup(void *ctx, const char *plugin)
     found = try_dir(dir, strlen(dir), plugin);
     if (found)
         goto out;
+#ifdef FLOWBUS_LIBEXEC_REL
+    /* An installed flowbus: <prefix>/bin/flowbus and <prefix>/libexec/flowbus/. */
+    if (strlen(dir) + sizeof FLOWBUS_LIBEXEC_REL + 1 < sizeof dir) {
+        strcat(dir, "/" FLOWBUS_LIBEXEC_REL);
+        found = try_dir(dir, strlen(dir), plugin);
+        if (found)
+            goto out;
+    }
+#endif
     found = try_dir(FLOWBUS_LIBEXECDIR, strlen(FLOWBUS_LIBEXECDIR), plugin);
 out:
     return found;

@@ -56,6 +56,11 @@ struct proc {
     double term_at;  /* monotonic time to escalate to SIGKILL; 0 = none */
     double deadline; /* monotonic execution timeout; 0 = none */
     double sync_at;  /* monotonic deadline of a pending sync; 0 = none */
+    int attempt;     /* 1 for the first attempt */
+    int retrying;    /* another attempt is decided; it starts once this process is reaped */
+    double retry_delay;
+    double retry_at; /* monotonic time to start the next attempt; 0 = none */
+    char *final_json; /* this attempt's final state, authored here, published at reap */
     char *line;
     size_t len;
     int cut;
@@ -71,6 +76,7 @@ struct run {
     fb_bus *bus;
     struct proc *procs;
     size_t *skipped;
+    struct launch_context lc;
     int sigfd;
     char run_id[72];
     char root[96];
@@ -199,6 +205,74 @@ static void propagate(struct run *r)
     }
 }
 
+static int failed_state(enum task_state s)
+{
+    return s == TS_FAILED || s == TS_TIMEOUT || s == TS_CRASHED;
+}
+
+/*
+ * Called whenever task t reaches a final state. A failure with attempts left
+ * becomes a retry: the task goes back to waiting (so its dependents are not
+ * skipped), and the next attempt starts after an exponential backoff, once
+ * the failed process is gone.
+ */
+static void on_final(struct run *r, size_t t)
+{
+    const struct wf_task *task = &r->wf->tasks[t];
+    const struct task_info *ti = tracker__task(r->tr, t);
+    struct proc *p = &r->procs[t];
+    double base = task->retry_delay > 0 ? task->retry_delay : 1.0;
+    double cap = task->retry_max_delay > 0 ? task->retry_max_delay : 60.0;
+    char note[512];
+
+    if (!failed_state(ti->state) || p->attempt > task->retries || r->interrupted || p->retrying)
+        return;
+    p->retry_delay = base;
+    for (int i = 1; i < p->attempt && p->retry_delay < cap; i++)
+        p->retry_delay *= 2;
+    if (p->retry_delay > cap)
+        p->retry_delay = cap;
+    /* What this attempt ended as is published when its process is reaped. */
+    if (p->pid && !p->reaped && p->kill != KILL_NONE)
+        p->final_json = tracker__state_json(r->tr, t);
+    snprintf(note, sizeof note, "attempt %d %s (%s); attempt %d of %d in %g s", p->attempt,
+             tracker__state_name(ti->state), ti->error ? ti->error : "no reason given",
+             p->attempt + 1, task->retries + 1, p->retry_delay);
+    display__note(r->disp, "%s: %s", task->name, note);
+    tracker__retry(r->tr, t, p->attempt + 1, wall(), note);
+    p->retrying = 1;
+    if (!p->pid || p->reaped)
+        p->retry_at = mono() + p->retry_delay;
+}
+
+/* Starts the next attempt of task t (or the first). */
+static void launch(struct run *r, size_t t, int attempt)
+{
+    struct proc *p = &r->procs[t];
+    char err[256];
+
+    p->attempt = attempt;
+    p->reaped = 0;
+    p->status = 0;
+    p->kill = KILL_NONE;
+    p->term_at = p->deadline = p->sync_at = p->retry_at = 0;
+    p->retrying = 0;
+    p->len = 0;
+    p->cut = 0;
+    free(p->final_json);
+    p->final_json = NULL;
+    p->pid = launcher__spawn(&r->lc, t, attempt, &p->fd);
+    if (p->pid < 0) {
+        snprintf(err, sizeof err, "cannot start %s: %s", r->wf->tasks[t].plugin_path,
+                 strerror(errno));
+        p->pid = 0;
+        tracker__set(r->tr, t, TS_FAILED, wall(), -1, 0, err);
+        publish_task_state(r, t);
+        show_task(r, t);
+        on_final(r, t);
+    }
+}
+
 /* Decides the state of a task whose process exited without reporting one. */
 static void resolve_exit(struct run *r, size_t t)
 {
@@ -231,6 +305,7 @@ static void resolve_exit(struct run *r, size_t t)
     }
     publish_task_state(r, t);
     show_task(r, t);
+    on_final(r, t);
 }
 
 static void flush_line(struct run *r, size_t t)
@@ -297,6 +372,15 @@ static void on_reaped(struct run *r, size_t t, int status)
         read_output(r, t);
     /* Whatever the task left behind in its group goes with it. */
     launcher__signal(p->pid, SIGKILL);
+    if (p->retrying) {
+        if (p->final_json) {
+            topic(r, tp, sizeof tp, "tasks/", r->wf->tasks[t].name, "state");
+            publish_text(r, tp, p->final_json, 1);
+        }
+        publish_task_state(r, t); /* waiting for the next attempt, and why */
+        p->retry_at = mono() + p->retry_delay;
+        return;
+    }
     if (p->kill != KILL_NONE) {
         publish_task_state(r, t);
         return;
@@ -376,12 +460,17 @@ static void handle_message(struct run *r, fb_msg *m)
         struct proc *p = &r->procs[idx];
         double limit = r->wf->tasks[idx].timeout;
         show_task(r, idx);
+        if (tracker__terminal(ti->state))
+            on_final(r, idx);
         if (ti->state == TS_RUNNING && limit > 0 && p->pid && !p->reaped && !p->deadline) {
             double late = wall() - ti->started;
             p->deadline = mono() + limit - (late > 0 && late < limit ? late : 0);
         }
         break;
     }
+    case TRACK_STALE:
+        publish_task_state(r, idx);
+        break;
     case TRACK_VAR:
         display__var(r->disp, idx);
         break;
@@ -416,6 +505,7 @@ static void check_timers(struct run *r)
                 tracker__set(r->tr, t, TS_TIMEOUT, wall(), -1, 0, err);
                 show_task(r, t);
                 stop_proc(r, t, KILL_TIMEOUT);
+                on_final(r, t);
             }
         }
         if (p->term_at && now >= p->term_at && !p->reaped) {
@@ -424,6 +514,8 @@ static void check_timers(struct run *r)
         }
         if (p->sync_at && now >= p->sync_at)
             resolve_exit(r, t);
+        if (p->retry_at && now >= p->retry_at && !r->interrupted)
+            launch(r, t, p->attempt + 1);
     }
     if (r->run_deadline && now >= r->run_deadline && !r->interrupted) {
         snprintf(err, sizeof err, "run timed out after %g s", r->o->timeout);
@@ -437,8 +529,8 @@ static double next_timer(const struct run *r)
 
     for (size_t t = 0; t < r->wf->n_tasks; t++) {
         const struct proc *p = &r->procs[t];
-        double c[3] = {p->deadline, p->term_at, p->sync_at};
-        for (int i = 0; i < 3; i++)
+        double c[4] = {p->deadline, p->term_at, p->sync_at, p->retry_at};
+        for (int i = 0; i < 4; i++)
             if (c[i] && (!next || c[i] < next))
                 next = c[i];
     }
@@ -650,26 +742,13 @@ static void publish_start(struct run *r)
 
 static void launch_all(struct run *r)
 {
-    struct launch_context lc = {0};
-    char err[256];
-
-    lc.broker_url = r->broker ? broker__url(r->broker) : r->o->broker_url;
-    lc.username = r->broker ? broker__username(r->broker) : r->o->username;
-    lc.password = r->broker ? broker__password(r->broker) : r->o->password;
-    lc.run_id = r->run_id;
-    lc.wf = r->wf;
-    for (size_t t = 0; t < r->wf->n_tasks; t++) {
-        struct proc *p = &r->procs[t];
-        p->pid = launcher__spawn(&lc, t, &p->fd);
-        if (p->pid < 0) {
-            snprintf(err, sizeof err, "cannot start %s: %s", r->wf->tasks[t].plugin_path,
-                     strerror(errno));
-            p->pid = 0;
-            tracker__set(r->tr, t, TS_FAILED, wall(), -1, 0, err);
-            publish_task_state(r, t);
-            show_task(r, t);
-        }
-    }
+    r->lc.broker_url = r->broker ? broker__url(r->broker) : r->o->broker_url;
+    r->lc.username = r->broker ? broker__username(r->broker) : r->o->username;
+    r->lc.password = r->broker ? broker__password(r->broker) : r->o->password;
+    r->lc.run_id = r->run_id;
+    r->lc.wf = r->wf;
+    for (size_t t = 0; t < r->wf->n_tasks; t++)
+        launch(r, t, 1);
 }
 
 static const char *run_state_name(const struct run *r, int code)
@@ -782,6 +861,7 @@ out:
         if (r.procs[t].fd >= 0)
             close(r.procs[t].fd);
         free(r.procs[t].line);
+        free(r.procs[t].final_json);
     }
     broker__stop(r.broker);
     if (r.sigfd >= 0)

@@ -115,7 +115,8 @@ static void enter(struct task_info *ti, enum task_state state, double at)
         ti->ended = at;
 }
 
-/* Applies a state JSON from the bus. Returns 1 if anything visible changed. */
+/* Applies a state JSON from the bus. Returns 1 if anything visible changed, -1
+ * if it repeats the final state with less detail than is known. */
 static int apply_state(struct tracker *tr, size_t t, const char *payload, size_t len)
 {
     struct task_info *ti = &tr->tasks[t];
@@ -133,8 +134,16 @@ static int apply_state(struct tracker *tr, size_t t, const char *payload, size_t
     state = parse_state(json_string_value(v));
     if (state == TS_NONE)
         goto out;
+    /* A state of an earlier attempt (a late echo, a Last Will) is history. */
+    v = json_object_get(root, "attempt");
+    if (json_is_integer(v) && json_integer_value(v) < (ti->attempt > 0 ? ti->attempt : 1))
+        goto out;
     if (tracker__terminal(ti->state) && state != ti->state)
         goto out;
+    if (state == ti->state && ti->signal > 0 && !json_is_integer(json_object_get(root, "signal"))) {
+        changed = -1;
+        goto out;
+    }
     /* Non-terminal states only move forward: a late "waiting" never undoes "running". */
     if (!tracker__terminal(state) && state < ti->state)
         goto out;
@@ -165,6 +174,8 @@ static int apply_state(struct tracker *tr, size_t t, const char *payload, size_t
     if (json_is_string(v) && (!ti->error || strcmp(ti->error, json_string_value(v)) != 0)) {
         set_error(ti, json_string_value(v));
         changed = 1;
+    } else if (!json_is_string(v) && changed) {
+        set_error(ti, NULL);
     }
 out:
     json_decref(root);
@@ -204,14 +215,32 @@ enum tracker_event tracker__on_message(struct tracker *tr, const char *topic, co
         if (i < 0)
             return TRACK_NONE;
         *index = (size_t)i;
-        if (strcmp(slash, "/state") == 0)
-            return apply_state(tr, (size_t)i, payload, len) ? TRACK_TASK : TRACK_NONE;
+        if (strcmp(slash, "/state") == 0) {
+            int changed = apply_state(tr, (size_t)i, payload, len);
+            return changed < 0 ? TRACK_STALE : changed ? TRACK_TASK : TRACK_NONE;
+        }
         if (strcmp(slash, "/log") == 0) {
             *text = payload;
             return TRACK_LOG;
         }
     }
     return TRACK_NONE;
+}
+
+void tracker__retry(struct tracker *tr, size_t t, int attempt, double at, const char *note)
+{
+    struct task_info *ti = &tr->tasks[t];
+
+    ti->state = TS_WAITING;
+    ti->attempt = attempt;
+    ti->at = at;
+    ti->started = 0;
+    ti->ended = 0;
+    ti->has_exit = 0;
+    ti->exit_code = 0;
+    ti->signal = 0;
+    ti->pid = 0;
+    set_error(ti, note);
 }
 
 int tracker__set(struct tracker *tr, size_t t, enum task_state state, double at, int exit_code,

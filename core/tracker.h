@@ -49,6 +49,8 @@ enum tracker_event {
     TRACK_VAR,  /* a variable got its value: index in *var */
     TRACK_LOG,  /* a log line for *task: text in *text (owned by the caller's buffer) */
     TRACK_SYNC, /* a sync token: text in *text */
+    TRACK_STALE, /* task *index's final state was repeated with fewer details (a late Last
+                    Will): the retained record needs the tracker's fuller one again */
 };
 
 struct tracker;
@@ -73,6 +75,13 @@ enum tracker_event tracker__on_message(struct tracker *tr, const char *topic, co
  */
 int tracker__set(struct tracker *tr, size_t t, enum task_state state, double at, int exit_code,
                  int signal, const char *error);
+
+/*
+ * Starts another attempt of task t: its state goes back to waiting with the
+ * given attempt number, and states of earlier attempts arriving later are
+ * ignored. note (may be NULL) becomes its error text, e.g. why it is retried.
+ */
+void tracker__retry(struct tracker *tr, size_t t, int attempt, double at, const char *note);
 
 /*
  * Marks every pending task that can never run as skipped (see

@@ -56,7 +56,7 @@ void plugin_cli__args(const struct plugin_info *info, int argc, char **argv)
     fb_task_exit(NULL, 0);
 }
 
-fb_task *plugin_cli__open_and_wait(void)
+fb_task *plugin_cli__open(void)
 {
     fb_task_options opts = {.log = sdk_log, .log_ctx = NULL};
     fb_task *task = NULL;
@@ -68,7 +68,18 @@ fb_task *plugin_cli__open_and_wait(void)
         log_printf(FB_LOG_ERROR, "cannot open the task: %s", err[0] ? err : fb_strerror(rc));
         fb_task_exit(NULL, 2);
     }
-    rc = fb_task_wait(task, -1);
+    return task;
+}
+
+fb_task *plugin_cli__open_and_wait(void)
+{
+    return plugin_cli__wait(plugin_cli__open());
+}
+
+fb_task *plugin_cli__wait(fb_task *task)
+{
+    enum fb_err rc = fb_task_wait(task, -1);
+
     if (rc == FB_ERR_STOPPED)
         fb_task_exit(task, 0);
     if (rc != FB_OK) {
@@ -76,4 +87,11 @@ fb_task *plugin_cli__open_and_wait(void)
         fb_task_exit(task, 3);
     }
     return task;
+}
+
+void plugin_cli__require(fb_task *task, const char *const *names, size_t n)
+{
+    /* Every answer but FB_OK means "do not act"; the reason is in the state and on stderr. */
+    if (fb_task_require(task, names, n) != FB_OK)
+        fb_task_exit(task, FB_EXIT_DENIED);
 }

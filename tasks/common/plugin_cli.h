@@ -5,7 +5,8 @@
  *
  * Exit codes shared by the built-in tasks: 0 done (or told to stop while
  * waiting), 1 the action failed, 2 usage error or the task could not be
- * opened, 3 the wait for inputs ended with an error (broker lost, ...).
+ * opened, 3 the wait for inputs ended with an error (broker lost, ...),
+ * 4 (FB_EXIT_DENIED) the permission check refused the task.
  */
 #ifndef FLOWBUS_TASKS_PLUGIN_CLI_H
 #define FLOWBUS_TASKS_PLUGIN_CLI_H
@@ -32,6 +33,11 @@ void log_printf(enum fb_log_level level, const char *fmt, ...) FB_PRINTF(2, 3);
  */
 void plugin_cli__args(const struct plugin_info *info, int argc, char **argv);
 
+/* The two halves of plugin_cli__open_and_wait, for a task that must prepare
+ * something between opening and waiting; same exit codes. */
+fb_task *plugin_cli__open(void);
+fb_task *plugin_cli__wait(fb_task *task);
+
 /*
  * Opens the task from the environment and waits (without a deadline) until its
  * inputs and dependencies are ready. Returns the running task. Does not return
@@ -39,5 +45,14 @@ void plugin_cli__args(const struct plugin_info *info, int argc, char **argv);
  * wait failed otherwise (exit 3); the reason goes to stderr.
  */
 fb_task *plugin_cli__open_and_wait(void);
+
+/*
+ * The permission check before the task acts (fb_task_require with the
+ * plugin's own required names, which its --describe manifest lists too).
+ * Returns if the task may act. Otherwise the SDK has published the state
+ * "denied" with the reason (and logged it to stderr); this exits with
+ * FB_EXIT_DENIED.
+ */
+void plugin_cli__require(fb_task *task, const char *const *names, size_t n);
 
 #endif

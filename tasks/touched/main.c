@@ -41,7 +41,8 @@ static const struct plugin_info info = {
         "\"file\":{\"type\":\"string\",\"default\":null,\"required\":true,"
         "\"description\":\"the file to watch, relative to the working directory\"},"
         "\"timeout\":{\"type\":\"number\",\"default\":null,\"description\":\"seconds to wait "
-        "when there is no TIMEOUT input; none or 0 waits until the file is touched\"}}}",
+        "when there is no TIMEOUT input; none or 0 waits until the file is touched\"}},"
+        "\"permissions\":[]}",
     .usage = "Sets its outputs (usually TRUE) to \"1\" when the param \"file\" is created,\n"
              "written or has its timestamps changed; ends with no outputs after TIMEOUT\n"
              "seconds (input TIMEOUT, else param \"timeout\"; none or 0 waits forever).\n",
@@ -175,26 +176,13 @@ int main(int argc, char **argv)
     int fd = -1, code = 1;
 
     plugin_cli__args(&info, argc, argv);
-    task = plugin_cli__open_and_wait();
+    task = plugin_cli__open();
 
     file = fb_task_param(task, "file");
     if (!file || !*file) {
         fb_task_fail(task, 1, "the param 'file' is required (the file to watch)");
         goto out;
     }
-    /* After the wait every declared input is set, so NULL means "not an input". */
-    if ((timeout_text = fb_task_input(task, "TIMEOUT")) != NULL) {
-        timeout_from = "input TIMEOUT";
-    } else if (fb_task_param(task, "timeout")) {
-        timeout_text = fb_task_param(task, "timeout");
-        timeout_from = "param 'timeout'";
-    }
-    if (timeout_text && parse_timeout(timeout_text, &timeout) != 0) {
-        fb_task_fail(task, 1, "%s is '%s'; expected a number of seconds >= 0", timeout_from,
-                     timeout_text);
-        goto out;
-    }
-
     /* Split file into the directory to watch and the name to match. */
     dir = strdup(file);
     if (!dir) {
@@ -218,7 +206,6 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    /* The watch is in place before the clock starts, so no touch is missed. */
     fd = inotify_init1(IN_CLOEXEC);
     if (fd < 0) {
         fb_task_fail(task, 1, "cannot start inotify: %s", strerror(errno));
@@ -229,7 +216,27 @@ int main(int argc, char **argv)
                      strerror(errno));
         goto out;
     }
+    /* The watch starts before the wait: a touch between the task reporting
+     * "running" and a watch set up afterwards would otherwise be lost. A touch
+     * while the task still waits for its inputs therefore counts too. */
     clock_gettime(CLOCK_REALTIME, &since);
+    plugin_cli__wait(task);
+    /* No permission of its own; the workflow's (and requires_auth) still apply. */
+    plugin_cli__require(task, NULL, 0);
+
+    /* After the wait every declared input is set, so NULL means "not an input". */
+    if ((timeout_text = fb_task_input(task, "TIMEOUT")) != NULL) {
+        timeout_from = "input TIMEOUT";
+    } else if (fb_task_param(task, "timeout")) {
+        timeout_text = fb_task_param(task, "timeout");
+        timeout_from = "param 'timeout'";
+    }
+    if (timeout_text && parse_timeout(timeout_text, &timeout) != 0) {
+        fb_task_fail(task, 1, "%s is '%s'; expected a number of seconds >= 0", timeout_from,
+                     timeout_text);
+        goto out;
+    }
+
     if (timeout > 0)
         fb_task_log(task, "watching %s for %g s", file, timeout);
     else
