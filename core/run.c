@@ -44,6 +44,7 @@
 #define SYNC_WAIT 1.0      /* seconds to wait for a sync token */
 #define MAX_LINE 65536     /* longer output lines are cut and marked */
 #define MSGS_PER_TURN 4096 /* bus messages handled before looking at other fds */
+#define CONNECT_ATTEMPTS 8 /* to an external broker: 0.1+0.2+...+2 s, about 10 s */
 
 enum kill_reason { KILL_NONE, KILL_TIMEOUT, KILL_SKIP, KILL_STOP };
 
@@ -282,6 +283,9 @@ static void resolve_exit(struct run *r, size_t t)
     char err[160];
 
     p->sync_at = 0;
+    /* The attempt's outcome arrived while we waited, and it is being retried. */
+    if (p->retrying)
+        return;
     if (tracker__terminal(ti->state)) {
         /* A Last Will says "crashed" but not why; add the signal we saw. */
         if (ti->state == TS_CRASHED && WIFSIGNALED(p->status) && !ti->signal) {
@@ -696,10 +700,27 @@ static int connect_bus(struct run *r, const char *url, const char *user, const c
     bo.will_payload = will;
     bo.will_retained = 1;
     bo.log = log__sdk;
-    e = fb_bus_new(&bo, &r->bus, err, sizeof err);
-    if (e != FB_OK) {
-        log_printf(FB_LOG_ERROR, "cannot connect to the broker at %s: %s", url, err);
-        return 0;
+    /* A broker that is still starting (a service coming up with flowbus) gets
+     * a bounded chance: attempts with a doubling pause, about 10 s in all. A
+     * signal during a pause ends the wait. */
+    for (int attempt = 1;; attempt++) {
+        double pause = 0.1 * (1 << (attempt - 1));
+        struct pollfd pfd = {.fd = r->sigfd, .events = POLLIN};
+
+        e = fb_bus_new(&bo, &r->bus, err, sizeof err);
+        if (e == FB_OK)
+            break;
+        if (attempt >= CONNECT_ATTEMPTS || e == FB_ERR_INVALID) {
+            log_printf(FB_LOG_ERROR, "cannot connect to the broker at %s after %d attempts: %s",
+                       url, attempt, err);
+            return 0;
+        }
+        log_printf(FB_LOG_INFO, "broker at %s not reachable (%s); trying again in %.1f s", url, err,
+                   pause > 2.0 ? 2.0 : pause);
+        if (poll(&pfd, 1, (int)((pause > 2.0 ? 2.0 : pause) * 1000)) > 0) {
+            log_printf(FB_LOG_ERROR, "interrupted while waiting for the broker at %s", url);
+            return 0;
+        }
     }
     snprintf(filter, sizeof filter, "%s/#", r->root);
     e = fb_bus_subscribe(r->bus, filters, 1, 5.0);

@@ -1,0 +1,143 @@
+"""Faults a run survives: retries with backoff, crashes and timeouts retried,
+and a broker that cannot be reached at start.
+
+Every test drives the real coordinator against a real mosquitto and reads the
+task states the run left on the bus.
+"""
+
+import os
+import signal
+import subprocess
+import time
+import unittest
+
+import fbrun
+import fbtest
+
+
+def rid(name):
+    return "%s-%d" % (name, os.getpid())
+
+
+class RetryTests(fbtest.BrokerTestCase):
+    def run_wf(self, name, run_id, cwd, timeout=60):
+        return fbrun.run(["run", fbrun.workflow(name), "--broker", self.broker.url, "--run-id",
+                          run_id, "--json"], cwd=cwd, timeout=timeout)
+
+    def states(self, run_id, task):
+        return [e.json() for e in self.recorder.on_topic(fbtest.state_topic(run_id, task))]
+
+    def values(self, run_id, name):
+        return [e.payload.decode() for e in self.recorder.on_topic(fbtest.var_topic(run_id, name))]
+
+    def test_flaky_task_succeeds_and_only_its_good_value_is_published(self):
+        run_id = rid("flaky")
+        with fbrun.TempDir() as cwd:
+            res = self.run_wf("retry-flaky.yaml", run_id, cwd)
+            self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+            with open(os.path.join(cwd, "attempts")) as f:
+                self.assertEqual(f.read().strip(), "3")
+        self.recorder.wait_state(run_id, "END", "done")
+        self.assertEqual(self.values(run_id, "RESULT"), ["ok-on-3"])
+        states = self.states(run_id, "FLAKY")
+        failed = [s for s in states if s["state"] == "failed"]
+        self.assertEqual([s["attempt"] for s in failed], [1, 2])
+        done = [s for s in states if s["state"] == "done"]
+        self.assertEqual(done[-1]["attempt"], 3)
+        self.assertEqual(states[-1]["state"], "done")
+        # Backoff: 0.2 s before attempt 2, 0.4 s before attempt 3 (from the states' own clocks).
+        running = {s["attempt"]: s["at"] for s in states if s["state"] == "running"}
+        ended = {s["attempt"]: s["at"] for s in failed}
+        self.assertGreaterEqual(running[2] - ended[1], 0.2 - 0.01)
+        self.assertGreaterEqual(running[3] - ended[2], 0.4 - 0.01)
+
+    def test_retries_exhausted_fail_the_run(self):
+        run_id = rid("exhausted")
+        with fbrun.TempDir() as cwd:
+            res = self.run_wf("retry-exhausted.yaml", run_id, cwd)
+            self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
+            with open(os.path.join(cwd, "attempts")) as f:
+                self.assertEqual(len(f.read().split()), 3)
+        self.recorder.wait_state(run_id, "END", "skipped")
+        final = self.states(run_id, "ALWAYS")[-1]
+        self.assertEqual((final["state"], final["attempt"], final["exit"]), ("failed", 3, 7))
+        # The delay is capped by retry_max_delay.
+        states = self.states(run_id, "ALWAYS")
+        running = {s["attempt"]: s["at"] for s in states if s["state"] == "running"}
+        ended = {s["attempt"]: s["at"] for s in states if s["state"] == "failed"}
+        self.assertGreaterEqual(running[3] - ended[2], 0.08 - 0.01)
+
+    def test_a_crashed_attempt_is_retried(self):
+        run_id = rid("crashretry")
+        with fbrun.TempDir() as cwd:
+            proc = fbrun.start(["run", fbrun.workflow("retry-crash.yaml"), "--broker",
+                                self.broker.url, "--run-id", run_id], cwd=cwd)
+            try:
+                _, running = self.recorder.wait_state(run_id, "VICTIM", "running", timeout=15)
+                os.kill(running["pid"], signal.SIGKILL)
+                out, err = fbrun.finish(proc, timeout=20)
+            finally:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.communicate()
+        self.assertEqual(proc.returncode, 0, out + err)
+        states = self.states(run_id, "VICTIM")
+        crashed = [s for s in states if s["state"] == "crashed"]
+        self.assertTrue(crashed and crashed[0]["attempt"] == 1, states)
+        self.assertEqual((states[-1]["state"], states[-1]["attempt"]), ("done", 2))
+        self.assertEqual(self.values(run_id, "SURVIVED"), ["yes"])
+
+    def test_a_timed_out_attempt_is_retried(self):
+        run_id = rid("timeoutretry")
+        with fbrun.TempDir() as cwd:
+            res = self.run_wf("retry-timeout.yaml", run_id, cwd)
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        states = self.states(run_id, "SLOW")
+        timeouts = [s for s in states if s["state"] == "timeout"]
+        self.assertEqual([s["attempt"] for s in timeouts], [1])
+        self.assertEqual((states[-1]["state"], states[-1]["attempt"]), ("done", 2))
+
+
+class UnreachableBroker(unittest.TestCase):
+    def test_bounded_retry_then_exit_4(self):
+        port = fbtest.free_port()  # nothing listens there
+        with fbrun.TempDir() as cwd:
+            start = time.monotonic()
+            res = fbrun.run(["run", fbrun.workflow("split.yaml"), "--broker",
+                             "tcp://127.0.0.1:%d" % port, "--run-id", rid("unreach")], cwd=cwd,
+                            timeout=60)
+            took = time.monotonic() - start
+            self.assertEqual(os.listdir(cwd), [])
+        self.assertEqual(res.returncode, 4, res.stderr)
+        self.assertIn("cannot connect to the broker", res.stderr)
+        self.assertIn("attempts", res.stderr)
+        self.assertLess(took, 30)
+        self.assertFalse(fbrun.processes_with_env("FLOWBUS_RUN_ID", rid("unreach")))
+
+    def test_broker_that_comes_up_late_is_used(self):
+        port = fbtest.free_port()
+        with fbrun.TempDir() as cwd:
+            conf = os.path.join(cwd, "late.conf")
+            with open(conf, "w") as f:
+                f.write("listener %d 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n" % port)
+            proc = fbrun.start(["run", fbrun.workflow("split.yaml"), "--broker",
+                                "tcp://127.0.0.1:%d" % port, "--run-id", rid("late")], cwd=cwd)
+            broker = None
+            try:
+                time.sleep(0.5)  # the point of the test: the broker really is late
+                self.assertIsNone(proc.poll(), "flowbus gave up at once")
+                broker = subprocess.Popen(["/usr/sbin/mosquitto", "-c", conf],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                out, err = fbrun.finish(proc, timeout=30)
+            finally:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.communicate()
+                if broker:
+                    broker.terminate()
+                    broker.wait()
+        self.assertEqual(proc.returncode, 0, out + err)
+
+
+if __name__ == "__main__":
+    unittest.main()
