@@ -393,10 +393,30 @@ static const char *text(const yaml_node_t *n)
     return s;
 }
 
+/*
+ * Text from the file quoted in a message: s itself when it has at most max
+ * bytes, else its start and "..." in buf (max + 1 bytes), cut on a UTF-8
+ * character boundary, so that a megabyte-long name is still one short line.
+ */
+#define NAME_CLIP 80
+static const char *clip(const char *s, size_t max, char *buf)
+{
+    size_t keep = max - 3;
+
+    if (strlen(s) <= max)
+        return s;
+    while (keep > 0 && ((unsigned char)s[keep] & 0xC0) == 0x80)
+        keep--;
+    memcpy(buf, s, keep);
+    memcpy(buf + keep, "...", 4);
+    return buf;
+}
+
 /* Describes a node for "got ..." in messages. */
 static const char *describe(const yaml_node_t *n, char *buf, size_t size)
 {
     const char *s = scalar(n);
+    char clipped[41];
 
     if (!n)
         snprintf(buf, size, "nothing");
@@ -406,10 +426,8 @@ static const char *describe(const yaml_node_t *n, char *buf, size_t size)
         snprintf(buf, size, "a mapping");
     else if (is_null(n))
         snprintf(buf, size, "an empty value");
-    else if (strlen(s) > 40)
-        snprintf(buf, size, "\"%.37s...\"", s);
     else
-        snprintf(buf, size, "\"%s\"", s);
+        snprintf(buf, size, "\"%s\"", clip(s, 40, clipped));
     return buf;
 }
 
@@ -514,7 +532,7 @@ static void read_fields(struct loader *L, yaml_node_t *map, const char *const *k
         yaml_node_t *value = visit(L, pair->value);
         const char *name = text(key);
         size_t k;
-        char buf[64];
+        char buf[64], clipped[NAME_CLIP + 1];
 
         if (!key || !value)
             return;
@@ -528,8 +546,8 @@ static void read_fields(struct loader *L, yaml_node_t *map, const char *const *k
         if (k == n_keys) {
             const char *hint = suggest(name, keys, n_keys);
             if (hint) {
-                error_at(L, pos_of(key), "unknown key '%s' in %s; did you mean '%s'?", name, where,
-                         hint);
+                error_at(L, pos_of(key), "unknown key '%s' in %s; did you mean '%s'?",
+                         clip(name, NAME_CLIP, clipped), where, hint);
             } else {
                 char list[256];
                 size_t used = 0;
@@ -537,8 +555,9 @@ static void read_fields(struct loader *L, yaml_node_t *map, const char *const *k
                 for (size_t i = 0; i < n_keys && used < sizeof list; i++)
                     used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "",
                                              keys[i]);
-                error_at(L, pos_of(key), "unknown key '%s' in %s; valid keys: %s%s", name, where,
-                         list, strcmp(name, "<<") ? "" : " (YAML merge keys are not supported)");
+                error_at(L, pos_of(key), "unknown key '%s' in %s; valid keys: %s%s",
+                         clip(name, NAME_CLIP, clipped), where, list,
+                         strcmp(name, "<<") ? "" : " (YAML merge keys are not supported)");
             }
             continue;
         }
@@ -613,7 +632,7 @@ static void read_names(struct loader *L, yaml_node_t *n, enum name_kind kind, co
 {
     static const char *const nouns[] = {"variable names", "task names", "permission names"};
     json_t *seen = NULL;
-    char buf[64];
+    char buf[64], clipped[NAME_CLIP + 1];
 
     if (!n || is_null(n))
         goto out;
@@ -641,14 +660,15 @@ static void read_names(struct loader *L, yaml_node_t *n, enum name_kind kind, co
             continue;
         }
         if (kind == VAR_NAMES && !workflow__valid_var_name(name)) {
-            error_at(L, pos_of(item), "'%s' in %s is not a valid variable name: %s", name, what,
-                     VAR_NAME_RULE);
+            error_at(L, pos_of(item), "'%s' in %s is not a valid variable name: %s",
+                     clip(name, NAME_CLIP, clipped), what, VAR_NAME_RULE);
             continue;
         }
         dup = seen ? json_object_get(seen, name) != NULL : list_has(out, name);
         if (dup) {
             if (!quiet_dups)
-                error_at(L, pos_of(item), "'%s' is listed twice in %s", name, what);
+                error_at(L, pos_of(item), "'%s' is listed twice in %s",
+                         clip(name, NAME_CLIP, clipped), what);
             continue;
         }
         if (!list_push(out, name, pos_of(item))) {
@@ -730,7 +750,7 @@ static json_t *plain_to_json(const yaml_node_t *n)
 static json_t *node_to_json(struct loader *L, yaml_node_t *n, int depth, const char *where)
 {
     json_t *out = NULL;
-    char buf[64];
+    char buf[64], clipped[NAME_CLIP + 1];
 
     if (depth > MAX_DEPTH) {
         error_at(L, pos_of(n), "%s is nested deeper than %d levels", where, MAX_DEPTH);
@@ -769,7 +789,8 @@ static json_t *node_to_json(struct loader *L, yaml_node_t *n, int depth, const c
             }
             if (json_object_getn(out, (const char *)key->data.scalar.value,
                                  key->data.scalar.length)) {
-                error_at(L, pos_of(key), "duplicate key '%s' in %s", scalar(key), where);
+                error_at(L, pos_of(key), "duplicate key '%s' in %s",
+                         clip(scalar(key), NAME_CLIP, clipped), where);
                 goto fail;
             }
             v = node_to_json(L, value, depth + 1, where);
@@ -945,7 +966,7 @@ static void read_auth(struct loader *L, yaml_node_t *n)
 
 static void read_env(struct loader *L, yaml_node_t *env)
 {
-    char buf[64];
+    char buf[64], clipped[NAME_CLIP + 1];
 
     if (is_null(env))
         return;
@@ -969,7 +990,8 @@ static void read_env(struct loader *L, yaml_node_t *env)
             return;
         if (!name || !workflow__valid_var_name(name)) {
             error_at(L, pos_of(key), "'%s' in env is not a valid variable name: %s",
-                     name ? name : describe(key, buf, sizeof buf), VAR_NAME_RULE);
+                     name ? clip(name, NAME_CLIP, clipped) : describe(key, buf, sizeof buf),
+                     VAR_NAME_RULE);
             continue;
         }
         existing = var_find(L, name);
@@ -1045,8 +1067,10 @@ static void apply_settings(struct loader *L)
         char *value;
 
         if (!workflow__valid_var_name(s->name)) {
-            error_at(L, none, "--set %s: '%s' is not a valid variable name: %s",
-                     s->name ? s->name : "", s->name ? s->name : "", VAR_NAME_RULE);
+            char clipped[NAME_CLIP + 1];
+            const char *shown = s->name ? clip(s->name, NAME_CLIP, clipped) : "";
+            error_at(L, none, "--set %s: '%s' is not a valid variable name: %s", shown, shown,
+                     VAR_NAME_RULE);
             continue;
         }
         value = strdup(s->value ? s->value : "");
@@ -1187,7 +1211,7 @@ static const char *peek_name(struct loader *L, yaml_node_t *map)
 static void read_task(struct loader *L, yaml_node_t *n, size_t number, struct wf_task *t)
 {
     struct field f[TK_COUNT];
-    char tname[80], where[100], what[160], buf[64];
+    char tname[80], where[100], what[160], buf[64], clipped[NAME_CLIP + 1];
     const char *name, *plugin, *s;
 
     t->pos = pos_of(n);
@@ -1207,8 +1231,11 @@ static void read_task(struct loader *L, yaml_node_t *n, size_t number, struct wf
         if (!*name)
             error_at(L, t->name_pos, "task #%zu has an empty name", number);
         else if (!workflow__valid_task_name(name))
-            error_at(L, t->name_pos, "task name '%s' is not valid: %s", name, TASK_NAME_RULE);
-        t->name = strdup(name);
+            error_at(L, t->name_pos, "task name '%s' is not valid: %s",
+                     clip(name, NAME_CLIP, clipped), TASK_NAME_RULE);
+        /* An invalid name is kept only for later messages about the task,
+         * so a huge one is kept short. */
+        t->name = strdup(workflow__valid_task_name(name) ? name : clip(name, NAME_CLIP, clipped));
     }
     if (!t->name) {
         t->name = strdup("");
@@ -1221,8 +1248,8 @@ static void read_task(struct loader *L, yaml_node_t *n, size_t number, struct wf
         t->plugin_pos = pos_of(f[TK_PLUGIN].value);
         t->plugin = strdup(plugin);
         if (!workflow__valid_task_name(plugin)) {
-            error_at(L, t->plugin_pos, "plugin name '%s' of task '%s' is not valid: %s", plugin,
-                     tname, TASK_NAME_RULE);
+            error_at(L, t->plugin_pos, "plugin name '%s' of task '%s' is not valid: %s",
+                     clip(plugin, NAME_CLIP, clipped), tname, TASK_NAME_RULE);
         } else if (L->opts && L->opts->lookup) {
             t->plugin_path = L->opts->lookup(L->opts->lookup_ctx, plugin);
             if (!t->plugin_path)
@@ -1358,6 +1385,7 @@ static void check_depends(struct loader *L)
 {
     struct workflow *wf = L->wf;
     const char **names = NULL;
+    char clipped[NAME_CLIP + 1];
 
     for (size_t i = 0; i < wf->n_tasks; i++) {
         const struct wf_task *t = &wf->tasks[i];
@@ -1382,7 +1410,8 @@ static void check_depends(struct loader *L)
                 error_at(L, d->pos, "task '%s' depends on unknown task '%s'; did you mean '%s'?",
                          t->name, d->name, hint);
             else
-                error_at(L, d->pos, "task '%s' depends on unknown task '%s'", t->name, d->name);
+                error_at(L, d->pos, "task '%s' depends on unknown task '%s'", t->name,
+                         clip(d->name, NAME_CLIP, clipped));
         }
     }
     free(names);
@@ -1672,11 +1701,46 @@ static void read_document(struct loader *L, yaml_node_t *root)
     check_graph(L);
 }
 
-static void syntax_error(struct loader *L, const yaml_parser_t *p)
+/*
+ * The line and column of byte offset off in a UTF-8 text, counting columns in
+ * characters as libyaml does. libyaml's reader (bad UTF-8, control
+ * characters) reports only a byte offset, not a mark.
+ */
+static struct wf_pos offset_pos(const char *text_, size_t len, size_t off)
+{
+    struct wf_pos p = {1, 1};
+
+    for (size_t i = 0; i < off && i < len; i++) {
+        if (text_[i] == '\n') {
+            p.line++;
+            p.col = 1;
+        } else if (((unsigned char)text_[i] & 0xC0) != 0x80) {
+            p.col++;
+        }
+    }
+    return p;
+}
+
+static void syntax_error(struct loader *L, const yaml_parser_t *p, const char *text_, size_t len)
 {
     struct wf_pos at = mark_pos(p->problem_mark);
 
-    if (p->error == YAML_MEMORY_ERROR)
+    if (p->error == YAML_READER_ERROR) {
+        /* Line and column only make sense in UTF-8 (the common case); in
+         * UTF-16 the error is still named, at the start of the file. */
+        if (p->encoding == YAML_UTF8_ENCODING)
+            at = offset_pos(text_, len, p->problem_offset);
+        else
+            at.line = at.col = 1;
+        if (p->problem_value < 0)
+            error_at(L, at, "YAML syntax error: %s", p->problem ? p->problem : "unknown error");
+        else if (p->problem && strstr(p->problem, "octet"))
+            error_at(L, at, "YAML syntax error: %s (byte 0x%02X); a workflow file must be UTF-8",
+                     p->problem, (unsigned)p->problem_value & 0xFF);
+        else
+            error_at(L, at, "YAML syntax error: %s (U+%04X)",
+                     p->problem ? p->problem : "unknown error", (unsigned)p->problem_value);
+    } else if (p->error == YAML_MEMORY_ERROR)
         error_at(L, at, "out of memory while parsing YAML");
     else if (p->context)
         error_at(L, at, "YAML syntax error: %s (%s that started at line %d)",
@@ -1712,14 +1776,14 @@ struct workflow *workflow__load_buffer(const char *file, const char *text_, size
     wf->task_index = json_object();
     yaml_parser_set_input_string(&parser, (const unsigned char *)text_, len);
     if (!yaml_parser_load(&parser, &doc)) {
-        syntax_error(&L, &parser);
+        syntax_error(&L, &parser, text_, len);
         goto out;
     }
     have_doc = 1;
     L.budget = NODE_BUDGET + VISITS_PER_NODE * (size_t)(doc.nodes.top - doc.nodes.start);
     /* A second document would be silently ignored; refuse it instead. */
     if (!yaml_parser_load(&parser, &extra)) {
-        syntax_error(&L, &parser);
+        syntax_error(&L, &parser, text_, len);
     } else {
         yaml_node_t *root = yaml_document_get_root_node(&extra);
         if (root)

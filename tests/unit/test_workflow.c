@@ -330,6 +330,63 @@ static void test_yaml_syntax_error(void)
     wf_diags_free(&d);
 }
 
+/* libyaml's reader gives only a byte offset for bad bytes: the loader turns it
+ * into the line and column of the byte (found by fuzzing; was always 1:1). */
+static void test_bad_bytes_have_positions(void)
+{
+    struct wf_diags d;
+    const char bad_utf8[] = "workflow:\n  name: \"caf\xc3\"\n";
+    const char nul[] = "workflow:\n  name: x\0y\n";
+    struct workflow *wf;
+
+    memset(&d, 0, sizeof d);
+    wf = workflow__load_buffer("t.yaml", bad_utf8, sizeof bad_utf8 - 1, NULL, &d);
+    CHECK(wf == NULL);
+    CHECK_ERROR(d, 2, 14,
+                "invalid trailing UTF-8 octet (byte 0x22); a workflow file must be UTF-8");
+    wf_diags_free(&d);
+
+    wf = workflow__load_buffer("t.yaml", nul, sizeof nul - 1, NULL, &d);
+    CHECK(wf == NULL);
+    CHECK_ERROR(d, 2, 10, "control characters are not allowed (U+0000)");
+    wf_diags_free(&d);
+}
+
+/* A huge invalid name is quoted short, cut on a character boundary, in every
+ * message that names it (a 1 MB name made a 1 MB message). */
+static void test_huge_names_are_clipped(void)
+{
+    struct wf_diags d;
+    size_t big = 100000;
+    const char *head = "workflow:\n  tasks:\n    - {name: ";
+    const char *mid = ", plugin: start, depends_on: [";
+    char *yaml = malloc(strlen(head) + big + strlen(mid) + big + 16);
+    struct workflow *wf;
+    size_t n = 0;
+
+    if (!yaml)
+        return;
+    n += (size_t)sprintf(yaml, "%s", head);
+    memcpy(yaml + n, "\xc3\xa9", 2); /* a two-byte character first, to cut around */
+    n += 2;
+    memset(yaml + n, 'N', big);
+    n += big;
+    n += (size_t)sprintf(yaml + n, "%s", mid);
+    memset(yaml + n, 'D', big);
+    n += big;
+    sprintf(yaml + n, "]}\n");
+    wf = load(yaml, &d);
+    CHECK(wf == NULL);
+    for (size_t i = 0; i < d.n; i++)
+        CHECK(strlen(d.items[i].message) < 400);
+    CHECK_ERROR(d, 3, 14, "task name '\xc3\xa9NNNNNNNN");
+    CHECK_ERROR(d, 3, 14, "NNN...' is not valid");
+    CHECK_ERROR(d, 3, 100045, "depends on unknown task 'DDDDDDDD");
+    CHECK_ERROR(d, 3, 100045, "DDD...'");
+    wf_diags_free(&d);
+    free(yaml);
+}
+
 static void test_top_level_shape(void)
 {
     struct wf_diags d;
@@ -1143,6 +1200,8 @@ int main(void)
     RUN(test_seed_file_loads);
     RUN(test_params_to_json);
     RUN(test_yaml_syntax_error);
+    RUN(test_bad_bytes_have_positions);
+    RUN(test_huge_names_are_clipped);
     RUN(test_top_level_shape);
     RUN(test_unknown_keys);
     RUN(test_wrong_types);
