@@ -34,8 +34,6 @@ struct broker {
     int port;
     char dir[128];
     char url[64];
-    char username[16];
-    char password[64];
 };
 
 static double now_mono(void)
@@ -219,11 +217,10 @@ static int reap_nohang(pid_t pid)
     return waitpid(pid, &status, WNOHANG) == pid;
 }
 
-struct broker *broker__start(char *err, size_t errlen)
+struct broker *broker__start(const char *passwords, const char *acl, char *err, size_t errlen)
 {
     struct broker *b = calloc(1, sizeof *b);
     char prog[512], path[256], conf[1024];
-    unsigned char rnd[24];
     const char *tmp;
     int attempt;
 
@@ -245,21 +242,18 @@ struct broker *broker__start(char *err, size_t errlen)
         b->dir[0] = '\0';
         goto fail;
     }
-    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
-        snprintf(err, errlen, "getrandom: %s", strerror(errno));
-        goto fail;
-    }
-    for (size_t i = 0; i < sizeof rnd; i++)
-        snprintf(b->password + 2 * i, 3, "%02x", rnd[i]);
-    snprintf(b->username, sizeof b->username, "flowbus");
     snprintf(path, sizeof path, "%s/passwd", b->dir);
-    snprintf(conf, sizeof conf, "%s:%s\n", b->username, b->password);
-    if (!write_file(path, conf, 0600)) {
+    if (!write_file(path, passwords, 0600)) {
         snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
         goto fail;
     }
     if (!hash_passwords(path, err, errlen))
         goto fail;
+    snprintf(path, sizeof path, "%s/acl", b->dir);
+    if (!write_file(path, acl, 0600)) {
+        snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        goto fail;
+    }
 
     for (attempt = 0; attempt < 3; attempt++) {
         char confpath[256];
@@ -276,13 +270,14 @@ struct broker *broker__start(char *err, size_t errlen)
                  "user %s\n"
                  "allow_anonymous false\n"
                  "password_file %s/passwd\n"
+                 "acl_file %s/acl\n"
                  "set_tcp_nodelay true\n"
                  "persistence false\n"
                  "max_queued_messages 100000\n"
                  "max_inflight_messages 100\n"
                  "log_dest file %s/mosquitto.log\n"
                  "log_type error\nlog_type warning\n",
-                 b->port, user_name(), b->dir, b->dir);
+                 b->port, user_name(), b->dir, b->dir, b->dir);
         snprintf(confpath, sizeof confpath, "%s/mosquitto.conf", b->dir);
         if (!write_file(confpath, conf, 0600)) {
             snprintf(err, errlen, "cannot write %s: %s", confpath, strerror(errno));
@@ -326,16 +321,6 @@ const char *broker__url(const struct broker *b)
     return b->url;
 }
 
-const char *broker__username(const struct broker *b)
-{
-    return b->username;
-}
-
-const char *broker__password(const struct broker *b)
-{
-    return b->password;
-}
-
 pid_t broker__pid(const struct broker *b)
 {
     return b->pid;
@@ -344,7 +329,7 @@ pid_t broker__pid(const struct broker *b)
 void broker__stop(struct broker *b)
 {
     char path[256];
-    const char *files[] = {"passwd", "mosquitto.conf", "mosquitto.log"};
+    const char *files[] = {"passwd", "acl", "mosquitto.conf", "mosquitto.log"};
 
     if (!b)
         return;
@@ -370,7 +355,6 @@ void broker__stop(struct broker *b)
         }
         rmdir(b->dir);
     }
-    explicit_bzero(b->password, sizeof b->password);
     free(b);
 }
 

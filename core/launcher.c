@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include "launcher.h"
+#include "access.h"
 #include "workflow.h"
 
 #include <errno.h>
@@ -102,14 +103,17 @@ static int build_env(const struct launch_context *ctx, const struct wf_task *tas
     const struct workflow *wf = ctx->wf;
     char buf[64], *params = NULL, *secrets;
     size_t slen = 32, sn = 0;
+    long t = task - wf->tasks;
+    const char *user = ctx->access ? access__user(ctx->access, t) : ctx->username;
+    const char *pass = ctx->access ? access__password(ctx->access, t) : ctx->password;
     int ok = 0;
 
     for (char **e = environ; *e; e++)
         if (inherited(*e) && !push(env, strdup(*e)))
             goto out;
     if (!push(env, kv("FLOWBUS_BROKER", ctx->broker_url)) ||
-        (ctx->username && !push(env, kv("FLOWBUS_USERNAME", ctx->username))) ||
-        (ctx->password && !push(env, kv("FLOWBUS_PASSWORD", ctx->password))) ||
+        (user && !push(env, kv("FLOWBUS_USERNAME", user))) ||
+        (pass && !push(env, kv("FLOWBUS_PASSWORD", pass))) ||
         !push(env, kv("FLOWBUS_RUN_ID", ctx->run_id)) || !push(env, kv("FLOWBUS_TASK", task->name)) ||
         !push(env, kv("FLOWBUS_PLUGIN", task->plugin)) ||
         !push(env, join("FLOWBUS_INPUTS", &task->inputs)) ||

@@ -13,12 +13,14 @@
 
 struct workflow;
 struct wf_task;
+struct access;
 
 /* What every task of a run shares in its environment. */
 struct launch_context {
     const char *broker_url;
     const char *username; /* may be NULL */
     const char *password; /* may be NULL */
+    const struct access *access; /* per-task credentials (private broker), or NULL */
     const char *run_id;
     const struct workflow *wf;
 };

@@ -16,6 +16,7 @@
  */
 #define _GNU_SOURCE
 #include "run.h"
+#include "access.h"
 #include "broker.h"
 #include "display.h"
 #include "graph.h"
@@ -74,6 +75,7 @@ struct run {
     struct tracker *tr;
     struct display *disp;
     struct broker *broker;
+    struct access *access;
     fb_bus *bus;
     struct proc *procs;
     size_t *skipped;
@@ -312,6 +314,33 @@ static void resolve_exit(struct run *r, size_t t)
     on_final(r, t);
 }
 
+/*
+ * Masks every secret value (AUTH_TOKEN, `secret: true` variables) in a line a
+ * task wrote, in place, so a task that prints its token does not put it on
+ * the bus. Masking only shortens the line.
+ */
+static void redact(const struct run *r, char *line, size_t *len)
+{
+    static const char mask[] = "***";
+
+    for (size_t i = 0; i < r->wf->n_vars; i++) {
+        const struct wf_var *v = &r->wf->vars[i];
+        size_t vlen = strlen(v->value);
+        char *hit;
+
+        /* Very short values would mask ordinary text and protect nothing. */
+        if (!v->secret || vlen < 4)
+            continue;
+        while ((hit = memmem(line, *len, v->value, vlen)) != NULL) {
+            size_t tail = *len - (size_t)(hit - line) - vlen;
+            memcpy(hit, mask, sizeof mask - 1);
+            memmove(hit + sizeof mask - 1, hit + vlen, tail);
+            *len -= vlen - (sizeof mask - 1);
+        }
+    }
+    line[*len] = '\0';
+}
+
 static void flush_line(struct run *r, size_t t)
 {
     struct proc *p = &r->procs[t];
@@ -319,12 +348,12 @@ static void flush_line(struct run *r, size_t t)
 
     if (p->len == 0 && !p->cut)
         return;
+    p->line[p->len] = '\0';
+    redact(r, p->line, &p->len);
     if (p->cut) {
         static const char mark[] = " [line cut]";
         memcpy(p->line + p->len, mark, sizeof mark);
         p->len += sizeof mark - 1;
-    } else {
-        p->line[p->len] = '\0';
     }
     topic(r, tp, sizeof tp, "tasks/", r->wf->tasks[t].name, "log");
     fb_bus_publish(r->bus, tp, p->line, p->len, 1, 0, 0);
@@ -731,6 +760,41 @@ static int connect_bus(struct run *r, const char *url, const char *user, const c
     return 1;
 }
 
+/*
+ * A run id names its topics, so it must not be in use: retained messages of an
+ * earlier run with the same id would be read as this run's (old variables, an
+ * old "stop"). Everything retained under the run's root has arrived once a
+ * sync token published after the subscription comes back.
+ */
+static int check_run_id_unused(struct run *r)
+{
+    char tp[256];
+    double deadline = mono() + 5.0;
+    int used = 0, synced = 0;
+
+    snprintf(tp, sizeof tp, "%s/sync/fresh", r->root);
+    if (fb_bus_publish(r->bus, tp, "", 0, 1, 0, 0) != FB_OK)
+        return 0;
+    while (!synced && mono() < deadline) {
+        fb_msg *m = NULL;
+        if (fb_bus_next(r->bus, deadline - mono(), &m) != FB_OK)
+            break;
+        if (strcmp(m->topic, tp) == 0)
+            synced = 1;
+        else if (m->retained)
+            used = 1;
+        fb_msg_free(m);
+    }
+    if (!synced)
+        log_printf(FB_LOG_ERROR, "the broker did not answer within 5 s");
+    else if (used)
+        log_printf(FB_LOG_ERROR,
+                   "run id '%s' is already used on this broker (its retained topics exist): "
+                   "choose another --run-id",
+                   r->run_id);
+    return synced && !used;
+}
+
 /* Publishes the resolved workflow, the run state and the initial variables. */
 static void publish_start(struct run *r)
 {
@@ -764,8 +828,9 @@ static void publish_start(struct run *r)
 static void launch_all(struct run *r)
 {
     r->lc.broker_url = r->broker ? broker__url(r->broker) : r->o->broker_url;
-    r->lc.username = r->broker ? broker__username(r->broker) : r->o->username;
-    r->lc.password = r->broker ? broker__password(r->broker) : r->o->password;
+    r->lc.username = r->o->username;
+    r->lc.password = r->o->password;
+    r->lc.access = r->access;
     r->lc.run_id = r->run_id;
     r->lc.wf = r->wf;
     for (size_t t = 0; t < r->wf->n_tasks; t++)
@@ -838,16 +903,31 @@ int run__main(const struct run_options *o)
         goto out;
     }
     if (!o->broker_url) {
-        r.broker = broker__start(err, sizeof err);
+        char *passwords, *acl;
+        r.access = access__new(r.wf, r.run_id);
+        passwords = r.access ? access__password_file(r.access) : NULL;
+        acl = r.access ? access__acl_file(r.access) : NULL;
+        if (passwords && acl)
+            r.broker = broker__start(passwords, acl, err, sizeof err);
+        else
+            snprintf(err, sizeof err, "cannot generate credentials: %s", strerror(errno));
+        if (passwords)
+            explicit_bzero(passwords, strlen(passwords));
+        free(passwords);
+        free(acl);
         if (!r.broker) {
             log_printf(FB_LOG_ERROR, "cannot start the private broker: %s", err);
             goto out;
         }
     }
     if (!connect_bus(&r, r.broker ? broker__url(r.broker) : o->broker_url,
-                     r.broker ? broker__username(r.broker) : o->username,
-                     r.broker ? broker__password(r.broker) : o->password))
+                     r.access ? access__user(r.access, -1) : o->username,
+                     r.access ? access__password(r.access, -1) : o->password))
         goto out;
+    if (!check_run_id_unused(&r)) {
+        code = EXIT_INVALID;
+        goto out;
+    }
     if (o->timeout > 0)
         r.run_deadline = r.t0_mono + o->timeout;
     display__note(r.disp, "Run %s of %s: %zu tasks on %s", r.run_id, r.wf->name, r.wf->n_tasks,
@@ -885,6 +965,7 @@ out:
         free(r.procs[t].final_json);
     }
     broker__stop(r.broker);
+    access__free(r.access);
     if (r.sigfd >= 0)
         close(r.sigfd);
     display__free(r.disp);

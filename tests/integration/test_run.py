@@ -189,6 +189,18 @@ class TestSemantics(RunTestCase):
         wf = self.recorder.on_topic("flowbus/%s/workflow" % RID["json1"])[0].json()
         self.assertEqual([t["name"] for t in wf["tasks"]], ["ECHO", "ARGV", "END"])
 
+    def test_a_used_run_id_is_refused(self):
+        with fbrun.TempDir() as cwd:
+            res = self.run_wf("split.yaml", RID["reuse"], cwd=cwd)
+            self.assertExit(res, 0)
+            before = len(self.recorder.events)
+            res = self.run_wf("split.yaml", RID["reuse"], cwd=cwd)
+        self.assertExit(res, 2)
+        self.assertIn("already used", res.stderr)
+        # The refused run published nothing but its own sync probe.
+        later = [e.topic for e in self.recorder.events[before:]]
+        self.assertTrue(all("/sync/" in t for t in later), later)
+
     def test_builtins_shell_and_python_plugins_and_depends_on(self):
         with fbrun.TempDir() as cwd:
             res = self.run_wf("builtins.yaml", RID["bi1"], cwd=cwd)

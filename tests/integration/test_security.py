@@ -1,0 +1,144 @@
+"""Secrets stay off the bus and out of logs; the private broker's ACL holds.
+
+The redaction tests subscribe to flowbus/# for the whole run and search
+everything captured, plus everything flowbus printed, plus every process's
+command line while the run is going on.
+"""
+
+import json
+import os
+import threading
+import unittest
+
+import fbrun
+import fbtest
+
+TOKEN = "tok-7f3a9c1e5b2d4680"
+PASSWORD = "pw-0a1b2c3d4e5f6789"
+
+
+def rid(name):
+    return "%s-%d" % (name, os.getpid())
+
+
+class CmdlineWatcher(threading.Thread):
+    """Scans every process's command line for secrets until stopped."""
+
+    def __init__(self, needles):
+        super().__init__(daemon=True)
+        self.needles = [n.encode() for n in needles]
+        self.hits = []
+        self.scans = 0
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit():
+                    continue
+                try:
+                    with open("/proc/%s/cmdline" % pid, "rb") as f:
+                        cmd = f.read()
+                except OSError:
+                    continue
+                if any(n in cmd for n in self.needles):
+                    self.hits.append(cmd)
+            self.scans += 1
+            self.stop.wait(0.005)
+
+
+class TestSecrets(fbtest.BrokerTestCase):
+    def test_secrets_never_reach_the_bus_logs_or_command_lines(self):
+        run_id = rid("secrets")
+        env = fbrun.clean_env({"FLOWBUS_TEST_TOKEN": TOKEN, "FLOWBUS_TEST_DB_PASSWORD": PASSWORD})
+        watcher = CmdlineWatcher([TOKEN, PASSWORD])
+        watcher.start()
+        try:
+            with fbrun.TempDir() as cwd:
+                res = fbrun.run(["run", fbrun.workflow("secrets.yaml"), "--broker", self.broker.url,
+                                 "--run-id", run_id, "--json"], cwd=cwd, env=env)
+        finally:
+            watcher.stop.set()
+            watcher.join()
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        self.recorder.wait_state(run_id, "END", "done")
+        # The task did get both secrets.
+        lengths = self.recorder.on_topic(fbtest.var_topic(run_id, "LENGTHS"))
+        self.assertEqual(lengths[0].payload.decode(), "%d,%d" % (len(TOKEN), len(PASSWORD)))
+        # Nothing anywhere on the bus, in flowbus's output, or on a command line.
+        for e in self.recorder.events:
+            for secret in (TOKEN, PASSWORD):
+                self.assertNotIn(secret.encode(), e.payload, e.topic)
+                self.assertNotIn(secret, e.topic)
+        for secret in (TOKEN, PASSWORD):
+            self.assertNotIn(secret, res.stdout)
+            self.assertNotIn(secret, res.stderr)
+        self.assertFalse(watcher.hits)
+        self.assertGreater(watcher.scans, 0)
+        # The lines that printed them were forwarded, masked.
+        logs = [e.payload.decode() for e in
+                self.recorder.on_topic("flowbus/%s/tasks/USE/log" % run_id)]
+        self.assertIn("token is *** and password is ***", logs)
+        self.assertIn("leak to stderr: ***", logs)
+        # Neither secret is a bus variable; the workflow topic marks them.
+        self.assertFalse(self.recorder.on_topic(fbtest.var_topic(run_id, "AUTH_TOKEN")))
+        self.assertFalse(self.recorder.on_topic(fbtest.var_topic(run_id, "DB_PASSWORD")))
+        wf = self.recorder.on_topic("flowbus/%s/workflow" % run_id)[0].json()
+        self.assertEqual(wf["env"]["AUTH_TOKEN"], "<secret>")
+        self.assertEqual(wf["env"]["DB_PASSWORD"], "<secret>")
+        self.assertEqual(wf["env"]["GREETING"], "hello")
+
+
+class TestPrivateBrokerAcl(unittest.TestCase):
+    def test_an_undeclared_variable_is_refused_by_the_broker(self):
+        env = fbrun.clean_env({"FLOWBUS_PLUGIN_PATH": os.path.join(fbtest.build_dir(), "tests",
+                                                                   "integration", "plugins")})
+        with fbrun.TempDir() as cwd:
+            env["TMPDIR"] = cwd
+            res = fbrun.run(["run", fbrun.workflow("rogue.yaml"), "--json"], cwd=cwd, env=env)
+        self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
+        events = [json.loads(line) for line in res.stdout.splitlines()]
+        final = events[-1]["tasks"]
+        self.assertEqual(final["ROGUE"]["state"], "failed")
+        self.assertIn("refused publishing STOLEN", final["ROGUE"]["error"])
+        self.assertEqual(final["END"]["state"], "skipped")
+        # The coordinator reads every topic of the run: STOLEN never appeared.
+        self.assertFalse([e for e in events if e["event"] == "var" and e["name"] == "STOLEN"])
+
+    def test_anonymous_clients_are_refused(self):
+        """The private broker refuses a client without credentials."""
+        import paho.mqtt.client as mqtt
+        import re
+        with fbrun.TempDir() as cwd:
+            env = fbrun.clean_env({"TMPDIR": cwd})
+            proc = fbrun.start(["run", fbrun.workflow("sleeper.yaml"), "--json"], cwd=cwd, env=env)
+            try:
+                fbrun.read_json_until(proc, lambda e: e.get("task") == "SLEEPER" and
+                                      e.get("state") == "running")
+                port = None
+                for pid in fbrun.processes_with_cmdline(cwd):
+                    with open("/proc/%d/cmdline" % pid, "rb") as f:
+                        conf = f.read().split(b"\0")[-2].decode()
+                    with open(conf) as f:
+                        port = int(re.search(r"listener (\d+)", f.read()).group(1))
+                self.assertIsNotNone(port)
+                client = mqtt.Client(protocol=mqtt.MQTTv5)
+                result = {}
+                done = threading.Event()
+
+                def on_connect(c, u, flags, rc, props=None):
+                    result["rc"] = rc
+                    done.set()
+                client.on_connect = on_connect
+                client.connect("127.0.0.1", port)
+                client.loop_start()
+                self.assertTrue(done.wait(5))
+                client.loop_stop()
+                self.assertNotEqual(result["rc"], 0)
+            finally:
+                proc.terminate()
+                fbrun.finish(proc)
+
+
+if __name__ == "__main__":
+    unittest.main()
