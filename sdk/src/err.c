@@ -45,6 +45,8 @@ const char *fb_strerror(enum fb_err err)
         return "connection to the broker lost";
     case FB_ERR_SYSTEM:
         return "operating-system error";
+    case FB_ERR_DENIED:
+        return "permission denied";
     }
     return "unknown error";
 }

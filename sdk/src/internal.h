@@ -32,4 +32,15 @@ void log__emit(fb_log_fn log, void *ctx, enum fb_log_level level, const char *fm
 /* A malloc'ed copy of s, or NULL if s is NULL or memory ran out. */
 char *str__dup(const char *s);
 
+/*
+ * Publishes and confirms a terminal state written by the SDK itself ("failed";
+ * "denied" from auth.c) with exit_code (< 0: null) and a one-line error, and
+ * marks the task finished (even if the broker did not confirm) so that it
+ * can no longer report done.
+ */
+enum fb_err task__end(fb_task *task, const char *state, int exit_code, const char *error);
+
+/* The task's SDK log callback (may be NULL); its context goes to *ctx. */
+fb_log_fn task__log_fn(const fb_task *task, void **ctx);
+
 #endif

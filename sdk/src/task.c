@@ -952,14 +952,30 @@ enum fb_err fb_task_fail(fb_task *task, int exit_code, const char *fmt, ...)
     for (p = error; p != NULL && *p != '\0'; p++)
         if (*p == '\n' || *p == '\r')
             *p = ' ';
-    err = publish_state(task, "failed", clock__wall(), 1, exit_code < 0 ? 1 : exit_code,
-                        error != NULL ? error : "failed");
-    if (err == FB_OK)
-        err = fb_bus_flush(task->bus, FLUSH_TIMEOUT);
-    if (err == FB_OK)
-        task->finished = 1;
+    err =
+        task__end(task, "failed", exit_code < 0 ? 1 : exit_code, error != NULL ? error : "failed");
     free(error);
     return err;
+}
+
+enum fb_err task__end(fb_task *task, const char *state, int exit_code, const char *error)
+{
+    enum fb_err err;
+
+    if (task == NULL || task->finished)
+        return FB_ERR_INVALID;
+    /* Finished even if unconfirmed: a task that tried to end must not report done afterwards. */
+    task->finished = 1;
+    err = publish_state(task, state, clock__wall(), 1, exit_code, error);
+    if (err == FB_OK)
+        err = fb_bus_flush(task->bus, FLUSH_TIMEOUT);
+    return err;
+}
+
+fb_log_fn task__log_fn(const fb_task *task, void **ctx)
+{
+    *ctx = task->log_ctx;
+    return task->log;
 }
 
 void fb_task_exit(fb_task *task, int code)

@@ -70,11 +70,14 @@ static const struct plugin_info info = {
         "\"env\":{\"type\":\"object\",\"default\":{},\"description\":\"extra environment "
         "variables\"},"
         "\"cwd\":{\"type\":\"string\",\"default\":null,\"description\":\"working directory of "
-        "the command\"}}}",
+        "the command\"}},\"permissions\":[\"can_execute_commands\"]}",
     .usage = "Runs the param \"command\" with /bin/sh -c (or \"argv\" without a shell), with\n"
              "the inputs as environment variables. Stdout lines KEY=VALUE set declared\n"
              "outputs; other lines go to the task's log. Fails with the command's exit code.\n",
 };
+
+/* When auth is in use (docs/security.md), running a command needs this. */
+static const char *const required[] = {"can_execute_commands"};
 
 /* The child, for the signal handler; 0 until spawned. */
 static volatile sig_atomic_t child_pid;
@@ -604,6 +607,7 @@ int main(int argc, char **argv)
 
     plugin_cli__args(&info, argc, argv);
     run.task = plugin_cli__open_and_wait();
+    plugin_cli__require(run.task, required, sizeof required / sizeof *required);
     if (command_from_params(run.task, &cmd, err, sizeof err) != 0) {
         fb_task_fail(run.task, 1, "%s", err);
         goto out;

@@ -28,10 +28,14 @@ static const struct plugin_info info = {
     .manifest = "{\"name\":\"df\",\"description\":\"Free space of the filesystem holding a path\","
                 "\"inputs\":[\"TRUE\"],\"outputs\":[\"MAIN_VOLUME\",\"FREE_SPACE\",\"FREE_BYTES\"],"
                 "\"params\":{\"path\":{\"type\":\"string\",\"default\":\"/\","
-                "\"description\":\"a path on the filesystem\"}}}",
+                "\"description\":\"a path on the filesystem\"}},"
+                "\"permissions\":[\"can_view_system\"]}",
     .usage = "Outputs MAIN_VOLUME (e.g. sda1), FREE_SPACE (like df -h) and FREE_BYTES\n"
              "for the filesystem holding the param \"path\" (default \"/\").\n",
 };
+
+/* When auth is in use (docs/security.md), reading the system's state needs this. */
+static const char *const required[] = {"can_view_system"};
 
 /*
  * Reads a whole file whose size stat cannot tell (a /proc file) into a
@@ -107,6 +111,7 @@ int main(int argc, char **argv)
 
     plugin_cli__args(&info, argc, argv);
     task = plugin_cli__open_and_wait();
+    plugin_cli__require(task, required, sizeof required / sizeof *required);
 
     path = fb_task_param(task, "path");
     if (!path || !*path)

@@ -52,6 +52,7 @@ enum fb_err {
     FB_ERR_TOO_LARGE, /* a value exceeds the configured limit */
     FB_ERR_LOST,      /* the connection to the broker was lost */
     FB_ERR_SYSTEM,    /* an operating-system call failed (see errno in the message) */
+    FB_ERR_DENIED,    /* a permission check refused the task (see Permissions below) */
 };
 
 /* Returns a static, human-readable text for err. Never NULL. Thread-safe. */
@@ -244,6 +245,118 @@ FB_API FB_NORETURN void fb_task_exit(fb_task *task, int code);
 
 /* Disconnects and frees the task. Accepts NULL. Slower than fb_task_exit. */
 FB_API void fb_task_free(fb_task *task);
+
+/* ------------------------------------------------------------------------ */
+/* Permissions (Attica)                                                       */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A task that has an AUTH_TOKEN asks the Attica service for its permission
+ * set before it acts, and the plugin enforces it (docs/security.md).
+ *
+ * The contract: POST <url> with the JSON body {"auth_token":"<token>"}; the
+ * service answers 200 with {"permissions": ...}, either an object of booleans
+ * ({"can_view_system": true, "can_execute_commands": false}: the names whose
+ * value is true are granted) or an array of granted names (["can_read"]).
+ *
+ * Everything fails closed: no usable answer means no permissions. A
+ * non-2xx status, a body that is not that JSON (or holds a non-boolean value,
+ * a non-string name), a body over 1 MiB (the transfer is cut as soon as it
+ * passes the limit), a timeout, an unreachable service, a TLS failure, or a
+ * plain http:// URL to a host other than 127.0.0.1, localhost or ::1 are all
+ * refusals. TLS peer and host verification are always on; only the CA bundle
+ * can be changed. Redirects are not followed.
+ *
+ * The token never appears in an error text, a log message or a file: the
+ * cache (below) names its files by a salted SHA-256 of the token.
+ *
+ * Environment (each also an fb_auth_options field, which wins when set):
+ *   FLOWBUS_ATTICA_URL        the service URL; default https://attica.tech/permissions
+ *   FLOWBUS_ATTICA_TIMEOUT    seconds for the whole request; default 3
+ *   FLOWBUS_ATTICA_CA_FILE    a PEM CA bundle to verify the service with;
+ *                             default the system's store
+ *   FLOWBUS_ATTICA_CACHE_TTL  seconds a fetched set stays valid; default 60;
+ *                             0 turns the cache off
+ *   FLOWBUS_RUN_DIR           the run's private directory (mode 0700, owned by
+ *                             the user) holding the cache; unset: no cache
+ *   FLOWBUS_CACHE_SALT        salt for the cache file names; default the
+ *                             run directory's path
+ *
+ * The cache is shared by every process of a run: a run of 10 tasks with one
+ * token makes one request per TTL. Processes serialise on an flock() per
+ * token, so exactly one of them asks while the others wait for its answer
+ * (at most the timeout, after which they ask on their own). Failed fetches
+ * are never cached.
+ */
+typedef struct fb_permissions fb_permissions;
+
+/* The exit code the built-in plugins use after their task was denied. */
+#define FB_EXIT_DENIED 4
+
+/* Options for fb_permissions_fetch. Zero-initialise; zero/NULL fields come from the environment. */
+typedef struct fb_auth_options {
+    const char *url;       /* NULL: FLOWBUS_ATTICA_URL, else the default above */
+    double timeout;        /* seconds, > 0; 0: FLOWBUS_ATTICA_TIMEOUT, else 3 */
+    const char *ca_file;   /* NULL: FLOWBUS_ATTICA_CA_FILE, else the system's CA store */
+    const char *cache_dir; /* NULL: FLOWBUS_RUN_DIR; "": no cache */
+    double cache_ttl;      /* seconds; 0: FLOWBUS_ATTICA_CACHE_TTL, else 60; < 0: no cache */
+    const char *salt;      /* NULL: FLOWBUS_CACHE_SALT, else the cache directory's path */
+    fb_log_fn log;         /* NULL: silent; never receives the token */
+    void *log_ctx;
+} fb_auth_options;
+
+/*
+ * Obtains the permission set of token: from the run's cache when a valid
+ * entry is there, else from the service (and then caches it). opts may be
+ * NULL (everything from the environment). Blocks for at most about twice the
+ * timeout (waiting for another process's request, then its own).
+ *
+ * Returns FB_OK with a new set in *out (free it with fb_permissions_free);
+ * FB_ERR_DENIED when no set could be obtained, with a one-line reason in
+ * errbuf naming the case: "permission service unreachable", "... timed out",
+ * "... answered HTTP status N", "malformed response ...", "response too
+ * large ...", "refusing plain http:// ...", "TLS ..."; FB_ERR_INVALID for a
+ * NULL or empty token or a malformed option; FB_ERR_NOMEM. On failure *out
+ * is NULL. Thread-safe (each call uses its own connection).
+ */
+FB_API enum fb_err fb_permissions_fetch(const fb_auth_options *opts, const char *token,
+                                        fb_permissions **out, char *errbuf, size_t errlen);
+
+/* Returns 1 if the set grants name, else 0 (also for NULL arguments). */
+FB_API int fb_permissions_has(const fb_permissions *perms, const char *name);
+
+/* The number of granted names, and the i-th of them (sorted; owned by the set). */
+FB_API size_t fb_permissions_count(const fb_permissions *perms);
+FB_API const char *fb_permissions_name(const fb_permissions *perms, size_t i);
+
+/* Frees a set. Accepts NULL. */
+FB_API void fb_permissions_free(fb_permissions *perms);
+
+/*
+ * The permission check of a task, to call after fb_task_wait and before the
+ * task acts. It reads, from the task's environment:
+ *   AUTH_TOKEN                    the token (empty counts as none)
+ *   FLOWBUS_PERMISSIONS_REQUIRED  the workflow's extra required names, comma-separated
+ *   FLOWBUS_REQUIRES_AUTH         "1" (or "true"): a token is mandatory
+ * and the FLOWBUS_ATTICA_* and cache variables above.
+ *
+ * - No token, FLOWBUS_REQUIRES_AUTH not set and no workflow-required names:
+ *   auth is not in use; returns FB_OK without asking anyone (the plugin's
+ *   own names alone do not make a token mandatory).
+ * - No token but one is needed: denied ("no AUTH_TOKEN ...").
+ * - A token: the set is fetched (or read from the cache) even when nothing is
+ *   required, so an invalid token is refused; then each of names[0..n) and
+ *   each workflow-required name must be granted ("missing permission can_x").
+ *
+ * On refusal it publishes and confirms the terminal state "denied" with exit
+ * FB_EXIT_DENIED and the one-line reason as "error", reports the reason to
+ * the task's log callback (FB_LOG_WARN), marks the task finished (so
+ * fb_task_done can no longer publish outputs), and returns FB_ERR_DENIED.
+ * Every internal failure (memory, a broken environment value) is a refusal
+ * too. The caller must then not act: exit with FB_EXIT_DENIED.
+ * Returns FB_ERR_INVALID for a NULL or already finished task.
+ */
+FB_API enum fb_err fb_task_require(fb_task *task, const char *const *names, size_t n);
 
 #ifdef __cplusplus
 }
