@@ -132,8 +132,10 @@ static int build_env(const struct launch_context *ctx, const struct wf_task *tas
     snprintf(buf, sizeof buf, "%d", attempt);
     if (!push(env, kv("FLOWBUS_ATTEMPT", buf)))
         goto out;
+    /* On the private broker nothing may outlive the coordinator. On an
+     * external broker tasks carry on, so `flowbus resume` can adopt them. */
     snprintf(buf, sizeof buf, "%ld", (long)getpid());
-    if (!push(env, kv("FLOWBUS_PARENT_PID", buf)))
+    if (ctx->die_with_parent && !push(env, kv("FLOWBUS_PARENT_PID", buf)))
         goto out;
 
     /* Secret variables: in the environment of the tasks that take them, and
@@ -190,14 +192,20 @@ pid_t launcher__spawn(const struct launch_context *ctx, size_t t, int attempt, i
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
     posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
+    /* Paho opens its socket without close-on-exec: a task inheriting the
+     * coordinator's broker connection would keep it open after the
+     * coordinator died, and delay its Last Will until the task exits. */
+    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
     posix_spawnattr_init(&attr);
     sigemptyset(&none);
     sigemptyset(&defaults);
     sigaddset(&defaults, SIGINT);
     sigaddset(&defaults, SIGTERM);
     sigaddset(&defaults, SIGCHLD);
-    sigaddset(&defaults, SIGPIPE);
     sigaddset(&defaults, SIGHUP);
+    /* SIGPIPE stays ignored: a task whose coordinator died (and is resumed
+     * later) must get EPIPE on its orphaned output pipe, not die of it. The
+     * cmd plugin restores the default for the commands it runs. */
     posix_spawnattr_setsigmask(&attr, &none);
     posix_spawnattr_setsigdefault(&attr, &defaults);
     posix_spawnattr_setpgroup(&attr, 0);

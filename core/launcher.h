@@ -21,6 +21,7 @@ struct launch_context {
     const char *username; /* may be NULL */
     const char *password; /* may be NULL */
     const struct access *access; /* per-task credentials (private broker), or NULL */
+    int die_with_parent;         /* tasks end when the coordinator dies (private broker) */
     const char *run_id;
     const struct workflow *wf;
 };

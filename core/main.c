@@ -29,6 +29,7 @@ static const char usage_main[] =
     "  run FILE        run a workflow to completion\n"
     "  validate FILE   check a workflow without running it\n"
     "  graph FILE      print the workflow's graph (Mermaid or DOT)\n"
+    "  resume RUN      take over a run whose coordinator died (external broker)\n"
     "  help [COMMAND]  show help\n"
     "\n"
     "Options:\n"
@@ -56,6 +57,22 @@ static const char usage_run[] =
     "  -h, --help         show this help\n"
     "\n"
     "Broker credentials for --broker come from FLOWBUS_USERNAME and FLOWBUS_PASSWORD.\n";
+
+static const char usage_resume[] =
+    "Usage: flowbus resume RUN [--broker URL] [OPTIONS]\n"
+    "\n"
+    "Take over the run RUN on an external broker after its coordinator died: rebuild\n"
+    "its state from the retained topics, adopt the task processes still alive, start\n"
+    "the tasks that never started, never run a finished task again, and end with the\n"
+    "exit code the run would have had. The workflow file and directory are the ones\n"
+    "the run recorded; secrets come again from this environment.\n"
+    "\n"
+    "Options:\n"
+    "  --broker URL       the run's broker (default: $FLOWBUS_BROKER)\n"
+    "  --timeout SECONDS  stop the run after this long from now (exit 1)\n"
+    "  --json             print machine-readable events\n"
+    "  -q, --quiet        print only warnings and errors from flowbus itself\n"
+    "  -h, --help         show this help\n";
 
 static const char usage_validate[] =
     "Usage: flowbus validate FILE [--set VAR=VALUE]...\n"
@@ -106,17 +123,22 @@ static int parse_seconds(const char *text, double *out)
     return 1;
 }
 
-/* Checks that exactly one FILE remains after the options. */
-static const char *one_file(int argc, char **argv, const char *usage)
+/* Checks that exactly one argument (what) remains after the options. */
+static const char *one_arg(int argc, char **argv, const char *what, const char *usage)
 {
     if (optind != argc - 1) {
-        fprintf(stderr, "flowbus: expected one workflow FILE\n\n%s", usage);
+        fprintf(stderr, "flowbus: expected one %s\n\n%s", what, usage);
         return NULL;
     }
     return argv[optind];
 }
 
-static int cmd_run(int argc, char **argv)
+static const char *one_file(int argc, char **argv, const char *usage)
+{
+    return one_arg(argc, argv, "workflow FILE", usage);
+}
+
+static int cmd_run(int argc, char **argv, int resume)
 {
     static const struct option opts[] = {
         {"broker", required_argument, 0, 'b'}, {"set", required_argument, 0, 's'},
@@ -141,6 +163,10 @@ static int cmd_run(int argc, char **argv)
                 goto out;
             break;
         case 'r':
+            if (resume) {
+                fprintf(stderr, "flowbus: resume takes no --run-id: name the run as its argument\n");
+                goto out;
+            }
             o.run_id = optarg;
             break;
         case 't':
@@ -154,17 +180,35 @@ static int cmd_run(int argc, char **argv)
             log__set_level(FB_LOG_WARN);
             break;
         case 'h':
-            fputs(usage_run, stdout);
+            fputs(resume ? usage_resume : usage_run, stdout);
             code = 0;
             goto out;
         default:
-            fprintf(stderr, "\n%s", usage_run);
+            fprintf(stderr, "\n%s", resume ? usage_resume : usage_run);
             goto out;
         }
     }
-    o.file = one_file(argc, argv, usage_run);
-    if (!o.file)
-        goto out;
+    if (resume) {
+        /* resume takes a run id where run takes a file, and nothing that would
+         * change what the run is. */
+        o.resume = 1;
+        o.run_id = one_arg(argc, argv, "RUN id", usage_resume);
+        if (!o.run_id)
+            goto out;
+        if (s.n || o.file) {
+            fprintf(stderr, "flowbus: resume takes no --set or --run-id: the run keeps its own\n");
+            goto out;
+        }
+        if (!o.broker_url) {
+            fprintf(stderr, "flowbus: resume needs the run's broker: --broker URL or "
+                            "FLOWBUS_BROKER\n");
+            goto out;
+        }
+    } else {
+        o.file = one_file(argc, argv, usage_run);
+        if (!o.file)
+            goto out;
+    }
     if (o.broker_url && strncmp(o.broker_url, "tcp://", 6) != 0 &&
         strncmp(o.broker_url, "mqtt://", 7) != 0) {
         fprintf(stderr, "flowbus: unsupported broker URL '%s': expected tcp://HOST:PORT or "
@@ -279,6 +323,7 @@ int main(int argc, char **argv)
         fputs(strcmp(topic, "run") == 0        ? usage_run
               : strcmp(topic, "validate") == 0 ? usage_validate
               : strcmp(topic, "graph") == 0    ? usage_graph
+              : strcmp(topic, "resume") == 0   ? usage_resume
                                                : usage_main,
               stdout);
         return 0;
@@ -288,7 +333,9 @@ int main(int argc, char **argv)
     argv++;
     optind = 1;
     if (strcmp(cmd, "run") == 0)
-        return cmd_run(argc, argv);
+        return cmd_run(argc, argv, 0);
+    if (strcmp(cmd, "resume") == 0)
+        return cmd_run(argc, argv, 1);
     if (strcmp(cmd, "validate") == 0)
         return cmd_validate_or_graph(argc, argv, 0);
     if (strcmp(cmd, "graph") == 0)

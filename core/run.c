@@ -45,6 +45,7 @@
 #define SYNC_WAIT 1.0      /* seconds to wait for a sync token */
 #define MAX_LINE 65536     /* longer output lines are cut and marked */
 #define MSGS_PER_TURN 4096 /* bus messages handled before looking at other fds */
+#define ADOPTED_PROBE 0.1  /* seconds between liveness checks of an adopted process */
 #define CONNECT_ATTEMPTS 8 /* to an external broker: 0.1+0.2+...+2 s, about 10 s */
 
 enum kill_reason { KILL_NONE, KILL_TIMEOUT, KILL_SKIP, KILL_STOP };
@@ -59,6 +60,8 @@ struct proc {
     double deadline; /* monotonic execution timeout; 0 = none */
     double sync_at;  /* monotonic deadline of a pending sync; 0 = none */
     int attempt;     /* 1 for the first attempt */
+    int adopted;     /* started by an earlier coordinator: not our child, watched by pid */
+    double probe_at; /* monotonic time to check that an adopted process still lives */
     int retrying;    /* another attempt is decided; it starts once this process is reaped */
     double retry_delay;
     double retry_at; /* monotonic time to start the next attempt; 0 = none */
@@ -255,6 +258,7 @@ static void launch(struct run *r, size_t t, int attempt)
     char err[256];
 
     p->attempt = attempt;
+    p->adopted = 0;
     p->reaped = 0;
     p->status = 0;
     p->kill = KILL_NONE;
@@ -290,7 +294,7 @@ static void resolve_exit(struct run *r, size_t t)
         return;
     if (tracker__terminal(ti->state)) {
         /* A Last Will says "crashed" but not why; add the signal we saw. */
-        if (ti->state == TS_CRASHED && WIFSIGNALED(p->status) && !ti->signal) {
+        if (ti->state == TS_CRASHED && !p->adopted && WIFSIGNALED(p->status) && !ti->signal) {
             snprintf(err, sizeof err, "killed by signal %d (%s)", WTERMSIG(p->status),
                      strsignal(WTERMSIG(p->status)));
             tracker__set(r->tr, t, TS_CRASHED, ti->at, -1, WTERMSIG(p->status), err);
@@ -299,7 +303,12 @@ static void resolve_exit(struct run *r, size_t t)
         }
         return;
     }
-    if (WIFEXITED(p->status) && WEXITSTATUS(p->status) == 0) {
+    if (p->adopted) {
+        /* Not our child: its exit status is gone with the coordinator that was. */
+        tracker__set(r->tr, t, TS_CRASHED, now, -1, 0,
+                     "process ended without reporting a final state (adopted after a coordinator "
+                     "restart)");
+    } else if (WIFEXITED(p->status) && WEXITSTATUS(p->status) == 0) {
         tracker__set(r->tr, t, TS_DONE, now, 0, 0, NULL);
     } else if (WIFEXITED(p->status)) {
         snprintf(err, sizeof err, "process exited with code %d", WEXITSTATUS(p->status));
@@ -549,6 +558,11 @@ static void check_timers(struct run *r)
             resolve_exit(r, t);
         if (p->retry_at && now >= p->retry_at && !r->interrupted)
             launch(r, t, p->attempt + 1);
+        if (p->adopted && !p->reaped && now >= p->probe_at) {
+            p->probe_at = now + ADOPTED_PROBE;
+            if (kill(p->pid, 0) != 0 && errno == ESRCH)
+                on_reaped(r, t, 0);
+        }
     }
     if (r->run_deadline && now >= r->run_deadline && !r->interrupted) {
         snprintf(err, sizeof err, "run timed out after %g s", r->o->timeout);
@@ -562,8 +576,9 @@ static double next_timer(const struct run *r)
 
     for (size_t t = 0; t < r->wf->n_tasks; t++) {
         const struct proc *p = &r->procs[t];
-        double c[4] = {p->deadline, p->term_at, p->sync_at, p->retry_at};
-        for (int i = 0; i < 4; i++)
+        double c[5] = {p->deadline, p->term_at, p->sync_at, p->retry_at,
+                       p->adopted && !p->reaped ? p->probe_at : 0};
+        for (int i = 0; i < 5; i++)
             if (c[i] && (!next || c[i] < next))
                 next = c[i];
     }
@@ -717,9 +732,9 @@ static int connect_bus(struct run *r, const char *url, const char *user, const c
 
     topic(r, will_topic, sizeof will_topic, "state", NULL, NULL);
     snprintf(will, sizeof will,
-             "{\"state\":\"lost\",\"at\":%.6f,\"started\":%.6f,\"exit\":null,\"tasks\":%zu,"
+             "{\"state\":\"lost\",\"at\":%.6f,\"started\":%.6f,\"exit\":null,"
              "\"error\":\"the coordinator's connection was lost\"}",
-             wall(), r->t0_wall, r->wf->n_tasks);
+             wall(), r->t0_wall);
     snprintf(client_id, sizeof client_id, "flowbus-coordinator-%s", r->run_id);
     bo.url = url;
     bo.username = user;
@@ -802,6 +817,15 @@ static void publish_start(struct run *r)
     char tp[256], *s;
 
     json_object_set_new(wj, "run_id", json_string(r->run_id));
+    /* What `flowbus resume` needs to load the same file in the same place. */
+    {
+        char *abs = realpath(r->o->file, NULL);
+        char cwd[4096];
+        json_object_set_new(wj, "path", abs ? json_string(abs) : json_null());
+        json_object_set_new(wj, "cwd", getcwd(cwd, sizeof cwd) ? json_string(cwd) : json_null());
+        json_object_set_new(wj, "started", json_real(r->t0_wall));
+        free(abs);
+    }
     s = json_dumps(wj, JSON_COMPACT);
     json_decref(wj);
     topic(r, tp, sizeof tp, "workflow", NULL, NULL);
@@ -831,6 +855,7 @@ static void launch_all(struct run *r)
     r->lc.username = r->o->username;
     r->lc.password = r->o->password;
     r->lc.access = r->access;
+    r->lc.die_with_parent = r->broker != NULL;
     r->lc.run_id = r->run_id;
     r->lc.wf = r->wf;
     for (size_t t = 0; t < r->wf->n_tasks; t++)
@@ -851,89 +876,343 @@ static const char *run_state_name(const struct run *r, int code)
     }
 }
 
+/* Creates the graph, tracker, process table and display for r->wf. */
+static int prepare(struct run *r)
+{
+    const struct run_options *o = r->o;
+
+    r->g = graph__new(r->wf);
+    r->tr = r->g ? tracker__new(r->wf, r->g, r->run_id) : NULL;
+    r->procs = calloc(r->wf->n_tasks + 1, sizeof *r->procs);
+    r->skipped = calloc(r->wf->n_tasks + 1, sizeof *r->skipped);
+    if (!r->tr || !r->procs || !r->skipped)
+        return 0;
+    for (size_t t = 0; t < r->wf->n_tasks; t++) {
+        r->procs[t].fd = -1;
+        r->procs[t].line = malloc(MAX_LINE + 32);
+        if (!r->procs[t].line)
+            return 0;
+    }
+    r->disp = display__new(o->json ? DISPLAY_JSON : isatty(1) ? DISPLAY_TTY : DISPLAY_LINES, r->wf,
+                           r->g, r->tr, r->run_id, stdout);
+    return r->disp != NULL;
+}
+
+static int start_private_broker(struct run *r)
+{
+    char err[512] = "", *passwords, *acl;
+
+    r->access = access__new(r->wf, r->run_id);
+    passwords = r->access ? access__password_file(r->access) : NULL;
+    acl = r->access ? access__acl_file(r->access) : NULL;
+    if (passwords && acl)
+        r->broker = broker__start(passwords, acl, err, sizeof err);
+    else
+        snprintf(err, sizeof err, "cannot generate credentials: %s", strerror(errno));
+    if (passwords)
+        explicit_bzero(passwords, strlen(passwords));
+    free(passwords);
+    free(acl);
+    if (!r->broker)
+        log_printf(FB_LOG_ERROR, "cannot start the private broker: %s", err);
+    return r->broker != NULL;
+}
+
+/* 1 if pid is this run's process for task (its environment says so). */
+static int owned(pid_t pid, const char *run_id, const char *task)
+{
+    char path[64], want_run[128], want_task[128], buf[65536];
+    FILE *f;
+    size_t n;
+    int run_ok = 0, task_ok = 0;
+
+    snprintf(path, sizeof path, "/proc/%ld/environ", (long)pid);
+    snprintf(want_run, sizeof want_run, "FLOWBUS_RUN_ID=%s", run_id);
+    snprintf(want_task, sizeof want_task, "FLOWBUS_TASK=%s", task);
+    f = fopen(path, "r");
+    if (!f)
+        return 0;
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    for (size_t i = 0; i < n; i += strlen(buf + i) + 1) {
+        run_ok |= strcmp(buf + i, want_run) == 0;
+        task_ok |= strcmp(buf + i, want_task) == 0;
+    }
+    return run_ok && task_ok;
+}
+
+static int same_text(json_t *j, const char *s)
+{
+    return json_is_string(j) && strcmp(json_string_value(j), s) == 0;
+}
+
+/* 1 if the loaded workflow has the tasks the run was started with. */
+static int same_tasks(const struct workflow *wf, json_t *tasks)
+{
+    size_t i;
+    json_t *jt;
+
+    if (!json_is_array(tasks) || json_array_size(tasks) != wf->n_tasks)
+        return 0;
+    json_array_foreach(tasks, i, jt) {
+        const struct wf_task *t = &wf->tasks[i];
+        json_t *in = json_object_get(jt, "inputs"), *out = json_object_get(jt, "outputs");
+        if (!json_is_string(json_object_get(jt, "name")) ||
+            strcmp(json_string_value(json_object_get(jt, "name")), t->name) != 0 ||
+            !json_is_string(json_object_get(jt, "plugin")) ||
+            strcmp(json_string_value(json_object_get(jt, "plugin")), t->plugin) != 0 ||
+            json_array_size(in) != t->inputs.n || json_array_size(out) != t->outputs.n)
+            return 0;
+        for (size_t k = 0; k < t->inputs.n; k++)
+            if (!same_text(json_array_get(in, k), t->inputs.items[k].name))
+                return 0;
+        for (size_t k = 0; k < t->outputs.n; k++)
+            if (!same_text(json_array_get(out, k), t->outputs.items[k].name))
+                return 0;
+    }
+    return 1;
+}
+
+/*
+ * `flowbus resume RUN`: rebuilds the run from its retained topics (the
+ * workflow it was started with, every variable, every task's last state),
+ * loads the same file in the same directory, adopts the task processes that
+ * are still alive, starts those that never started, and carries on. A task
+ * that finished is never run again.
+ */
+static int start_resumed(struct run *r, struct wf_diags *diags)
+{
+    const struct run_options *o = r->o;
+    struct wf_load_options lo = {0};
+    struct wf_setting *settings = NULL;
+    fb_msg **kept = NULL;
+    size_t n_kept = 0, n_settings = 0, counts[4] = {0};
+    json_t *wj = NULL, *env, *v;
+    const char *path, *cwd, *key;
+    char tp[256], sync_topic[256], state[32] = "";
+    double deadline;
+    int code = EXIT_INVALID, synced = 0;
+
+    if (!o->run_id || !o->broker_url) {
+        log_printf(FB_LOG_ERROR, "resume needs the run id and the broker it runs on (--broker or "
+                                 "FLOWBUS_BROKER)");
+        goto out;
+    }
+    snprintf(r->run_id, sizeof r->run_id, "%s", o->run_id);
+    snprintf(r->root, sizeof r->root, "flowbus/%s", r->run_id);
+    code = EXIT_BROKER;
+    if (!setup_signals(r) || !connect_bus(r, o->broker_url, o->username, o->password))
+        goto out;
+    /* Everything retained under the run has arrived once our token is back. */
+    snprintf(sync_topic, sizeof sync_topic, "%s/sync/resume", r->root);
+    fb_bus_publish(r->bus, sync_topic, "", 0, 1, 0, 0);
+    deadline = mono() + 5.0;
+    while (!synced && mono() < deadline) {
+        fb_msg *m = NULL;
+        if (fb_bus_next(r->bus, deadline - mono(), &m) != FB_OK)
+            break;
+        if (strcmp(m->topic, sync_topic) == 0) {
+            synced = 1;
+            fb_msg_free(m);
+        } else if (m->retained) {
+            fb_msg **grown = realloc(kept, (n_kept + 1) * sizeof *kept);
+            if (!grown) {
+                fb_msg_free(m);
+                break;
+            }
+            kept = grown;
+            kept[n_kept++] = m;
+        } else {
+            fb_msg_free(m);
+        }
+    }
+    if (!synced) {
+        log_printf(FB_LOG_ERROR, "the broker did not answer within 5 s");
+        goto out;
+    }
+    code = EXIT_INVALID;
+    snprintf(tp, sizeof tp, "%s/workflow", r->root);
+    for (size_t i = 0; i < n_kept && !wj; i++)
+        if (strcmp(kept[i]->topic, tp) == 0)
+            wj = json_loadb(kept[i]->payload, kept[i]->len, 0, NULL);
+    snprintf(tp, sizeof tp, "%s/state", r->root);
+    for (size_t i = 0; i < n_kept; i++) {
+        if (strcmp(kept[i]->topic, tp) == 0) {
+            json_t *st = json_loadb(kept[i]->payload, kept[i]->len, 0, NULL);
+            json_t *name = json_object_get(st, "state");
+            snprintf(state, sizeof state, "%s", json_is_string(name) ? json_string_value(name) : "");
+            json_decref(st);
+        }
+    }
+    if (!wj) {
+        log_printf(FB_LOG_ERROR, "there is no run '%s' on %s (no retained %s/workflow)", r->run_id,
+                   o->broker_url, r->root);
+        goto out;
+    }
+    if (strcmp(state, "running") != 0 && strcmp(state, "lost") != 0) {
+        log_printf(FB_LOG_ERROR, "run '%s' is not running (its state is '%s'): nothing to resume",
+                   r->run_id, state);
+        goto out;
+    }
+    path = json_string_value(json_object_get(wj, "path"));
+    cwd = json_string_value(json_object_get(wj, "cwd"));
+    if (!path || !cwd) {
+        log_printf(FB_LOG_ERROR, "run '%s' did not record its workflow file and directory",
+                   r->run_id);
+        goto out;
+    }
+    if (chdir(cwd) != 0) {
+        log_printf(FB_LOG_ERROR, "cannot enter the run's directory %s: %s", cwd, strerror(errno));
+        goto out;
+    }
+    /* The values the run started with, except secrets, which come again from
+     * the environment through the file's {{ENV:X}} references. */
+    env = json_object_get(wj, "env");
+    settings = calloc(json_object_size(env) + 1, sizeof *settings);
+    if (!settings)
+        goto out;
+    json_object_foreach(env, key, v) {
+        if (json_is_string(v) && strcmp(json_string_value(v), "<secret>") != 0) {
+            settings[n_settings].name = key;
+            settings[n_settings++].value = json_string_value(v);
+        }
+    }
+    lo.settings = settings;
+    lo.n_settings = n_settings;
+    lo.lookup = plugins__lookup;
+    r->wf = workflow__load(path, &lo, diags);
+    wf_diags_print(diags, path, stderr);
+    if (!r->wf)
+        goto out;
+    if (!same_tasks(r->wf, json_object_get(wj, "tasks"))) {
+        log_printf(FB_LOG_ERROR, "%s changed since run '%s' started: its tasks differ", path,
+                   r->run_id);
+        goto out;
+    }
+    code = EXIT_BROKER;
+    if (!prepare(r))
+        goto out;
+    v = json_object_get(wj, "started");
+    if (json_is_number(v))
+        r->t0_wall = json_number_value(v);
+    for (size_t i = 0; i < r->wf->n_vars; i++) {
+        long vi = graph__var_index(r->g, r->wf->vars[i].name);
+        if (vi >= 0 && r->wf->vars[i].secret)
+            tracker__mark_var(r->tr, (size_t)vi, r->wf->vars[i].value);
+    }
+    for (size_t i = 0; i < n_kept; i++) {
+        size_t idx;
+        const char *text;
+        tracker__on_message(r->tr, kept[i]->topic, kept[i]->payload, kept[i]->len, &idx, &text);
+    }
+    r->lc.broker_url = o->broker_url;
+    r->lc.username = o->username;
+    r->lc.password = o->password;
+    r->lc.run_id = r->run_id;
+    r->lc.wf = r->wf;
+    publish_run_state(r, "running", -1);
+    for (size_t t = 0; t < r->wf->n_tasks; t++) {
+        const struct task_info *ti = tracker__task(r->tr, t);
+        struct proc *p = &r->procs[t];
+
+        if (tracker__terminal(ti->state)) {
+            counts[0]++;
+        } else if (ti->state != TS_NONE && ti->pid > 0 &&
+                   owned((pid_t)ti->pid, r->run_id, r->wf->tasks[t].name)) {
+            p->pid = (pid_t)ti->pid;
+            p->adopted = 1;
+            p->attempt = ti->attempt > 0 ? ti->attempt : 1;
+            p->probe_at = mono();
+            if (ti->state == TS_RUNNING && r->wf->tasks[t].timeout > 0) {
+                double late = wall() - ti->started;
+                p->deadline = mono() + r->wf->tasks[t].timeout - (late > 0 ? late : 0);
+            }
+            counts[1]++;
+        } else if (ti->state == TS_RUNNING) {
+            tracker__set(r->tr, t, TS_CRASHED, wall(), -1, 0,
+                         "its process was gone when the coordinator resumed");
+            publish_task_state(r, t);
+            p->attempt = ti->attempt > 0 ? ti->attempt : 1;
+            on_final(r, t);
+            counts[2]++;
+        } else {
+            launch(r, t, ti->attempt > 0 ? ti->attempt : 1);
+            counts[3]++;
+        }
+    }
+    display__note(r->disp,
+                  "Resumed run %s of %s on %s: %zu finished, %zu adopted, %zu lost, %zu started",
+                  r->run_id, r->wf->name, o->broker_url, counts[0], counts[1], counts[2],
+                  counts[3]);
+    for (size_t t = 0; t < r->wf->n_tasks; t++)
+        show_task(r, t);
+    code = EXIT_OK;
+out:
+    for (size_t i = 0; i < n_kept; i++)
+        fb_msg_free(kept[i]);
+    free(kept);
+    free(settings);
+    json_decref(wj);
+    return code;
+}
+
+/* A new run: load the file, start or join the broker, publish, launch. */
+static int start_new(struct run *r, struct wf_diags *diags)
+{
+    const struct run_options *o = r->o;
+    struct wf_load_options lo = {0};
+
+    lo.settings = o->settings;
+    lo.n_settings = o->n_settings;
+    lo.lookup = plugins__lookup;
+    r->wf = workflow__load(o->file, &lo, diags);
+    wf_diags_print(diags, o->file, stderr);
+    if (!r->wf)
+        return EXIT_INVALID;
+    if (o->run_id)
+        snprintf(r->run_id, sizeof r->run_id, "%s", o->run_id);
+    else
+        generate_run_id(r->run_id, sizeof r->run_id);
+    snprintf(r->root, sizeof r->root, "flowbus/%s", r->run_id);
+    if (!prepare(r) || !setup_signals(r)) {
+        log_printf(FB_LOG_ERROR, "cannot set up the run: %s", strerror(errno ? errno : ENOMEM));
+        return EXIT_BROKER;
+    }
+    if (!o->broker_url && !start_private_broker(r))
+        return EXIT_BROKER;
+    if (!connect_bus(r, r->broker ? broker__url(r->broker) : o->broker_url,
+                     r->access ? access__user(r->access, -1) : o->username,
+                     r->access ? access__password(r->access, -1) : o->password))
+        return EXIT_BROKER;
+    if (!check_run_id_unused(r))
+        return EXIT_INVALID;
+    display__note(r->disp, "Run %s of %s: %zu tasks on %s", r->run_id, r->wf->name, r->wf->n_tasks,
+                  r->broker ? "a private broker" : o->broker_url);
+    publish_start(r);
+    launch_all(r);
+    return EXIT_OK;
+}
+
 int run__main(const struct run_options *o)
 {
     struct run r = {0};
     struct wf_diags diags = {0};
-    struct wf_load_options lo = {0};
-    char err[512];
     int code = EXIT_INVALID;
 
     r.o = o;
     r.sigfd = -1;
-    lo.settings = o->settings;
-    lo.n_settings = o->n_settings;
-    lo.lookup = plugins__lookup;
-    r.wf = workflow__load(o->file, &lo, &diags);
-    wf_diags_print(&diags, o->file, stderr);
-    if (!r.wf)
-        goto out;
     if (o->run_id && !valid_run_id(o->run_id)) {
         log_printf(FB_LOG_ERROR, "invalid run id '%s': expected 1-64 of [A-Za-z0-9_-]", o->run_id);
         goto out;
     }
-    if (o->run_id)
-        snprintf(r.run_id, sizeof r.run_id, "%s", o->run_id);
-    else
-        generate_run_id(r.run_id, sizeof r.run_id);
-    snprintf(r.root, sizeof r.root, "flowbus/%s", r.run_id);
     r.t0_wall = wall();
     r.t0_mono = mono();
-    code = EXIT_BROKER;
-    r.g = graph__new(r.wf);
-    r.tr = r.g ? tracker__new(r.wf, r.g, r.run_id) : NULL;
-    r.procs = calloc(r.wf->n_tasks + 1, sizeof *r.procs);
-    r.skipped = calloc(r.wf->n_tasks + 1, sizeof *r.skipped);
-    if (!r.tr || !r.procs || !r.skipped) {
-        log_printf(FB_LOG_ERROR, "out of memory");
+    code = o->resume ? start_resumed(&r, &diags) : start_new(&r, &diags);
+    if (code != EXIT_OK)
         goto out;
-    }
-    for (size_t t = 0; t < r.wf->n_tasks; t++) {
-        r.procs[t].fd = -1;
-        r.procs[t].line = malloc(MAX_LINE + 32);
-        if (!r.procs[t].line) {
-            log_printf(FB_LOG_ERROR, "out of memory");
-            goto out;
-        }
-    }
-    r.disp = display__new(o->json ? DISPLAY_JSON : isatty(1) ? DISPLAY_TTY : DISPLAY_LINES, r.wf,
-                          r.g, r.tr, r.run_id, stdout);
-    if (!r.disp || !setup_signals(&r)) {
-        log_printf(FB_LOG_ERROR, "cannot set up: %s", strerror(errno));
-        goto out;
-    }
-    if (!o->broker_url) {
-        char *passwords, *acl;
-        r.access = access__new(r.wf, r.run_id);
-        passwords = r.access ? access__password_file(r.access) : NULL;
-        acl = r.access ? access__acl_file(r.access) : NULL;
-        if (passwords && acl)
-            r.broker = broker__start(passwords, acl, err, sizeof err);
-        else
-            snprintf(err, sizeof err, "cannot generate credentials: %s", strerror(errno));
-        if (passwords)
-            explicit_bzero(passwords, strlen(passwords));
-        free(passwords);
-        free(acl);
-        if (!r.broker) {
-            log_printf(FB_LOG_ERROR, "cannot start the private broker: %s", err);
-            goto out;
-        }
-    }
-    if (!connect_bus(&r, r.broker ? broker__url(r.broker) : o->broker_url,
-                     r.access ? access__user(r.access, -1) : o->username,
-                     r.access ? access__password(r.access, -1) : o->password))
-        goto out;
-    if (!check_run_id_unused(&r)) {
-        code = EXIT_INVALID;
-        goto out;
-    }
     if (o->timeout > 0)
         r.run_deadline = r.t0_mono + o->timeout;
-    display__note(r.disp, "Run %s of %s: %zu tasks on %s", r.run_id, r.wf->name, r.wf->n_tasks,
-                  r.broker ? "a private broker" : o->broker_url);
-    publish_start(&r);
-    launch_all(&r);
     loop(&r);
 
     code = r.fatal ? r.fatal
@@ -953,11 +1232,13 @@ out:
     /* The process exits right after this function: freeing the closed bus
      * would only add Paho's ~100 ms thread teardown to every run. */
 #endif
-    /* Nothing of the run may outlive it: kill any group still alive. */
+    /* Nothing this coordinator started may outlive the run: kill any group
+     * still alive (adopted processes included). */
     for (size_t t = 0; r.procs && r.wf && t < r.wf->n_tasks; t++) {
         if (r.procs[t].pid && !r.procs[t].reaped) {
             launcher__signal(r.procs[t].pid, SIGKILL);
-            waitpid(r.procs[t].pid, NULL, 0);
+            if (!r.procs[t].adopted)
+                waitpid(r.procs[t].pid, NULL, 0);
         }
         if (r.procs[t].fd >= 0)
             close(r.procs[t].fd);

@@ -21,6 +21,7 @@ struct run_options {
     const char *run_id;     /* NULL: generated */
     double timeout;         /* seconds for the whole run; 0 = none */
     int json;
+    int resume; /* adopt the run run_id on broker_url (flowbus resume) */
     const struct wf_setting *settings;
     size_t n_settings;
 };

@@ -84,14 +84,29 @@ static volatile sig_atomic_t child_pid;
 /* A SIGTERM/SIGINT that arrived before the child existed, to forward once it does. */
 static volatile sig_atomic_t pending_signal;
 
+/* 1 when flowbus-cmd leads its process group, as flowbus starts it. */
+static volatile sig_atomic_t group_leader;
+/* Set once the signal went to the whole group, whose delivery reaches us too. */
+static volatile sig_atomic_t forwarded;
+
+/*
+ * A shell does not pass SIGTERM on to the command it waits for, so a signal
+ * for the task (a killed coordinator's PR_SET_PDEATHSIG, a stop) goes to the
+ * whole process group: the shell and everything it started. That includes us;
+ * the second delivery is recognised and ignored.
+ */
 static void forward_signal(int sig)
 {
     int saved = errno;
 
-    if (child_pid > 0)
-        kill((pid_t)child_pid, sig);
-    else
+    if (child_pid <= 0)
         pending_signal = sig;
+    else if (!group_leader)
+        kill((pid_t)child_pid, sig);
+    else if (!forwarded) {
+        forwarded = 1;
+        kill(0, sig);
+    }
     errno = saved;
 }
 
@@ -348,6 +363,10 @@ static int spawn_command(const struct command *c, pid_t *pid, int *out_fd, int *
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
     posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
+    /* The command must not inherit our broker connection (Paho does not set
+     * close-on-exec): it would keep the socket open after we die and delay
+     * our Last Will until the command exits. */
+    posix_spawn_file_actions_addclosefrom_np(&actions, 3);
     if (c->cwd)
         posix_spawn_file_actions_addchdir_np(&actions, c->cwd);
 
@@ -625,6 +644,7 @@ int main(int argc, char **argv)
      * that is what the coordinator wants). From here they go to the child; one
      * that arrives before the child exists is remembered and means "do not run".
      */
+    group_leader = getpgrp() == getpid();
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = forward_signal;
     sigemptyset(&sa.sa_mask);
@@ -646,7 +666,7 @@ int main(int argc, char **argv)
     }
     child_pid = pid;
     if (pending_signal)
-        kill(pid, pending_signal);
+        forward_signal(pending_signal);
 
     pump(&run, streams, pid);
     status = wait_child(pid);

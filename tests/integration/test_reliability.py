@@ -98,6 +98,77 @@ class RetryTests(fbtest.BrokerTestCase):
         self.assertEqual((states[-1]["state"], states[-1]["attempt"]), ("done", 2))
 
 
+class CoordinatorCrash(fbtest.BrokerTestCase):
+    def count(self, cwd, name):
+        with open(os.path.join(cwd, name)) as f:
+            return len(f.read().split())
+
+    def test_resume_adopts_running_tasks_and_never_reruns_finished_ones(self):
+        run_id = rid("resume")
+        with fbrun.TempDir() as cwd:
+            proc = fbrun.start(["run", fbrun.workflow("resume.yaml"), "--broker", self.broker.url,
+                                "--run-id", run_id], cwd=cwd)
+            self.recorder.wait_state(run_id, "SLOW", "running", timeout=15)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            # The coordinator's Last Will marks the run lost; the tasks carry on.
+            self.recorder.wait_for(lambda ev: any(
+                e.topic == "flowbus/%s/state" % run_id and e.json()["state"] == "lost"
+                for e in ev), timeout=10)
+            self.assertTrue(fbrun.processes_with_env("FLOWBUS_RUN_ID", run_id))
+            # resume works from anywhere: it goes back to the run's directory.
+            res = fbrun.run(["resume", run_id, "--broker", self.broker.url], cwd="/")
+            self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+            self.assertIn("2 finished, 3 adopted", res.stdout)
+            for name in ("quick.count", "slow.count", "after.count"):
+                self.assertEqual(self.count(cwd, name), 1, name)
+        self.recorder.wait_state(run_id, "END", "done")
+        self.assertFalse(fbrun.wait_gone(lambda: fbrun.processes_with_env("FLOWBUS_RUN_ID", run_id)))
+
+    def test_resume_starts_what_never_started(self):
+        run_id = rid("resume2")
+        with fbrun.TempDir() as cwd:
+            proc = fbrun.start(["run", fbrun.workflow("resume.yaml"), "--broker", self.broker.url,
+                                "--run-id", run_id], cwd=cwd)
+            self.recorder.wait_state(run_id, "SLOW", "running", timeout=15)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            # AFTER's process dies while nobody watches; resume must start it again.
+            _, waiting = self.recorder.wait_state(run_id, "AFTER", "waiting")
+            os.kill(waiting["pid"], signal.SIGKILL)
+            self.recorder.wait_state(run_id, "AFTER", "crashed")
+            res = fbrun.run(["resume", run_id, "--broker", self.broker.url], cwd="/")
+            self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
+        # A Last Will made AFTER crashed before the resume: that is final.
+        self.recorder.wait_state(run_id, "END", "skipped")
+
+    def test_resume_refuses_unknown_and_finished_runs(self):
+        res = fbrun.run(["resume", rid("nosuchrun"), "--broker", self.broker.url])
+        self.assertEqual(res.returncode, 2)
+        self.assertIn("there is no run", res.stderr)
+        run_id = rid("finished")
+        with fbrun.TempDir() as cwd:
+            self.assertEqual(fbrun.run(["run", fbrun.workflow("split.yaml"), "--broker",
+                                        self.broker.url, "--run-id", run_id], cwd=cwd).returncode, 0)
+        res = fbrun.run(["resume", run_id, "--broker", self.broker.url])
+        self.assertEqual(res.returncode, 2)
+        self.assertIn("not running", res.stderr)
+
+    def test_killed_coordinator_with_private_broker_leaves_nothing(self):
+        with fbrun.TempDir() as cwd:
+            env = fbrun.clean_env({"TMPDIR": cwd})
+            run_id = rid("orphans")
+            proc = fbrun.start(["run", fbrun.workflow("sleeper.yaml"), "--run-id", run_id, "--json"],
+                               cwd=cwd, env=env)
+            fbrun.read_json_until(proc, lambda e: e.get("task") == "SLEEPER" and
+                                  e.get("state") == "running")
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            left = fbrun.wait_gone(lambda: fbrun.processes_with_env("FLOWBUS_RUN_ID", run_id) +
+                                   fbrun.processes_with_cmdline(cwd), timeout=10)
+            self.assertFalse(left, "processes outlived the killed coordinator")
+
+
 class UnreachableBroker(unittest.TestCase):
     def test_bounded_retry_then_exit_4(self):
         port = fbtest.free_port()  # nothing listens there
