@@ -97,6 +97,49 @@ static void free_vec(struct strvec *sv)
     free(sv->v);
 }
 
+/* The coordinator's own environment overrides the workflow's `auth:`. */
+static const char *auth_setting(const char *env_name, const char *from_workflow)
+{
+    const char *v = getenv(env_name);
+    return v && *v ? v : from_workflow;
+}
+
+/*
+ * What the SDK's permission check needs (docs/security.md): where Attica is,
+ * how long to wait, how long to cache, which names the workflow requires,
+ * and the run directory the tasks share their cache in.
+ */
+static int add_auth_env(const struct launch_context *ctx, const struct wf_task *task,
+                        struct strvec *env)
+{
+    const struct wf_auth *auth = &ctx->wf->auth;
+    char num[32];
+    const char *v;
+
+    if (task->requires_auth && !push(env, strdup("FLOWBUS_REQUIRES_AUTH=1")))
+        return 0;
+    if (task->permissions.n > 0 && !push(env, join("FLOWBUS_PERMISSIONS_REQUIRED", &task->permissions)))
+        return 0;
+    if ((v = auth_setting("FLOWBUS_ATTICA_URL", auth->url)) != NULL &&
+        !push(env, kv("FLOWBUS_ATTICA_URL", v)))
+        return 0;
+    snprintf(num, sizeof num, "%g", auth->timeout);
+    if ((v = auth_setting("FLOWBUS_ATTICA_TIMEOUT", auth->timeout > 0 ? num : NULL)) != NULL &&
+        !push(env, kv("FLOWBUS_ATTICA_TIMEOUT", v)))
+        return 0;
+    snprintf(num, sizeof num, "%g", auth->cache_ttl);
+    if ((v = auth_setting("FLOWBUS_ATTICA_CACHE_TTL", auth->set && auth->cache_ttl >= 0 ? num : NULL)) != NULL &&
+        !push(env, kv("FLOWBUS_ATTICA_CACHE_TTL", v)))
+        return 0;
+    if ((v = auth_setting("FLOWBUS_ATTICA_CA_FILE", auth->ca_file)) != NULL &&
+        !push(env, kv("FLOWBUS_ATTICA_CA_FILE", v)))
+        return 0;
+    if (ctx->run_dir && (!push(env, kv("FLOWBUS_RUN_DIR", ctx->run_dir)) ||
+                         !push(env, kv("FLOWBUS_CACHE_SALT", ctx->cache_salt))))
+        return 0;
+    return 1;
+}
+
 static int build_env(const struct launch_context *ctx, const struct wf_task *task, int attempt,
                      struct strvec *env)
 {
@@ -136,6 +179,9 @@ static int build_env(const struct launch_context *ctx, const struct wf_task *tas
      * external broker tasks carry on, so `flowbus resume` can adopt them. */
     snprintf(buf, sizeof buf, "%ld", (long)getpid());
     if (ctx->die_with_parent && !push(env, kv("FLOWBUS_PARENT_PID", buf)))
+        goto out;
+
+    if (!add_auth_env(ctx, task, env))
         goto out;
 
     /* Secret variables: in the environment of the tasks that take them, and

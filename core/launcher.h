@@ -22,6 +22,8 @@ struct launch_context {
     const char *password; /* may be NULL */
     const struct access *access; /* per-task credentials (private broker), or NULL */
     int die_with_parent;         /* tasks end when the coordinator dies (private broker) */
+    const char *run_dir;         /* the run's private directory (permission cache), or NULL */
+    const char *cache_salt;      /* per-run salt for the permission cache's file names */
     const char *run_id;
     const struct workflow *wf;
 };

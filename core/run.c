@@ -26,6 +26,7 @@
 #include "tracker.h"
 #include "workflow.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <flowbus/flowbus.h>
 #include <jansson.h>
@@ -83,6 +84,8 @@ struct run {
     struct proc *procs;
     size_t *skipped;
     struct launch_context lc;
+    char run_dir[256]; /* private (0700) directory of the run: the permission cache */
+    char cache_salt[40];
     int sigfd;
     char run_id[72];
     char root[96];
@@ -876,10 +879,64 @@ static const char *run_state_name(const struct run *r, int code)
     }
 }
 
+/* Removes the run directory and the files the tasks left in it (one level). */
+static void remove_run_dir(struct run *r)
+{
+    DIR *d;
+    struct dirent *e;
+    char path[512];
+
+    if (!r->run_dir[0])
+        return;
+    d = opendir(r->run_dir);
+    while (d && (e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", r->run_dir, e->d_name);
+        unlink(path);
+    }
+    if (d)
+        closedir(d);
+    rmdir(r->run_dir);
+    r->run_dir[0] = '\0';
+}
+
+/*
+ * Creates the run's private directory, where the tasks share their permission
+ * cache (file names are salted hashes, never tokens), and the salt.
+ */
+static int make_run_dir(struct run *r)
+{
+    const char *tmp = getenv("TMPDIR");
+    unsigned char rnd[16];
+
+    if (!tmp || !*tmp || strlen(tmp) > 200)
+        tmp = "/tmp";
+    snprintf(r->run_dir, sizeof r->run_dir, "%s/flowbus-run-XXXXXX", tmp);
+    if (!mkdtemp(r->run_dir)) {
+        log_printf(FB_LOG_ERROR, "cannot create the run directory in %s: %s", tmp,
+                   strerror(errno));
+        r->run_dir[0] = '\0';
+        return 0;
+    }
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+        log_printf(FB_LOG_ERROR, "getrandom: %s", strerror(errno));
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof rnd; i++)
+        snprintf(r->cache_salt + 2 * i, 3, "%02x", rnd[i]);
+    r->lc.run_dir = r->run_dir;
+    r->lc.cache_salt = r->cache_salt;
+    return 1;
+}
+
 /* Creates the graph, tracker, process table and display for r->wf. */
 static int prepare(struct run *r)
 {
     const struct run_options *o = r->o;
+
+    if (!make_run_dir(r))
+        return 0;
 
     r->g = graph__new(r->wf);
     r->tr = r->g ? tracker__new(r->wf, r->g, r->run_id) : NULL;
@@ -1247,6 +1304,7 @@ out:
     }
     broker__stop(r.broker);
     access__free(r.access);
+    remove_run_dir(&r);
     if (r.sigfd >= 0)
         close(r.sigfd);
     display__free(r.disp);

@@ -950,6 +950,7 @@ static void read_auth(struct loader *L, yaml_node_t *n)
     }
     read_fields(L, n, AUTH_KEYS, AK_COUNT, "'auth'", f);
     wf->auth.set = 1;
+    wf->auth.cache_ttl = -1; /* unset: the SDK's default; 0 turns the cache off */
     if (f[AK_URL].value && (s = string_field(L, &f[AK_URL], "'auth'")) != NULL) {
         if (strncmp(s, "https://", 8) != 0 && strncmp(s, "http://", 7) != 0)
             error_at(L, pos_of(f[AK_URL].value),

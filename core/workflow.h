@@ -66,7 +66,7 @@ struct wf_auth {
     int set;
     char *url;        /* NULL: the SDK's default */
     double timeout;   /* seconds; 0: the SDK's default */
-    double cache_ttl; /* seconds; 0: the SDK's default */
+    double cache_ttl; /* seconds; 0: no cache; negative (or no auth:): the SDK default */
     char *ca_file;    /* NULL: the system's CA bundle */
 };
 

@@ -7,7 +7,9 @@ command line while the run is going on.
 
 import json
 import os
+import subprocess
 import threading
+import time
 import unittest
 
 import fbrun
@@ -47,10 +49,41 @@ class CmdlineWatcher(threading.Thread):
             self.stop.wait(0.005)
 
 
+class Attica:
+    """The stand-in Attica service (tests/attica) on a free loopback port."""
+
+    def __init__(self, *args):
+        self.dir = fbrun.TempDir()
+        port_file = os.path.join(self.dir.__enter__(), "port")
+        self.proc = subprocess.Popen(["/usr/bin/python3", os.path.join(fbrun.SOURCE, "tests",
+                                                                      "attica", "attica_server.py"),
+                                      "--port-file", port_file] + list(args),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(port_file) or not open(port_file).read().strip():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("the stand-in Attica service did not start")
+            time.sleep(0.01)  # polling a file: the service has no other signal
+        self.url = "http://127.0.0.1:%s/permissions" % open(port_file).read().strip()
+
+    def stats(self):
+        import urllib.request
+        with urllib.request.urlopen(self.url.replace("/permissions", "/stats")) as r:
+            return json.loads(r.read())
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+        self.dir.__exit__()
+
+
 class TestSecrets(fbtest.BrokerTestCase):
     def test_secrets_never_reach_the_bus_logs_or_command_lines(self):
         run_id = rid("secrets")
-        env = fbrun.clean_env({"FLOWBUS_TEST_TOKEN": TOKEN, "FLOWBUS_TEST_DB_PASSWORD": PASSWORD})
+        attica = Attica("--token", TOKEN + "=can_execute_commands")
+        self.addCleanup(attica.stop)
+        env = fbrun.clean_env({"FLOWBUS_TEST_TOKEN": TOKEN, "FLOWBUS_TEST_DB_PASSWORD": PASSWORD,
+                               "FLOWBUS_ATTICA_URL": attica.url})
         watcher = CmdlineWatcher([TOKEN, PASSWORD])
         watcher.start()
         try:
@@ -87,6 +120,8 @@ class TestSecrets(fbtest.BrokerTestCase):
         self.assertEqual(wf["env"]["AUTH_TOKEN"], "<secret>")
         self.assertEqual(wf["env"]["DB_PASSWORD"], "<secret>")
         self.assertEqual(wf["env"]["GREETING"], "hello")
+        # The permission check was made once, with the token, outside the bus.
+        self.assertEqual(attica.stats()["total"], 1)
 
 
 class TestPrivateBrokerAcl(unittest.TestCase):
