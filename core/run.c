@@ -46,6 +46,8 @@
 #define SYNC_WAIT 1.0      /* seconds to wait for a sync token */
 #define MAX_LINE 65536     /* longer output lines are cut and marked */
 #define MSGS_PER_TURN 4096 /* bus messages handled before looking at other fds */
+#define READ_PER_TURN (256 * 1024) /* bytes of a task's output read before looking elsewhere */
+#define LOG_LINES_PER_S 2000 /* forwarded per task and second; more are counted and dropped */
 #define ADOPTED_PROBE 0.1  /* seconds between liveness checks of an adopted process */
 #define CONNECT_ATTEMPTS 8 /* to an external broker: 0.1+0.2+...+2 s, about 10 s */
 
@@ -67,9 +69,12 @@ struct proc {
     double retry_delay;
     double retry_at; /* monotonic time to start the next attempt; 0 = none */
     char *final_json; /* this attempt's final state, authored here, published at reap */
-    char *line;
-    size_t len;
+    char *line; /* allocated on the first output; grows up to MAX_LINE */
+    size_t len, cap;
     int cut;
+    double window;      /* monotonic start of the current log-rate window */
+    unsigned lines;     /* lines forwarded in that window */
+    unsigned long dropped; /* lines dropped in that window */
 };
 
 struct run {
@@ -353,6 +358,45 @@ static void redact(const struct run *r, char *line, size_t *len)
     line[*len] = '\0';
 }
 
+/* Publishes a note on a task's log topic (not subject to the rate limit). */
+static void log_note(struct run *r, size_t t, const char *text)
+{
+    char tp[256];
+
+    topic(r, tp, sizeof tp, "tasks/", r->wf->tasks[t].name, "log");
+    fb_bus_publish(r->bus, tp, text, strlen(text), 1, 0, 0);
+}
+
+/*
+ * A task that floods its output must not flood the bus, the broker's queues
+ * or the coordinator: past LOG_LINES_PER_S in a second, lines are dropped and
+ * counted, and the count is reported once the second is over.
+ */
+static int rate_allows(struct run *r, size_t t)
+{
+    struct proc *p = &r->procs[t];
+    double now = mono();
+
+    if (now - p->window >= 1.0) {
+        if (p->dropped) {
+            char note[128];
+            snprintf(note, sizeof note,
+                     "[flowbus: %lu lines dropped: more than %d lines in a second]", p->dropped,
+                     LOG_LINES_PER_S);
+            log_note(r, t, note);
+        }
+        p->window = now;
+        p->lines = 0;
+        p->dropped = 0;
+    }
+    if (p->lines >= LOG_LINES_PER_S) {
+        p->dropped++;
+        return 0;
+    }
+    p->lines++;
+    return 1;
+}
+
 static void flush_line(struct run *r, size_t t)
 {
     struct proc *p = &r->procs[t];
@@ -360,6 +404,13 @@ static void flush_line(struct run *r, size_t t)
 
     if (p->len == 0 && !p->cut)
         return;
+    if (!rate_allows(r, t) || !p->line) {
+        if (p->line == NULL && p->cut)
+            log_note(r, t, "[line cut: out of memory]");
+        p->len = 0;
+        p->cut = 0;
+        return;
+    }
     p->line[p->len] = '\0';
     redact(r, p->line, &p->len);
     if (p->cut) {
@@ -378,8 +429,9 @@ static void read_output(struct run *r, size_t t)
 {
     struct proc *p = &r->procs[t];
     char buf[8192];
+    size_t total = 0;
 
-    for (;;) {
+    while (total < READ_PER_TURN) {
         ssize_t n = read(p->fd, buf, sizeof buf);
         if (n < 0 && errno == EINTR)
             continue;
@@ -391,12 +443,22 @@ static void read_output(struct run *r, size_t t)
             }
             return;
         }
+        total += (size_t)n;
         for (ssize_t i = 0; i < n; i++) {
             if (buf[i] == '\n') {
                 flush_line(r, t);
                 continue;
             }
-            if (p->len < MAX_LINE)
+            /* 32 bytes stay free for the NUL and the " [line cut]" mark. */
+            if (p->len + 32 >= p->cap && p->cap < MAX_LINE + 32) {
+                size_t cap = p->cap ? p->cap * 4 : 256;
+                char *grown = realloc(p->line, cap < MAX_LINE + 32 ? cap : MAX_LINE + 32);
+                if (grown) {
+                    p->line = grown;
+                    p->cap = cap < MAX_LINE + 32 ? cap : MAX_LINE + 32;
+                }
+            }
+            if (p->len < MAX_LINE && p->len + 32 < p->cap)
                 p->line[p->len++] = buf[i];
             else
                 p->cut = 1;
@@ -946,9 +1008,6 @@ static int prepare(struct run *r)
         return 0;
     for (size_t t = 0; t < r->wf->n_tasks; t++) {
         r->procs[t].fd = -1;
-        r->procs[t].line = malloc(MAX_LINE + 32);
-        if (!r->procs[t].line)
-            return 0;
     }
     r->disp = display__new(o->json ? DISPLAY_JSON : isatty(1) ? DISPLAY_TTY : DISPLAY_LINES, r->wf,
                            r->g, r->tr, r->run_id, stdout);
