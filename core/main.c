@@ -5,6 +5,7 @@
  * message naming what was wrong and exit code 2, the same code as an invalid
  * workflow, so scripts can tell "flowbus refused" from "a task failed".
  */
+#include "gc.h"
 #include "graph.h"
 #include "log.h"
 #include "plugins.h"
@@ -30,6 +31,7 @@ static const char usage_main[] =
     "  validate FILE   check a workflow without running it\n"
     "  graph FILE      print the workflow's graph (Mermaid or DOT)\n"
     "  resume RUN      take over a run whose coordinator died (external broker)\n"
+    "  gc              remove the retained topics of finished runs from a broker\n"
     "  help [COMMAND]  show help\n"
     "\n"
     "Options:\n"
@@ -74,6 +76,19 @@ static const char usage_resume[] =
     "  -q, --quiet        print only warnings and errors from flowbus itself\n"
     "  -h, --help         show this help\n";
 
+static const char usage_gc[] =
+    "Usage: flowbus gc [--broker URL] [--older-than SECONDS] [-q]\n"
+    "\n"
+    "Remove the retained topics (variables, states, workflow) of every finished run\n"
+    "from a long-lived broker. Runs still going on, and runs whose coordinator was\n"
+    "lost (they can be resumed), are left alone.\n"
+    "\n"
+    "Options:\n"
+    "  --broker URL          the broker (default: $FLOWBUS_BROKER)\n"
+    "  --older-than SECONDS  only runs that finished at least this long ago (default 0)\n"
+    "  -q, --quiet           print nothing but errors\n"
+    "  -h, --help            show this help\n";
+
 static const char usage_validate[] =
     "Usage: flowbus validate FILE [--set VAR=VALUE]...\n"
     "\n"
@@ -111,12 +126,12 @@ static int add_setting(struct settings *s, char *arg)
     return 1;
 }
 
-static int parse_seconds(const char *text, double *out)
+static int parse_seconds(const char *option, const char *text, double *out)
 {
     char *end;
     double v = strtod(text, &end);
     if (end == text || *end || v < 0) {
-        fprintf(stderr, "flowbus: --timeout expects a number of seconds >= 0, got '%s'\n", text);
+        fprintf(stderr, "flowbus: %s expects a number of seconds >= 0, got '%s'\n", option, text);
         return 0;
     }
     *out = v;
@@ -170,7 +185,7 @@ static int cmd_run(int argc, char **argv, int resume)
             o.run_id = optarg;
             break;
         case 't':
-            if (!parse_seconds(optarg, &o.timeout))
+            if (!parse_seconds("--timeout", optarg, &o.timeout))
                 goto out;
             break;
         case 'j':
@@ -306,6 +321,50 @@ out:
     return code;
 }
 
+static int cmd_gc(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"broker", required_argument, 0, 'b'}, {"older-than", required_argument, 0, 'o'},
+        {"quiet", no_argument, 0, 'q'},        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    struct gc_options o = {0};
+    int c;
+
+    o.broker_url = getenv("FLOWBUS_BROKER");
+    while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'b':
+            o.broker_url = optarg;
+            break;
+        case 'o':
+            if (!parse_seconds("--older-than", optarg, &o.older_than))
+                return EXIT_INVALID;
+            break;
+        case 'q':
+            o.quiet = 1;
+            break;
+        case 'h':
+            fputs(usage_gc, stdout);
+            return 0;
+        default:
+            fprintf(stderr, "\n%s", usage_gc);
+            return EXIT_INVALID;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "flowbus: gc takes no arguments\n\n%s", usage_gc);
+        return EXIT_INVALID;
+    }
+    if (!o.broker_url || !*o.broker_url) {
+        fprintf(stderr, "flowbus: gc needs a broker: --broker URL or FLOWBUS_BROKER\n");
+        return EXIT_INVALID;
+    }
+    o.username = getenv("FLOWBUS_USERNAME");
+    o.password = getenv("FLOWBUS_PASSWORD");
+    return gc__main(&o);
+}
+
 int main(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : NULL;
@@ -324,6 +383,7 @@ int main(int argc, char **argv)
               : strcmp(topic, "validate") == 0 ? usage_validate
               : strcmp(topic, "graph") == 0    ? usage_graph
               : strcmp(topic, "resume") == 0   ? usage_resume
+              : strcmp(topic, "gc") == 0       ? usage_gc
                                                : usage_main,
               stdout);
         return 0;
@@ -336,6 +396,8 @@ int main(int argc, char **argv)
         return cmd_run(argc, argv, 0);
     if (strcmp(cmd, "resume") == 0)
         return cmd_run(argc, argv, 1);
+    if (strcmp(cmd, "gc") == 0)
+        return cmd_gc(argc, argv);
     if (strcmp(cmd, "validate") == 0)
         return cmd_validate_or_graph(argc, argv, 0);
     if (strcmp(cmd, "graph") == 0)
