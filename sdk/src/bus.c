@@ -4,14 +4,30 @@
  * Paho runs every callback on its own receive thread, which all clients of the
  * process share. The callbacks here therefore only copy data into the bus
  * under its mutex, signal its condition variable and, for received messages,
- * make the self-pipe readable; every wait happens on the caller's thread with
- * a deadline. Paho is never called while the bus mutex is held: Paho calls us
- * back with its own mutex held, so taking the two in the other order could
- * deadlock.
+ * make the self-pipe readable; every wait happens on the caller's thread (or
+ * the bus's reconnect thread) with a deadline. Paho is never called while the
+ * bus mutex is held: Paho calls us back with its own mutex held, so taking the
+ * two in the other order could deadlock.
  *
- * Paho has no TCP_NODELAY option, so after the CONNACK the socket whose peer
+ * Paho has no TCP_NODELAY option, so after each CONNACK the socket whose peer
  * is the broker is found among the process's descriptors and the option is
  * set there (see set_nodelay).
+ *
+ * Reconnection (opts->reconnect_max_s != 0) is done here rather than with
+ * Paho's automaticReconnect, whose retry interval has a granularity of whole
+ * seconds and which cannot re-subscribe or re-send anything for us: Paho
+ * persistence is off and every connect is a clean start, so the broker
+ * forgets our subscriptions and Paho forgets our unacknowledged publishes. The
+ * bus therefore keeps
+ *
+ *  - every filter it subscribed to, re-subscribed after each reconnect, and
+ *  - every QoS 1 publish until its PUBACK (struct pending), re-sent in the
+ *    original order after each reconnect, before any newer publish.
+ *
+ * A thread of the bus (reconnect_main) waits for the loss, retries with a
+ * backoff of 50 ms doubling to 2 s, and on success re-subscribes, re-sends and
+ * only then lets publishes through again, so that the last value a retained
+ * topic gets is the last one the caller published.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -20,6 +36,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +65,12 @@
 /* How long fb_bus_publish may block waiting for the unacknowledged count to drop. */
 #define PUBLISH_ROOM_TIMEOUT 30.0
 #define DEFAULT_PORT "1883"
+#define DEFAULT_TLS_PORT "8883"
+/* Reconnect backoff: the first retry after this, doubling up to the maximum. */
+#define RECONNECT_DELAY_MIN 0.05
+#define RECONNECT_DELAY_MAX 2.0
+/* Completed subscribe tokens remembered for their waiters (see sub_done). */
+#define SUB_RING 16
 
 /*
  * A queued message. The fb_msg comes first so that the pointer handed to the
@@ -58,6 +81,26 @@ struct msg_node {
     struct msg_node *next;
 };
 
+/*
+ * A QoS 1 publish the broker has not acknowledged yet. It is the context of
+ * every Paho send of it, so it lives until it is acknowledged (or given up)
+ * and no Paho callback for it is outstanding; destroy frees what remains
+ * after Paho is gone.
+ */
+struct pending {
+    struct pending *prev;
+    struct pending *next;
+    fb_bus *bus;
+    char *topic;
+    void *payload;
+    size_t len;
+    int retained;
+    unsigned expiry_s;
+    int acked;            /* acknowledged, or given up on: no longer counted */
+    int outstanding;      /* Paho sends whose callback has not come yet */
+    unsigned long sent_on; /* link generation of its last send; 0: must be (re)sent */
+};
+
 struct fb_bus {
     MQTTAsync client;
     int have_client;
@@ -66,25 +109,56 @@ struct fb_bus {
     char url[300]; /* as given, for messages; never holds credentials */
     char host[256];
     char port[8];
+    int tls;
+
+    /* What every (re)connect needs; copied from the options. */
+    char *username;
+    char *password;
+    char *will_topic;
+    char *will_payload;
+    int will_retained;
+    int keepalive;
+    double connect_timeout;
+    char *ca_file;
+    char *cert_file;
+    char *key_file;
+    double reconnect_max_s; /* 0: none; < 0: forever */
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int pipe_rd;
     int pipe_wr;
+    pthread_t worker;
+    int have_worker;
 
     /* Everything below is guarded by mu. */
     int pipe_armed; /* one byte sits in the pipe */
     struct msg_node *head;
     struct msg_node *tail;
-    int connected;
-    int lost;   /* no more messages will come: lost, refused or closed */
-    int closed; /* fb_bus_close ran */
+    int link_up;      /* Paho has a connection (maybe still re-syncing) */
+    int connected;    /* usable: connected and re-synced */
+    int reconnecting; /* the worker is trying to get the connection back */
+    int lost;         /* final: no more messages will come (lost, refused, closed) */
+    int closed;       /* fb_bus_close ran */
+    double lost_at;   /* monotonic time the current outage began */
+    unsigned long link_gen; /* incremented on every successful connect */
+    unsigned reconnects;
+    int resend_wanted; /* a send failed while connected: the worker re-sends */
     int connect_done;
     int connect_ok;
-    char connect_reason[160];
-    int sub_token; /* token of the last completed subscribe */
-    int sub_ok;
-    unsigned unacked;
+    int connect_refused; /* the broker answered with a reason code: do not retry */
+    char connect_reason[256];
+    char tls_error[160];
+    struct {
+        int token;
+        int ok;
+    } sub_ring[SUB_RING];
+    unsigned sub_next;
+    char **filters; /* every filter subscribed so far, for re-subscribing */
+    size_t n_filters;
+    struct pending *pend_head;
+    struct pending *pend_tail;
+    unsigned unacked; /* pending entries not acked */
     unsigned max_unacked; /* MAX_UNACKED or the broker's Receive Maximum */
     unsigned publish_failures;
     int disc_done;
@@ -139,13 +213,77 @@ static double deadline_after(double timeout)
     return timeout < 0 ? -1.0 : clock__mono() + timeout;
 }
 
-/* Marks the connection gone: waiters wake, the fd becomes readable. */
+/* Marks the connection gone for good: waiters wake, the fd becomes readable. */
 static void mark_lost(fb_bus *bus)
 {
+    bus->link_up = 0;
     bus->connected = 0;
+    bus->reconnecting = 0;
     bus->lost = 1;
     arm_pipe(bus);
     pthread_cond_broadcast(&bus->cv);
+}
+
+/*
+ * The connection dropped. Without reconnection (or once closed) that is
+ * final; otherwise the worker is told to get it back.
+ */
+static void link_down(fb_bus *bus)
+{
+    if (bus->lost)
+        return;
+    if (bus->reconnect_max_s == 0 || bus->closed || !bus->have_worker) {
+        mark_lost(bus);
+        return;
+    }
+    if (!bus->reconnecting)
+        bus->lost_at = clock__mono();
+    bus->link_up = 0;
+    bus->connected = 0;
+    bus->reconnecting = 1;
+    pthread_cond_broadcast(&bus->cv);
+}
+
+static void pending_unlink_free(fb_bus *bus, struct pending *p)
+{
+    if (p->prev != NULL)
+        p->prev->next = p->next;
+    else
+        bus->pend_head = p->next;
+    if (p->next != NULL)
+        p->next->prev = p->prev;
+    else
+        bus->pend_tail = p->prev;
+    free(p->topic);
+    free(p->payload);
+    free(p);
+}
+
+/* Marks p finished (acknowledged or given up) and frees it once Paho is done with it. */
+static void pending_finish(fb_bus *bus, struct pending *p)
+{
+    if (!p->acked) {
+        p->acked = 1;
+        if (bus->unacked > 0)
+            bus->unacked--;
+    }
+    if (p->outstanding == 0)
+        pending_unlink_free(bus, p);
+    pthread_cond_broadcast(&bus->cv);
+}
+
+/* 1 if the subscribe with this token completed; *ok tells how. */
+static int sub_done(const fb_bus *bus, int token, int *ok)
+{
+    unsigned i;
+
+    for (i = 0; i < SUB_RING; i++) {
+        if (bus->sub_ring[i].token == token && token != 0) {
+            *ok = bus->sub_ring[i].ok;
+            return 1;
+        }
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -169,7 +307,8 @@ static void on_connect_ok(void *ctx, MQTTAsync_successData5 *resp)
     bus->max_unacked = max_unacked;
     bus->connect_done = 1;
     bus->connect_ok = 1;
-    bus->connected = 1;
+    bus->link_up = 1;
+    bus->link_gen++;
     pthread_cond_broadcast(&bus->cv);
     pthread_mutex_unlock(&bus->mu);
 }
@@ -181,28 +320,84 @@ static void on_connect_fail(void *ctx, MQTTAsync_failureData5 *resp)
     pthread_mutex_lock(&bus->mu);
     bus->connect_done = 1;
     bus->connect_ok = 0;
-    if (resp != NULL && resp->reasonCode != MQTTREASONCODE_SUCCESS)
+    bus->connect_refused = 0;
+    if (resp != NULL && resp->reasonCode != MQTTREASONCODE_SUCCESS) {
+        bus->connect_refused = 1;
         snprintf(bus->connect_reason, sizeof bus->connect_reason, "broker refused: %s",
                  MQTTReasonCode_toString(resp->reasonCode));
-    else if (resp != NULL && resp->message != NULL)
+    } else if (bus->tls_error[0] != '\0') {
+        snprintf(bus->connect_reason, sizeof bus->connect_reason, "TLS handshake failed: %s",
+                 bus->tls_error);
+    } else if (bus->tls && resp != NULL && resp->message != NULL) {
+        /* Paho checks the host name after the handshake and says nothing more precise. */
+        snprintf(bus->connect_reason, sizeof bus->connect_reason,
+                 "%s (code %d); if the port is up, the broker's certificate may not be for "
+                 "host '%.64s'",
+                 resp->message, resp->code, bus->host);
+    } else if (resp != NULL && resp->message != NULL) {
         snprintf(bus->connect_reason, sizeof bus->connect_reason, "%s (code %d)", resp->message,
                  resp->code);
-    else
+    } else {
         snprintf(bus->connect_reason, sizeof bus->connect_reason, "connect failed (code %d)",
                  resp != NULL ? resp->code : -1);
+    }
     pthread_cond_broadcast(&bus->cv);
     pthread_mutex_unlock(&bus->mu);
+}
+
+/*
+ * OpenSSL's error queue, as Paho hands it over during a failed handshake.
+ * Only the first line is kept: it names the cause (e.g. "certificate verify
+ * failed"); the rest repeats it with OpenSSL's internal locations.
+ */
+static int on_tls_error(const char *str, size_t len, void *ctx)
+{
+    fb_bus *bus = ctx;
+    const char *p = str;
+    const char *end = str + len;
+    const char *found;
+    int fields = 0;
+
+    while (end > str && (end[-1] == '\n' || end[-1] == '\r'))
+        end--;
+    /*
+     * OpenSSL's lines read "pid:error:code:library:function:reason:file:line:";
+     * the reason is what a user can act on. Unknown shapes are kept whole.
+     */
+    found = strstr(str, ":error:");
+    if (found != NULL && found < end) {
+        p = found + 7;
+        while (p < end && fields < 3)
+            if (*p++ == ':')
+                fields++;
+        if (fields == 3) {
+            const char *stop = memchr(p, ':', (size_t)(end - p));
+
+            if (stop != NULL)
+                end = stop;
+        } else {
+            p = str;
+        }
+    }
+    pthread_mutex_lock(&bus->mu);
+    if (bus->tls_error[0] == '\0')
+        snprintf(bus->tls_error, sizeof bus->tls_error, "%.*s", (int)(end - p), p);
+    pthread_mutex_unlock(&bus->mu);
+    return 0;
 }
 
 static void on_connection_lost(void *ctx, char *cause)
 {
     fb_bus *bus = ctx;
+    int retrying;
 
     pthread_mutex_lock(&bus->mu);
-    mark_lost(bus);
+    link_down(bus);
+    retrying = bus->reconnecting;
     pthread_mutex_unlock(&bus->mu);
-    log__emit(bus->log, bus->log_ctx, FB_LOG_WARN, "connection to %s lost%s%s", bus->url,
-              cause != NULL ? ": " : "", cause != NULL ? cause : "");
+    log__emit(bus->log, bus->log_ctx, FB_LOG_WARN, "connection to %s lost%s%s%s", bus->url,
+              cause != NULL ? ": " : "", cause != NULL ? cause : "",
+              retrying ? "; reconnecting" : "");
 }
 
 /* The broker sent an MQTT v5 DISCONNECT: the connection is about to close. */
@@ -212,7 +407,11 @@ static void on_disconnected(void *ctx, MQTTProperties *props, enum MQTTReasonCod
 
     (void)props;
     pthread_mutex_lock(&bus->mu);
-    mark_lost(bus);
+    /* Another client took our id over: fighting it with reconnects would not end. */
+    if (reason == MQTTREASONCODE_SESSION_TAKEN_OVER)
+        mark_lost(bus);
+    else
+        link_down(bus);
     pthread_mutex_unlock(&bus->mu);
     log__emit(bus->log, bus->log_ctx, FB_LOG_WARN, "broker %s disconnected us: %s", bus->url,
               MQTTReasonCode_toString(reason));
@@ -264,9 +463,18 @@ fail:
     return 0;
 }
 
+static void record_sub(fb_bus *bus, int token, int ok)
+{
+    pthread_mutex_lock(&bus->mu);
+    bus->sub_ring[bus->sub_next % SUB_RING].token = token;
+    bus->sub_ring[bus->sub_next % SUB_RING].ok = ok;
+    bus->sub_next++;
+    pthread_cond_broadcast(&bus->cv);
+    pthread_mutex_unlock(&bus->mu);
+}
+
 static void on_subscribe_ok(void *ctx, MQTTAsync_successData5 *resp)
 {
-    fb_bus *bus = ctx;
     int ok = 1;
     int i;
 
@@ -277,46 +485,50 @@ static void on_subscribe_ok(void *ctx, MQTTAsync_successData5 *resp)
     } else if (resp->reasonCode >= MQTTREASONCODE_UNSPECIFIED_ERROR) {
         ok = 0;
     }
-    pthread_mutex_lock(&bus->mu);
-    bus->sub_token = resp->token;
-    bus->sub_ok = ok;
-    pthread_cond_broadcast(&bus->cv);
-    pthread_mutex_unlock(&bus->mu);
+    record_sub(ctx, resp->token, ok);
 }
 
 static void on_subscribe_fail(void *ctx, MQTTAsync_failureData5 *resp)
 {
-    fb_bus *bus = ctx;
-
-    pthread_mutex_lock(&bus->mu);
-    bus->sub_token = resp != NULL ? resp->token : -1;
-    bus->sub_ok = 0;
-    pthread_cond_broadcast(&bus->cv);
-    pthread_mutex_unlock(&bus->mu);
+    record_sub(ctx, resp != NULL ? resp->token : -1, 0);
 }
 
 static void on_publish_ok(void *ctx, MQTTAsync_successData5 *resp)
 {
-    fb_bus *bus = ctx;
+    struct pending *p = ctx;
+    fb_bus *bus = p->bus;
 
     (void)resp;
     pthread_mutex_lock(&bus->mu);
-    if (bus->unacked > 0)
-        bus->unacked--;
-    pthread_cond_broadcast(&bus->cv);
+    p->outstanding--;
+    pending_finish(bus, p);
     pthread_mutex_unlock(&bus->mu);
 }
 
+/*
+ * A send failed. A PUBACK with an error reason (e.g. not authorized) is the
+ * broker's answer: re-sending would get the same one. Anything else is the
+ * connection's fault: with reconnection on, the message is sent again on the
+ * next connection (or now, by the worker, if the connection is still up).
+ */
 static void on_publish_fail(void *ctx, MQTTAsync_failureData5 *resp)
 {
-    fb_bus *bus = ctx;
+    struct pending *p = ctx;
+    fb_bus *bus = p->bus;
+    int refused = resp != NULL && resp->reasonCode >= MQTTREASONCODE_UNSPECIFIED_ERROR;
 
-    (void)resp;
     pthread_mutex_lock(&bus->mu);
-    if (bus->unacked > 0)
-        bus->unacked--;
-    bus->publish_failures++;
-    pthread_cond_broadcast(&bus->cv);
+    p->outstanding--;
+    if (p->acked) {
+        pending_finish(bus, p);
+    } else if (refused || bus->reconnect_max_s == 0 || bus->lost) {
+        bus->publish_failures++;
+        pending_finish(bus, p);
+    } else if (p->sent_on == bus->link_gen && bus->link_up) {
+        p->sent_on = 0;
+        bus->resend_wanted = 1;
+        pthread_cond_broadcast(&bus->cv);
+    }
     pthread_mutex_unlock(&bus->mu);
 }
 
@@ -347,17 +559,20 @@ static void on_disconnect_fail(void *ctx, MQTTAsync_failureData5 *resp)
 /* ------------------------------------------------------------------------ */
 
 /*
- * Splits "tcp://host:port" or "mqtt://host:port" (IPv6 as "[addr]:port", the
- * port defaulting to 1883) and builds the URL Paho understands.
+ * Splits "tcp://host:port", "mqtt://host:port" or, with TLS,
+ * "mqtts://host:port" and "ssl://host:port" (IPv6 as "[addr]:port", the port
+ * defaulting to 1883, or 8883 with TLS) and builds the URL Paho understands.
  */
 static enum fb_err parse_url(fb_bus *bus, const char *url, char *paho_url, size_t paho_len,
                              char *errbuf, size_t errlen)
 {
+    static const char expected[] = "tcp://, mqtt://, mqtts:// or ssl://";
     const char *sep = strstr(url, "://");
     const char *rest;
     const char *host_end;
-    const char *port = DEFAULT_PORT;
+    const char *port;
     size_t host_len;
+    size_t scheme_len;
     char *end;
     long port_num;
 
@@ -369,16 +584,22 @@ static enum fb_err parse_url(fb_bus *bus, const char *url, char *paho_url, size_
         return FB_ERR_INVALID;
     }
     if (sep == NULL) {
-        err__set(errbuf, errlen, "broker URL '%s' has no scheme (expected tcp:// or mqtt://)", url);
+        err__set(errbuf, errlen, "broker URL '%s' has no scheme (expected %s)", url, expected);
         return FB_ERR_INVALID;
     }
-    if (!((sep - url == 3 && strncmp(url, "tcp", 3) == 0) ||
-          (sep - url == 4 && strncmp(url, "mqtt", 4) == 0))) {
-        err__set(errbuf, errlen,
-                 "broker URL '%s' has an unsupported scheme '%.*s' (expected tcp:// or mqtt://)",
-                 url, (int)(sep - url), url);
+    scheme_len = (size_t)(sep - url);
+    if ((scheme_len == 3 && strncmp(url, "tcp", 3) == 0) ||
+        (scheme_len == 4 && strncmp(url, "mqtt", 4) == 0)) {
+        bus->tls = 0;
+    } else if ((scheme_len == 5 && strncmp(url, "mqtts", 5) == 0) ||
+               (scheme_len == 3 && strncmp(url, "ssl", 3) == 0)) {
+        bus->tls = 1;
+    } else {
+        err__set(errbuf, errlen, "broker URL '%s' has an unsupported scheme '%.*s' (expected %s)",
+                 url, (int)scheme_len, url, expected);
         return FB_ERR_INVALID;
     }
+    port = bus->tls ? DEFAULT_TLS_PORT : DEFAULT_PORT;
     rest = sep + 3;
     if (*rest == '[') {
         host_end = strchr(rest, ']');
@@ -405,13 +626,16 @@ static enum fb_err parse_url(fb_bus *bus, const char *url, char *paho_url, size_
     bus->host[host_len] = '\0';
     snprintf(bus->port, sizeof bus->port, "%ld", port_num);
     if (strchr(bus->host, ':') != NULL)
-        snprintf(paho_url, paho_len, "tcp://[%s]:%s", bus->host, bus->port);
+        snprintf(paho_url, paho_len, "%s://[%s]:%s", bus->tls ? "ssl" : "tcp", bus->host,
+                 bus->port);
     else
-        snprintf(paho_url, paho_len, "tcp://%s:%s", bus->host, bus->port);
+        snprintf(paho_url, paho_len, "%s://%s:%s", bus->tls ? "ssl" : "tcp", bus->host,
+                 bus->port);
     return FB_OK;
 
 bad:
-    err__set(errbuf, errlen, "broker URL '%s' is malformed (expected tcp://host:port)", url);
+    err__set(errbuf, errlen, "broker URL '%s' is malformed (expected %.*s://host:port)", url,
+             (int)scheme_len, url);
     return FB_ERR_INVALID;
 }
 
@@ -537,17 +761,45 @@ fail:
     return FB_ERR_SYSTEM;
 }
 
+/* Tells the worker to end and waits for it. */
+static void stop_worker(fb_bus *bus)
+{
+    if (!bus->have_worker)
+        return;
+    pthread_mutex_lock(&bus->mu);
+    bus->closed = 1;
+    pthread_cond_broadcast(&bus->cv);
+    pthread_mutex_unlock(&bus->mu);
+    pthread_join(bus->worker, NULL);
+    bus->have_worker = 0;
+}
+
 /* Frees a bus whose sync objects exist (see init_sync). */
 static void destroy(fb_bus *bus)
 {
     struct msg_node *node;
+    size_t i;
 
+    stop_worker(bus);
+    /* After this no Paho callback can run, so whatever is pending can go. */
     if (bus->have_client)
         MQTTAsync_destroy(&bus->client);
     while ((node = bus->head) != NULL) {
         bus->head = node->next;
         fb_msg_free(&node->msg);
     }
+    while (bus->pend_head != NULL)
+        pending_unlink_free(bus, bus->pend_head);
+    for (i = 0; i < bus->n_filters; i++)
+        free(bus->filters[i]);
+    free(bus->filters);
+    free(bus->username);
+    free(bus->password);
+    free(bus->will_topic);
+    free(bus->will_payload);
+    free(bus->ca_file);
+    free(bus->cert_file);
+    free(bus->key_file);
     close(bus->pipe_rd);
     close(bus->pipe_wr);
     pthread_cond_destroy(&bus->cv);
@@ -555,19 +807,425 @@ static void destroy(fb_bus *bus)
     free(bus);
 }
 
+/* Copies the options every connect needs; returns 0 when out of memory. */
+static int keep_options(fb_bus *bus, const fb_bus_options *opts)
+{
+#define KEEP(field)                                                                                \
+    do {                                                                                           \
+        if (opts->field != NULL && (bus->field = str__dup(opts->field)) == NULL)                  \
+            return 0;                                                                              \
+    } while (0)
+    KEEP(username);
+    KEEP(password);
+    KEEP(will_topic);
+    KEEP(ca_file);
+    KEEP(cert_file);
+    KEEP(key_file);
+#undef KEEP
+    if (opts->will_topic != NULL &&
+        (bus->will_payload = str__dup(opts->will_payload != NULL ? opts->will_payload : "")) ==
+            NULL)
+        return 0;
+    bus->will_retained = opts->will_retained ? 1 : 0;
+    bus->keepalive = opts->keepalive > 0 ? opts->keepalive : 10;
+    bus->connect_timeout = opts->connect_timeout > 0 ? opts->connect_timeout : 5.0;
+    bus->reconnect_max_s = opts->reconnect_max_s;
+    return 1;
+}
+
+/*
+ * One connect attempt, the same every time: clean start, the Last Will (so
+ * it is armed again after a reconnect), TLS with verification. Waits for the
+ * CONNACK up to the connect timeout. Returns FB_OK, FB_ERR_CONNECT (the
+ * reason in bus->connect_reason), FB_ERR_TIMEOUT or FB_ERR_INVALID.
+ */
+static enum fb_err connect_once(fb_bus *bus)
+{
+    MQTTAsync_connectOptions conn_opts = MQTTAsync_connectOptions_initializer5;
+    MQTTAsync_willOptions will = MQTTAsync_willOptions_initializer;
+    MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+    double deadline = clock__mono() + bus->connect_timeout;
+    enum fb_err err = FB_OK;
+    int rc;
+
+    conn_opts.keepAliveInterval = bus->keepalive;
+    conn_opts.cleanstart = 1;
+    conn_opts.connectTimeout = (int)bus->connect_timeout + 1;
+    conn_opts.automaticReconnect = 0;
+    conn_opts.username = bus->username;
+    conn_opts.password = bus->password;
+    conn_opts.onSuccess5 = on_connect_ok;
+    conn_opts.onFailure5 = on_connect_fail;
+    conn_opts.context = bus;
+    if (bus->will_topic != NULL) {
+        will.topicName = bus->will_topic;
+        will.message = bus->will_payload;
+        will.retained = bus->will_retained;
+        will.qos = 1;
+        conn_opts.will = &will;
+    }
+    if (bus->tls) {
+        /*
+         * Verification is always on: the chain against ca_file (or the system
+         * store) and, after the handshake, the host name or IP address against
+         * the certificate (verify = 1).
+         */
+        ssl.trustStore = bus->ca_file;
+        ssl.keyStore = bus->cert_file;
+        ssl.privateKey = bus->key_file;
+        ssl.enableServerCertAuth = 1;
+        ssl.verify = 1;
+        ssl.ssl_error_cb = on_tls_error;
+        ssl.ssl_error_context = bus;
+        conn_opts.ssl = &ssl;
+    }
+
+    pthread_mutex_lock(&bus->mu);
+    bus->connect_done = 0;
+    bus->connect_ok = 0;
+    bus->connect_refused = 0;
+    bus->connect_reason[0] = '\0';
+    bus->tls_error[0] = '\0';
+    pthread_mutex_unlock(&bus->mu);
+
+    rc = MQTTAsync_connect(bus->client, &conn_opts);
+    if (rc != MQTTASYNC_SUCCESS) {
+        pthread_mutex_lock(&bus->mu);
+        snprintf(bus->connect_reason, sizeof bus->connect_reason, "Paho code %d", rc);
+        pthread_mutex_unlock(&bus->mu);
+        return rc == MQTTASYNC_BAD_UTF8_STRING ? FB_ERR_INVALID : FB_ERR_CONNECT;
+    }
+    pthread_mutex_lock(&bus->mu);
+    while (!bus->connect_done && !bus->closed && wait_until(bus, deadline) != ETIMEDOUT)
+        ;
+    if (!bus->connect_done)
+        err = FB_ERR_TIMEOUT;
+    else if (!bus->connect_ok)
+        err = FB_ERR_CONNECT;
+    pthread_mutex_unlock(&bus->mu);
+    return err;
+}
+
+/*
+ * Starts a subscribe of n filters at QoS 1. Returns FB_OK with the token in
+ * *token, FB_ERR_LOST when Paho is disconnected, else FB_ERR_SUBSCRIBE.
+ */
+static enum fb_err start_subscribe(fb_bus *bus, char *const *filters, size_t n, int *token)
+{
+    MQTTAsync_responseOptions resp = MQTTAsync_responseOptions_initializer;
+    MQTTSubscribe_options *sub_opts = NULL;
+    MQTTSubscribe_options init = MQTTSubscribe_options_initializer;
+    int *qos = NULL;
+    enum fb_err err = FB_OK;
+    size_t i;
+    int rc;
+
+    qos = malloc(n * sizeof *qos);
+    sub_opts = malloc(n * sizeof *sub_opts);
+    if (qos == NULL || sub_opts == NULL) {
+        err = FB_ERR_NOMEM;
+        goto out;
+    }
+    for (i = 0; i < n; i++) {
+        qos[i] = 1;
+        sub_opts[i] = init;
+    }
+    /*
+     * A response struct is mandatory: subscribeMany with count > 1 and NULL
+     * response options crashes Paho under MQTT v5.
+     */
+    resp.onSuccess5 = on_subscribe_ok;
+    resp.onFailure5 = on_subscribe_fail;
+    resp.context = bus;
+    if (n > 1) {
+        resp.subscribeOptionsCount = (int)n;
+        resp.subscribeOptionsList = sub_opts;
+    } else {
+        resp.subscribeOptions = sub_opts[0];
+    }
+    rc = MQTTAsync_subscribeMany(bus->client, (int)n, filters, qos, &resp);
+    if (rc != MQTTASYNC_SUCCESS) {
+        err = rc == MQTTASYNC_DISCONNECTED ? FB_ERR_LOST : FB_ERR_SUBSCRIBE;
+        log__emit(bus->log, bus->log_ctx, FB_LOG_ERROR, "subscribe to %zu filters failed (Paho %d)",
+                  n, rc);
+        goto out;
+    }
+    *token = resp.token;
+out:
+    free(qos);
+    free(sub_opts);
+    return err;
+}
+
+/* Hands one pending publish to Paho. Called without the mutex. */
+static int send_pending(fb_bus *bus, struct pending *p)
+{
+    MQTTAsync_message msg = MQTTAsync_message_initializer;
+    MQTTAsync_responseOptions resp = MQTTAsync_responseOptions_initializer;
+    MQTTProperty expiry;
+    int rc;
+
+    msg.payload = p->payload;
+    msg.payloadlen = (int)p->len;
+    msg.qos = 1;
+    msg.retained = p->retained;
+    if (p->expiry_s > 0) {
+        memset(&expiry, 0, sizeof expiry);
+        expiry.identifier = MQTTPROPERTY_CODE_MESSAGE_EXPIRY_INTERVAL;
+        expiry.value.integer4 = p->expiry_s;
+        if (MQTTProperties_add(&msg.properties, &expiry) != 0)
+            return MQTTASYNC_FAILURE;
+    }
+    resp.onSuccess5 = on_publish_ok;
+    resp.onFailure5 = on_publish_fail;
+    resp.context = p;
+    (void)bus;
+    rc = MQTTAsync_sendMessage(bus->client, p->topic, &msg, &resp);
+    MQTTProperties_free(&msg.properties);
+    return rc;
+}
+
+/*
+ * Sends, oldest first, every pending publish not yet sent on the current
+ * connection. With make_usable, the bus becomes usable again once none is
+ * left, under the same lock, so a caller's newer publish cannot overtake an
+ * older one. Returns 0 if the connection dropped meanwhile.
+ */
+static int resend_pending(fb_bus *bus, int make_usable)
+{
+    struct pending *p;
+    unsigned long gen;
+    int rc;
+
+    pthread_mutex_lock(&bus->mu);
+    for (;;) {
+        if (!bus->link_up || bus->closed || bus->lost) {
+            pthread_mutex_unlock(&bus->mu);
+            return 0;
+        }
+        gen = bus->link_gen;
+        for (p = bus->pend_head; p != NULL; p = p->next)
+            if (!p->acked && p->sent_on != gen)
+                break;
+        if (p == NULL)
+            break;
+        p->sent_on = gen;
+        p->outstanding++;
+        pthread_mutex_unlock(&bus->mu);
+        rc = send_pending(bus, p);
+        pthread_mutex_lock(&bus->mu);
+        if (rc != MQTTASYNC_SUCCESS) {
+            p->outstanding--;
+            p->sent_on = 0;
+            if (rc != MQTTASYNC_DISCONNECTED) {
+                log__emit(bus->log, bus->log_ctx, FB_LOG_ERROR, "re-send to %s failed (Paho %d)",
+                          p->topic, rc);
+                bus->publish_failures++;
+                pending_finish(bus, p);
+            }
+        }
+    }
+    if (make_usable) {
+        bus->connected = 1;
+        bus->reconnecting = 0;
+        bus->reconnects++;
+        arm_pipe(bus);
+        pthread_cond_broadcast(&bus->cv);
+    }
+    pthread_mutex_unlock(&bus->mu);
+    return 1;
+}
+
+/*
+ * After a reconnect: TCP_NODELAY on the new socket, every filter subscribed
+ * again (the broker forgot them with the clean start; their retained
+ * messages come again), then every unacknowledged publish sent again.
+ * Returns 1 when the bus is usable again, 0 if the connection dropped.
+ */
+static int resync(fb_bus *bus)
+{
+    char **filters = NULL;
+    size_t n = 0;
+    size_t i;
+    double deadline = clock__mono() + bus->connect_timeout;
+    int token = 0;
+    int ok = 0;
+    int done = 0;
+    enum fb_err err = FB_OK;
+
+    set_nodelay(bus);
+    pthread_mutex_lock(&bus->mu);
+    if (bus->n_filters > 0)
+        filters = calloc(bus->n_filters, sizeof *filters);
+    for (i = 0; filters != NULL && i < bus->n_filters; i++)
+        if ((filters[n] = str__dup(bus->filters[i])) != NULL)
+            n++;
+    pthread_mutex_unlock(&bus->mu);
+    if (n > 0)
+        err = start_subscribe(bus, filters, n, &token);
+    if (n > 0 && err == FB_OK) {
+        pthread_mutex_lock(&bus->mu);
+        while (!(done = sub_done(bus, token, &ok)) && bus->link_up && !bus->closed &&
+               wait_until(bus, deadline) != ETIMEDOUT)
+            ;
+        if (!done && !bus->link_up)
+            err = FB_ERR_LOST;
+        pthread_mutex_unlock(&bus->mu);
+        /* The connection is up but the broker did not confirm: go on, the messages matter more. */
+        if (!done && err == FB_OK)
+            log__emit(bus->log, bus->log_ctx, FB_LOG_ERROR,
+                      "no SUBACK from %s after the reconnect", bus->url);
+        else if (done && !ok)
+            log__emit(bus->log, bus->log_ctx, FB_LOG_ERROR,
+                      "the broker refused a subscription after the reconnect");
+    }
+    for (i = 0; i < n; i++)
+        free(filters[i]);
+    free(filters);
+    if (err == FB_ERR_LOST)
+        return 0;
+    return resend_pending(bus, 1);
+}
+
+/*
+ * 1 if a TCP connection to the broker's address can be opened within
+ * timeout seconds. The reconnect thread asks this before handing a connect
+ * to Paho: while the broker is down a probe costs a refused SYN, whereas a
+ * failed Paho connect is noticed only at the next turn of Paho's receive
+ * thread (100 ms to 1 s), which delays the attempt that would succeed.
+ */
+static int broker_reachable(fb_bus *bus, double timeout)
+{
+    struct addrinfo hints;
+    struct addrinfo *addrs = NULL;
+    struct addrinfo *ai;
+    struct pollfd pfd;
+    socklen_t len;
+    int reachable = 0;
+    int soerr;
+    int fd;
+
+    memset(&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    if (getaddrinfo(bus->host, bus->port, &hints, &addrs) != 0)
+        return 1; /* let Paho try and report what is wrong */
+    for (ai = addrs; ai != NULL && !reachable; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0)
+            continue;
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+            reachable = 1;
+        } else if (errno == EINPROGRESS) {
+            pfd.fd = fd;
+            pfd.events = POLLOUT;
+            pfd.revents = 0;
+            len = sizeof soerr;
+            if (poll(&pfd, 1, (int)(timeout * 1000)) == 1 &&
+                getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr == 0)
+                reachable = 1;
+        }
+        close(fd);
+    }
+    freeaddrinfo(addrs);
+    return reachable;
+}
+
+/*
+ * The reconnect thread. It sleeps until the connection drops, then retries
+ * with backoff until it is back (and re-synced), reconnect_max_s passes (the
+ * bus is then lost for good), or the bus is closed.
+ */
+static void *reconnect_main(void *arg)
+{
+    fb_bus *bus = arg;
+    double delay = RECONNECT_DELAY_MIN;
+    double began;
+    double until;
+    char reason[sizeof bus->connect_reason];
+    enum fb_err err;
+    int refused;
+
+    pthread_mutex_lock(&bus->mu);
+    for (;;) {
+        while (!bus->closed && !bus->lost && !bus->reconnecting && !bus->resend_wanted)
+            wait_until(bus, -1);
+        if (bus->closed || bus->lost)
+            break;
+        if (bus->resend_wanted && !bus->reconnecting) {
+            bus->resend_wanted = 0;
+            pthread_mutex_unlock(&bus->mu);
+            resend_pending(bus, 0);
+            pthread_mutex_lock(&bus->mu);
+            continue;
+        }
+        bus->resend_wanted = 0;
+        began = bus->lost_at;
+        snprintf(reason, sizeof reason, "%s",
+                 bus->connect_reason[0] != '\0' ? bus->connect_reason : "no answer");
+        if (bus->reconnect_max_s > 0 && clock__mono() - began > bus->reconnect_max_s) {
+            mark_lost(bus);
+            pthread_mutex_unlock(&bus->mu);
+            log__emit(bus->log, bus->log_ctx, FB_LOG_ERROR,
+                      "gave up reconnecting to %s after %.1f s: %s", bus->url,
+                      bus->reconnect_max_s, reason);
+            pthread_mutex_lock(&bus->mu);
+            break;
+        }
+        pthread_mutex_unlock(&bus->mu);
+
+        if (!broker_reachable(bus, bus->connect_timeout)) {
+            err = FB_ERR_CONNECT;
+            pthread_mutex_lock(&bus->mu);
+            snprintf(bus->connect_reason, sizeof bus->connect_reason,
+                     "the broker's port does not answer");
+            pthread_mutex_unlock(&bus->mu);
+        } else {
+            err = connect_once(bus);
+        }
+        if (err == FB_OK && resync(bus)) {
+            log__emit(bus->log, bus->log_ctx, FB_LOG_INFO, "reconnected to %s after %.3f s",
+                      bus->url, clock__mono() - began);
+            delay = RECONNECT_DELAY_MIN;
+            pthread_mutex_lock(&bus->mu);
+            continue;
+        }
+        pthread_mutex_lock(&bus->mu);
+        refused = err == FB_ERR_CONNECT && bus->connect_refused;
+        snprintf(reason, sizeof reason, "%s",
+                 err == FB_OK ? "dropped again while re-syncing"
+                 : bus->connect_reason[0] != '\0' ? bus->connect_reason
+                                                   : "no answer");
+        if (refused || err == FB_ERR_INVALID) {
+            mark_lost(bus);
+            pthread_mutex_unlock(&bus->mu);
+            log__emit(bus->log, bus->log_ctx, FB_LOG_ERROR, "cannot reconnect to %s: %s",
+                      bus->url, reason);
+            pthread_mutex_lock(&bus->mu);
+            break;
+        }
+        pthread_mutex_unlock(&bus->mu);
+        log__emit(bus->log, bus->log_ctx, FB_LOG_DEBUG,
+                  "reconnect to %s failed: %s; next try in %.0f ms", bus->url, reason,
+                  delay * 1e3);
+        pthread_mutex_lock(&bus->mu);
+        until = clock__mono() + delay;
+        while (!bus->closed && !bus->lost && wait_until(bus, until) != ETIMEDOUT)
+            ;
+        delay = delay * 2 > RECONNECT_DELAY_MAX ? RECONNECT_DELAY_MAX : delay * 2;
+    }
+    pthread_mutex_unlock(&bus->mu);
+    return NULL;
+}
+
 enum fb_err fb_bus_new(const fb_bus_options *opts, fb_bus **out, char *errbuf, size_t errlen)
 {
     MQTTAsync_createOptions create_opts = MQTTAsync_createOptions_initializer5;
-    MQTTAsync_connectOptions conn_opts = MQTTAsync_connectOptions_initializer5;
-    MQTTAsync_willOptions will = MQTTAsync_willOptions_initializer;
     fb_bus *bus = NULL;
     int have_sync = 0;
     enum fb_err err = FB_OK;
     char paho_url[300];
     char client_id[64];
-    double timeout;
-    double deadline;
-    int rc;
 
     if (out != NULL)
         *out = NULL;
@@ -592,17 +1250,31 @@ enum fb_err fb_bus_new(const fb_bus_options *opts, fb_bus **out, char *errbuf, s
     if (err != FB_OK)
         goto out;
     snprintf(bus->url, sizeof bus->url, "%s", opts->url);
+    if (!bus->tls && (opts->ca_file != NULL || opts->cert_file != NULL || opts->key_file != NULL)) {
+        err__set(errbuf, errlen,
+                 "TLS files are given but the broker URL '%s' is not mqtts:// or ssl://", bus->url);
+        err = FB_ERR_INVALID;
+        goto out;
+    }
+    if (opts->key_file != NULL && opts->cert_file == NULL) {
+        err__set(errbuf, errlen, "a TLS key file needs a certificate file");
+        err = FB_ERR_INVALID;
+        goto out;
+    }
+    if (!keep_options(bus, opts)) {
+        err__set(errbuf, errlen, "out of memory");
+        err = FB_ERR_NOMEM;
+        goto out;
+    }
     if (opts->client_id != NULL)
         snprintf(client_id, sizeof client_id, "%s", opts->client_id);
     else
         make_client_id(client_id, sizeof client_id);
 
     create_opts.maxBufferedMessages = MAX_BUFFERED;
-    rc = MQTTAsync_createWithOptions(&bus->client, paho_url, client_id, MQTTCLIENT_PERSISTENCE_NONE,
-                                     NULL, &create_opts);
-    if (rc != MQTTASYNC_SUCCESS) {
-        err__set(errbuf, errlen, "cannot create an MQTT client for %s (Paho code %d)", bus->url,
-                 rc);
+    if (MQTTAsync_createWithOptions(&bus->client, paho_url, client_id, MQTTCLIENT_PERSISTENCE_NONE,
+                                    NULL, &create_opts) != MQTTASYNC_SUCCESS) {
+        err__set(errbuf, errlen, "cannot create an MQTT client for %s", bus->url);
         err = FB_ERR_INVALID;
         goto out;
     }
@@ -610,47 +1282,29 @@ enum fb_err fb_bus_new(const fb_bus_options *opts, fb_bus **out, char *errbuf, s
     MQTTAsync_setCallbacks(bus->client, bus, on_connection_lost, on_message, NULL);
     MQTTAsync_setDisconnected(bus->client, bus, on_disconnected);
 
-    timeout = opts->connect_timeout > 0 ? opts->connect_timeout : 5.0;
-    conn_opts.keepAliveInterval = opts->keepalive > 0 ? opts->keepalive : 10;
-    conn_opts.cleanstart = 1;
-    conn_opts.connectTimeout = (int)timeout + 1;
-    conn_opts.automaticReconnect = 0;
-    conn_opts.username = opts->username;
-    conn_opts.password = opts->password;
-    conn_opts.onSuccess5 = on_connect_ok;
-    conn_opts.onFailure5 = on_connect_fail;
-    conn_opts.context = bus;
-    if (opts->will_topic != NULL) {
-        will.topicName = opts->will_topic;
-        will.message = opts->will_payload != NULL ? opts->will_payload : "";
-        will.retained = opts->will_retained ? 1 : 0;
-        will.qos = 1;
-        conn_opts.will = &will;
-    }
-
-    deadline = clock__mono() + timeout;
-    rc = MQTTAsync_connect(bus->client, &conn_opts);
-    if (rc != MQTTASYNC_SUCCESS) {
-        err__set(errbuf, errlen, "cannot connect to %s (Paho code %d)", bus->url, rc);
-        err = rc == MQTTASYNC_BAD_UTF8_STRING ? FB_ERR_INVALID : FB_ERR_CONNECT;
-        goto out;
-    }
-    pthread_mutex_lock(&bus->mu);
-    while (!bus->connect_done && wait_until(bus, deadline) != ETIMEDOUT)
-        ;
-    if (!bus->connect_done) {
+    err = connect_once(bus);
+    if (err == FB_ERR_TIMEOUT)
         err__set(errbuf, errlen, "no answer from the broker at %s within %.1f s", bus->url,
-                 timeout);
-        err = FB_ERR_TIMEOUT;
-    } else if (!bus->connect_ok) {
+                 bus->connect_timeout);
+    else if (err != FB_OK)
         err__set(errbuf, errlen, "cannot connect to %s: %s", bus->url, bus->connect_reason);
-        err = FB_ERR_CONNECT;
-    }
-    pthread_mutex_unlock(&bus->mu);
     if (err != FB_OK)
         goto out;
+    pthread_mutex_lock(&bus->mu);
+    bus->connected = 1;
+    pthread_mutex_unlock(&bus->mu);
 
     set_nodelay(bus);
+    if (bus->reconnect_max_s != 0) {
+        if (pthread_create(&bus->worker, NULL, reconnect_main, bus) != 0) {
+            err__set(errbuf, errlen, "cannot start the reconnect thread: %s", strerror(errno));
+            err = FB_ERR_SYSTEM;
+            goto out;
+        }
+        pthread_mutex_lock(&bus->mu);
+        bus->have_worker = 1;
+        pthread_mutex_unlock(&bus->mu);
+    }
     log__emit(bus->log, bus->log_ctx, FB_LOG_DEBUG, "connected to %s as %s", bus->url, client_id);
     *out = bus;
     bus = NULL;
@@ -668,142 +1322,241 @@ out:
 /* Operations                                                                */
 /* ------------------------------------------------------------------------ */
 
-enum fb_err fb_bus_subscribe(fb_bus *bus, const char *const *filters, size_t n, double timeout)
+/* Remembers filters for re-subscribing after a reconnect (duplicates once). */
+static enum fb_err remember_filters(fb_bus *bus, const char *const *filters, size_t n)
 {
-    MQTTAsync_responseOptions resp = MQTTAsync_responseOptions_initializer;
-    MQTTSubscribe_options *sub_opts = NULL;
-    MQTTSubscribe_options init = MQTTSubscribe_options_initializer;
-    int *qos = NULL;
     enum fb_err err = FB_OK;
-    double deadline = deadline_after(timeout);
-    size_t i;
-    int rc;
+    char **bigger;
+    size_t i, j;
 
-    if (bus == NULL || filters == NULL || n == 0 || n > INT_MAX)
-        return FB_ERR_INVALID;
-    qos = malloc(n * sizeof *qos);
-    sub_opts = malloc(n * sizeof *sub_opts);
-    if (qos == NULL || sub_opts == NULL) {
+    pthread_mutex_lock(&bus->mu);
+    bigger = realloc(bus->filters, (bus->n_filters + n) * sizeof *bigger);
+    if (bigger == NULL) {
         err = FB_ERR_NOMEM;
         goto out;
     }
+    bus->filters = bigger;
     for (i = 0; i < n; i++) {
-        if (filters[i] == NULL) {
-            err = FB_ERR_INVALID;
+        for (j = 0; j < bus->n_filters; j++)
+            if (strcmp(bus->filters[j], filters[i]) == 0)
+                break;
+        if (j < bus->n_filters)
+            continue;
+        bus->filters[bus->n_filters] = str__dup(filters[i]);
+        if (bus->filters[bus->n_filters] == NULL) {
+            err = FB_ERR_NOMEM;
             goto out;
         }
-        qos[i] = 1;
-        sub_opts[i] = init;
+        bus->n_filters++;
     }
-    /*
-     * A response struct is mandatory: subscribeMany with count > 1 and NULL
-     * response options crashes Paho under MQTT v5.
-     */
-    resp.onSuccess5 = on_subscribe_ok;
-    resp.onFailure5 = on_subscribe_fail;
-    resp.context = bus;
-    if (n > 1) {
-        resp.subscribeOptionsCount = (int)n;
-        resp.subscribeOptionsList = sub_opts;
-    } else {
-        resp.subscribeOptions = sub_opts[0];
-    }
-    /* Paho copies the topics; the cast only drops a const it does not use. */
-    rc = MQTTAsync_subscribeMany(bus->client, (int)n, (char *const *)filters, qos, &resp);
-    if (rc != MQTTASYNC_SUCCESS) {
-        err = rc == MQTTASYNC_DISCONNECTED ? FB_ERR_LOST : FB_ERR_SUBSCRIBE;
-        log__emit(bus->log, bus->log_ctx, FB_LOG_ERROR, "subscribe to %zu filters failed (Paho %d)",
-                  n, rc);
-        goto out;
-    }
-    pthread_mutex_lock(&bus->mu);
-    while (bus->sub_token != resp.token && !bus->lost && wait_until(bus, deadline) != ETIMEDOUT)
-        ;
-    if (bus->sub_token == resp.token)
-        err = bus->sub_ok ? FB_OK : FB_ERR_SUBSCRIBE;
-    else
-        err = bus->lost ? FB_ERR_LOST : FB_ERR_TIMEOUT;
-    pthread_mutex_unlock(&bus->mu);
-    if (err == FB_ERR_SUBSCRIBE)
-        log__emit(bus->log, bus->log_ctx, FB_LOG_ERROR, "the broker refused a subscription");
 out:
-    free(qos);
-    free(sub_opts);
+    pthread_mutex_unlock(&bus->mu);
     return err;
 }
 
-enum fb_err fb_bus_publish(fb_bus *bus, const char *topic, const void *payload, size_t len, int qos,
-                           int retained, unsigned expiry_s)
+enum fb_err fb_bus_subscribe(fb_bus *bus, const char *const *filters, size_t n, double timeout)
+{
+    double deadline = deadline_after(timeout);
+    enum fb_err err = FB_OK;
+    unsigned long gen;
+    size_t i;
+    int token = 0;
+    int ok = 0;
+
+    if (bus == NULL || filters == NULL || n == 0 || n > INT_MAX)
+        return FB_ERR_INVALID;
+    for (i = 0; i < n; i++)
+        if (filters[i] == NULL)
+            return FB_ERR_INVALID;
+    /* Remembered first: a reconnect from now on subscribes them too. */
+    err = remember_filters(bus, filters, n);
+    if (err != FB_OK)
+        return err;
+    for (;;) {
+        pthread_mutex_lock(&bus->mu);
+        while (!bus->connected && !bus->lost && wait_until(bus, deadline) != ETIMEDOUT)
+            ;
+        err = bus->lost ? FB_ERR_LOST : bus->connected ? FB_OK : FB_ERR_TIMEOUT;
+        gen = bus->link_gen;
+        pthread_mutex_unlock(&bus->mu);
+        if (err != FB_OK)
+            return err;
+        /* Paho copies the topics; the cast only drops a const it does not use. */
+        err = start_subscribe(bus, (char *const *)filters, n, &token);
+        if (err != FB_OK && err != FB_ERR_LOST)
+            return err;
+        pthread_mutex_lock(&bus->mu);
+        if (err == FB_OK)
+            while (!sub_done(bus, token, &ok) && !bus->lost && bus->link_gen == gen &&
+                   bus->link_up && wait_until(bus, deadline) != ETIMEDOUT)
+                ;
+        if (err == FB_OK && sub_done(bus, token, &ok))
+            err = ok ? FB_OK : FB_ERR_SUBSCRIBE;
+        else if (bus->lost)
+            err = FB_ERR_LOST;
+        else if (bus->link_gen == gen && bus->link_up)
+            err = FB_ERR_TIMEOUT;
+        else
+            err = FB_ERR_LOST; /* dropped meanwhile: see below */
+        pthread_mutex_unlock(&bus->mu);
+        if (err != FB_ERR_LOST || bus->reconnect_max_s == 0)
+            break;
+        /*
+         * The connection dropped before the SUBACK. The filters were
+         * remembered before, so the reconnect subscribes them: waiting for
+         * the bus to be usable again is enough.
+         */
+        pthread_mutex_lock(&bus->mu);
+        while (!(bus->connected && bus->link_gen != gen) && !bus->lost &&
+               wait_until(bus, deadline) != ETIMEDOUT)
+            ;
+        err = bus->lost ? FB_ERR_LOST : bus->connected && bus->link_gen != gen ? FB_OK
+                                                                                : FB_ERR_TIMEOUT;
+        pthread_mutex_unlock(&bus->mu);
+        break;
+    }
+    if (err == FB_ERR_SUBSCRIBE)
+        log__emit(bus->log, bus->log_ctx, FB_LOG_ERROR, "the broker refused a subscription");
+    return err;
+}
+
+static struct pending *pending_new(fb_bus *bus, const char *topic, const void *payload, size_t len,
+                                   int retained, unsigned expiry_s)
+{
+    struct pending *p = calloc(1, sizeof *p);
+
+    if (p == NULL)
+        return NULL;
+    p->bus = bus;
+    p->topic = str__dup(topic);
+    p->payload = malloc(len > 0 ? len : 1);
+    if (p->topic == NULL || p->payload == NULL) {
+        free(p->topic);
+        free(p->payload);
+        free(p);
+        return NULL;
+    }
+    if (len > 0)
+        memcpy(p->payload, payload, len);
+    p->len = len;
+    p->retained = retained ? 1 : 0;
+    p->expiry_s = expiry_s;
+    return p;
+}
+
+static enum fb_err publish_qos0(fb_bus *bus, const char *topic, const void *payload, size_t len,
+                                int retained, unsigned expiry_s)
 {
     MQTTAsync_message msg = MQTTAsync_message_initializer;
     MQTTAsync_responseOptions resp = MQTTAsync_responseOptions_initializer;
     MQTTProperty expiry;
     enum fb_err err = FB_OK;
-    double deadline;
-    int counted = 0;
     int rc;
 
-    if (bus == NULL || topic == NULL || (len > 0 && payload == NULL) || qos < 0 || qos > 1 ||
-        len > INT_MAX)
-        return FB_ERR_INVALID;
-
     pthread_mutex_lock(&bus->mu);
-    if (qos == 1) {
-        deadline = clock__mono() + PUBLISH_ROOM_TIMEOUT;
-        while (bus->unacked >= bus->max_unacked && !bus->lost &&
-               wait_until(bus, deadline) != ETIMEDOUT)
-            ;
-        if (!bus->lost && bus->unacked < bus->max_unacked) {
-            bus->unacked++;
-            counted = 1;
-        }
-    }
     if (bus->lost)
         err = FB_ERR_LOST;
-    else if (qos == 1 && !counted)
-        err = FB_ERR_TIMEOUT;
+    else if (!bus->connected)
+        err = FB_ERR_TIMEOUT; /* reconnecting: QoS 0 is not kept (see flowbus.h) */
     pthread_mutex_unlock(&bus->mu);
+    if (err == FB_ERR_TIMEOUT)
+        return FB_OK;
     if (err != FB_OK)
-        goto out;
-
+        return err;
     msg.payload = (void *)payload;
     msg.payloadlen = (int)len;
-    msg.qos = qos;
+    msg.qos = 0;
     msg.retained = retained ? 1 : 0;
     if (expiry_s > 0) {
         memset(&expiry, 0, sizeof expiry);
         expiry.identifier = MQTTPROPERTY_CODE_MESSAGE_EXPIRY_INTERVAL;
         expiry.value.integer4 = expiry_s;
-        if (MQTTProperties_add(&msg.properties, &expiry) != 0) {
-            err = FB_ERR_NOMEM;
-            goto out;
-        }
+        if (MQTTProperties_add(&msg.properties, &expiry) != 0)
+            return FB_ERR_NOMEM;
     }
     /*
      * The response struct is passed even for QoS 0: with a NULL one Paho
      * silently drops the message properties (the expiry).
      */
-    if (qos == 1) {
-        resp.onSuccess5 = on_publish_ok;
-        resp.onFailure5 = on_publish_fail;
-        resp.context = bus;
-    }
     rc = MQTTAsync_sendMessage(bus->client, topic, &msg, &resp);
     MQTTProperties_free(&msg.properties);
+    if (rc == MQTTASYNC_DISCONNECTED && bus->reconnect_max_s != 0)
+        return FB_OK;
     if (rc != MQTTASYNC_SUCCESS) {
-        err = rc == MQTTASYNC_DISCONNECTED ? FB_ERR_LOST : FB_ERR_PUBLISH;
         log__emit(bus->log, bus->log_ctx, FB_LOG_ERROR, "publish to %s failed (Paho %d)", topic,
                   rc);
-        goto out;
+        return rc == MQTTASYNC_DISCONNECTED ? FB_ERR_LOST : FB_ERR_PUBLISH;
     }
-    counted = 0; /* the callbacks own the count now */
-out:
-    if (counted) {
-        pthread_mutex_lock(&bus->mu);
-        bus->unacked--;
-        pthread_cond_broadcast(&bus->cv);
-        pthread_mutex_unlock(&bus->mu);
+    return FB_OK;
+}
+
+enum fb_err fb_bus_publish(fb_bus *bus, const char *topic, const void *payload, size_t len, int qos,
+                           int retained, unsigned expiry_s)
+{
+    struct pending *p = NULL;
+    enum fb_err err = FB_OK;
+    double deadline;
+    int send_now = 0;
+    int rc;
+
+    if (bus == NULL || topic == NULL || (len > 0 && payload == NULL) || qos < 0 || qos > 1 ||
+        len > INT_MAX)
+        return FB_ERR_INVALID;
+    if (qos == 0)
+        return publish_qos0(bus, topic, payload, len, retained, expiry_s);
+
+    p = pending_new(bus, topic, payload, len, retained, expiry_s);
+    if (p == NULL)
+        return FB_ERR_NOMEM;
+    pthread_mutex_lock(&bus->mu);
+    deadline = clock__mono() + PUBLISH_ROOM_TIMEOUT;
+    while (bus->unacked >= bus->max_unacked && !bus->lost && wait_until(bus, deadline) != ETIMEDOUT)
+        ;
+    if (bus->lost) {
+        err = FB_ERR_LOST;
+    } else if (bus->unacked >= bus->max_unacked) {
+        err = FB_ERR_TIMEOUT;
+    } else {
+        /* Appended in order; while reconnecting the worker sends it after the older ones. */
+        p->prev = bus->pend_tail;
+        if (bus->pend_tail != NULL)
+            bus->pend_tail->next = p;
+        else
+            bus->pend_head = p;
+        bus->pend_tail = p;
+        bus->unacked++;
+        if (bus->connected) {
+            p->sent_on = bus->link_gen;
+            p->outstanding = 1;
+            send_now = 1;
+        }
     }
+    pthread_mutex_unlock(&bus->mu);
+    if (err != FB_OK) {
+        free(p->topic);
+        free(p->payload);
+        free(p);
+        return err;
+    }
+    if (!send_now)
+        return FB_OK;
+
+    rc = send_pending(bus, p);
+    if (rc == MQTTASYNC_SUCCESS)
+        return FB_OK;
+    pthread_mutex_lock(&bus->mu);
+    p->outstanding--;
+    if (rc == MQTTASYNC_DISCONNECTED && bus->reconnect_max_s != 0 && !bus->lost) {
+        /* The connection just dropped: the reconnect sends it. */
+        p->sent_on = 0;
+    } else {
+        err = rc == MQTTASYNC_DISCONNECTED ? FB_ERR_LOST : FB_ERR_PUBLISH;
+        pending_finish(bus, p);
+    }
+    pthread_mutex_unlock(&bus->mu);
+    if (err != FB_OK)
+        log__emit(bus->log, bus->log_ctx, FB_LOG_ERROR, "publish to %s failed (Paho %d)", topic,
+                  rc);
     return err;
 }
 
@@ -815,6 +1568,7 @@ enum fb_err fb_bus_flush(fb_bus *bus, double timeout)
     if (bus == NULL)
         return FB_ERR_INVALID;
     pthread_mutex_lock(&bus->mu);
+    /* A reconnect in between does not end the wait: the worker re-sends. */
     while (bus->unacked > 0 && !bus->lost && wait_until(bus, deadline) != ETIMEDOUT)
         ;
     if (bus->unacked > 0)
@@ -878,12 +1632,25 @@ int fb_bus_connected(fb_bus *bus)
     return connected;
 }
 
+unsigned fb_bus_reconnects(fb_bus *bus)
+{
+    unsigned n;
+
+    if (bus == NULL)
+        return 0;
+    pthread_mutex_lock(&bus->mu);
+    n = bus->reconnects;
+    pthread_mutex_unlock(&bus->mu);
+    return n;
+}
+
 enum fb_err fb_bus_close(fb_bus *bus, double timeout)
 {
     MQTTAsync_disconnectOptions opts = MQTTAsync_disconnectOptions_initializer5;
     double deadline;
     enum fb_err err = FB_OK;
     int was_connected;
+    int already;
     int rc;
 
     if (bus == NULL)
@@ -891,8 +1658,14 @@ enum fb_err fb_bus_close(fb_bus *bus, double timeout)
     if (timeout < 0)
         timeout = 5.0;
     pthread_mutex_lock(&bus->mu);
-    was_connected = !bus->closed && bus->connected && !bus->lost;
+    already = bus->closed;
     bus->closed = 1;
+    pthread_cond_broadcast(&bus->cv);
+    pthread_mutex_unlock(&bus->mu);
+    /* The reconnect thread ends first, so it cannot connect again behind our back. */
+    stop_worker(bus);
+    pthread_mutex_lock(&bus->mu);
+    was_connected = !already && bus->link_up && !bus->lost;
     pthread_mutex_unlock(&bus->mu);
     if (!was_connected)
         goto out;

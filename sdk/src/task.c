@@ -33,12 +33,19 @@
 #define SUBSCRIBE_TIMEOUT 10.0
 #define FLUSH_TIMEOUT 10.0
 #define EXIT_CLOSE_TIMEOUT 1.0
+/*
+ * How long a task keeps trying to get its broker back after losing it
+ * (FLOWBUS_RECONNECT_MAX overrides it; 0 turns reconnection off). Long enough
+ * for a broker restart; the flushes wait this much longer than FLUSH_TIMEOUT.
+ */
+#define DEFAULT_RECONNECT_MAX 30.0
 
 struct var {
     char *name;
     char *value; /* NULL while unset */
     int secret;  /* inputs only: delivered in the environment */
     int taken;   /* outputs only: another producer already set it */
+    int published; /* outputs only: fb_task_done published it */
 };
 
 struct dep {
@@ -69,10 +76,14 @@ struct fb_task {
     long attempt;
     size_t max_value;
     long pid;
-    double started_at; /* 0 until running */
+    double reconnect_max; /* seconds; 0: no reconnection */
+    double flush_timeout; /* FLUSH_TIMEOUT plus the reconnect window */
+    double started_at;    /* 0 until running */
     int stopped;
     int running;
     int finished;
+    char *last_state;      /* the last state JSON published, for re-asserting it */
+    unsigned reconnects;   /* fb_bus_reconnects when last re-asserted */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -251,6 +262,14 @@ static void free_names(char **names, size_t n)
     free(names);
 }
 
+/* The variable's value, or NULL if it is unset or empty. */
+static const char *nonempty_env(const char *name)
+{
+    const char *value = getenv(name);
+
+    return value != NULL && *value != '\0' ? value : NULL;
+}
+
 static enum fb_err required_env(const char *name, const char **value, char *errbuf, size_t errlen)
 {
     *value = getenv(name);
@@ -329,6 +348,19 @@ static enum fb_err read_numbers(fb_task *task, char *errbuf, size_t errlen)
         }
         task->max_value = (size_t)value;
     }
+    task->reconnect_max = DEFAULT_RECONNECT_MAX;
+    text = getenv("FLOWBUS_RECONNECT_MAX");
+    if (text != NULL && *text != '\0') {
+        errno = 0;
+        seconds = strtod(text, &end);
+        if (errno != 0 || *end != '\0' || !(seconds >= 0 && seconds <= 86400)) {
+            err__set(errbuf, errlen,
+                     "FLOWBUS_RECONNECT_MAX '%s' is not a number of seconds (0 to 86400)", text);
+            return FB_ERR_ENV;
+        }
+        task->reconnect_max = seconds;
+    }
+    task->flush_timeout = FLUSH_TIMEOUT + task->reconnect_max;
     /* The coordinator enforces the timeout; it is only validated here. */
     text = getenv("FLOWBUS_TIMEOUT");
     if (text != NULL && *text != '\0') {
@@ -511,7 +543,8 @@ static enum fb_err publish_state(fb_task *task, const char *state, double at, in
     if (text == NULL)
         return FB_ERR_NOMEM;
     err = fb_bus_publish(task->bus, task->state_topic, text, strlen(text), 1, 1, 0);
-    free(text);
+    free(task->last_state);
+    task->last_state = text;
     return err;
 }
 
@@ -529,6 +562,45 @@ static enum fb_err publish_var(fb_task *task, const char *name, const char *valu
     else
         err = fb_bus_publish(task->bus, topic, value, len, 1, 1, 0);
     free(topic);
+    return err;
+}
+
+/*
+ * After a reconnect, publishes again the outputs this task published and its
+ * last state (same values, retained). The bus already re-sent what the broker
+ * had not acknowledged; this covers what a restarted broker acknowledged but
+ * had not saved yet. Returns FB_OK if there was nothing to do.
+ */
+static enum fb_err reassert(fb_task *task)
+{
+    unsigned now = fb_bus_reconnects(task->bus);
+    enum fb_err err = FB_OK;
+    size_t i;
+
+    if (now == task->reconnects)
+        return FB_OK;
+    task->reconnects = now;
+    for (i = 0; i < task->n_outputs && err == FB_OK; i++)
+        if (task->outputs[i].published)
+            err = publish_var(task, task->outputs[i].name, task->outputs[i].value);
+    if (err == FB_OK && task->last_state != NULL)
+        err = fb_bus_publish(task->bus, task->state_topic, task->last_state,
+                             strlen(task->last_state), 1, 1, 0);
+    return err;
+}
+
+/* Flushes, and re-asserts (then flushes again) if the bus reconnected meanwhile. */
+static enum fb_err flush_reasserting(fb_task *task)
+{
+    enum fb_err err = fb_bus_flush(task->bus, task->flush_timeout);
+    int rounds;
+
+    for (rounds = 0; err == FB_OK && rounds < 5 && fb_bus_reconnects(task->bus) != task->reconnects;
+         rounds++) {
+        err = reassert(task);
+        if (err == FB_OK)
+            err = fb_bus_flush(task->bus, task->flush_timeout);
+    }
     return err;
 }
 
@@ -653,6 +725,16 @@ static enum fb_err connect_and_subscribe(fb_task *task, char *errbuf, size_t err
     bus_opts.will_retained = 1;
     bus_opts.log = task->log;
     bus_opts.log_ctx = task->log_ctx;
+    /*
+     * A task survives a broker restart: the bus re-subscribes (the retained
+     * inputs and states come again, which absorb takes as they are) and
+     * re-sends the unconfirmed outputs and states in order. Whatever the task
+     * was doing goes on; nothing here runs its action again.
+     */
+    bus_opts.reconnect_max_s = task->reconnect_max;
+    bus_opts.ca_file = nonempty_env("FLOWBUS_TLS_CA");
+    bus_opts.cert_file = nonempty_env("FLOWBUS_TLS_CERT");
+    bus_opts.key_file = nonempty_env("FLOWBUS_TLS_KEY");
     err = fb_bus_new(&bus_opts, &task->bus, errbuf, errlen);
     if (err != FB_OK)
         goto out;
@@ -686,7 +768,7 @@ static enum fb_err connect_and_subscribe(fb_task *task, char *errbuf, size_t err
      */
     err = publish_state(task, "waiting", clock__wall(), 0, -1, NULL);
     if (err == FB_OK)
-        err = fb_bus_flush(task->bus, FLUSH_TIMEOUT);
+        err = fb_bus_flush(task->bus, task->flush_timeout);
     if (err != FB_OK)
         err__set(errbuf, errlen, "cannot publish the state 'waiting': %s", fb_strerror(err));
 out:
@@ -720,8 +802,13 @@ enum fb_err fb_task_open(const fb_task_options *opts, fb_task **out, char *errbu
      * ensures the variable was meant for this process and not inherited.
      */
     parent = getenv("FLOWBUS_PARENT_PID");
-    if (parent != NULL && atol(parent) == (long)getppid())
+    if (parent != NULL && atol(parent) == (long)getppid()) {
         prctl(PR_SET_PDEATHSIG, SIGTERM);
+        /* A coordinator that died just before the prctl sends nothing: act as if it had. */
+        if (atol(parent) != (long)getppid())
+            raise(SIGTERM);
+        parent = NULL;
+    }
 
     task = calloc(1, sizeof *task);
     if (task == NULL) {
@@ -737,6 +824,15 @@ enum fb_err fb_task_open(const fb_task_options *opts, fb_task **out, char *errbu
     err = read_ids(task, errbuf, errlen);
     if (err == FB_OK)
         err = read_numbers(task, errbuf, errlen);
+    if (err == FB_OK && parent != NULL) {
+        /*
+         * Started by a coordinator that is already gone (or the variable was
+         * inherited): nothing would stop a reconnecting task, so the loss of
+         * the broker stays final, as without reconnection.
+         */
+        task->reconnect_max = 0;
+        task->flush_timeout = FLUSH_TIMEOUT;
+    }
     if (err == FB_OK)
         err = read_vars(task, errbuf, errlen);
     if (err == FB_OK)
@@ -755,6 +851,7 @@ out:
 enum fb_err fb_task_wait(fb_task *task, double timeout)
 {
     double deadline = timeout < 0 ? -1.0 : clock__mono() + timeout;
+    double left;
     double at;
     fb_msg *msg;
     enum fb_err err;
@@ -767,13 +864,17 @@ enum fb_err fb_task_wait(fb_task *task, double timeout)
         err = absorb_queued(task);
         if (task->stopped)
             return FB_ERR_STOPPED;
+        if (err == FB_OK)
+            err = reassert(task); /* "waiting" again, in case a restarted broker lost it */
         if (err != FB_OK)
             return err;
         if (ready(task))
             break;
         if (deadline >= 0 && clock__mono() >= deadline)
             return FB_ERR_TIMEOUT;
-        err = fb_bus_next(task->bus, deadline < 0 ? -1.0 : deadline - clock__mono(), &msg);
+        /* At most a second at a time, so a reconnect is noticed even when nothing comes. */
+        left = deadline < 0 ? 1.0 : deadline - clock__mono();
+        err = fb_bus_next(task->bus, left > 1.0 ? 1.0 : left, &msg);
         if (err == FB_OK) {
             absorb(task, msg);
             fb_msg_free(msg);
@@ -921,14 +1022,15 @@ enum fb_err fb_task_done(fb_task *task)
         err = publish_var(task, v->name, v->value);
         if (err != FB_OK)
             return err;
+        v->published = 1;
     }
     /* Outputs must be on the broker before anyone can see "done". */
-    err = fb_bus_flush(task->bus, FLUSH_TIMEOUT);
+    err = flush_reasserting(task);
     if (err != FB_OK)
         return err;
     err = publish_state(task, "done", clock__wall(), 1, 0, NULL);
     if (err == FB_OK)
-        err = fb_bus_flush(task->bus, FLUSH_TIMEOUT);
+        err = flush_reasserting(task);
     if (err == FB_OK)
         task->finished = 1;
     return err;
@@ -968,7 +1070,7 @@ enum fb_err task__end(fb_task *task, const char *state, int exit_code, const cha
     task->finished = 1;
     err = publish_state(task, state, clock__wall(), 1, exit_code, error);
     if (err == FB_OK)
-        err = fb_bus_flush(task->bus, FLUSH_TIMEOUT);
+        err = fb_bus_flush(task->bus, task->flush_timeout);
     return err;
 }
 
@@ -1012,5 +1114,6 @@ void fb_task_free(fb_task *task)
     free(task->root);
     free(task->state_topic);
     free(task->log_topic);
+    free(task->last_state);
     free(task);
 }

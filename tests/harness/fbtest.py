@@ -35,7 +35,7 @@ from paho.mqtt.packettypes import PacketTypes
 
 __all__ = [
     "Broker", "Recorder", "BrokerTestCase", "free_port", "build_dir", "bin_path",
-    "run", "spawn", "task_env", "state_topic", "var_topic",
+    "run", "spawn", "task_env", "state_topic", "var_topic", "make_tls_files",
 ]
 
 
@@ -65,29 +65,63 @@ class Broker:
     """A private mosquitto: free port, own config and log, stopped by PID.
 
     extra_conf is appended to the generated mosquitto.conf (e.g. a
-    password_file line). Use as a context manager or call stop().
+    password_file line). With persistent=True the broker saves its state in
+    its directory after every change (autosave_on_changes, interval 1), so
+    retained messages survive a kill(); restart() starts it again on the same
+    port and config. Use as a context manager or call stop().
     """
 
-    def __init__(self, extra_conf="", start_timeout=5.0):
+    def __init__(self, extra_conf="", start_timeout=5.0, persistent=False, extra_ports=()):
         self.port = free_port()
+        self.extra_ports = tuple(extra_ports)  # further listeners in extra_conf to wait for
         self.dir = tempfile.mkdtemp(prefix="fbtest-broker-")
+        if os.geteuid() == 0:
+            # mosquitto started as root drops to its own user: let it write its log and
+            # persistence file here (without this the log stays empty: "Permission denied").
+            os.chmod(self.dir, 0o777)
         self.conf_path = os.path.join(self.dir, "mosquitto.conf")
         self.log_path = os.path.join(self.dir, "mosquitto.log")
+        self.persistent = persistent
+        if persistent:
+            persistence = ("persistence true\n"
+                           f"persistence_location {self.dir}/\n"
+                           "autosave_on_changes true\n"
+                           "autosave_interval 1\n")
+        else:
+            persistence = "persistence false\n"
         with open(self.conf_path, "w") as f:
             f.write(
                 f"listener {self.port} 127.0.0.1\n"
                 "allow_anonymous true\n"
                 "set_tcp_nodelay true\n"
-                "persistence false\n"
+                + persistence +
                 f"log_dest file {self.log_path}\n"
                 "log_type all\n"
                 "log_timestamp_format %H:%M:%S\n"
                 + extra_conf + "\n")
-        self._stderr = open(os.path.join(self.dir, "stderr.log"), "w")
+        self._start(start_timeout)
+
+    def _start(self, start_timeout):
+        self._stderr = open(os.path.join(self.dir, "stderr.log"), "a")
         self.proc = subprocess.Popen([_mosquitto(), "-c", self.conf_path],
                                      stdout=self._stderr, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         self._wait_ready(start_timeout)
+
+    def restart(self, start_timeout=5.0):
+        """Starts the broker again (same port, config and persistence file) after stop() or kill().
+
+        Returns time.monotonic() at the moment it listens again.
+        """
+        if self.proc.poll() is None:
+            raise RuntimeError("restart() of a broker that is still running")
+        self._stderr.close()
+        self._start(start_timeout)
+        return time.monotonic()
+
+    def pause(self):
+        """Freezes the broker (SIGSTOP): connections stay open, nothing is answered."""
+        os.kill(self.proc.pid, signal.SIGSTOP)
 
     def _wait_ready(self, timeout):
         # Readiness is polled (there is no event to wait on), with a deadline.
@@ -97,6 +131,8 @@ class Broker:
                 raise RuntimeError(f"mosquitto exited with {self.proc.returncode}:\n{self.log()}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                for extra in self.extra_ports:
+                    socket.create_connection(("127.0.0.1", extra), timeout=0.2).close()
                 return
             except OSError:
                 if time.monotonic() > deadline:
@@ -127,6 +163,8 @@ class Broker:
         """Stops the broker by PID (SIGTERM, then SIGKILL after timeout)."""
         if self.proc.poll() is None:
             os.kill(self.proc.pid, sig)
+            if sig != signal.SIGKILL:
+                os.kill(self.proc.pid, signal.SIGCONT)  # a paused broker cannot act on SIGTERM
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -150,6 +188,50 @@ class Broker:
             sys.stderr.write(f"--- mosquitto log ({self.log_path}) ---\n{self.log()}\n")
         self.cleanup()
         return False
+
+
+def make_tls_files(directory, client=True):
+    """Creates a throw-away CA, a server certificate and optionally a client one with openssl.
+
+    The server certificate is for CN 127.0.0.1 with SANs IP:127.0.0.1 and
+    DNS:localhost. Returns a dict of paths: ca, ca_key, server_cert,
+    server_key and, with client=True, client_cert and client_key. Also
+    other_ca: a second CA that signed nothing here (a "wrong CA"), and
+    badname_cert/badname_key: signed by the CA for another host name only.
+    """
+    def openssl(*args):
+        proc = subprocess.run(["openssl", *args], cwd=directory, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"openssl {' '.join(args)} failed:\n{proc.stderr}")
+
+    paths = {}
+    for name in ("ca", "other_ca"):
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                "-keyout", f"{name}.key", "-out", f"{name}.pem", "-subj", f"/CN=fbtest {name}")
+        paths[name] = os.path.join(directory, f"{name}.pem")
+    paths["ca_key"] = os.path.join(directory, "ca.key")
+    ext = os.path.join(directory, "server.ext")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+                "extendedKeyUsage=serverAuth\n")
+    badext = os.path.join(directory, "badname.ext")
+    with open(badext, "w") as f:
+        f.write("subjectAltName=DNS:not-this-host.invalid\n"
+                "extendedKeyUsage=serverAuth\n")
+    names = [("server", "/CN=127.0.0.1", ext), ("badname", "/CN=not-this-host.invalid", badext)]
+    if client:
+        cext = os.path.join(directory, "client.ext")
+        with open(cext, "w") as f:
+            f.write("extendedKeyUsage=clientAuth\n")
+        names.append(("client", "/CN=fbtest-client", cext))
+    for name, subj, extfile in names:
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
+                "-out", f"{name}.csr", "-subj", subj)
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-CAcreateserial", "-days", "2", "-out", f"{name}.pem", "-extfile", extfile)
+        paths[f"{name}_cert"] = os.path.join(directory, f"{name}.pem")
+        paths[f"{name}_key"] = os.path.join(directory, f"{name}.key")
+    return paths
 
 
 def state_topic(run_id, task):
@@ -186,7 +268,9 @@ class Recorder:
     messages present at that moment are recorded first. Thread-safe.
     """
 
-    def __init__(self, broker_or_port, topic="flowbus/#", timeout=5.0):
+    def __init__(self, broker_or_port, topic="flowbus/#", timeout=5.0, session_expiry=None):
+        """session_expiry (seconds): keep a session on the broker while disconnected, so
+        messages published meanwhile are delivered on reconnect (paho reconnects by itself)."""
         port = broker_or_port.port if isinstance(broker_or_port, Broker) else int(broker_or_port)
         self.events = []
         self.cond = threading.Condition()
@@ -197,7 +281,11 @@ class Recorder:
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port, keepalive=30)
+        props = None
+        if session_expiry is not None:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = session_expiry
+        self.client.connect("127.0.0.1", port, keepalive=30, properties=props)
         # Both sides need TCP_NODELAY, or QoS 1 exchanges stall ~40 ms.
         self.client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.client.loop_start()

@@ -9,6 +9,18 @@
  *   bus_check URL expiry       publishes a retained message with a 60 s expiry
  *   bus_check URL lost         prints "ready", then waits for FB_ERR_LOST
  *   bus_check URL timing       prints connect_ms and first QoS 1 round trip
+ *   bus_check URL flush N      with reconnection on: prints "ready", waits for a
+ *                              line on stdin, publishes N retained QoS 1 messages
+ *                              (check/flush/<i>), prints "published", then
+ *                              fb_bus_flush must succeed across a broker restart;
+ *                              prints "flushed at=<CLOCK_MONOTONIC s> reconnects=R"
+ *   bus_check URL many N       with reconnection on: publishes N QoS 1 messages
+ *                              (check/many/<i>); after N/2 it flushes, prints
+ *                              "half" and waits for a line on stdin; then it
+ *                              publishes the rest and flushes (across a restart)
+ *   bus_check URL tls CA [CERT KEY]  connects over TLS, round trip of 10 messages
+ *   bus_check URL tlsfail CA   the connect must fail with FB_ERR_CONNECT; prints
+ *                              "message: ..."
  *
  * Prints "ok" and exits 0 on success; prints the failure and exits 1 otherwise.
  */
@@ -39,6 +51,17 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+/* SDK diagnostics with CLOCK_MONOTONIC seconds, the clock of Python's time.monotonic(). */
+static void log_to_stderr(void *ctx, enum fb_log_level level, const char *msg)
+{
+    struct timespec ts;
+
+    (void)ctx;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    fprintf(stderr, "bus_check: %.6f sdk[%d]: %s\n",
+            (double)ts.tv_sec + (double)ts.tv_nsec / 1e9, (int)level, msg);
+}
+
 static fb_bus *open_bus(const char *url)
 {
     fb_bus_options opts;
@@ -51,6 +74,29 @@ static fb_bus *open_bus(const char *url)
     err = fb_bus_new(&opts, &bus, errbuf, sizeof errbuf);
     CHECK(err == FB_OK, "fb_bus_new(%s): %s: %s", url, fb_strerror(err), errbuf);
     return bus;
+}
+
+static fb_bus *open_bus_reconnecting(const char *url)
+{
+    fb_bus_options opts;
+    fb_bus *bus = NULL;
+    char errbuf[256];
+    enum fb_err err;
+
+    memset(&opts, 0, sizeof opts);
+    opts.url = url;
+    opts.reconnect_max_s = 30;
+    opts.log = log_to_stderr;
+    err = fb_bus_new(&opts, &bus, errbuf, sizeof errbuf);
+    CHECK(err == FB_OK, "fb_bus_new(%s): %s: %s", url, fb_strerror(err), errbuf);
+    return bus;
+}
+
+static void wait_stdin_line(void)
+{
+    char line[64];
+
+    CHECK(fgets(line, sizeof line, stdin) != NULL, "no line on stdin");
 }
 
 static int readable(int fd, int timeout_ms)
@@ -78,6 +124,17 @@ static void check_scheme(const char *url)
     CHECK(fb_bus_new(&opts, &bus, errbuf, sizeof errbuf) == FB_ERR_INVALID, "no scheme accepted");
     opts.url = "tcp://127.0.0.1:99999";
     CHECK(fb_bus_new(&opts, &bus, errbuf, sizeof errbuf) == FB_ERR_INVALID, "bad port accepted");
+    /* TLS files only go with a TLS scheme; a key needs its certificate. */
+    opts.url = url;
+    opts.ca_file = "/nonexistent/ca.pem";
+    err = fb_bus_new(&opts, &bus, errbuf, sizeof errbuf);
+    CHECK(err == FB_ERR_INVALID && strstr(errbuf, "mqtts://") != NULL, "ca_file with tcp://: %s",
+          errbuf);
+    opts.ca_file = NULL;
+    opts.url = "mqtts://127.0.0.1:1";
+    opts.key_file = "/nonexistent/key.pem";
+    CHECK(fb_bus_new(&opts, &bus, errbuf, sizeof errbuf) == FB_ERR_INVALID, "key without cert");
+    opts.key_file = NULL;
 
     /* mqtt:// means tcp:// */
     CHECK(strncmp(url, "tcp://", 6) == 0, "expected a tcp:// URL");
@@ -216,9 +273,115 @@ static void check_timing(const char *url)
     _exit(0);
 }
 
+static void check_flush(const char *url, int n)
+{
+    fb_bus *bus = open_bus_reconnecting(url);
+    char topic[64];
+    char payload[64];
+    struct timespec ts;
+    enum fb_err err;
+    int i;
+
+    printf("ready\n");
+    fflush(stdout);
+    wait_stdin_line();
+    for (i = 0; i < n; i++) {
+        int len = snprintf(payload, sizeof payload, "value-%d", i);
+
+        snprintf(topic, sizeof topic, "check/flush/%d", i);
+        CHECK(fb_bus_publish(bus, topic, payload, (size_t)len, 1, 1, 0) == FB_OK, "publish %d", i);
+    }
+    printf("published\n");
+    fflush(stdout);
+    err = fb_bus_flush(bus, 30.0);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    CHECK(err == FB_OK, "flush across the restart: %s", fb_strerror(err));
+    CHECK(fb_bus_connected(bus), "not connected after the flush");
+    printf("flushed at=%.6f reconnects=%u\n", (double)ts.tv_sec + (double)ts.tv_nsec / 1e9,
+           fb_bus_reconnects(bus));
+    fflush(stdout);
+    err = fb_bus_close(bus, 2.0);
+    CHECK(err == FB_OK, "close: %s", fb_strerror(err));
+    fb_bus_free(bus);
+}
+
+static void check_many(const char *url, int n)
+{
+    fb_bus *bus = open_bus_reconnecting(url);
+    char payload[64];
+    double t0 = now_ms();
+    enum fb_err err;
+    int i;
+
+    for (i = 0; i < n; i++) {
+        int len = snprintf(payload, sizeof payload, "%d", i);
+
+        if (i == n / 2) {
+            CHECK(fb_bus_flush(bus, 10.0) == FB_OK, "flush of the first half");
+            printf("half\n");
+            fflush(stdout);
+            wait_stdin_line();
+        }
+        err = fb_bus_publish(bus, "check/many/x", payload, (size_t)len, 1, 0, 0);
+        CHECK(err == FB_OK, "publish %d: %s", i, fb_strerror(err));
+    }
+    err = fb_bus_flush(bus, 30.0);
+    CHECK(err == FB_OK, "final flush: %s", fb_strerror(err));
+    printf("published %d in %.1f ms, reconnects=%u\n", n, now_ms() - t0, fb_bus_reconnects(bus));
+    CHECK(fb_bus_close(bus, 2.0) == FB_OK, "close");
+    fb_bus_free(bus);
+}
+
+static void check_tls(const char *url, const char *ca, const char *cert, const char *key)
+{
+    fb_bus_options opts;
+    fb_bus *bus = NULL;
+    const char *filter = "check/tls";
+    fb_msg *msg = NULL;
+    char errbuf[256];
+    enum fb_err err;
+    int i;
+
+    memset(&opts, 0, sizeof opts);
+    opts.url = url;
+    opts.ca_file = ca;
+    opts.cert_file = cert;
+    opts.key_file = key;
+    err = fb_bus_new(&opts, &bus, errbuf, sizeof errbuf);
+    CHECK(err == FB_OK, "fb_bus_new(%s): %s: %s", url, fb_strerror(err), errbuf);
+    CHECK(fb_bus_subscribe(bus, &filter, 1, 5.0) == FB_OK, "subscribe");
+    for (i = 0; i < 10; i++)
+        CHECK(fb_bus_publish(bus, filter, "tls", 3, 1, 0, 0) == FB_OK, "publish");
+    CHECK(fb_bus_flush(bus, 5.0) == FB_OK, "flush");
+    for (i = 0; i < 10; i++) {
+        CHECK(fb_bus_next(bus, 5.0, &msg) == FB_OK, "message %d not received", i);
+        CHECK(strcmp(msg->payload, "tls") == 0, "payload %s", msg->payload);
+        fb_msg_free(msg);
+    }
+    CHECK(fb_bus_close(bus, 2.0) == FB_OK, "close");
+    fb_bus_free(bus);
+}
+
+static void check_tls_fail(const char *url, const char *ca)
+{
+    fb_bus_options opts;
+    fb_bus *bus = NULL;
+    char errbuf[256];
+    enum fb_err err;
+
+    memset(&opts, 0, sizeof opts);
+    opts.url = url;
+    opts.ca_file = ca;
+    opts.connect_timeout = 3;
+    err = fb_bus_new(&opts, &bus, errbuf, sizeof errbuf);
+    CHECK(err == FB_ERR_CONNECT, "gave %s: %s", fb_strerror(err), errbuf);
+    CHECK(bus == NULL, "handle returned on failure");
+    printf("message: %s\n", errbuf);
+}
+
 int main(int argc, char **argv)
 {
-    CHECK(argc >= 3, "usage: bus_check URL scheme|refused|roundtrip N|expiry|lost|timing");
+    CHECK(argc >= 3, "usage: bus_check URL scheme|refused|roundtrip N|expiry|lost|timing|flush N|many N|tls CA [CERT KEY]|tlsfail CA");
     if (strcmp(argv[2], "scheme") == 0)
         check_scheme(argv[1]);
     else if (strcmp(argv[2], "refused") == 0)
@@ -231,6 +394,14 @@ int main(int argc, char **argv)
         check_lost(argv[1]);
     else if (strcmp(argv[2], "timing") == 0)
         check_timing(argv[1]);
+    else if (strcmp(argv[2], "flush") == 0)
+        check_flush(argv[1], argc > 3 ? atoi(argv[3]) : 5);
+    else if (strcmp(argv[2], "many") == 0)
+        check_many(argv[1], argc > 3 ? atoi(argv[3]) : 1000);
+    else if (strcmp(argv[2], "tls") == 0 && argc > 3)
+        check_tls(argv[1], argv[3], argc > 5 ? argv[4] : NULL, argc > 5 ? argv[5] : NULL);
+    else if (strcmp(argv[2], "tlsfail") == 0 && argc > 3)
+        check_tls_fail(argv[1], argv[3]);
     else
         CHECK(0, "unknown check %s", argv[2]);
     printf("ok\n");

@@ -13,14 +13,20 @@
  * (secrets only as their length). With PROBE_TIMING=1 in the environment it
  * prints "timing open_ms=... wait_ms=... total_ms=..." on stderr. With PROBE_FREE=1
  * it ends with fb_task_free and return instead of fb_task_exit.
+ * With PROBE_ACTIVATIONS=FILE it appends one line to FILE each time its action
+ * starts (after fb_task_wait), so a test can count executions. With
+ * PROBE_GATE=1 it prints {"event":"gate"} once its outputs are set, waits for a
+ * line on stdin, prints {"event":"finishing"} and only then reports done.
  *
  * Exit codes: 0 done or stopped, 2 open failed, 4 wait timed out, 5
- * connection lost, 6 done/fail not confirmed, 7 value refused, else "exit".
+ * connection lost, 6 done/fail not confirmed, 7 value refused, 9 no line for
+ * PROBE_GATE, else "exit".
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -97,6 +103,15 @@ int main(void)
         fprintf(stderr, "probe: wait: %s\n", fb_strerror(err));
         fb_task_exit(task, err == FB_ERR_TIMEOUT ? 4 : 5);
     }
+    p = getenv("PROBE_ACTIVATIONS");
+    if (p != NULL) {
+        FILE *f = fopen(p, "a");
+
+        if (f != NULL) {
+            fprintf(f, "%s %ld\n", fb_task_name(task), (long)getpid());
+            fclose(f);
+        }
+    }
     print_inputs(task);
 
     p = fb_task_param(task, "oversize");
@@ -135,6 +150,16 @@ int main(void)
         fb_task_exit(task, 8);
     fb_task_log(task, "probe %s acting", fb_task_name(task));
 
+    if (getenv("PROBE_GATE") != NULL) {
+        char line[64];
+
+        printf("{\"event\":\"gate\"}\n");
+        fflush(stdout);
+        if (fgets(line, sizeof line, stdin) == NULL)
+            fb_task_exit(task, 9);
+        printf("{\"event\":\"finishing\"}\n");
+        fflush(stdout);
+    }
     action = fb_task_param(task, "action");
     if (action != NULL && strcmp(action, "fail") == 0) {
         p = fb_task_param(task, "exit");

@@ -78,7 +78,12 @@ typedef struct fb_bus fb_bus;
 
 /* Options for fb_bus_new. Zero-initialise, then fill what you need. */
 typedef struct fb_bus_options {
-    const char *url;       /* "tcp://host:port" or "mqtt://host:port"; required */
+    /*
+     * "tcp://host:port" or "mqtt://host:port" (port 1883 if omitted), or with
+     * TLS "mqtts://host:port" or "ssl://host:port" (port 8883 if omitted);
+     * required. IPv6 addresses as "[addr]:port".
+     */
+    const char *url;
     const char *username;  /* NULL for none */
     const char *password;  /* NULL for none; never logged */
     const char *client_id; /* NULL: a unique id is generated */
@@ -87,9 +92,31 @@ typedef struct fb_bus_options {
     const char *will_payload;
     int will_retained;
     int keepalive;          /* seconds; 0 means 10 */
-    double connect_timeout; /* seconds; 0 means 5 */
+    double connect_timeout; /* seconds; 0 means 5 (each attempt, reconnects too) */
     fb_log_fn log;          /* NULL: silent */
     void *log_ctx;
+    /*
+     * Reconnection after the connection is lost (it never applies to the
+     * first connect, which fb_bus_new reports). 0 (the default): none, the
+     * loss is final and reported as FB_ERR_LOST. > 0: the bus retries for up
+     * to this many seconds from the loss, with a backoff of 50 ms doubling to
+     * 2 s, before the loss becomes final. < 0: retries forever (until
+     * fb_bus_close). A broker that refuses the connect with a reason code
+     * (e.g. bad credentials) ends the retries at once. See fb_bus_reconnects
+     * for what a reconnect preserves.
+     */
+    double reconnect_max_s;
+    /*
+     * TLS (mqtts:// and ssl:// only; giving them with another scheme is an
+     * error). The broker's certificate is always verified, against ca_file
+     * (PEM) or the system's CA store if NULL, and must match the URL's host
+     * name or IP address; there is no way to turn verification off.
+     * cert_file and key_file (PEM) are the client certificate and its key for
+     * brokers that require one; key_file may be NULL if cert_file holds both.
+     */
+    const char *ca_file;
+    const char *cert_file;
+    const char *key_file;
 } fb_bus_options;
 
 /* A received message. Owned by the caller after fb_bus_next; free with fb_msg_free. */
@@ -102,9 +129,12 @@ typedef struct fb_msg {
 
 /*
  * Connects to the broker and returns a handle in *out. Blocks until connected
- * or opts->connect_timeout passes. TCP_NODELAY is set on the socket.
+ * or opts->connect_timeout passes (the first connect is never retried).
+ * TCP_NODELAY is set on the socket. With opts->reconnect_max_s != 0 a thread
+ * of the bus watches the connection and reconnects (see fb_bus_reconnects).
  * On failure *out is NULL and, if errbuf is not NULL, a one-line reason is
- * written there (never containing the password).
+ * written there (never containing the password; for TLS, the handshake's
+ * reason such as "certificate verify failed").
  */
 FB_API enum fb_err fb_bus_new(const fb_bus_options *opts, fb_bus **out, char *errbuf,
                               size_t errlen);
@@ -115,6 +145,8 @@ FB_API enum fb_err fb_bus_new(const fb_bus_options *opts, fb_bus **out, char *er
  * like any other message. They may still be arriving when this returns: to be
  * sure all of them are queued, publish any QoS 1 message and fb_bus_flush it
  * (the broker sends the retained messages before that PUBACK).
+ * The filters are remembered and subscribed again after every reconnect.
+ * While a reconnect is in progress this waits for it (within timeout).
  */
 FB_API enum fb_err fb_bus_subscribe(fb_bus *bus, const char *const *filters, size_t n,
                                     double timeout);
@@ -125,17 +157,31 @@ FB_API enum fb_err fb_bus_subscribe(fb_bus *bus, const char *const *filters, siz
  * unacknowledged QoS 1 messages is bounded internally (callers block briefly
  * when it is reached) so bursts neither fail nor grow without bound.
  * If expiry_s > 0 the message carries an MQTT v5 message-expiry interval.
+ * The bus keeps a copy of each QoS 1 message until its acknowledgement: after
+ * a reconnect the unacknowledged ones are sent again, oldest first and before
+ * any newer one, so the broker may see a message twice but a retained topic
+ * ends with the last value published. While a reconnect is in progress QoS 1
+ * messages wait for it (this returns FB_OK; once the bound is reached it
+ * blocks up to 30 s and then returns FB_ERR_TIMEOUT) and QoS 0 messages are
+ * dropped (FB_OK: QoS 0 promises nothing).
  */
 FB_API enum fb_err fb_bus_publish(fb_bus *bus, const char *topic, const void *payload, size_t len,
                                   int qos, int retained, unsigned expiry_s);
 
-/* Waits until every QoS 1 message published so far is acknowledged. */
+/*
+ * Waits until every QoS 1 message published so far is acknowledged, up to
+ * timeout seconds (negative: forever). A reconnect does not end the wait: the
+ * messages are re-sent on the new connection. Returns FB_ERR_TIMEOUT at the
+ * deadline, FB_ERR_LOST once the loss is final, FB_ERR_PUBLISH if the broker
+ * refused one of them.
+ */
 FB_API enum fb_err fb_bus_flush(fb_bus *bus, double timeout);
 
 /*
  * Takes the next received message, waiting up to timeout seconds (0: do not
  * wait; negative: wait forever). Returns FB_ERR_TIMEOUT when none came and
- * FB_ERR_LOST when the connection is gone and the queue is empty.
+ * FB_ERR_LOST when the connection is gone for good and the queue is empty (a
+ * reconnect in progress is not "gone": this keeps waiting).
  */
 FB_API enum fb_err fb_bus_next(fb_bus *bus, double timeout, fb_msg **out);
 
@@ -145,8 +191,21 @@ FB_API enum fb_err fb_bus_next(fb_bus *bus, double timeout, fb_msg **out);
  */
 FB_API int fb_bus_fd(fb_bus *bus);
 
-/* Returns 1 while connected. Thread-safe. */
+/* Returns 1 while connected (0 while a reconnect is in progress). Thread-safe. */
 FB_API int fb_bus_connected(fb_bus *bus);
+
+/*
+ * Returns how many times the bus reconnected after a loss (0 without
+ * reconnection). Thread-safe. When it changes, the bus has already subscribed
+ * every filter again and re-sent every unacknowledged QoS 1 message, and fb_bus_fd
+ * has been made readable so a poll() loop notices. What a reconnect does not
+ * preserve, and a caller that keeps state must re-sync: messages published by
+ * others while the connection was down are lost unless retained; retained
+ * messages of the subscribed topics are delivered again (retained = 1), after
+ * any message queued before the loss; the broker may have lost what it had
+ * not saved if it was restarted.
+ */
+FB_API unsigned fb_bus_reconnects(fb_bus *bus);
 
 /*
  * Disconnects cleanly (the Last Will is not sent) and waits up to timeout
@@ -179,6 +238,16 @@ typedef struct fb_task_options {
  * inputs, its depends_on tasks' states and the run's control topic, and
  * publishes the state "waiting". opts may be NULL. On failure *out is NULL and
  * errbuf (if not NULL) holds a one-line reason.
+ *
+ * TLS: with an mqtts:// or ssl:// FLOWBUS_BROKER, FLOWBUS_TLS_CA,
+ * FLOWBUS_TLS_CERT and FLOWBUS_TLS_KEY name the CA file and the client
+ * certificate and key (see fb_bus_options).
+ * Reconnection is on: if the connection to the broker is lost the task keeps
+ * trying for FLOWBUS_RECONNECT_MAX seconds (default 30; 0 turns it off), then
+ * the calls below report FB_ERR_LOST. A broker restart is transparent: a
+ * waiting task gets its inputs once the broker is back (retained), and
+ * outputs and states not yet confirmed are sent again; the task's action is
+ * never run again by the SDK.
  */
 FB_API enum fb_err fb_task_open(const fb_task_options *opts, fb_task **out, char *errbuf,
                                 size_t errlen);
