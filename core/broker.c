@@ -4,8 +4,10 @@
  * The password never appears on a command line: it is written in plain text to
  * a mode-0600 file that `mosquitto_passwd -U` then hashes in place. The broker
  * is started with fork() rather than posix_spawn because the child must set
- * PR_SET_PDEATHSIG (so a killed coordinator never leaves a broker behind), and
- * fork is safe here because no Paho thread exists yet. It gets its own process
+ * PR_SET_PDEATHSIG (so a killed coordinator never leaves a broker behind). The
+ * first start happens before any Paho thread exists; a restart after the
+ * broker died happens while they run, which is safe because the child only
+ * makes async-signal-safe system calls before exec (no malloc, no locks). It gets its own process
  * group so that the terminal's Ctrl-C reaches the coordinator, which then stops
  * the tasks before the broker.
  */
@@ -272,12 +274,14 @@ struct broker *broker__start(const char *passwords, const char *acl, char *err, 
                  "password_file %s/passwd\n"
                  "acl_file %s/acl\n"
                  "set_tcp_nodelay true\n"
-                 "persistence false\n"
+                 "persistence true\n"
+                 "persistence_location %s/\n"
+                 "autosave_interval 1\n"
                  "max_queued_messages 100000\n"
                  "max_inflight_messages 100\n"
                  "log_dest file %s/mosquitto.log\n"
                  "log_type error\nlog_type warning\n",
-                 b->port, user_name(), b->dir, b->dir, b->dir);
+                 b->port, user_name(), b->dir, b->dir, b->dir, b->dir);
         snprintf(confpath, sizeof confpath, "%s/mosquitto.conf", b->dir);
         if (!write_file(confpath, conf, 0600)) {
             snprintf(err, errlen, "cannot write %s: %s", confpath, strerror(errno));
@@ -329,7 +333,8 @@ pid_t broker__pid(const struct broker *b)
 void broker__stop(struct broker *b)
 {
     char path[256];
-    const char *files[] = {"passwd", "acl", "mosquitto.conf", "mosquitto.log"};
+    const char *files[] = {"passwd", "acl", "mosquitto.conf", "mosquitto.log", "mosquitto.db",
+                           "mosquitto.db.new"};
 
     if (!b)
         return;
@@ -356,6 +361,39 @@ void broker__stop(struct broker *b)
         rmdir(b->dir);
     }
     free(b);
+}
+
+int broker__restart(struct broker *b, char *err, size_t errlen)
+{
+    char prog[512], confpath[256];
+    double deadline;
+
+    err[0] = '\0';
+    if (!find_program("mosquitto", prog, sizeof prog)) {
+        snprintf(err, errlen, "mosquitto not found");
+        return 0;
+    }
+    snprintf(confpath, sizeof confpath, "%s/mosquitto.conf", b->dir);
+    b->pid = spawn_broker(prog, confpath);
+    if (b->pid < 0) {
+        snprintf(err, errlen, "fork: %s", strerror(errno));
+        b->pid = 0;
+        return 0;
+    }
+    deadline = now_mono() + 5.0;
+    while (now_mono() < deadline) {
+        if (port_accepts(b->port))
+            return 1;
+        if (reap_nohang(b->pid)) {
+            b->pid = 0;
+            snprintf(err, errlen, "mosquitto exited at start");
+            tail_log(b->dir, err, errlen);
+            return 0;
+        }
+        sleep_ms(2);
+    }
+    snprintf(err, errlen, "mosquitto did not accept connections within 5 s");
+    return 0;
 }
 
 void broker__forget(struct broker *b)

@@ -26,6 +26,15 @@ struct broker *broker__start(const char *passwords, const char *acl, char *err, 
 const char *broker__url(const struct broker *b);
 pid_t broker__pid(const struct broker *b);
 
+/*
+ * Starts the broker again on the same port with the same configuration and
+ * persistence file, after it died. Uses fork, so only safe where no other
+ * thread can be inside malloc: the coordinator calls it from its main loop
+ * while Paho's threads only wait on sockets; the child execs at once.
+ * Returns 0 with a reason in err on failure.
+ */
+int broker__restart(struct broker *b, char *err, size_t errlen);
+
 /* Records that the caller reaped the broker process (it died on its own). */
 void broker__forget(struct broker *b);
 

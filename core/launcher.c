@@ -73,6 +73,8 @@ static char *join(const char *key, const struct wf_list *l)
     return s;
 }
 
+static const char *const tls_vars[] = {"FLOWBUS_TLS_CA", "FLOWBUS_TLS_CERT", "FLOWBUS_TLS_KEY"};
+
 static int inherited(const char *entry)
 {
     if (strncmp(entry, "FLOWBUS_", 8) == 0 && strncmp(entry, "FLOWBUS_PLUGIN_PATH=", 20) != 0)
@@ -169,6 +171,12 @@ static int build_env(const struct launch_context *ctx, const struct wf_task *tas
     params = json_dumps(task->params, JSON_COMPACT);
     if (!params || !push(env, kv("FLOWBUS_PARAMS", params)))
         goto out;
+    /* The tasks speak TLS to the broker as the coordinator does. */
+    for (size_t i = 0; i < sizeof tls_vars / sizeof tls_vars[0]; i++) {
+        const char *v = getenv(tls_vars[i]);
+        if (v && *v && !push(env, kv(tls_vars[i], v)))
+            goto out;
+    }
     snprintf(buf, sizeof buf, "%g", task->timeout);
     if (!push(env, kv("FLOWBUS_TIMEOUT", buf)))
         goto out;

@@ -49,7 +49,8 @@ static const char usage_run[] =
     "task as its own process, follow them on the bus, print a summary.\n"
     "\n"
     "Options:\n"
-    "  --broker URL       use this broker (tcp://host:port or mqtt://host:port);\n"
+    "  --broker URL       use this broker (tcp://host:port or mqtt://host:port,\n"
+    "                     mqtts:// or ssl:// for TLS);\n"
     "                     default: $FLOWBUS_BROKER, else a private mosquitto\n"
     "  --set VAR=VALUE    set an initial variable (overrides env:); repeatable\n"
     "  --run-id ID        name the run (default: date-time-random)\n"
@@ -58,7 +59,8 @@ static const char usage_run[] =
     "  -q, --quiet        print only warnings and errors from flowbus itself\n"
     "  -h, --help         show this help\n"
     "\n"
-    "Broker credentials for --broker come from FLOWBUS_USERNAME and FLOWBUS_PASSWORD.\n";
+    "Broker credentials for --broker come from FLOWBUS_USERNAME and FLOWBUS_PASSWORD;\n"
+    "TLS files from FLOWBUS_TLS_CA, FLOWBUS_TLS_CERT and FLOWBUS_TLS_KEY.\n";
 
 static const char usage_resume[] =
     "Usage: flowbus resume RUN [--broker URL] [OPTIONS]\n"
@@ -225,9 +227,10 @@ static int cmd_run(int argc, char **argv, int resume)
             goto out;
     }
     if (o.broker_url && strncmp(o.broker_url, "tcp://", 6) != 0 &&
-        strncmp(o.broker_url, "mqtt://", 7) != 0) {
-        fprintf(stderr, "flowbus: unsupported broker URL '%s': expected tcp://HOST:PORT or "
-                        "mqtt://HOST:PORT\n", o.broker_url);
+        strncmp(o.broker_url, "mqtt://", 7) != 0 && strncmp(o.broker_url, "mqtts://", 8) != 0 &&
+        strncmp(o.broker_url, "ssl://", 6) != 0) {
+        fprintf(stderr, "flowbus: unsupported broker URL '%s': expected tcp://HOST:PORT, "
+                        "mqtt://HOST:PORT, or mqtts:// or ssl:// for TLS\n", o.broker_url);
         goto out;
     }
     o.username = getenv("FLOWBUS_USERNAME");

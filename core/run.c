@@ -49,6 +49,7 @@
 #define READ_PER_TURN (256 * 1024) /* bytes of a task's output read before looking elsewhere */
 #define LOG_LINES_PER_S 2000 /* forwarded per task and second; more are counted and dropped */
 #define ADOPTED_PROBE 0.1  /* seconds between liveness checks of an adopted process */
+#define RECONNECT_EXTERNAL 30.0 /* seconds an external broker may be away mid-run */
 #define CONNECT_ATTEMPTS 8 /* to an external broker: 0.1+0.2+...+2 s, about 10 s */
 
 enum kill_reason { KILL_NONE, KILL_TIMEOUT, KILL_SKIP, KILL_STOP };
@@ -89,6 +90,8 @@ struct run {
     struct proc *procs;
     size_t *skipped;
     struct launch_context lc;
+    char wf_path[4096]; /* the workflow file, absolute, and the directory of the run */
+    char wf_cwd[4096];
     char run_dir[256]; /* private (0700) directory of the run: the permission cache */
     char cache_salt[40];
     int sigfd;
@@ -101,6 +104,7 @@ struct run {
     int final_synced;
     double final_sync_at;
     int fatal; /* an exit code forced by an infrastructure failure */
+    unsigned reconnects; /* fb_bus_reconnects() when last looked at */
 };
 
 static double mono(void)
@@ -497,9 +501,11 @@ static void on_reaped(struct run *r, size_t t, int status)
         return;
     }
     snprintf(tp, sizeof tp, "%s/sync/p%zu", r->root, t);
-    fb_bus_publish(r->bus, tp, "", 0, 0, 0, 0);
+    fb_bus_publish(r->bus, tp, "", 0, 1, 0, 0);
     p->sync_at = mono() + SYNC_WAIT;
 }
+
+static void interrupt(struct run *r, int why, const char *text);
 
 static void reap(struct run *r)
 {
@@ -509,8 +515,21 @@ static void reap(struct run *r)
         if (pid <= 0)
             break;
         if (r->broker && pid == broker__pid(r->broker)) {
+            char err[256];
             broker__forget(r->broker);
-            log_printf(FB_LOG_ERROR, "the private broker exited unexpectedly");
+            if (r->finishing || r->interrupted)
+                continue;
+            /* Everyone reconnects on their own: the coordinator's bus, every
+             * task through the SDK. The broker's persistence and the tasks'
+             * re-sent states cover what it had not saved. */
+            display__note(r->disp, "flowbus: the private broker died (%s %d); restarting it",
+                          WIFSIGNALED(status) ? "signal" : "exit code",
+                          WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+            if (!broker__restart(r->broker, err, sizeof err)) {
+                log_printf(FB_LOG_ERROR, "cannot restart the private broker: %s", err);
+                r->fatal = EXIT_BROKER;
+                interrupt(r, SIGTERM, "the private broker died and could not be restarted");
+            }
             continue;
         }
         for (size_t t = 0; t < r->wf->n_tasks; t++) {
@@ -662,8 +681,43 @@ static int all_reaped(const struct run *r)
     return 1;
 }
 
+static void publish_workflow(struct run *r);
+static void publish_initial_vars(struct run *r);
+
+/*
+ * After a reconnect the broker may be a restarted one that lost what it had
+ * not saved. Retained messages arrive again (the tracker takes them as the
+ * repeats they are); the coordinator publishes again what it alone knows:
+ * the workflow, the run state, the initial variables and every final task
+ * state it holds, and its pending sync probes.
+ */
+static void on_reconnect(struct run *r)
+{
+    char tp[256];
+
+    display__note(r->disp, "flowbus: reconnected to the broker; publishing the run's state again");
+    publish_workflow(r);
+    publish_run_state(r, "running", -1);
+    publish_initial_vars(r);
+    for (size_t t = 0; t < r->wf->n_tasks; t++) {
+        if (tracker__terminal(tracker__task(r->tr, t)->state))
+            publish_task_state(r, t);
+        if (r->procs[t].sync_at) {
+            snprintf(tp, sizeof tp, "%s/sync/p%zu", r->root, t);
+            fb_bus_publish(r->bus, tp, "", 0, 1, 0, 0);
+            r->procs[t].sync_at = mono() + SYNC_WAIT;
+        }
+    }
+}
+
 static void drain_bus(struct run *r)
 {
+    unsigned reconnects = fb_bus_reconnects(r->bus);
+
+    if (reconnects != r->reconnects) {
+        r->reconnects = reconnects;
+        on_reconnect(r);
+    }
     for (int i = 0; i < MSGS_PER_TURN; i++) {
         fb_msg *m = NULL;
         enum fb_err e = fb_bus_next(r->bus, 0, &m);
@@ -726,7 +780,7 @@ static void loop(struct run *r)
             if (!r->final_sync_at) {
                 char tp[256];
                 snprintf(tp, sizeof tp, "%s/sync/final", r->root);
-                fb_bus_publish(r->bus, tp, "", 0, 0, 0, 0);
+                fb_bus_publish(r->bus, tp, "", 0, 1, 0, 0);
                 r->final_sync_at = mono() + SYNC_WAIT;
             }
         }
@@ -805,6 +859,12 @@ static int connect_bus(struct run *r, const char *url, const char *user, const c
     bo.username = user;
     bo.password = pass;
     bo.client_id = client_id;
+    bo.ca_file = getenv("FLOWBUS_TLS_CA");
+    bo.cert_file = getenv("FLOWBUS_TLS_CERT");
+    bo.key_file = getenv("FLOWBUS_TLS_KEY");
+    /* The private broker is restarted by this coordinator, so keep trying as
+     * long as it takes; an external broker gets 30 s to come back. */
+    bo.reconnect_max_s = r->broker ? -1 : RECONNECT_EXTERNAL;
     bo.will_topic = will_topic;
     bo.will_payload = will;
     bo.will_retained = 1;
@@ -875,34 +935,33 @@ static int check_run_id_unused(struct run *r)
     return synced && !used;
 }
 
-/* Publishes the resolved workflow, the run state and the initial variables. */
-static void publish_start(struct run *r)
+/* Publishes the resolved workflow (retained), with what resume needs. */
+static void publish_workflow(struct run *r)
 {
     json_t *wj = workflow__to_json(r->wf);
     char tp[256], *s;
 
     json_object_set_new(wj, "run_id", json_string(r->run_id));
-    /* What `flowbus resume` needs to load the same file in the same place. */
-    {
-        char *abs = realpath(r->o->file, NULL);
-        char cwd[4096];
-        json_object_set_new(wj, "path", abs ? json_string(abs) : json_null());
-        json_object_set_new(wj, "cwd", getcwd(cwd, sizeof cwd) ? json_string(cwd) : json_null());
-        json_object_set_new(wj, "started", json_real(r->t0_wall));
-        free(abs);
-    }
+    if (r->wf_path[0])
+        json_object_set_new(wj, "path", json_string(r->wf_path));
+    if (r->wf_cwd[0])
+        json_object_set_new(wj, "cwd", json_string(r->wf_cwd));
+    json_object_set_new(wj, "started", json_real(r->t0_wall));
     s = json_dumps(wj, JSON_COMPACT);
     json_decref(wj);
     topic(r, tp, sizeof tp, "workflow", NULL, NULL);
     if (s)
         publish_text(r, tp, s, 1);
     free(s);
-    publish_run_state(r, "running", -1);
+}
+
+/* Publishes the initial variables (secrets never). */
+static void publish_initial_vars(struct run *r)
+{
+    char tp[256];
+
     for (size_t i = 0; i < r->wf->n_vars; i++) {
         const struct wf_var *v = &r->wf->vars[i];
-        long vi = graph__var_index(r->g, v->name);
-        if (vi >= 0)
-            tracker__mark_var(r->tr, (size_t)vi, v->value);
         if (v->secret)
             continue;
         topic(r, tp, sizeof tp, "vars/", v->name, NULL);
@@ -912,6 +971,26 @@ static void publish_start(struct run *r)
         else
             fb_bus_publish(r->bus, tp, "", 1, 1, 1, 0);
     }
+}
+
+/* Publishes the resolved workflow, the run state and the initial variables. */
+static void publish_start(struct run *r)
+{
+    char *abs = realpath(r->o->file, NULL);
+
+    /* What `flowbus resume` needs to load the same file in the same place. */
+    snprintf(r->wf_path, sizeof r->wf_path, "%s", abs ? abs : "");
+    free(abs);
+    if (!getcwd(r->wf_cwd, sizeof r->wf_cwd))
+        r->wf_cwd[0] = '\0';
+    publish_workflow(r);
+    publish_run_state(r, "running", -1);
+    for (size_t i = 0; i < r->wf->n_vars; i++) {
+        long vi = graph__var_index(r->g, r->wf->vars[i].name);
+        if (vi >= 0)
+            tracker__mark_var(r->tr, (size_t)vi, r->wf->vars[i].value);
+    }
+    publish_initial_vars(r);
 }
 
 static void launch_all(struct run *r)
@@ -1182,6 +1261,8 @@ static int start_resumed(struct run *r, struct wf_diags *diags)
         log_printf(FB_LOG_ERROR, "cannot enter the run's directory %s: %s", cwd, strerror(errno));
         goto out;
     }
+    snprintf(r->wf_path, sizeof r->wf_path, "%s", path);
+    snprintf(r->wf_cwd, sizeof r->wf_cwd, "%s", cwd);
     /* The values the run started with, except secrets, which come again from
      * the environment through the file's {{ENV:X}} references. */
     env = json_object_get(wj, "env");

@@ -123,6 +123,7 @@ struct fb_bus {
     char *cert_file;
     char *key_file;
     double reconnect_max_s; /* 0: none; < 0: forever */
+    long guardian_pid;      /* > 0: stop reconnecting once our parent is not this pid */
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -830,6 +831,7 @@ static int keep_options(fb_bus *bus, const fb_bus_options *opts)
     bus->keepalive = opts->keepalive > 0 ? opts->keepalive : 10;
     bus->connect_timeout = opts->connect_timeout > 0 ? opts->connect_timeout : 5.0;
     bus->reconnect_max_s = opts->reconnect_max_s;
+    bus->guardian_pid = opts->guardian_pid;
     return 1;
 }
 
@@ -1163,7 +1165,8 @@ static void *reconnect_main(void *arg)
         began = bus->lost_at;
         snprintf(reason, sizeof reason, "%s",
                  bus->connect_reason[0] != '\0' ? bus->connect_reason : "no answer");
-        if (bus->reconnect_max_s > 0 && clock__mono() - began > bus->reconnect_max_s) {
+        if ((bus->reconnect_max_s > 0 && clock__mono() - began > bus->reconnect_max_s) ||
+            (bus->guardian_pid > 0 && (long)getppid() != bus->guardian_pid)) {
             mark_lost(bus);
             pthread_mutex_unlock(&bus->mu);
             log__emit(bus->log, bus->log_ctx, FB_LOG_ERROR,

@@ -55,6 +55,7 @@ struct dep {
 
 struct fb_task {
     fb_bus *bus;
+    long guardian_pid; /* the coordinator that restarts our broker, or 0 */
     fb_log_fn log;
     void *log_ctx;
     char *run_id;
@@ -732,6 +733,9 @@ static enum fb_err connect_and_subscribe(fb_task *task, char *errbuf, size_t err
      * was doing goes on; nothing here runs its action again.
      */
     bus_opts.reconnect_max_s = task->reconnect_max;
+    /* A task whose coordinator died (and a plugin may outlive the SIGTERM,
+     * as cmd does to stop its command) gives up on the broker at once. */
+    bus_opts.guardian_pid = task->guardian_pid;
     bus_opts.ca_file = nonempty_env("FLOWBUS_TLS_CA");
     bus_opts.cert_file = nonempty_env("FLOWBUS_TLS_CERT");
     bus_opts.key_file = nonempty_env("FLOWBUS_TLS_KEY");
@@ -788,6 +792,7 @@ enum fb_err fb_task_open(const fb_task_options *opts, fb_task **out, char *errbu
 {
     fb_task *task = NULL;
     const char *parent;
+    long guardian = 0;
     enum fb_err err = FB_OK;
 
     if (out != NULL)
@@ -803,6 +808,7 @@ enum fb_err fb_task_open(const fb_task_options *opts, fb_task **out, char *errbu
      */
     parent = getenv("FLOWBUS_PARENT_PID");
     if (parent != NULL && atol(parent) == (long)getppid()) {
+        guardian = atol(parent);
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         /* A coordinator that died just before the prctl sends nothing: act as if it had. */
         if (atol(parent) != (long)getppid())
@@ -821,6 +827,7 @@ enum fb_err fb_task_open(const fb_task_options *opts, fb_task **out, char *errbu
         task->log_ctx = opts->log_ctx;
     }
     task->pid = (long)getpid();
+    task->guardian_pid = guardian;
     err = read_ids(task, errbuf, errlen);
     if (err == FB_OK)
         err = read_numbers(task, errbuf, errlen);

@@ -5,6 +5,7 @@ Every test drives the real coordinator against a real mosquitto and reads the
 task states the run left on the bus.
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -167,6 +168,42 @@ class CoordinatorCrash(fbtest.BrokerTestCase):
             left = fbrun.wait_gone(lambda: fbrun.processes_with_env("FLOWBUS_RUN_ID", run_id) +
                                    fbrun.processes_with_cmdline(cwd), timeout=10)
             self.assertFalse(left, "processes outlived the killed coordinator")
+
+
+class BrokerRestart(unittest.TestCase):
+    """kill -9 of the private broker mid-run: flowbus restarts it, everyone reconnects."""
+
+    def test_private_broker_killed_mid_run(self):
+        with fbrun.TempDir() as cwd:
+            env = fbrun.clean_env({"TMPDIR": cwd})
+            proc = fbrun.start(["run", fbrun.workflow("resume.yaml"), "--run-id", rid("bkill"),
+                                "--json"], cwd=cwd, env=env)
+            try:
+                fbrun.read_json_until(proc, lambda e: e.get("task") == "SLOW" and
+                                      e.get("state") == "running")
+                brokers = [p for p in fbrun.processes_with_cmdline(cwd)
+                           if b"mosquitto" in open("/proc/%d/cmdline" % p, "rb").read()]
+                self.assertEqual(len(brokers), 1)
+                # SLOW is running and AFTER waiting while the broker dies.
+                os.kill(brokers[0], signal.SIGKILL)
+                out, err = fbrun.finish(proc, timeout=60)
+            finally:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.communicate()
+            self.assertEqual(proc.returncode, 0, out + err)
+            final = json.loads(out.splitlines()[-1])
+            self.assertEqual({t: v["state"] for t, v in final["tasks"].items()},
+                             {t: "done" for t in ("START", "QUICK", "SLOW", "AFTER", "END")})
+            self.assertIn("restarting it", out)
+            # Every task ran its action exactly once.
+            for name in ("quick.count", "slow.count", "after.count"):
+                with open(os.path.join(cwd, name)) as f:
+                    self.assertEqual(len(f.read().split()), 1, name)
+            values = {e["name"]: e["value"] for e in map(json.loads, out.splitlines())
+                      if e["event"] == "var"}
+            self.assertEqual((values["Q"], values["S"], values["A"]), ("1", "2", "3"))
+            self.assertFalse(fbrun.wait_gone(lambda: fbrun.processes_with_cmdline(cwd)))
 
 
 class UnreachableBroker(unittest.TestCase):

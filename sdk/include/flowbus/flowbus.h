@@ -117,6 +117,13 @@ typedef struct fb_bus_options {
     const char *ca_file;
     const char *cert_file;
     const char *key_file;
+    /*
+     * If > 0: the pid of the process that looks after this one's broker (a
+     * coordinator with its private broker). Reconnecting stops as soon as
+     * this process's parent is another one: an orphan has nobody to restart
+     * its broker, so it should give up at once rather than linger.
+     */
+    long guardian_pid;
 } fb_bus_options;
 
 /* A received message. Owned by the caller after fb_bus_next; free with fb_msg_free. */
