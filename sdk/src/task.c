@@ -55,6 +55,9 @@ struct dep {
 
 struct fb_task {
     fb_bus *bus;
+    double log_window;         /* monotonic start of the current log-rate second */
+    unsigned log_lines;        /* lines published in it */
+    unsigned long log_dropped; /* lines dropped in it */
     long guardian_pid; /* the coordinator that restarts our broker, or 0 */
     fb_log_fn log;
     void *log_ctx;
@@ -977,6 +980,76 @@ enum fb_err fb_task_set_output(fb_task *task, const char *name, const char *valu
     return FB_OK;
 }
 
+/* Lines a task may publish on its log topic per second; more are counted and dropped. */
+#define LOG_LINES_PER_S 2000
+
+/*
+ * Secret i of the task (0 <= i <= n_inputs): its secret inputs, then
+ * AUTH_TOKEN. NULL when that slot holds no secret. Values shorter than 4
+ * characters do not count (masking them would mangle ordinary text and
+ * protect nothing).
+ */
+static const char *secret_at(const fb_task *task, size_t i)
+{
+    const char *v = i < task->n_inputs ? (task->inputs[i].secret ? task->inputs[i].value : NULL)
+                                       : getenv("AUTH_TOKEN");
+    return v != NULL && strlen(v) >= 4 ? v : NULL;
+}
+
+/* Replaces every secret value in text (NUL-terminated, modified in place) by "***". */
+static void mask_secrets(const fb_task *task, char *text)
+{
+    for (size_t i = 0; i <= task->n_inputs; i++) {
+        const char *secret = secret_at(task, i);
+        size_t len = secret ? strlen(secret) : 0;
+        char *hit;
+
+        while (secret != NULL && (hit = strstr(text, secret)) != NULL) {
+            memcpy(hit, "***", 3);
+            memmove(hit + 3, hit + len, strlen(hit + len) + 1);
+        }
+    }
+}
+
+/* 1 if value contains one of the task's secret values. */
+static int has_secret(const fb_task *task, const char *value)
+{
+    for (size_t i = 0; i <= task->n_inputs; i++) {
+        const char *secret = secret_at(task, i);
+        if (secret != NULL && strstr(value, secret) != NULL)
+            return 1;
+    }
+    return 0;
+}
+
+/*
+ * A task that logs in a loop must not flood the bus, the broker and the
+ * coordinator: past LOG_LINES_PER_S in a second, lines are dropped, and the
+ * count is published when the next second begins.
+ */
+static int log_allowed(fb_task *task)
+{
+    double now = clock__mono();
+
+    if (now - task->log_window >= 1.0) {
+        if (task->log_dropped > 0) {
+            char note[128];
+            snprintf(note, sizeof note, "[%lu lines dropped: more than %d lines in a second]",
+                     task->log_dropped, LOG_LINES_PER_S);
+            fb_bus_publish(task->bus, task->log_topic, note, strlen(note), 1, 0, 0);
+        }
+        task->log_window = now;
+        task->log_lines = 0;
+        task->log_dropped = 0;
+    }
+    if (task->log_lines >= LOG_LINES_PER_S) {
+        task->log_dropped++;
+        return 0;
+    }
+    task->log_lines++;
+    return 1;
+}
+
 void fb_task_log(fb_task *task, const char *fmt, ...)
 {
     va_list ap;
@@ -996,8 +1069,10 @@ void fb_task_log(fb_task *task, const char *fmt, ...)
         next = strchr(line, '\n');
         if (next != NULL)
             *next++ = '\0';
-        if (*line != '\0')
-            fb_bus_publish(task->bus, task->log_topic, line, strlen(line), 1, 0, 0);
+        if (*line == '\0' || !log_allowed(task))
+            continue;
+        mask_secrets(task, line);
+        fb_bus_publish(task->bus, task->log_topic, line, strlen(line), 1, 0, 0);
     }
     free(text);
 }
@@ -1013,6 +1088,14 @@ enum fb_err fb_task_done(fb_task *task)
     err = absorb_queued(task);
     if (err != FB_OK)
         return err;
+    /* Secrets never travel as variables: refuse before publishing anything. */
+    for (i = 0; i < task->n_outputs; i++) {
+        if (task->outputs[i].value != NULL && has_secret(task, task->outputs[i].value)) {
+            fb_task_log(task, "output %s contains a secret value; no output was published",
+                        task->outputs[i].name);
+            return FB_ERR_INVALID;
+        }
+    }
     for (i = 0; i < task->n_outputs; i++) {
         struct var *v = &task->outputs[i];
 
@@ -1057,6 +1140,8 @@ enum fb_err fb_task_fail(fb_task *task, int exit_code, const char *fmt, ...)
         error = vfmt_alloc(fmt, ap);
         va_end(ap);
     }
+    if (error != NULL)
+        mask_secrets(task, error);
     /* The error field is one line. */
     for (p = error; p != NULL && *p != '\0'; p++)
         if (*p == '\n' || *p == '\r')

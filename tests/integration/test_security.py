@@ -52,12 +52,16 @@ class CmdlineWatcher(threading.Thread):
 class Attica:
     """The stand-in Attica service (tests/attica) on a free loopback port."""
 
-    def __init__(self, *args):
+    def __init__(self, tokens):
         self.dir = fbrun.TempDir()
         port_file = os.path.join(self.dir.__enter__(), "port")
+        # Tokens go in a file: on the command line `ps` would show them.
+        config = os.path.join(self.dir.path, "config.json")
+        with open(config, "w") as f:
+            json.dump({"tokens": {t: {"permissions": p} for t, p in tokens.items()}}, f)
         self.proc = subprocess.Popen(["/usr/bin/python3", os.path.join(fbrun.SOURCE, "tests",
                                                                       "attica", "attica_server.py"),
-                                      "--port-file", port_file] + list(args),
+                                      "--port-file", port_file, "--config", config],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while not os.path.exists(port_file) or not open(port_file).read().strip():
@@ -80,7 +84,7 @@ class Attica:
 class TestSecrets(fbtest.BrokerTestCase):
     def test_secrets_never_reach_the_bus_logs_or_command_lines(self):
         run_id = rid("secrets")
-        attica = Attica("--token", TOKEN + "=can_execute_commands")
+        attica = Attica({TOKEN: ["can_execute_commands"]})
         self.addCleanup(attica.stop)
         env = fbrun.clean_env({"FLOWBUS_TEST_TOKEN": TOKEN, "FLOWBUS_TEST_DB_PASSWORD": PASSWORD,
                                "FLOWBUS_ATTICA_URL": attica.url})
