@@ -60,9 +60,9 @@ struct field {
 };
 
 static const char *const TOP_KEYS[] = {"workflow"};
-static const char *const WORKFLOW_KEYS[] = {"name", "description", "version", "env", "tasks",
-                                            "auth"};
-enum { WK_NAME, WK_DESCRIPTION, WK_VERSION, WK_ENV, WK_TASKS, WK_AUTH, WK_COUNT };
+static const char *const WORKFLOW_KEYS[] = {"name", "description", "version", "env",
+                                            "tasks", "auth", "mode"};
+enum { WK_NAME, WK_DESCRIPTION, WK_VERSION, WK_ENV, WK_TASKS, WK_AUTH, WK_MODE, WK_COUNT };
 static const char *const AUTH_KEYS[] = {"url", "timeout", "cache_ttl", "ca_file"};
 enum { AK_URL, AK_TIMEOUT, AK_CACHE_TTL, AK_CA_FILE, AK_COUNT };
 static const char *const TASK_KEYS[] = {"name",        "plugin",       "description", "inputs",
@@ -81,9 +81,9 @@ enum {
     TK_REQUIRES_AUTH,
     TK_COUNT
 };
-static const char *const EXECUTION_KEYS[] = {"async",       "timeout",        "workers",
-                                             "retries",     "retry_delay",    "retry_max_delay",
-                                             "depends_on"};
+static const char *const EXECUTION_KEYS[] = {
+    "async",      "timeout", "workers", "retries", "retry_delay", "retry_max_delay",
+    "depends_on", "trigger", "queue",   "restart"};
 enum {
     EK_ASYNC,
     EK_TIMEOUT,
@@ -92,8 +92,12 @@ enum {
     EK_RETRY_DELAY,
     EK_RETRY_MAX_DELAY,
     EK_DEPENDS_ON,
+    EK_TRIGGER,
+    EK_QUEUE,
+    EK_RESTART,
     EK_COUNT
 };
+static const char *const RESTART_POLICIES[] = {"on-failure", "always", "never"};
 static const char *const PERMISSION_KEYS[] = {"required"};
 static const char *const SECRET_VAR_KEYS[] = {"value", "secret"};
 
@@ -1103,6 +1107,7 @@ static void task_free(struct wf_task *t)
     list_free(&t->inputs);
     list_free(&t->outputs);
     list_free(&t->depends_on);
+    list_free(&t->trigger);
     list_free(&t->permissions);
     json_decref(t->params);
 }
@@ -1173,6 +1178,29 @@ static void read_execution(struct loader *L, yaml_node_t *n, struct wf_task *t, 
     read_seconds(L, f[EK_RETRY_MAX_DELAY].value, "retry_max_delay", tname, &t->retry_max_delay);
     snprintf(what, sizeof what, "'depends_on' of task '%s'", tname);
     read_names(L, f[EK_DEPENDS_ON].value, TASK_NAMES, what, 1, &t->depends_on);
+    snprintf(what, sizeof what, "'trigger' of task '%s'", tname);
+    read_names(L, f[EK_TRIGGER].value, VAR_NAMES, what, 0, &t->trigger);
+    if (f[EK_QUEUE].value) {
+        if (!parse_int(f[EK_QUEUE].value, &v) || v < 1 || v > 1000000)
+            error_at(L, pos_of(f[EK_QUEUE].value),
+                     "'queue' must be an integer from 1 to 1000000, got %s (task '%s')",
+                     describe(f[EK_QUEUE].value, buf, sizeof buf), tname);
+        else
+            t->queue = (int)v;
+    }
+    if (f[EK_RESTART].value) {
+        const char *s = text(f[EK_RESTART].value);
+        size_t i;
+        for (i = 0; s && i < COUNT(RESTART_POLICIES); i++)
+            if (strcmp(s, RESTART_POLICIES[i]) == 0)
+                break;
+        if (!s || i == COUNT(RESTART_POLICIES))
+            error_at(L, pos_of(f[EK_RESTART].value),
+                     "'restart' must be on-failure, always or never, got %s (task '%s')",
+                     describe(f[EK_RESTART].value, buf, sizeof buf), tname);
+        else
+            t->restart = (enum wf_restart)i;
+    }
 }
 
 static void read_permissions(struct loader *L, yaml_node_t *n, struct wf_task *t, const char *tname)
@@ -1358,6 +1386,34 @@ static void read_tasks(struct loader *L, yaml_node_t *tasks)
 }
 
 /* ---------------------------------------------------------------- checks */
+
+/*
+ * trigger must name inputs; the reactive keys mean nothing in a one-shot run,
+ * which says so rather than ignoring them silently.
+ */
+static void check_reactive_keys(struct loader *L)
+{
+    const struct workflow *wf = L->wf;
+
+    for (size_t i = 0; i < wf->n_tasks; i++) {
+        const struct wf_task *t = &wf->tasks[i];
+        for (size_t j = 0; j < t->trigger.n; j++) {
+            size_t k;
+            for (k = 0; k < t->inputs.n; k++)
+                if (strcmp(t->trigger.items[j].name, t->inputs.items[k].name) == 0)
+                    break;
+            if (k == t->inputs.n)
+                error_at(L, t->trigger.items[j].pos,
+                         "'trigger' of task '%s' names '%s', which is not one of its inputs",
+                         t->name, t->trigger.items[j].name);
+        }
+        if (!wf->reactive && (t->workers > 1 || t->trigger.n || t->queue))
+            warning_at(L, t->pos,
+                       "task '%s': execution.workers, trigger and queue apply in reactive mode "
+                       "only (mode: reactive, or flowbus up); this one-shot run ignores them",
+                       t->name);
+    }
+}
 
 /* A task that needs permissions can only get them with a token, and a token
  * reaches tasks only from the workflow's env: (AUTH_TOKEN) or --set. */
@@ -1578,7 +1634,14 @@ static void check_graph(struct loader *L)
             long v = graph__var_index(g, t->inputs.items[j].name);
             const size_t *who;
             if (v >= 0 && !graph__var_is_initial(g, (size_t)v) &&
-                graph__producers(g, (size_t)v, &who) == 0)
+                graph__producers(g, (size_t)v, &who) == 0 && wf->reactive)
+                /* A reactive flow is fed from outside too (flowbus set, mqtt). */
+                warning_at(L, t->inputs.items[j].pos,
+                           "input '%s' of task '%s' is set by no task and not in env: it fires "
+                           "only when set from outside (flowbus set, mosquitto_pub)",
+                           t->inputs.items[j].name, t->name);
+            else if (v >= 0 && !graph__var_is_initial(g, (size_t)v) &&
+                     graph__producers(g, (size_t)v, &who) == 0)
                 error_at(L, t->inputs.items[j].pos,
                          "input '%s' of task '%s' is never set: no task outputs it and it is not "
                          "in env: or --set",
@@ -1684,6 +1747,16 @@ static void read_document(struct loader *L, yaml_node_t *root)
         wf->description = strdup(s);
     if (f[WK_VERSION].value && (s = string_field(L, &f[WK_VERSION], "workflow")) != NULL)
         wf->version = strdup(s);
+    if (f[WK_MODE].value) {
+        s = text(f[WK_MODE].value);
+        if (s && strcmp(s, "reactive") == 0)
+            wf->reactive = 1;
+        else if (!s || strcmp(s, "oneshot") != 0)
+            error_at(L, pos_of(f[WK_MODE].value), "'mode' must be oneshot or reactive, got %s",
+                     describe(f[WK_MODE].value, buf, sizeof buf));
+    }
+    if (L->opts && L->opts->reactive)
+        wf->reactive = 1;
     if (f[WK_ENV].value)
         read_env(L, f[WK_ENV].value);
     if (f[WK_AUTH].value)
@@ -1697,6 +1770,7 @@ static void read_document(struct loader *L, yaml_node_t *root)
     if (L->over_budget)
         return;
     check_depends(L);
+    check_reactive_keys(L);
     check_auth(L);
     check_cmd_tasks(L, f[WK_TASKS].value);
     check_graph(L);
@@ -1923,6 +1997,7 @@ json_t *workflow__to_json(const struct workflow *wf)
         json_object_set_new(root, "description", json_string(wf->description));
     if (wf->version)
         json_object_set_new(root, "version", json_string(wf->version));
+    json_object_set_new(root, "mode", json_string(wf->reactive ? "reactive" : "oneshot"));
     if (wf->auth.set) {
         json_t *auth = json_object();
         if (wf->auth.url)
@@ -1960,6 +2035,15 @@ json_t *workflow__to_json(const struct workflow *wf)
         json_object_set_new(exec, "retries", json_integer(t->retries));
         json_object_set_new(exec, "retry_delay", json_real(t->retry_delay));
         json_object_set_new(exec, "retry_max_delay", json_real(t->retry_max_delay));
+        json_object_set_new(exec, "queue", json_integer(t->queue));
+        json_object_set_new(exec, "restart",
+                            json_string(RESTART_POLICIES[t->restart]));
+        {
+            json_t *trig = json_array();
+            for (size_t k = 0; k < t->trigger.n; k++)
+                json_array_append_new(trig, json_string(t->trigger.items[k].name));
+            json_object_set_new(exec, "trigger", trig);
+        }
         json_object_set_new(task, "execution", exec);
         json_object_set_new(task, "permissions", names_json(&t->permissions));
         json_object_set_new(task, "requires_auth", json_boolean(t->requires_auth));

@@ -13,6 +13,9 @@
 #include <stddef.h>
 #include <jansson.h>
 
+/* When a reactive task's process is started again after it ended. */
+enum wf_restart { WF_RESTART_ON_FAILURE = 0, WF_RESTART_ALWAYS, WF_RESTART_NEVER };
+
 /* A position in the workflow file, 1-based; 0 when unknown. */
 struct wf_pos {
     int line;
@@ -57,6 +60,9 @@ struct wf_task {
     int retries;                /* attempts after the first; 0 unless set */
     double retry_delay;         /* seconds before the first retry (doubling after); 0: 1 s */
     double retry_max_delay;     /* cap on the delay between retries; 0: 60 s */
+    struct wf_list trigger;     /* reactive: inputs whose events fire the task; empty: all */
+    int queue;                  /* reactive: events kept while busy; 0: the default (100) */
+    enum wf_restart restart;    /* reactive: when a process that ended is started again */
     struct wf_list permissions; /* permissions.required (later release) */
     int requires_auth;          /* accepted (later release) */
 };
@@ -72,6 +78,7 @@ struct wf_auth {
 
 struct workflow {
     struct wf_auth auth;
+    int reactive; /* `mode: reactive` (or run by `flowbus up`) */
     char *file;        /* as given on the command line */
     char *name;        /* `name:`, else the file's base name without extension */
     char *description; /* NULL when not given */
@@ -118,6 +125,7 @@ struct wf_load_options {
     /* Environment lookup for {{ENV:X}}; NULL means getenv. */
     const char *(*getenv_fn)(void *ctx, const char *name);
     void *getenv_ctx;
+    int reactive; /* run in reactive mode whatever the file's `mode:` says (flowbus up) */
 };
 
 /*
