@@ -11,6 +11,15 @@
  * travels as a single NUL byte (a zero-length retained payload would delete
  * the variable), and a variable already holding a value is never overwritten
  * ("first value wins").
+ *
+ * Reactive mode (FLOWBUS_MODE=reactive, docs/protocol.md "Reactive mode")
+ * keeps the process alive across activations. Every publish on a trigger
+ * input is an event; absorb turns events into entries of a bounded FIFO
+ * (oldest dropped and counted), and fb_task_next takes them one at a time,
+ * snapshotting the inputs the activation sees. With a worker pool the
+ * events come from a second connection holding the $share subscriptions,
+ * because fb_bus cannot tell which subscription a message matched and a
+ * worker also needs every value (not just its share) to know the latest.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -20,6 +29,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <stdint.h>
+#include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -39,6 +51,10 @@
  * for a broker restart; the flushes wait this much longer than FLUSH_TIMEOUT.
  */
 #define DEFAULT_RECONNECT_MAX 30.0
+/* Reactive mode: events kept while busy (FLOWBUS_QUEUE), and the bounds of the settings. */
+#define DEFAULT_QUEUE 100
+#define MAX_QUEUE 1000000
+#define MAX_WORKERS 1024
 
 struct var {
     char *name;
@@ -46,6 +62,14 @@ struct var {
     int secret;  /* inputs only: delivered in the environment */
     int taken;   /* outputs only: another producer already set it */
     int published; /* outputs only: fb_task_done published it */
+    int trigger;   /* inputs only, reactive mode: its events fire the task */
+    char *current; /* inputs only, reactive mode: the value the activation sees */
+};
+
+/* A queued event (reactive mode): a publish on trigger input `input`. */
+struct event {
+    size_t input; /* index into inputs; SIZE_MAX: the start of a task without triggers */
+    char *value;  /* the value published (owned); NULL with SIZE_MAX */
 };
 
 struct dep {
@@ -88,6 +112,29 @@ struct fb_task {
     int finished;
     char *last_state;      /* the last state JSON published, for re-asserting it */
     unsigned reconnects;   /* fb_bus_reconnects when last re-asserted */
+    unsigned expiry;       /* FLOWBUS_EXPIRY: message expiry of retained publishes; 0: none */
+
+    /* Reactive mode only. */
+    int reactive;
+    int source;        /* fb_task_wait or fb_task_emit was used: events are not queued */
+    int paused;        /* control said pause (and not resume since) */
+    int in_activation; /* between fb_task_next and fb_task_done/fb_task_fail */
+    int snapshot;      /* inputs[].current holds the last activation's view */
+    int initial_fired; /* the one start event of a task without triggers was queued */
+    size_t n_triggers;
+    unsigned long activation;
+    const char *result; /* "done", "failed" or NULL: how the last activation ended */
+    size_t trigger;     /* input that fired the activation; SIZE_MAX: none */
+    long worker;
+    long workers;
+    struct event *queue; /* ring buffer of queue_max events */
+    size_t queue_max;
+    size_t q_head;
+    size_t q_len;
+    unsigned long dropped;     /* events dropped so far (queue full) */
+    unsigned long burst_drops; /* dropped since the last activation began */
+    fb_bus *events_bus;        /* workers > 1: the $share subscriptions of the triggers */
+    int epoll_fd;              /* workers > 1: fb_task_fd, watching both connections */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -176,6 +223,7 @@ static void free_vars(struct var *vars, size_t n)
     for (i = 0; i < n; i++) {
         free(vars[i].name);
         free(vars[i].value);
+        free(vars[i].current);
     }
     free(vars);
 }
@@ -365,6 +413,17 @@ static enum fb_err read_numbers(fb_task *task, char *errbuf, size_t errlen)
         task->reconnect_max = seconds;
     }
     task->flush_timeout = FLUSH_TIMEOUT + task->reconnect_max;
+    text = getenv("FLOWBUS_EXPIRY");
+    if (text != NULL && *text != '\0') {
+        errno = 0;
+        value = strtoll(text, &end, 10);
+        if (errno != 0 || *end != '\0' || value < 0 || value > (long long)UINT32_MAX) {
+            err__set(errbuf, errlen, "FLOWBUS_EXPIRY '%s' is not a number of seconds (0: none)",
+                     text);
+            return FB_ERR_ENV;
+        }
+        task->expiry = (unsigned)value;
+    }
     /* The coordinator enforces the timeout; it is only validated here. */
     text = getenv("FLOWBUS_TIMEOUT");
     if (text != NULL && *text != '\0') {
@@ -443,6 +502,86 @@ out:
     free_names(outputs, n_out);
     free_names(secrets, n_sec);
     free_names(deps, n_dep);
+    return err;
+}
+
+/* A whole number from the environment in [min, max], or def when unset or empty. */
+static enum fb_err env_long(const char *name, long def, long min, long max, long *out,
+                            char *errbuf, size_t errlen)
+{
+    const char *text = getenv(name);
+    char *end;
+    long long value;
+
+    *out = def;
+    if (text == NULL || *text == '\0')
+        return FB_OK;
+    errno = 0;
+    value = strtoll(text, &end, 10);
+    if (errno != 0 || *end != '\0' || value < min || value > max) {
+        err__set(errbuf, errlen, "%s '%s' is not a whole number from %ld to %ld", name, text, min,
+                 max);
+        return FB_ERR_ENV;
+    }
+    *out = (long)value;
+    return FB_OK;
+}
+
+/* FLOWBUS_MODE and, in reactive mode, the triggers, the queue and the worker pool. */
+static enum fb_err read_mode(fb_task *task, char *errbuf, size_t errlen)
+{
+    const char *mode = getenv("FLOWBUS_MODE");
+    char **triggers = NULL;
+    size_t n_trig = 0;
+    size_t i;
+    long queue = DEFAULT_QUEUE;
+    enum fb_err err;
+
+    task->trigger = SIZE_MAX;
+    task->epoll_fd = -1;
+    if (mode == NULL || *mode == '\0' || strcmp(mode, "oneshot") == 0)
+        return FB_OK;
+    if (strcmp(mode, "reactive") != 0) {
+        err__set(errbuf, errlen, "FLOWBUS_MODE '%s' is not 'oneshot' or 'reactive'", mode);
+        return FB_ERR_ENV;
+    }
+    task->reactive = 1;
+    err = env_long("FLOWBUS_QUEUE", DEFAULT_QUEUE, 1, MAX_QUEUE, &queue, errbuf, errlen);
+    if (err == FB_OK)
+        err = env_long("FLOWBUS_WORKERS", 1, 1, MAX_WORKERS, &task->workers, errbuf, errlen);
+    if (err == FB_OK)
+        err = env_long("FLOWBUS_WORKER", 1, 1, task->workers, &task->worker, errbuf, errlen);
+    if (err == FB_OK)
+        err = split_names("FLOWBUS_TRIGGERS", valid_var_name, &triggers, &n_trig, errbuf, errlen);
+    if (err != FB_OK)
+        goto out;
+    task->queue_max = (size_t)queue;
+    task->queue = calloc(task->queue_max, sizeof *task->queue);
+    if (task->queue == NULL) {
+        err__set(errbuf, errlen, "out of memory");
+        err = FB_ERR_NOMEM;
+        goto out;
+    }
+    for (i = 0; i < n_trig; i++) {
+        struct var *v = find_var(task->inputs, task->n_inputs, triggers[i]);
+
+        if (v == NULL || v->secret) {
+            err__set(errbuf, errlen, "FLOWBUS_TRIGGERS: %s is not %s", triggers[i],
+                     v == NULL ? "one of the task's inputs" : "allowed: a secret input cannot "
+                                                              "trigger (it is not on the bus)");
+            err = FB_ERR_ENV;
+            goto out;
+        }
+        v->trigger = 1;
+    }
+    /* Without FLOWBUS_TRIGGERS every input on the bus is a trigger. */
+    for (i = 0; i < task->n_inputs; i++) {
+        if (n_trig == 0 && !task->inputs[i].secret)
+            task->inputs[i].trigger = 1;
+        task->n_triggers += task->inputs[i].trigger != 0;
+    }
+out:
+    free_names(triggers, n_trig);
     return err;
 }
 
@@ -532,6 +671,15 @@ static char *state_json(const fb_task *task, const char *state, double at, int w
     json_object_set_new(obj, "exit", exit_code >= 0 ? json_integer(exit_code) : json_null());
     json_object_set_new(obj, "signal", json_null());
     json_object_set_new(obj, "error", error != NULL ? json_string(error) : json_null());
+    if (task->reactive) {
+        json_object_set_new(obj, "activation", json_integer((json_int_t)task->activation));
+        json_object_set_new(obj, "result",
+                            task->result != NULL ? json_string(task->result) : json_null());
+        json_object_set_new(obj, "queued", json_integer((json_int_t)task->q_len));
+        json_object_set_new(obj, "dropped", json_integer((json_int_t)task->dropped));
+        if (task->workers > 1)
+            json_object_set_new(obj, "worker", json_integer(task->worker));
+    }
     /* 16 significant digits: Unix seconds with exactly the microseconds. */
     text = json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(16));
     json_decref(obj);
@@ -546,7 +694,7 @@ static enum fb_err publish_state(fb_task *task, const char *state, double at, in
 
     if (text == NULL)
         return FB_ERR_NOMEM;
-    err = fb_bus_publish(task->bus, task->state_topic, text, strlen(text), 1, 1, 0);
+    err = fb_bus_publish(task->bus, task->state_topic, text, strlen(text), 1, 1, task->expiry);
     free(task->last_state);
     task->last_state = text;
     return err;
@@ -562,9 +710,9 @@ static enum fb_err publish_var(fb_task *task, const char *name, const char *valu
     if (topic == NULL)
         return FB_ERR_NOMEM;
     if (len == 0)
-        err = fb_bus_publish(task->bus, topic, "", 1, 1, 1, 0);
+        err = fb_bus_publish(task->bus, topic, "", 1, 1, 1, task->expiry);
     else
-        err = fb_bus_publish(task->bus, topic, value, len, 1, 1, 0);
+        err = fb_bus_publish(task->bus, topic, value, len, 1, 1, task->expiry);
     free(topic);
     return err;
 }
@@ -584,12 +732,13 @@ static enum fb_err reassert(fb_task *task)
     if (now == task->reconnects)
         return FB_OK;
     task->reconnects = now;
-    for (i = 0; i < task->n_outputs && err == FB_OK; i++)
+    /* In reactive mode a publish is an event downstream: outputs are not sent twice on purpose. */
+    for (i = 0; i < task->n_outputs && err == FB_OK && !task->reactive; i++)
         if (task->outputs[i].published)
             err = publish_var(task, task->outputs[i].name, task->outputs[i].value);
     if (err == FB_OK && task->last_state != NULL)
         err = fb_bus_publish(task->bus, task->state_topic, task->last_state,
-                             strlen(task->last_state), 1, 1, 0);
+                             strlen(task->last_state), 1, 1, task->expiry);
     return err;
 }
 
@@ -608,6 +757,17 @@ static enum fb_err flush_reasserting(fb_task *task)
     return err;
 }
 
+/* 1 if a state JSON payload says its last activation ended "done" (reactive mode). */
+static int result_done(const fb_msg *msg)
+{
+    json_t *root = json_loadb(msg->payload, msg->len, 0, NULL);
+    const char *result = json_string_value(json_object_get(root, "result"));
+    int done = result != NULL && strcmp(result, "done") == 0;
+
+    json_decref(root);
+    return done;
+}
+
 /* The state named in a state JSON payload, into buf ("" if unreadable). */
 static void state_of(const fb_msg *msg, char *buf, size_t len)
 {
@@ -618,8 +778,132 @@ static void state_of(const fb_msg *msg, char *buf, size_t len)
     json_decref(root);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Reactive mode: the event queue                                            */
+/* ------------------------------------------------------------------------ */
+
+/* A variable's value as received: NULL for a deletion (zero bytes), "" for one NUL byte. */
+static char *decode_value(const fb_msg *msg, int *nomem)
+{
+    char *value = NULL;
+
+    if (msg->len == 1 && msg->payload[0] == '\0')
+        value = str__dup("");
+    else if (msg->len > 0)
+        value = str__dup(msg->payload);
+    *nomem = msg->len > 0 && value == NULL;
+    return value;
+}
+
+static int same_value(const char *a, const char *b)
+{
+    return a != NULL && b != NULL && strcmp(a, b) == 0;
+}
+
+/*
+ * 1 if an event on input `trigger` may fire now: every other input and every
+ * dependency is set (the trigger's own value comes with the event). In
+ * reactive mode a dependency counts as done once its state is "done" or its
+ * last activation ended "done" (a reactive task never reaches the state done).
+ */
+static int ready_except(const fb_task *task, size_t trigger)
+{
+    size_t i;
+
+    for (i = 0; i < task->n_inputs; i++)
+        if (i != trigger && task->inputs[i].value == NULL)
+            return 0;
+    for (i = 0; i < task->n_deps; i++)
+        if (!task->deps[i].done)
+            return 0;
+    return 1;
+}
+
+/*
+ * Appends an event (taking value). When the queue is full the oldest event is
+ * dropped and counted; the first drop of a burst is logged at once, and the
+ * burst's total when the next activation begins, so no drop goes unreported.
+ */
+static void enqueue(fb_task *task, size_t input, char *value)
+{
+    struct event *slot;
+
+    if (task->q_len == task->queue_max) {
+        struct event *oldest = &task->queue[task->q_head];
+
+        free(oldest->value);
+        task->q_head = (task->q_head + 1) % task->queue_max;
+        task->q_len--;
+        task->dropped++;
+        if (task->burst_drops++ == 0)
+            fb_task_log(task,
+                        "queue full (%zu events): dropping the oldest events (%lu dropped so far)",
+                        task->queue_max, task->dropped);
+    }
+    slot = &task->queue[(task->q_head + task->q_len) % task->queue_max];
+    slot->input = input;
+    slot->value = value;
+    task->q_len++;
+}
+
+/* A publish on input `in` (value owned by the caller) that counts as an event. */
+static void on_event(fb_task *task, struct var *in, const char *value)
+{
+    size_t index = (size_t)(in - task->inputs);
+    char *copy;
+
+    /* A source does not consume events; an event before all inputs are set fires nothing. */
+    if (task->source || value == NULL || !ready_except(task, index))
+        return;
+    copy = str__dup(value);
+    if (copy == NULL) {
+        log__emit(task->log, task->log_ctx, FB_LOG_ERROR, "out of memory: event on %s lost",
+                  in->name);
+        return;
+    }
+    enqueue(task, index, copy);
+}
+
+/*
+ * A message on vars/<input> in reactive mode. On the task's own connection
+ * it updates the input's latest value, and is an event if the input is a
+ * trigger and: with a single worker, it is live, or retained with a value
+ * other than the one known (the value present at subscribe, or one published
+ * while the connection was down); in a pool, only worker 1 takes retained
+ * values as events (the start of the flow), the live ones come to the pool
+ * through the shared subscriptions. On the events connection (from_share)
+ * every live message is an event; retained ones are ignored, as MQTT v5 says
+ * a shared subscription gets none (mosquitto 2.0 sends them anyway).
+ */
+static void absorb_reactive_var(fb_task *task, struct var *in, const fb_msg *msg, int from_share)
+{
+    int nomem;
+    int is_event;
+    char *value = decode_value(msg, &nomem);
+
+    if (nomem) {
+        log__emit(task->log, task->log_ctx, FB_LOG_ERROR, "out of memory: value of %s lost",
+                  in->name);
+        return;
+    }
+    if (from_share) {
+        if (!msg->retained && in->trigger)
+            on_event(task, in, value);
+        free(value);
+        return;
+    }
+    if (task->workers > 1)
+        is_event = msg->retained && task->worker == 1 && !same_value(in->value, value);
+    else
+        is_event = !msg->retained || !same_value(in->value, value);
+    free(in->value);
+    in->value = value;
+    if (is_event && in->trigger)
+        on_event(task, in, value);
+}
+
 /* Applies one received message to the task's view of the run. */
-static void absorb(fb_task *task, const fb_msg *msg)
+static void absorb(fb_task *task, const fb_msg *msg, int from_share)
 {
     size_t root_len = strlen(task->root);
     const char *rel;
@@ -634,7 +918,9 @@ static void absorb(fb_task *task, const fb_msg *msg)
         struct var *in = find_var(task->inputs, task->n_inputs, name);
         struct var *out = find_var(task->outputs, task->n_outputs, name);
 
-        if (in != NULL && !in->secret) {
+        if (in != NULL && !in->secret && task->reactive) {
+            absorb_reactive_var(task, in, msg, from_share);
+        } else if (in != NULL && !in->secret) {
             free(in->value);
             in->value = NULL;
             /* Zero bytes: the retained value was deleted. One NUL byte: "". */
@@ -656,7 +942,8 @@ static void absorb(fb_task *task, const fb_msg *msg)
                 strncmp(task->deps[i].name, name, (size_t)(slash - name)) == 0) {
                 /* Other terminal states leave the task waiting: the coordinator decides skips. */
                 state_of(msg, state, sizeof state);
-                task->deps[i].done = strcmp(state, "done") == 0;
+                task->deps[i].done = strcmp(state, "done") == 0 ||
+                                     (task->reactive && result_done(msg));
             }
         }
     } else if (strcmp(rel, "control") == 0) {
@@ -665,21 +952,39 @@ static void absorb(fb_task *task, const fb_msg *msg)
 
         if (cmd != NULL && strcmp(cmd, "stop") == 0)
             task->stopped = 1;
+        else if (cmd != NULL && strcmp(cmd, "pause") == 0)
+            task->paused = 1;
+        else if (cmd != NULL && strcmp(cmd, "resume") == 0)
+            task->paused = 0;
         json_decref(root);
     }
 }
 
-/* Absorbs every message already queued, without waiting. */
-static enum fb_err absorb_queued(fb_task *task)
+/* Absorbs every message already queued on one connection, without waiting. */
+static enum fb_err absorb_bus(fb_task *task, fb_bus *bus, int from_share)
 {
     fb_msg *msg;
     enum fb_err err;
 
-    while ((err = fb_bus_next(task->bus, 0, &msg)) == FB_OK) {
-        absorb(task, msg);
+    while ((err = fb_bus_next(bus, 0, &msg)) == FB_OK) {
+        absorb(task, msg, from_share);
         fb_msg_free(msg);
     }
     return err == FB_ERR_TIMEOUT ? FB_OK : err;
+}
+
+/*
+ * Absorbs every message already queued, without waiting: the task's own
+ * connection first (so the latest values are known), then the events
+ * connection of a worker pool.
+ */
+static enum fb_err absorb_queued(fb_task *task)
+{
+    enum fb_err err = absorb_bus(task, task->bus, 0);
+
+    if (err == FB_OK && task->events_bus != NULL)
+        err = absorb_bus(task, task->events_bus, 1);
+    return err;
 }
 
 static int ready(const fb_task *task)
@@ -693,6 +998,65 @@ static int ready(const fb_task *task)
         if (!task->deps[i].done)
             return 0;
     return 1;
+}
+
+/*
+ * A worker pool's second connection: the $share subscriptions of the trigger
+ * inputs (group "<run-id>.<task>"), through which the broker gives each event
+ * to one worker. Same broker and credentials; no Last Will (the task's own
+ * connection has it). fb_task_fd is an epoll set over both connections.
+ */
+static enum fb_err connect_events(fb_task *task, fb_bus_options *opts, char *client_id,
+                                  size_t id_len, char *errbuf, size_t errlen)
+{
+    const char **filters = calloc(task->n_triggers + 1, sizeof *filters);
+    struct epoll_event ev;
+    size_t n = 0;
+    size_t i;
+    enum fb_err err = FB_OK;
+
+    if (filters == NULL) {
+        err__set(errbuf, errlen, "out of memory");
+        return FB_ERR_NOMEM;
+    }
+    snprintf(client_id, id_len, "fb-%s-%s-%ld-events", task->run_id, task->name, task->pid);
+    opts->client_id = client_id;
+    opts->will_topic = NULL;
+    opts->will_payload = NULL;
+    opts->will_retained = 0;
+    err = fb_bus_new(opts, &task->events_bus, errbuf, errlen);
+    if (err != FB_OK)
+        goto out;
+    for (i = 0; i < task->n_inputs; i++) {
+        if (!task->inputs[i].trigger)
+            continue;
+        filters[n] = fmt_alloc("$share/%s.%s/%s/vars/%s", task->run_id, task->name, task->root,
+                               task->inputs[i].name);
+        if (filters[n++] == NULL) {
+            err__set(errbuf, errlen, "out of memory");
+            err = FB_ERR_NOMEM;
+            goto out;
+        }
+    }
+    err = fb_bus_subscribe(task->events_bus, filters, n, SUBSCRIBE_TIMEOUT);
+    if (err != FB_OK) {
+        err__set(errbuf, errlen, "cannot subscribe to the shared events: %s", fb_strerror(err));
+        goto out;
+    }
+    task->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+    memset(&ev, 0, sizeof ev);
+    ev.events = EPOLLIN;
+    if (task->epoll_fd < 0 ||
+        epoll_ctl(task->epoll_fd, EPOLL_CTL_ADD, fb_bus_fd(task->bus), &ev) != 0 ||
+        epoll_ctl(task->epoll_fd, EPOLL_CTL_ADD, fb_bus_fd(task->events_bus), &ev) != 0) {
+        err__set(errbuf, errlen, "epoll: %s", strerror(errno));
+        err = FB_ERR_SYSTEM;
+    }
+out:
+    for (i = 0; i < n; i++)
+        free((char *)filters[i]);
+    free(filters);
+    return err;
 }
 
 static enum fb_err connect_and_subscribe(fb_task *task, char *errbuf, size_t errlen)
@@ -709,9 +1073,14 @@ static enum fb_err connect_and_subscribe(fb_task *task, char *errbuf, size_t err
     err = required_env("FLOWBUS_BROKER", &url, errbuf, errlen);
     if (err != FB_OK)
         goto out;
-    will = fmt_alloc("{\"state\":\"crashed\",\"attempt\":%ld,\"pid\":%ld,\"at\":%.6f,"
-                     "\"exit\":null,\"error\":\"connection lost\"}",
-                     task->attempt, task->pid, clock__wall());
+    if (task->reactive && task->workers > 1)
+        will = fmt_alloc("{\"state\":\"crashed\",\"attempt\":%ld,\"pid\":%ld,\"at\":%.6f,"
+                         "\"exit\":null,\"error\":\"connection lost\",\"worker\":%ld}",
+                         task->attempt, task->pid, clock__wall(), task->worker);
+    else
+        will = fmt_alloc("{\"state\":\"crashed\",\"attempt\":%ld,\"pid\":%ld,\"at\":%.6f,"
+                         "\"exit\":null,\"error\":\"connection lost\"}",
+                         task->attempt, task->pid, clock__wall());
     filters = calloc(task->n_inputs + task->n_outputs + task->n_deps + 1, sizeof *filters);
     if (will == NULL || filters == NULL) {
         err__set(errbuf, errlen, "out of memory");
@@ -749,7 +1118,8 @@ static enum fb_err connect_and_subscribe(fb_task *task, char *errbuf, size_t err
     for (i = 0; i < task->n_inputs; i++)
         if (!task->inputs[i].secret)
             filters[n++] = fmt_alloc("%s/vars/%s", task->root, task->inputs[i].name);
-    for (i = 0; i < task->n_outputs; i++)
+    /* Outputs are watched for "first value wins", which reactive mode does not have. */
+    for (i = 0; i < task->n_outputs && !task->reactive; i++)
         filters[n++] = fmt_alloc("%s/vars/%s", task->root, task->outputs[i].name);
     for (i = 0; i < task->n_deps; i++)
         filters[n++] = fmt_alloc("%s/tasks/%s/state", task->root, task->deps[i].name);
@@ -778,6 +1148,9 @@ static enum fb_err connect_and_subscribe(fb_task *task, char *errbuf, size_t err
         err = fb_bus_flush(task->bus, task->flush_timeout);
     if (err != FB_OK)
         err__set(errbuf, errlen, "cannot publish the state 'waiting': %s", fb_strerror(err));
+    /* The events connection subscribes after the retained values are in, so events find them. */
+    if (err == FB_OK && task->reactive && task->workers > 1 && task->n_triggers > 0)
+        err = connect_events(task, &bus_opts, client_id, sizeof client_id, errbuf, errlen);
 out:
     if (filters != NULL)
         for (i = 0; i < n; i++)
@@ -825,6 +1198,8 @@ enum fb_err fb_task_open(const fb_task_options *opts, fb_task **out, char *errbu
         err = FB_ERR_NOMEM;
         goto out;
     }
+    task->epoll_fd = -1;
+    task->trigger = SIZE_MAX;
     if (opts != NULL) {
         task->log = opts->log;
         task->log_ctx = opts->log_ctx;
@@ -845,6 +1220,8 @@ enum fb_err fb_task_open(const fb_task_options *opts, fb_task **out, char *errbu
     }
     if (err == FB_OK)
         err = read_vars(task, errbuf, errlen);
+    if (err == FB_OK)
+        err = read_mode(task, errbuf, errlen);
     if (err == FB_OK)
         err = read_params(task, errbuf, errlen);
     if (err == FB_OK)
@@ -870,6 +1247,9 @@ enum fb_err fb_task_wait(fb_task *task, double timeout)
         return FB_ERR_INVALID;
     if (task->running)
         return FB_OK;
+    /* In reactive mode only a source waits this way, and a source consumes no events. */
+    if (task->reactive)
+        task->source = 1;
     for (;;) {
         err = absorb_queued(task);
         if (task->stopped)
@@ -886,7 +1266,7 @@ enum fb_err fb_task_wait(fb_task *task, double timeout)
         left = deadline < 0 ? 1.0 : deadline - clock__mono();
         err = fb_bus_next(task->bus, left > 1.0 ? 1.0 : left, &msg);
         if (err == FB_OK) {
-            absorb(task, msg);
+            absorb(task, msg, 0);
             fb_msg_free(msg);
         } else if (err != FB_ERR_TIMEOUT) {
             return err;
@@ -895,6 +1275,9 @@ enum fb_err fb_task_wait(fb_task *task, double timeout)
     at = clock__wall();
     task->started_at = at;
     task->running = 1;
+    /* A reactive source stays "waiting" between the activations fb_task_emit reports. */
+    if (task->reactive)
+        return FB_OK;
     return publish_state(task, "running", at, 0, -1, NULL);
 }
 
@@ -940,6 +1323,8 @@ const char *fb_task_input(const fb_task *task, const char *name)
     if (task == NULL || name == NULL)
         return NULL;
     v = find_var(task->inputs, task->n_inputs, name);
+    if (v != NULL && task->reactive && task->snapshot && !v->secret)
+        return v->current;
     return v != NULL ? v->value : NULL;
 }
 
@@ -1077,6 +1462,200 @@ void fb_task_log(fb_task *task, const char *fmt, ...)
     free(text);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Reactive mode                                                             */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Publishes the recorded outputs (none if result is "failed"), confirmed,
+ * then the state "waiting" with the activation's result, and forgets the
+ * outputs so that the next activation publishes only what it sets.
+ */
+static enum fb_err publish_activation(fb_task *task, const char *result, int exit_code,
+                                      const char *error)
+{
+    enum fb_err err = FB_OK;
+    size_t i;
+
+    /* Learn of control messages and queue the events that came meanwhile (for "queued"). */
+    err = absorb_queued(task);
+    for (i = 0; i < task->n_outputs && err == FB_OK && strcmp(result, "done") == 0; i++) {
+        if (task->outputs[i].value != NULL && has_secret(task, task->outputs[i].value)) {
+            fb_task_log(task, "output %s contains a secret value; no output was published",
+                        task->outputs[i].name);
+            result = "failed";
+            exit_code = 1;
+            error = "an output contains a secret value";
+        }
+    }
+    for (i = 0; i < task->n_outputs && err == FB_OK && strcmp(result, "done") == 0; i++)
+        if (task->outputs[i].value != NULL)
+            err = publish_var(task, task->outputs[i].name, task->outputs[i].value);
+    /* Outputs must be on the broker before anyone can see the activation's state. */
+    if (err == FB_OK)
+        err = flush_reasserting(task);
+    for (i = 0; i < task->n_outputs; i++) {
+        free(task->outputs[i].value);
+        task->outputs[i].value = NULL;
+    }
+    task->result = result;
+    if (err == FB_OK)
+        err = publish_state(task, "waiting", clock__wall(), 1, exit_code, error);
+    if (err == FB_OK)
+        err = flush_reasserting(task);
+    return err;
+}
+
+static enum fb_err end_activation(fb_task *task, const char *result, int exit_code,
+                                  const char *error)
+{
+    task->in_activation = 0;
+    return publish_activation(task, result, exit_code, error);
+}
+
+/* Queues the one start event of a task with no trigger inputs (worker 1 of a pool only). */
+static void initial_event(fb_task *task)
+{
+    if (task->n_triggers > 0 || task->initial_fired || task->worker > 1 ||
+        !ready_except(task, SIZE_MAX))
+        return;
+    task->initial_fired = 1;
+    enqueue(task, SIZE_MAX, NULL);
+}
+
+/* Waits up to timeout seconds (>= 0) for a message on either connection. */
+static void wait_readable(fb_task *task, double timeout)
+{
+    struct pollfd pfd[2];
+    nfds_t n = 0;
+
+    pfd[n++] = (struct pollfd){.fd = fb_bus_fd(task->bus), .events = POLLIN};
+    if (task->events_bus != NULL)
+        pfd[n++] = (struct pollfd){.fd = fb_bus_fd(task->events_bus), .events = POLLIN};
+    poll(pfd, n, (int)(timeout * 1000.0 + 0.999));
+}
+
+/* Takes the oldest event and makes it the current activation's view of the inputs. */
+static enum fb_err start_activation(fb_task *task)
+{
+    struct event ev = task->queue[task->q_head];
+    size_t i;
+    double at;
+
+    task->q_head = (task->q_head + 1) % task->queue_max;
+    task->q_len--;
+    if (task->burst_drops > 0) {
+        fb_task_log(task, "%lu events dropped while busy (queue limit %zu); %lu in all",
+                    task->burst_drops, task->queue_max, task->dropped);
+        task->burst_drops = 0;
+    }
+    for (i = 0; i < task->n_inputs; i++) {
+        struct var *in = &task->inputs[i];
+
+        free(in->current);
+        in->current = NULL;
+        if (in->secret)
+            continue;
+        if (i == ev.input) {
+            in->current = ev.value;
+            ev.value = NULL;
+        } else if (in->value != NULL && (in->current = str__dup(in->value)) == NULL) {
+            free(ev.value);
+            return FB_ERR_NOMEM;
+        }
+    }
+    free(ev.value);
+    task->snapshot = 1;
+    task->trigger = ev.input;
+    task->activation++;
+    task->in_activation = 1;
+    task->result = NULL;
+    at = clock__wall();
+    task->started_at = at;
+    return publish_state(task, "running", at, 0, -1, NULL);
+}
+
+int fb_task_reactive(const fb_task *task)
+{
+    return task != NULL && task->reactive;
+}
+
+enum fb_err fb_task_next(fb_task *task, double timeout)
+{
+    double deadline = timeout < 0 ? -1.0 : clock__mono() + timeout;
+    double left;
+    enum fb_err err;
+
+    if (task == NULL || task->finished || !task->reactive || task->in_activation || task->source)
+        return FB_ERR_INVALID;
+    for (;;) {
+        err = absorb_queued(task);
+        if (task->stopped)
+            return FB_ERR_STOPPED;
+        if (err == FB_OK)
+            err = reassert(task);
+        if (err != FB_OK)
+            return err;
+        initial_event(task);
+        if (!task->paused && task->q_len > 0)
+            break;
+        if (deadline >= 0 && clock__mono() >= deadline)
+            return FB_ERR_TIMEOUT;
+        /* At most a second at a time, so a reconnect is noticed even when nothing comes. */
+        left = deadline < 0 ? 1.0 : deadline - clock__mono();
+        wait_readable(task, left > 1.0 ? 1.0 : left < 0 ? 0 : left);
+    }
+    return start_activation(task);
+}
+
+unsigned long fb_task_activation(const fb_task *task)
+{
+    return task != NULL ? task->activation : 0;
+}
+
+const char *fb_task_trigger(const fb_task *task)
+{
+    if (task == NULL || !task->snapshot || task->trigger >= task->n_inputs)
+        return NULL;
+    return task->inputs[task->trigger].name;
+}
+
+int fb_task_paused(const fb_task *task)
+{
+    return task != NULL && task->paused;
+}
+
+int fb_task_fd(const fb_task *task)
+{
+    if (task == NULL)
+        return -1;
+    return task->epoll_fd >= 0 ? task->epoll_fd : fb_bus_fd(task->bus);
+}
+
+enum fb_err fb_task_poll(fb_task *task)
+{
+    enum fb_err err;
+
+    if (task == NULL || task->finished)
+        return FB_ERR_INVALID;
+    err = absorb_queued(task);
+    if (task->stopped)
+        return FB_ERR_STOPPED;
+    if (err == FB_OK)
+        err = reassert(task);
+    return err;
+}
+
+enum fb_err fb_task_emit(fb_task *task)
+{
+    if (task == NULL || task->finished || !task->reactive || task->in_activation)
+        return FB_ERR_INVALID;
+    task->source = 1;
+    task->activation++;
+    task->started_at = clock__wall();
+    return publish_activation(task, "done", -1, NULL);
+}
+
 enum fb_err fb_task_done(fb_task *task)
 {
     enum fb_err err;
@@ -1084,6 +1663,8 @@ enum fb_err fb_task_done(fb_task *task)
 
     if (task == NULL || task->finished)
         return FB_ERR_INVALID;
+    if (task->reactive)
+        return task->in_activation ? end_activation(task, "done", -1, NULL) : FB_ERR_INVALID;
     /* Learn about values other producers set while we worked. */
     err = absorb_queued(task);
     if (err != FB_OK)
@@ -1146,8 +1727,13 @@ enum fb_err fb_task_fail(fb_task *task, int exit_code, const char *fmt, ...)
     for (p = error; p != NULL && *p != '\0'; p++)
         if (*p == '\n' || *p == '\r')
             *p = ' ';
-    err =
-        task__end(task, "failed", exit_code < 0 ? 1 : exit_code, error != NULL ? error : "failed");
+    /* A failed activation does not end a reactive task; failing outside one does. */
+    if (task->reactive && task->in_activation)
+        err = end_activation(task, "failed", exit_code < 0 ? 1 : exit_code,
+                             error != NULL ? error : "failed");
+    else
+        err = task__end(task, "failed", exit_code < 0 ? 1 : exit_code,
+                        error != NULL ? error : "failed");
     free(error);
     return err;
 }
@@ -1175,6 +1761,8 @@ fb_log_fn task__log_fn(const fb_task *task, void **ctx)
 void fb_task_exit(fb_task *task, int code)
 {
     fflush(NULL);
+    if (task != NULL && task->events_bus != NULL)
+        fb_bus_close(task->events_bus, EXIT_CLOSE_TIMEOUT);
     if (task != NULL)
         fb_bus_close(task->bus, EXIT_CLOSE_TIMEOUT);
     /* Skips MQTTAsync_destroy, which waits for Paho's threads in 100 ms sleeps. */
@@ -1187,7 +1775,13 @@ void fb_task_free(fb_task *task)
 
     if (task == NULL)
         return;
+    fb_bus_free(task->events_bus);
     fb_bus_free(task->bus);
+    if (task->epoll_fd >= 0)
+        close(task->epoll_fd);
+    for (i = 0; i < task->q_len; i++)
+        free(task->queue[(task->q_head + i) % task->queue_max].value);
+    free(task->queue);
     free_vars(task->inputs, task->n_inputs);
     free_vars(task->outputs, task->n_outputs);
     for (i = 0; i < task->n_deps; i++)

@@ -303,12 +303,17 @@ FB_API void fb_task_log(fb_task *task, const char *fmt, ...) FB_PRINTF(2, 3);
 /*
  * Publishes the recorded outputs (retained, QoS 1), waits for the broker to
  * confirm them, then publishes and confirms the state "done".
+ * In reactive mode it ends the current activation instead: outputs, then
+ * "waiting" with "result":"done"; the task goes on (see fb_task_next).
  */
 FB_API enum fb_err fb_task_done(fb_task *task);
 
 /*
  * Publishes and confirms the state "failed" with the given exit code and a
  * one-line error. Recorded outputs are discarded.
+ * In reactive mode, inside an activation, it ends only that activation:
+ * "waiting" with "result":"failed", "exit" and "error"; the task goes on.
+ * Outside an activation it ends the task as in one-shot mode.
  */
 FB_API enum fb_err fb_task_fail(fb_task *task, int exit_code, const char *fmt, ...)
     FB_PRINTF(3, 4);
@@ -321,6 +326,143 @@ FB_API FB_NORETURN void fb_task_exit(fb_task *task, int code);
 
 /* Disconnects and frees the task. Accepts NULL. Slower than fb_task_exit. */
 FB_API void fb_task_free(fb_task *task);
+
+/* ------------------------------------------------------------------------ */
+/* fb_task in reactive mode (docs/protocol.md, "Reactive mode")               */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * With FLOWBUS_MODE=reactive the task process stays up and acts once per
+ * *activation*. fb_task_open reads, besides the one-shot environment:
+ *   FLOWBUS_MODE      "oneshot" (default when absent or empty) or "reactive"
+ *   FLOWBUS_TRIGGERS  comma-separated inputs whose events fire the task
+ *                     (default: every input on the bus; secret inputs never fire)
+ *   FLOWBUS_QUEUE     events kept while busy or paused, 1 to 1000000 (default 100)
+ *   FLOWBUS_WORKERS   pool size, 1 to 1024 (default 1); FLOWBUS_WORKER this
+ *                     worker's number, 1 to FLOWBUS_WORKERS (default 1)
+ *   FLOWBUS_EXPIRY    (both modes) seconds: every retained publish of the task
+ *                     (variables, states) carries this MQTT v5 message expiry;
+ *                     0 or absent: none. The Last Will carries none.
+ *
+ * Events. Every publish on a trigger input is an event, even with the same
+ * value. An event fires the task if, when it arrives, every other input is
+ * set and every depends_on task has reported "done" (as its state, or as the
+ * result of its last activation); otherwise it only updates the input's
+ * value. The retained value found at subscribe counts as one event, so a
+ * task whose inputs are all set at start fires once. After a reconnect, a
+ * retained trigger value counts as an event only if it differs from the one
+ * known (it was published while the connection was down). A task with no
+ * trigger input (no inputs, or only secrets) fires once, when its
+ * depends_on tasks are done.
+ *
+ * Queue. Events are kept in a FIFO in the process until an activation takes
+ * them. Past FLOWBUS_QUEUE the oldest is dropped and counted ("dropped" in
+ * the state); the first drop of a burst is logged on the task's log topic at
+ * once, and the burst's total when the next activation begins. Events are
+ * taken from the connection whenever the task calls into the SDK (fb_task_next,
+ * fb_task_done, fb_task_fail, fb_task_poll): a plugin with a long activation
+ * should call fb_task_poll when fb_task_fd is readable, so the bound applies
+ * during the activation too.
+ *
+ * What an activation sees (fb_task_input): for the input that fired it, the
+ * value of ITS event, even if newer events are queued behind it; for every
+ * other input, the latest value known when the activation began. The view
+ * stays fixed until the next activation.
+ *
+ * Workers (FLOWBUS_WORKERS > 1). Each worker opens a second connection that
+ * subscribes to the trigger inputs through
+ * $share/<run-id>.<task>/flowbus/<run-id>/vars/<X>, so each live event goes
+ * to exactly one worker; the task's own connection subscribes to every input
+ * normally, for the latest values. MQTT v5 gives shared subscriptions no
+ * retained messages (mosquitto 2.0 sends them anyway; they are ignored), so
+ * only worker 1 takes the retained values present at start as events: a
+ * pool whose inputs are set at start fires once, on worker 1. Every worker
+ * publishes on the task's one state topic, with its number in "worker" (also
+ * in its Last Will).
+ *
+ * States. The state JSON gains "activation" (running or last ended),
+ * "result" ("done", "failed" or null before the first activation ends),
+ * "queued", "dropped" and, in a pool, "worker". fb_task_next publishes
+ * "running"; fb_task_done, fb_task_fail and fb_task_emit publish "waiting"
+ * with the result ("started" is when that activation began; "exit" and
+ * "error" are set for a failed one).
+ *
+ * Outputs. "First value wins" does not apply: each activation publishes the
+ * outputs it set (retained, QoS 1, confirmed before its state), and every
+ * publish is an event downstream. Recorded outputs are forgotten after each
+ * activation. After a reconnect outputs are not published again (that would
+ * be a new event); the bus still re-sends any it had not seen confirmed.
+ *
+ * Control (retained, on the run's control topic): {"cmd":"pause"} holds
+ * activations (events keep queuing within the bound); {"cmd":"resume"}
+ * releases them in order; {"cmd":"stop"} makes fb_task_next and fb_task_poll
+ * return FB_ERR_STOPPED: the plugin should then fb_task_exit(task, 0) without
+ * publishing a state.
+ *
+ * Sources (tasks that publish on their own: a timer, a file watch, another
+ * broker) do not call fb_task_next: they optionally fb_task_wait for their
+ * inputs (in reactive mode that publishes no "running" and marks the task a
+ * source, so input events are not queued), then loop on their own fds plus
+ * fb_task_fd, calling fb_task_poll when it is readable, honouring
+ * fb_task_paused, and fb_task_emit for each value they produce.
+ */
+
+/* 1 if the task runs in reactive mode (FLOWBUS_MODE=reactive), else 0. */
+FB_API int fb_task_reactive(const fb_task *task);
+
+/*
+ * Reactive mode: waits for the next activation (see above), up to timeout
+ * seconds (negative: forever), then publishes "running" with the activation
+ * number and returns FB_OK; fb_task_input, fb_task_trigger and
+ * fb_task_activation then describe it. End the activation with fb_task_done
+ * or fb_task_fail before calling this again. While paused it does not return
+ * an activation (only FB_ERR_TIMEOUT or FB_ERR_STOPPED). Returns
+ * FB_ERR_STOPPED when the run says stop, FB_ERR_TIMEOUT at the deadline,
+ * FB_ERR_LOST when the broker is gone for good, FB_ERR_INVALID in one-shot
+ * mode, inside an activation or for a source.
+ */
+FB_API enum fb_err fb_task_next(fb_task *task, double timeout);
+
+/* The number of the current (or last) activation, from 1; 0 before the first. */
+FB_API unsigned long fb_task_activation(const fb_task *task);
+
+/*
+ * The name of the input whose event fired the current (or last) activation;
+ * NULL before the first, for the start of a task without triggers, and for
+ * sources. Owned by the task.
+ */
+FB_API const char *fb_task_trigger(const fb_task *task);
+
+/* 1 while the run is paused (control said pause, not resume since), else 0. */
+FB_API int fb_task_paused(const fb_task *task);
+
+/*
+ * A file descriptor (owned by the task: do not read or close it) that is
+ * readable while messages for the task wait to be processed (values,
+ * events, control) or the connection was lost; for poll() in a plugin's
+ * own loop. After it becomes readable, call fb_task_poll. Level-triggered.
+ * -1 for a NULL task.
+ */
+FB_API int fb_task_fd(const fb_task *task);
+
+/*
+ * Processes every waiting message without blocking: values, events (queued),
+ * pause/resume. Returns FB_ERR_STOPPED once the run said stop, FB_ERR_LOST
+ * if the broker is gone for good, else FB_OK. Usable in both modes, also
+ * during an activation (its view of the inputs does not change).
+ */
+FB_API enum fb_err fb_task_poll(fb_task *task);
+
+/*
+ * Reactive mode, for sources: publishes the recorded outputs now (retained,
+ * QoS 1, confirmed), counts an activation and publishes "waiting" with
+ * "activation" and "result":"done" (confirmed); then forgets the outputs.
+ * Not to be called inside an fb_task_next activation. Returns FB_ERR_INVALID
+ * in one-shot mode (use fb_task_done there), else what the broker said. An
+ * output holding a secret value is refused: nothing is published and the
+ * activation is reported "failed".
+ */
+FB_API enum fb_err fb_task_emit(fb_task *task);
 
 /* ------------------------------------------------------------------------ */
 /* Permissions (Attica)                                                       */
