@@ -31,6 +31,15 @@
  * so that the coordinator's kill of the group reaches it too.
  *
  * Spawning uses posix_spawn, never fork: Paho's threads are running.
+ *
+ * Reactive mode (FLOWBUS_MODE=reactive): the params and the permission are
+ * checked once (a bad param fails the task), then each activation runs the
+ * command with the activation's inputs, plus FLOWBUS_ACTIVATION (its number)
+ * and FLOWBUS_TRIGGER (the input that fired it) in the environment; its
+ * KEY=VALUE lines are the activation's outputs. A failing command fails the
+ * activation, not the task. A stop is acted on once the running command has
+ * ended; a SIGTERM/SIGINT during the command still goes to it, and the task
+ * exits with 128+N after reporting the activation.
  */
 
 /* posix_spawn_file_actions_addchdir_np and pipe2 are GNU extensions (glibc >= 2.29). */
@@ -550,10 +559,12 @@ static int open_pidfd(pid_t pid)
 static void pump(struct run *r, struct stream *streams, pid_t pid)
 {
     int pidfd = open_pidfd(pid), exited = 0;
+    /* Reactive mode: events that come meanwhile are queued (and bounded) as they arrive. */
+    int task_fd = fb_task_reactive(r->task) ? fb_task_fd(r->task) : -1;
     size_t k;
 
     while (streams[0].fd >= 0 || streams[1].fd >= 0) {
-        struct pollfd pfd[3];
+        struct pollfd pfd[4];
         nfds_t n = 0, j;
         int ready;
 
@@ -562,6 +573,8 @@ static void pump(struct run *r, struct stream *streams, pid_t pid)
                 pfd[n++] = (struct pollfd){.fd = streams[k].fd, .events = POLLIN};
         if (pidfd >= 0 && !exited)
             pfd[n++] = (struct pollfd){.fd = pidfd, .events = POLLIN};
+        if (task_fd >= 0 && !exited)
+            pfd[n++] = (struct pollfd){.fd = task_fd, .events = POLLIN};
         ready = poll(pfd, n, exited ? 0 : -1);
         if (ready < 0 && errno == EINTR)
             continue;
@@ -574,6 +587,12 @@ static void pump(struct run *r, struct stream *streams, pid_t pid)
                 continue;
             if (pfd[j].fd == pidfd) {
                 exited = 1;
+                continue;
+            }
+            if (pfd[j].fd == task_fd) {
+                /* A stop is acted on after the command; a lost broker stops the watching. */
+                if (fb_task_poll(r->task) == FB_ERR_LOST)
+                    task_fd = -1;
                 continue;
             }
             s = pfd[j].fd == streams[0].fd ? &streams[0] : &streams[1];
@@ -613,22 +632,43 @@ static int wait_child(pid_t pid)
     return status;
 }
 
-int main(int argc, char **argv)
+/* Sets FLOWBUS_ACTIVATION and FLOWBUS_TRIGGER for the command (reactive mode). */
+static int env_activation(fb_task *task, struct command *c)
+{
+    char number[32];
+
+    snprintf(number, sizeof number, "%lu", fb_task_activation(task));
+    if (env_set(c, "FLOWBUS_ACTIVATION", number) != 0)
+        return -1;
+    return env_set(c, "FLOWBUS_TRIGGER", fb_task_trigger(task) ? fb_task_trigger(task) : "");
+}
+
+/*
+ * One run of the command with the current inputs: the whole one-shot task,
+ * or one activation in reactive mode. Reports through fb_task_done or
+ * fb_task_fail and returns the exit code the process should end with in
+ * one-shot mode (0 after done).
+ */
+static int act(fb_task *task)
 {
     struct command cmd = {0};
     struct run run = {0};
     struct stream streams[2] = {{.fd = -1, .is_out = 1}, {.fd = -1, .is_out = 0}};
-    struct sigaction sa;
+    struct sigaction sa, old_term, old_int;
     char err[1024] = "";
     pid_t pid;
     size_t i;
     int code = 1, rc, status;
 
-    plugin_cli__args(&info, argc, argv);
-    run.task = plugin_cli__open_and_wait();
-    plugin_cli__require(run.task, required, sizeof required / sizeof *required);
+    run.task = task;
+    pending_signal = 0;
+    forwarded = 0;
     if (command_from_params(run.task, &cmd, err, sizeof err) != 0) {
         fb_task_fail(run.task, 1, "%s", err);
+        goto out;
+    }
+    if (fb_task_reactive(task) && env_activation(task, &cmd) != 0) {
+        fb_task_fail(run.task, 1, "out of memory");
         goto out;
     }
     run.values = calloc(fb_task_output_count(run.task) + 1, sizeof *run.values);
@@ -643,26 +683,28 @@ int main(int argc, char **argv)
      * Until now SIGTERM and SIGINT kill us as usual (while waiting for inputs
      * that is what the coordinator wants). From here they go to the child; one
      * that arrives before the child exists is remembered and means "do not run".
+     * The old dispositions come back after the command (reactive mode waits
+     * again).
      */
     group_leader = getpgrp() == getpid();
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = forward_signal;
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESTART;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, &old_term);
+    sigaction(SIGINT, &sa, &old_int);
     if (pending_signal) {
         code = 128 + pending_signal;
         fb_task_fail(run.task, code, "stopped by signal %d before the command ran",
                      (int)pending_signal);
-        goto out;
+        goto restore;
     }
     rc = spawn_command(&cmd, &pid, &streams[0].fd, &streams[1].fd);
     if (rc != 0) {
         code = rc == ENOENT ? 127 : 126;
         fb_task_fail(run.task, code, "cannot run '%s'%s%s: %s", cmd.argv[0], cmd.cwd ? " in " : "",
                      cmd.cwd ? cmd.cwd : "", strerror(rc));
-        goto out;
+        goto restore;
     }
     child_pid = pid;
     if (pending_signal)
@@ -672,21 +714,21 @@ int main(int argc, char **argv)
     status = wait_child(pid);
     if (status < 0) {
         fb_task_fail(run.task, 1, "cannot wait for the command: %s", strerror(errno));
-        goto out;
+        goto restore;
     }
     if (WIFSIGNALED(status)) {
         code = 128 + WTERMSIG(status);
         fb_task_fail(run.task, code, "command killed by signal %d", WTERMSIG(status));
-        goto out;
+        goto restore;
     }
     if (WEXITSTATUS(status) != 0) {
         code = WEXITSTATUS(status);
         fb_task_fail(run.task, code, "command exited with code %d", code);
-        goto out;
+        goto restore;
     }
     if (run.failed_mem) {
         fb_task_fail(run.task, 1, "out of memory while reading the command's output");
-        goto out;
+        goto restore;
     }
     for (i = 0; i < fb_task_output_count(run.task); i++) {
         const char *name = fb_task_output_name(run.task, i);
@@ -700,14 +742,17 @@ int main(int argc, char **argv)
         set = fb_task_set_output(run.task, name, run.values[i]);
         if (set != FB_OK) {
             fb_task_fail(run.task, 1, "cannot set output %s: %s", name, fb_strerror(set));
-            goto out;
+            goto restore;
         }
     }
     if (fb_task_done(run.task) != FB_OK) {
         log_printf(FB_LOG_ERROR, "cannot report done");
-        goto out;
+        goto restore;
     }
     code = 0;
+restore:
+    sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGINT, &old_int, NULL);
 out:
     for (i = 0; i < 2; i++) {
         if (streams[i].fd >= 0)
@@ -721,5 +766,38 @@ out:
         free(run.warned[i]);
     free(run.warned);
     command_clear(&cmd);
-    fb_task_exit(run.task, code);
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    struct command check = {0};
+    char err[1024] = "";
+    fb_task *task;
+
+    plugin_cli__args(&info, argc, argv);
+    task = plugin_cli__open();
+    if (!fb_task_reactive(task)) {
+        plugin_cli__wait(task);
+        plugin_cli__require(task, required, sizeof required / sizeof *required);
+        fb_task_exit(task, act(task));
+    }
+    /*
+     * Reactive mode: the permission check and the params are the same for
+     * every activation, so they are checked once; a bad param fails the task
+     * (not an activation) before any event is taken.
+     */
+    plugin_cli__require(task, required, sizeof required / sizeof *required);
+    if (command_from_params(task, &check, err, sizeof err) != 0) {
+        fb_task_fail(task, 1, "%s", err);
+        fb_task_exit(task, 1);
+    }
+    command_clear(&check);
+    for (;;) {
+        plugin_cli__next(task);
+        act(task);
+        /* A SIGTERM or SIGINT that came during the command ends the task after it. */
+        if (pending_signal)
+            fb_task_exit(task, 128 + pending_signal);
+    }
 }

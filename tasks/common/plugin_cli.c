@@ -4,6 +4,8 @@
  */
 #include "plugin_cli.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -94,4 +96,41 @@ void plugin_cli__require(fb_task *task, const char *const *names, size_t n)
     /* Every answer but FB_OK means "do not act"; the reason is in the state and on stderr. */
     if (fb_task_require(task, names, n) != FB_OK)
         fb_task_exit(task, FB_EXIT_DENIED);
+}
+
+void plugin_cli__next(fb_task *task)
+{
+    enum fb_err rc = fb_task_next(task, -1);
+
+    if (rc == FB_ERR_STOPPED)
+        fb_task_exit(task, 0);
+    if (rc != FB_OK) {
+        log_printf(FB_LOG_ERROR, "waiting for the next activation failed: %s", fb_strerror(rc));
+        fb_task_exit(task, 3);
+    }
+}
+
+void plugin_cli__poll(fb_task *task)
+{
+    enum fb_err rc = fb_task_poll(task);
+
+    if (rc == FB_ERR_STOPPED)
+        fb_task_exit(task, 0);
+    if (rc != FB_OK) {
+        log_printf(FB_LOG_ERROR, "following the run failed: %s", fb_strerror(rc));
+        fb_task_exit(task, 3);
+    }
+}
+
+void plugin_cli__idle(fb_task *task)
+{
+    for (;;) {
+        struct pollfd pfd = {.fd = fb_task_fd(task), .events = POLLIN};
+
+        if (poll(&pfd, 1, 1000) < 0 && errno != EINTR) {
+            log_printf(FB_LOG_ERROR, "poll failed: %s", strerror(errno));
+            fb_task_exit(task, 3);
+        }
+        plugin_cli__poll(task);
+    }
 }

@@ -55,4 +55,25 @@ fb_task *plugin_cli__open_and_wait(void);
  */
 void plugin_cli__require(fb_task *task, const char *const *names, size_t n);
 
+/*
+ * Reactive mode: waits for the next activation (fb_task_next). Returns when
+ * there is one. Does not return if the run stopped the task (exit 0) or the
+ * wait failed (exit 3).
+ */
+void plugin_cli__next(fb_task *task);
+
+/*
+ * Reactive mode: processes what is waiting on the task's connection
+ * (fb_task_poll). Does not return if the run stopped the task (exit 0) or
+ * the broker is gone for good (exit 3).
+ */
+void plugin_cli__poll(fb_task *task);
+
+/*
+ * Reactive mode, for a source that has nothing more to emit: follows the
+ * control topic until the run stops the task (exit 0) or the broker is gone
+ * (exit 3). Never returns.
+ */
+FB_NORETURN void plugin_cli__idle(fb_task *task);
+
 #endif

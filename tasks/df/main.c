@@ -8,6 +8,8 @@
  *                where it is not a device ("overlay", "tmpfs")
  *   FREE_SPACE   the space available to unprivileged users, like df -h ("12G")
  *   FREE_BYTES   the same in bytes (f_bavail * f_frsize)
+ * In reactive mode it measures again on every activation (e.g. each TICK of
+ * an `every` task); a failed measurement fails that activation only.
  */
 #include "humansize.h"
 #include "mountinfo.h"
@@ -97,7 +99,8 @@ static int set_declared(fb_task *task, const char *name, const char *value)
     return -1;
 }
 
-int main(int argc, char **argv)
+/* Measures once and reports done or failed; returns the one-shot exit code. */
+static int act(fb_task *task)
 {
     struct mountinfo_mount mount = {0};
     struct statvfs vfs;
@@ -106,12 +109,7 @@ int main(int argc, char **argv)
     size_t table_len = 0;
     const char *path;
     uint64_t avail;
-    fb_task *task;
     int code = 1;
-
-    plugin_cli__args(&info, argc, argv);
-    task = plugin_cli__open_and_wait();
-    plugin_cli__require(task, required, sizeof required / sizeof *required);
 
     path = fb_task_param(task, "path");
     if (!path || !*path)
@@ -158,5 +156,23 @@ int main(int argc, char **argv)
 out:
     mountinfo__clear(&mount);
     free(table);
-    fb_task_exit(task, code);
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    fb_task *task;
+
+    plugin_cli__args(&info, argc, argv);
+    task = plugin_cli__open();
+    if (!fb_task_reactive(task)) {
+        plugin_cli__wait(task);
+        plugin_cli__require(task, required, sizeof required / sizeof *required);
+        fb_task_exit(task, act(task));
+    }
+    plugin_cli__require(task, required, sizeof required / sizeof *required);
+    for (;;) {
+        plugin_cli__next(task);
+        act(task);
+    }
 }

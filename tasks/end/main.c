@@ -2,7 +2,8 @@
  * flowbus-end - the task a workflow ends with. It waits for its inputs (by
  * default TRUE), logs each of them and reports done: reaching it is what "the
  * workflow completed" means. Secret inputs (FLOWBUS_SECRETS) are logged as
- * "<secret>", never by value.
+ * "<secret>", never by value. In reactive mode it does so for each activation,
+ * prefixed with the activation number and the input that fired it.
  */
 #include "plugin_cli.h"
 
@@ -40,7 +41,29 @@ int main(int argc, char **argv)
     size_t i;
 
     plugin_cli__args(&info, argc, argv);
-    task = plugin_cli__open_and_wait();
+    task = plugin_cli__open();
+    if (fb_task_reactive(task)) {
+        for (;;) {
+            plugin_cli__next(task);
+            fb_task_log(task, "activation %lu (%s)", fb_task_activation(task),
+                        fb_task_trigger(task) ? fb_task_trigger(task) : "start");
+            for (i = 0; i < fb_task_input_count(task); i++) {
+                const char *name = fb_task_input_name(task, i);
+                const char *value = fb_task_input(task, name);
+
+                if (is_secret(name))
+                    fb_task_log(task, "%s=<secret>", name);
+                else
+                    fb_task_log(task, "%s=%s", name, value ? value : "");
+            }
+            rc = fb_task_done(task);
+            if (rc != FB_OK) {
+                log_printf(FB_LOG_ERROR, "cannot report the activation: %s", fb_strerror(rc));
+                fb_task_exit(task, 1);
+            }
+        }
+    }
+    plugin_cli__wait(task);
     for (i = 0; i < fb_task_input_count(task); i++) {
         const char *name = fb_task_input_name(task, i);
         const char *value = fb_task_input(task, name);

@@ -1,6 +1,7 @@
 /*
  * flowbus-start - the task a workflow begins with. It has no inputs and sets
- * each of its declared outputs (by default TRUE) to "1".
+ * each of its declared outputs (by default TRUE) to "1". In reactive mode it
+ * emits them once (one activation) and then stays until the run stops it.
  */
 #include "plugin_cli.h"
 
@@ -25,6 +26,14 @@ int main(int argc, char **argv)
         fb_task_fail(task, 1, "cannot set output %s: %s", fb_task_output_name(task, i - 1),
                      fb_strerror(rc));
         fb_task_exit(task, 1);
+    }
+    if (fb_task_reactive(task)) {
+        rc = fb_task_emit(task);
+        if (rc != FB_OK) {
+            log_printf(FB_LOG_ERROR, "cannot emit the outputs: %s", fb_strerror(rc));
+            fb_task_exit(task, 1);
+        }
+        plugin_cli__idle(task);
     }
     rc = fb_task_done(task);
     if (rc != FB_OK) {

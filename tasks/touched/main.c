@@ -14,6 +14,14 @@
  *
  * The coordinator stops the task by killing its process group; there is no
  * stop to watch for once it runs.
+ *
+ * Reactive mode: a source. Once its inputs are set it emits its outputs on
+ * every touch, for as long as the run goes on (stop on the control topic
+ * ends it with exit 0). The inotify events of one touch (create, write,
+ * close, attributes) within "debounce" seconds (param, default 0.05) of the
+ * first make one emission. TIMEOUT (input or param) is ignored: a reactive
+ * watch never ends on its own. Touches while the run is paused are held and
+ * make one emission on resume.
  */
 /* ppoll(2), for a wait with a nanosecond deadline, is a GNU extension. */
 #define _GNU_SOURCE
@@ -153,6 +161,106 @@ static enum watch_result wait_events(int fd, const char *file, const char *dir, 
     }
 }
 
+/*
+ * Reads the pending inotify events (fd is readable); returns 1 if one of
+ * them is about name, 0 if none, -1 on error (reason in err).
+ */
+static int read_matches(int fd, const char *file, const char *dir, const char *name,
+                        const struct timespec *since, char *err, size_t errlen)
+{
+    char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+    ssize_t n = read(fd, buf, sizeof buf);
+    int hit = 0;
+    char *p;
+
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return 0;
+    if (n <= 0) {
+        snprintf(err, errlen, "reading inotify events failed: %s",
+                 n < 0 ? strerror(errno) : "end of file");
+        return -1;
+    }
+    for (p = buf; p < buf + n;) {
+        const struct inotify_event *ev = (const struct inotify_event *)(void *)p;
+
+        if (ev->mask & IN_Q_OVERFLOW) {
+            hit |= changed_since(file, since);
+        } else if (ev->mask & IN_IGNORED) {
+            snprintf(err, errlen, "directory '%s' was removed or unmounted while watching", dir);
+            return -1;
+        } else if ((ev->mask & WATCH_MASK) && ev->len > 0 && strcmp(ev->name, name) == 0) {
+            hit = 1;
+        }
+        p += sizeof *ev + ev->len;
+    }
+    return hit;
+}
+
+/* Records "1" for every declared output; returns FB_OK or the first error. */
+static enum fb_err set_outputs(fb_task *task);
+
+/*
+ * Reactive mode: emits on every touch until the run stops the task. Never
+ * returns; exits 1 if the watch breaks.
+ */
+static FB_NORETURN void watch_reactive(fb_task *task, int fd, const char *file, const char *dir,
+                                       const char *name)
+{
+    double debounce = 0.05, due = -1; /* due: when the pending touch is emitted; < 0: none */
+    const char *text = fb_task_param(task, "debounce");
+    struct timespec since;
+    char err[512] = "";
+    int pending = 0;
+
+    if (text && parse_timeout(text, &debounce) != 0) {
+        fb_task_fail(task, 1, "param 'debounce' is '%s'; expected a number of seconds >= 0", text);
+        fb_task_exit(task, 1);
+    }
+    fb_task_log(task, "watching %s (reactive: every touch emits)", file);
+    for (;;) {
+        struct pollfd pfd[2] = {{.fd = fd, .events = POLLIN},
+                                {.fd = fb_task_fd(task), .events = POLLIN}};
+        double wait = pending && !fb_task_paused(task) ? due - now_monotonic() : 1.0;
+        int ready;
+
+        if (pending && !fb_task_paused(task) && wait <= 0) {
+            enum fb_err rc = set_outputs(task);
+
+            if (rc == FB_OK)
+                rc = fb_task_emit(task);
+            if (rc != FB_OK) {
+                log_printf(FB_LOG_ERROR, "cannot emit: %s", fb_strerror(rc));
+                fb_task_exit(task, 1);
+            }
+            pending = 0;
+            continue;
+        }
+        clock_gettime(CLOCK_REALTIME, &since);
+        ready = poll(pfd, 2, (int)(wait * 1000.0 + 0.999));
+        if (ready < 0 && errno != EINTR) {
+            fb_task_fail(task, 1, "poll failed: %s", strerror(errno));
+            fb_task_exit(task, 1);
+        }
+        if (ready > 0 && (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)))
+            plugin_cli__poll(task);
+        if (ready > 0 && (pfd[0].revents & POLLIN)) {
+            int hit = read_matches(fd, file, dir, name, &since, err, sizeof err);
+
+            if (hit < 0) {
+                fb_task_fail(task, 1, "%s", err);
+                fb_task_exit(task, 1);
+            }
+            if (hit && !pending) {
+                pending = 1;
+                due = now_monotonic() + debounce;
+            }
+        }
+        /* A touch held while paused is due as soon as the run resumes. */
+        if (pending && fb_task_paused(task) && due > now_monotonic())
+            due = now_monotonic();
+    }
+}
+
 /* Records "1" for every declared output; returns FB_OK or the first error. */
 static enum fb_err set_outputs(fb_task *task)
 {
@@ -223,6 +331,8 @@ int main(int argc, char **argv)
     plugin_cli__wait(task);
     /* No permission of its own; the workflow's (and requires_auth) still apply. */
     plugin_cli__require(task, NULL, 0);
+    if (fb_task_reactive(task))
+        watch_reactive(task, fd, file, dir, name);
 
     /* After the wait every declared input is set, so NULL means "not an input". */
     if ((timeout_text = fb_task_input(task, "TIMEOUT")) != NULL) {
