@@ -19,6 +19,15 @@
  * token make one request: the first asks, the others wait for the lock and
  * read its answer. A failed fetch is not written, so the next process in
  * line asks again.
+ *
+ * libcurl is not linked: it drags ~30 libraries (gnutls, krb5, ldap, ssh2...)
+ * into every task process, +3 ms per start and ~2.5 MB RSS, although most
+ * tasks never ask the service. It is loaded with dlopen the first time a
+ * request is made (curl_load; FLOWBUS_LIBCURL names another soname), its
+ * functions resolved once into `curl`. The types and constants still come
+ * from <curl/curl.h> at compile time; the soname's major version (4) is the
+ * ABI they describe. The cache key's SHA-256 is our own (sha256.c) for the
+ * same reason: libcrypto would otherwise be mapped only to hash 100 bytes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,11 +41,12 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <jansson.h>
-#include <openssl/evp.h>
 
 #include "auth.h"
 #include "internal.h"
+#include "sha256.h"
 
 /* Longest permission name we accept, from the service or the environment. */
 #define NAME_MAX_LEN 128
@@ -274,13 +284,83 @@ static enum fb_err resolve_config(const fb_auth_options *opts, struct auth_confi
 /* The request                                                               */
 /* ------------------------------------------------------------------------ */
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_result = CURLE_FAILED_INIT;
+/* The soname loaded unless FLOWBUS_LIBCURL names another one. */
+#define LIBCURL_SONAME "libcurl.so.4"
 
-/* libcurl's global init is not thread-safe in every build: do it exactly once. */
-static void curl_init(void)
+/*
+ * The libcurl functions we call, resolved once by curl_load. The variadic
+ * ones (setopt, getinfo) lose curl's compile-time type checks through a
+ * pointer; every call passes the type the option documents (long, char *,
+ * curl_off_t, a pointer), as before.
+ */
+static struct {
+    CURLcode (*global_init)(long flags);
+    CURL *(*easy_init)(void);
+    CURLcode (*easy_setopt)(CURL *curl, CURLoption option, ...);
+    CURLcode (*easy_perform)(CURL *curl);
+    CURLcode (*easy_getinfo)(CURL *curl, CURLINFO info, ...);
+    void (*easy_cleanup)(CURL *curl);
+    const char *(*easy_strerror)(CURLcode code);
+    struct curl_slist *(*slist_append)(struct curl_slist *list, const char *s);
+    void (*slist_free_all)(struct curl_slist *list);
+    CURLU *(*url)(void);
+    CURLUcode (*url_set)(CURLU *u, CURLUPart what, const char *part, unsigned int flags);
+    CURLUcode (*url_get)(const CURLU *u, CURLUPart what, char **part, unsigned int flags);
+    void (*url_cleanup)(CURLU *u);
+    void (*free)(void *p);
+} curl;
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static int curl_loaded;              /* every function resolved */
+static CURLcode curl_init_result = CURLE_FAILED_INIT;
+static char curl_load_error[200];    /* why loading failed, for the reason */
+
+/*
+ * Loads libcurl and runs its global init, exactly once per process (the
+ * init is not thread-safe in every build). The handle is never closed:
+ * libcurl's global state lives as long as the process.
+ */
+static void curl_load(void)
 {
-    curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
+    const char *soname = getenv("FLOWBUS_LIBCURL");
+    const char *why = NULL;
+    void *lib;
+
+    if (soname == NULL || *soname == '\0')
+        soname = LIBCURL_SONAME;
+    lib = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
+    if (lib == NULL) {
+        why = dlerror();
+        snprintf(curl_load_error, sizeof curl_load_error, "%s", why != NULL ? why : soname);
+        return;
+    }
+    /* POSIX leaves object-to-function pointer casts to dlsym's users; glibc makes them work. */
+#define RESOLVE(field, symbol)                                                                     \
+    do {                                                                                           \
+        void *sym = dlsym(lib, symbol);                                                            \
+        if (sym == NULL) {                                                                         \
+            snprintf(curl_load_error, sizeof curl_load_error, "%s lacks %s", soname, symbol);      \
+            return;                                                                                \
+        }                                                                                          \
+        memcpy(&curl.field, &sym, sizeof sym);                                                     \
+    } while (0)
+    RESOLVE(global_init, "curl_global_init");
+    RESOLVE(easy_init, "curl_easy_init");
+    RESOLVE(easy_setopt, "curl_easy_setopt");
+    RESOLVE(easy_perform, "curl_easy_perform");
+    RESOLVE(easy_getinfo, "curl_easy_getinfo");
+    RESOLVE(easy_cleanup, "curl_easy_cleanup");
+    RESOLVE(easy_strerror, "curl_easy_strerror");
+    RESOLVE(slist_append, "curl_slist_append");
+    RESOLVE(slist_free_all, "curl_slist_free_all");
+    RESOLVE(url, "curl_url");
+    RESOLVE(url_set, "curl_url_set");
+    RESOLVE(url_get, "curl_url_get");
+    RESOLVE(url_cleanup, "curl_url_cleanup");
+    RESOLVE(free, "curl_free");
+#undef RESOLVE
+    curl_loaded = 1;
+    curl_init_result = curl.global_init(CURL_GLOBAL_DEFAULT);
 }
 
 /* The response body, cut off past AUTH_MAX_BODY. */
@@ -333,7 +413,7 @@ static int is_loopback(const char *host)
 static enum fb_err check_url(const char *url, char *host, size_t hostlen, int *loopback,
                              char *errbuf, size_t errlen)
 {
-    CURLU *u = curl_url();
+    CURLU *u = curl.url();
     char *scheme = NULL, *h = NULL, *port = NULL;
     enum fb_err err = FB_ERR_DENIED;
 
@@ -341,8 +421,8 @@ static enum fb_err check_url(const char *url, char *host, size_t hostlen, int *l
         err = FB_ERR_NOMEM;
         goto out;
     }
-    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK) {
+    if (curl.url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl.url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK) {
         err__set(errbuf, errlen,
                  "the permission service URL is malformed (expected https://host/path)");
         goto out;
@@ -352,13 +432,13 @@ static enum fb_err check_url(const char *url, char *host, size_t hostlen, int *l
                  "the permission service URL has the scheme %s:// (expected https://)", scheme);
         goto out;
     }
-    if (curl_url_get(u, CURLUPART_HOST, &h, 0) != CURLUE_OK) {
+    if (curl.url_get(u, CURLUPART_HOST, &h, 0) != CURLUE_OK) {
         err__set(errbuf, errlen,
                  "the permission service URL has no host (expected https://host/path)");
         goto out;
     }
     /* The port only when the URL names one; the host never with user:password@. */
-    if (curl_url_get(u, CURLUPART_PORT, &port, 0) == CURLUE_OK)
+    if (curl.url_get(u, CURLUPART_PORT, &port, 0) == CURLUE_OK)
         snprintf(host, hostlen, "%s:%s", h, port);
     else
         snprintf(host, hostlen, "%s", h);
@@ -372,10 +452,10 @@ static enum fb_err check_url(const char *url, char *host, size_t hostlen, int *l
     }
     err = FB_OK;
 out:
-    curl_free(scheme);
-    curl_free(h);
-    curl_free(port);
-    curl_url_cleanup(u);
+    curl.free(scheme);
+    curl.free(h);
+    curl.free(port);
+    curl.url_cleanup(u);
     return err;
 }
 
@@ -384,7 +464,7 @@ static void transfer_error(CURLcode rc, const struct body *b, const char *host, 
                            const char *detail, char *errbuf, size_t errlen)
 {
     if (detail == NULL || *detail == '\0')
-        detail = curl_easy_strerror(rc);
+        detail = curl.easy_strerror(rc);
     switch (rc) {
     case CURLE_OPERATION_TIMEDOUT:
         err__set(errbuf, errlen, "permission service at %s timed out after %g s", host, timeout);
@@ -481,69 +561,73 @@ static enum fb_err request(const struct auth_config *cfg, const char *token, fb_
     struct curl_slist *headers = NULL;
     json_t *req = NULL;
     char *payload = NULL;
-    CURL *curl = NULL;
+    CURL *handle = NULL;
     CURLcode rc;
     long status = 0;
     int loopback = 0;
     enum fb_err err;
 
     *out = NULL;
+    pthread_once(&curl_once, curl_load);
+    if (!curl_loaded) {
+        err__set(errbuf, errlen, "permission service unavailable: cannot load libcurl (%s)",
+                 curl_load_error);
+        return FB_ERR_DENIED;
+    }
+    if (curl_init_result != CURLE_OK) {
+        err__set(errbuf, errlen, "permission service unavailable: cannot initialise libcurl: %s",
+                 curl.easy_strerror(curl_init_result));
+        return FB_ERR_DENIED;
+    }
     err = check_url(cfg->url, host, sizeof host, &loopback, errbuf, errlen);
     if (err != FB_OK)
         goto out;
-    pthread_once(&curl_once, curl_init);
-    if (curl_init_result != CURLE_OK) {
-        err__set(errbuf, errlen, "cannot initialise libcurl: %s",
-                 curl_easy_strerror(curl_init_result));
-        err = FB_ERR_DENIED;
-        goto out;
-    }
     /* jansson escapes the token properly; printf into JSON would not. */
     req = json_pack("{s:s}", "auth_token", token);
     payload = req != NULL ? json_dumps(req, JSON_COMPACT) : NULL;
-    curl = curl_easy_init();
-    headers = curl_slist_append(NULL, "Content-Type: application/json");
+    handle = curl.easy_init();
+    headers = curl.slist_append(NULL, "Content-Type: application/json");
     if (headers != NULL)
-        headers = curl_slist_append(headers, "Accept: application/json");
-    if (payload == NULL || curl == NULL || headers == NULL) {
+        headers = curl.slist_append(headers, "Accept: application/json");
+    if (payload == NULL || handle == NULL || headers == NULL) {
         err__set(errbuf, errlen, "out of memory");
         err = FB_ERR_NOMEM;
         goto out;
     }
-    curl_easy_setopt(curl, CURLOPT_URL, cfg->url);
+    curl.easy_setopt(handle, CURLOPT_URL, cfg->url);
 #if LIBCURL_VERSION_NUM >= 0x075500
-    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl.easy_setopt(handle, CURLOPT_PROTOCOLS_STR, "http,https");
 #endif
-    curl_easy_setopt(curl, CURLOPT_POST, 1L);
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, payload);
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long)strlen(payload));
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, write_body);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &b);
+    curl.easy_setopt(handle, CURLOPT_POST, 1L);
+    curl.easy_setopt(handle, CURLOPT_POSTFIELDS, payload);
+    curl.easy_setopt(handle, CURLOPT_POSTFIELDSIZE, (long)strlen(payload));
+    curl.easy_setopt(handle, CURLOPT_HTTPHEADER, headers);
+    curl.easy_setopt(handle, CURLOPT_WRITEFUNCTION, write_body);
+    curl.easy_setopt(handle, CURLOPT_WRITEDATA, &b);
     /* Refused early when the server announces the size, else by write_body. */
-    curl_easy_setopt(curl, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)AUTH_MAX_BODY);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)(cfg->timeout * 1000.0));
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, (long)(cfg->timeout * 1000.0));
-    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, detail);
+    curl.easy_setopt(handle, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)AUTH_MAX_BODY);
+    curl.easy_setopt(handle, CURLOPT_TIMEOUT_MS, (long)(cfg->timeout * 1000.0));
+    curl.easy_setopt(handle, CURLOPT_CONNECTTIMEOUT_MS, (long)(cfg->timeout * 1000.0));
+    curl.easy_setopt(handle, CURLOPT_ERRORBUFFER, detail);
     /* Signals are not ours to use in a library with Paho's threads running. */
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
+    curl.easy_setopt(handle, CURLOPT_NOSIGNAL, 1L);
+    curl.easy_setopt(handle, CURLOPT_FOLLOWLOCATION, 0L);
     /* Always on, stated anyway so nobody reads the default as negotiable. */
-    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
+    curl.easy_setopt(handle, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl.easy_setopt(handle, CURLOPT_SSL_VERIFYHOST, 2L);
     if (cfg->ca_file != NULL)
-        curl_easy_setopt(curl, CURLOPT_CAINFO, cfg->ca_file);
+        curl.easy_setopt(handle, CURLOPT_CAINFO, cfg->ca_file);
     /* The local stand-in is never reached through a proxy, which would see the token in clear. */
     if (loopback)
-        curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");
+        curl.easy_setopt(handle, CURLOPT_NOPROXY, "*");
 
-    rc = curl_easy_perform(curl);
+    rc = curl.easy_perform(handle);
     if (rc != CURLE_OK) {
         transfer_error(rc, &b, host, cfg->timeout, detail, errbuf, errlen);
         err = FB_ERR_DENIED;
         goto out;
     }
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    curl.easy_getinfo(handle, CURLINFO_RESPONSE_CODE, &status);
     if (status < 200 || status > 299) {
         err__set(errbuf, errlen, "permission service at %s answered HTTP status %ld", host, status);
         err = FB_ERR_DENIED;
@@ -557,9 +641,10 @@ out:
         free(payload);
     }
     json_decref(req);
-    curl_slist_free_all(headers);
-    if (curl != NULL)
-        curl_easy_cleanup(curl);
+    if (headers != NULL)
+        curl.slist_free_all(headers);
+    if (handle != NULL)
+        curl.easy_cleanup(handle);
     free(b.data);
     return err;
 }
@@ -571,25 +656,21 @@ out:
 int auth__cache_key(const char *salt, const char *url, const char *token, char hex[65])
 {
     static const char digits[] = "0123456789abcdef";
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int md_len = 0;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    int ok;
-    unsigned int i;
+    unsigned char md[SHA256_DIGEST_LEN];
+    struct sha256 ctx;
+    unsigned i;
 
-    ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
-         EVP_DigestUpdate(ctx, salt, strlen(salt) + 1) == 1 &&
-         EVP_DigestUpdate(ctx, url, strlen(url) + 1) == 1 &&
-         EVP_DigestUpdate(ctx, token, strlen(token)) == 1 &&
-         EVP_DigestFinal_ex(ctx, md, &md_len) == 1 && md_len == 32;
-    EVP_MD_CTX_free(ctx);
-    if (!ok)
-        return -1;
-    for (i = 0; i < 32; i++) {
+    sha256__init(&ctx);
+    sha256__update(&ctx, salt, strlen(salt) + 1);
+    sha256__update(&ctx, url, strlen(url) + 1);
+    sha256__update(&ctx, token, strlen(token));
+    sha256__final(&ctx, md);
+    for (i = 0; i < SHA256_DIGEST_LEN; i++) {
         hex[2 * i] = digits[md[i] >> 4];
         hex[2 * i + 1] = digits[md[i] & 15];
     }
     hex[64] = '\0';
+    memset(md, 0, sizeof md);
     return 0;
 }
 

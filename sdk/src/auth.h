@@ -22,7 +22,7 @@
  * salt NUL url NUL token (64 characters and a NUL into hex[65]). Salting with
  * the run keeps names of different runs apart; the URL keeps two services'
  * answers for one token apart. The token itself is never written anywhere.
- * Returns 0, or -1 if libcrypto failed.
+ * Returns 0 (the hash is sha256.c's and cannot fail; the int stays for callers).
  */
 int auth__cache_key(const char *salt, const char *url, const char *token, char hex[65]);
 

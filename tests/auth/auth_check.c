@@ -12,6 +12,10 @@
  *       A task on the SDK: opens, waits, calls fb_task_require with NAMEs;
  *       if allowed prints "acted" on stdout and reports done (exit 0); if
  *       denied exits FB_EXIT_DENIED without acting.
+ *   fbtest-auth-check maps
+ *       A task that opens, calls fb_task_require without names and prints
+ *       /proc/self/maps (which libraries the process has loaded by then),
+ *       then reports done.
  *
  * SDK log messages go to stderr, so the tests can check that none of them
  * holds the token.
@@ -115,12 +119,37 @@ static int do_task(int argc, char **argv)
     fb_task_exit(task, rc == FB_OK ? 0 : 6);
 }
 
+static int do_maps(void)
+{
+    fb_task_options opts = {log_stderr, NULL};
+    fb_task *task = NULL;
+    char err[256], buf[4096];
+    size_t n;
+    FILE *maps;
+
+    if (fb_task_open(&opts, &task, err, sizeof err) != FB_OK) {
+        fprintf(stderr, "auth-check: %s\n", err);
+        return 2;
+    }
+    if (fb_task_require(task, NULL, 0) != FB_OK)
+        fb_task_exit(task, FB_EXIT_DENIED);
+    maps = fopen("/proc/self/maps", "r");
+    while (maps != NULL && (n = fread(buf, 1, sizeof buf, maps)) > 0)
+        fwrite(buf, 1, n, stdout);
+    if (maps != NULL)
+        fclose(maps);
+    fflush(stdout);
+    fb_task_exit(task, fb_task_done(task) == FB_OK ? 0 : 6);
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "fetch") == 0)
         return do_fetch(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "task") == 0)
         return do_task(argc, argv);
-    fprintf(stderr, "usage: fbtest-auth-check fetch|task [NAME...]\n");
+    if (argc == 2 && strcmp(argv[1], "maps") == 0)
+        return do_maps();
+    fprintf(stderr, "usage: fbtest-auth-check fetch|task [NAME...] | maps\n");
     return 2;
 }

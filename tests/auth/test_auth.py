@@ -247,6 +247,22 @@ class FetchAndRequire(AuthTestCase):
         self.assert_denied(self.check(["can_x"], token="tok-down-1", url=url),
                            "permission service unreachable")
 
+    def test_libcurl_missing_fails_closed(self):
+        # libcurl is loaded with dlopen on the first request (docs/performance.md);
+        # FLOWBUS_LIBCURL names the library, here one that does not exist.
+        a = self.attica({"tokens": {"tok-nocurl-1": {"permissions": ["can_x"]}}})
+        self.assert_denied(self.check(["can_x"], token="tok-nocurl-1", url=a.url,
+                                      extra={"FLOWBUS_LIBCURL": "libflowbus-no-such-curl.so.4"}),
+                           "permission service unavailable: cannot load libcurl")
+        self.assertEqual(a.requests("tok-nocurl-1"), 0)
+
+    def test_no_token_loads_no_libcurl(self):
+        # A task without a token never maps libcurl.
+        proc = self.run_task([fbtest.bin_path("fbtest-auth-check"), "maps"], self.env("F"))
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn("libflowbus", proc.stdout)
+        self.assertNotIn("libcurl", proc.stdout)
+
     def test_slow_past_the_timeout(self):
         a = self.attica({"tokens": {"tok-slow-1": {"permissions": ["can_x"], "delay": 5}}})
         t0 = time.monotonic()
