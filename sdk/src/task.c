@@ -1143,14 +1143,21 @@ static enum fb_err connect_and_subscribe(fb_task *task, char *errbuf, size_t err
      * retained input, output and state is in our queue. fb_task_wait and the
      * first-value-wins check in fb_task_done rely on that.
      */
+    /*
+     * A pool's events connection subscribes before "waiting", so that state
+     * means "ready for events". Its events are absorbed after the retained
+     * values of the task's own connection (absorb_queued), so they find them.
+     */
+    if (task->reactive && task->workers > 1 && task->n_triggers > 0) {
+        err = connect_events(task, &bus_opts, client_id, sizeof client_id, errbuf, errlen);
+        if (err != FB_OK)
+            goto out;
+    }
     err = publish_state(task, "waiting", clock__wall(), 0, -1, NULL);
     if (err == FB_OK)
         err = fb_bus_flush(task->bus, task->flush_timeout);
     if (err != FB_OK)
         err__set(errbuf, errlen, "cannot publish the state 'waiting': %s", fb_strerror(err));
-    /* The events connection subscribes after the retained values are in, so events find them. */
-    if (err == FB_OK && task->reactive && task->workers > 1 && task->n_triggers > 0)
-        err = connect_events(task, &bus_opts, client_id, sizeof client_id, errbuf, errlen);
 out:
     if (filters != NULL)
         for (i = 0; i < n; i++)

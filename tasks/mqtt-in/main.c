@@ -1,0 +1,141 @@
+/*
+ * flowbus-mqtt-in - brings messages of any MQTT topic into the flow: each
+ * message on the param "topic" (a filter: "sensors/+/temp") becomes the value
+ * of the task's first declared output other than TOPIC (by default VALUE),
+ * and its topic the value of TOPIC if that is declared. The broker is the
+ * run's own (with the task's credentials) unless the param "broker" names
+ * another (see mqtt_link.h for username, password_env, ca_file). The
+ * subscription is at QoS 1 (qos 0 is accepted: the broker then sends at the
+ * publisher's QoS, at most 1). Retained messages present when it subscribes
+ * count as messages. A payload holding a NUL byte is not text: it is logged
+ * and skipped.
+ *
+ * One-shot mode: the first message, then done. Reactive mode: a source that
+ * emits every message until the run stops it; while the run is paused,
+ * messages wait on the connection and come in order on resume.
+ */
+#include "mqtt_link.h"
+#include "plugin_cli.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+
+static const struct plugin_info info = {
+    .name = "mqtt-in",
+    .manifest =
+        "{\"name\":\"mqtt-in\",\"description\":\"Emits each message of an MQTT topic as a "
+        "variable\",\"inputs\":[],\"outputs\":[\"VALUE\",\"TOPIC\"],\"params\":{"
+        "\"topic\":{\"type\":\"string\",\"default\":null,\"required\":true,\"description\":"
+        "\"a topic or filter, e.g. sensors/+/temp\"},"
+        "\"broker\":{\"type\":\"string\",\"default\":null,\"description\":\"another broker's URL "
+        "(default: the run's broker)\"},"
+        "\"username\":{\"type\":\"string\",\"default\":null,\"description\":\"user name on "
+        "another broker\"},"
+        "\"password_env\":{\"type\":\"string\",\"default\":null,\"description\":\"environment "
+        "variable holding that user's password\"},"
+        "\"ca_file\":{\"type\":\"string\",\"default\":null,\"description\":\"CA file for "
+        "another broker over TLS\"},"
+        "\"qos\":{\"type\":\"integer\",\"default\":1,\"description\":\"0 or 1\"}},"
+        "\"permissions\":[]}",
+    .usage = "Emits each message on the param \"topic\" (a filter) as its first declared\n"
+             "output (usually VALUE) and its topic as TOPIC, from the run's broker or the\n"
+             "param \"broker\". One-shot mode: the first message only.\n",
+};
+
+/* The output that receives the payload: the first declared one other than TOPIC. */
+static const char *value_output(fb_task *task)
+{
+    size_t i;
+
+    for (i = 0; i < fb_task_output_count(task); i++)
+        if (strcmp(fb_task_output_name(task, i), "TOPIC") != 0)
+            return fb_task_output_name(task, i);
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    const char *topic, *out;
+    char err[1024] = "";
+    fb_bus *link;
+    fb_task *task;
+    enum fb_err rc;
+
+    plugin_cli__args(&info, argc, argv);
+    task = plugin_cli__open();
+    topic = fb_task_param(task, "topic");
+    out = value_output(task);
+    if (topic == NULL || *topic == '\0') {
+        fb_task_fail(task, 1, "the param 'topic' is required (a topic or filter)");
+        fb_task_exit(task, 1);
+    }
+    if (out == NULL) {
+        fb_task_fail(task, 1, "declare an output for the message (e.g. VALUE)");
+        fb_task_exit(task, 1);
+    }
+    if (mqtt_link__qos(task, 1) < 0) {
+        fb_task_fail(task, 1, "param 'qos' is '%s'; expected 0 or 1", fb_task_param(task, "qos"));
+        fb_task_exit(task, 1);
+    }
+    plugin_cli__wait(task);
+    link = mqtt_link__open(task, err, sizeof err);
+    if (link == NULL) {
+        fb_task_fail(task, 1, "%s", err);
+        fb_task_exit(task, 1);
+    }
+    rc = fb_bus_subscribe(link, &topic, 1, 10.0);
+    if (rc != FB_OK) {
+        fb_task_fail(task, 1, "cannot subscribe to '%s': %s", topic, fb_strerror(rc));
+        fb_task_exit(task, 1);
+    }
+    fb_task_log(task, "listening on %s", topic);
+    for (;;) {
+        /* While paused the connection is not read: its messages wait, in order. */
+        struct pollfd pfd[2] = {{.fd = fb_task_fd(task), .events = POLLIN},
+                                {.fd = fb_bus_fd(link), .events = POLLIN}};
+        nfds_t n = fb_task_paused(task) ? 1 : 2;
+        fb_msg *msg;
+
+        if (poll(pfd, n, 1000) < 0 && errno != EINTR) {
+            fb_task_fail(task, 1, "poll: %s", strerror(errno));
+            fb_task_exit(task, 1);
+        }
+        plugin_cli__poll(task);
+        if (fb_task_paused(task))
+            continue;
+        rc = fb_bus_next(link, 0, &msg);
+        if (rc == FB_ERR_TIMEOUT)
+            continue;
+        if (rc != FB_OK) {
+            fb_task_fail(task, 1, "the connection for '%s' is gone: %s", topic, fb_strerror(rc));
+            fb_task_exit(task, 1);
+        }
+        if (strlen(msg->payload) != msg->len) {
+            fb_task_log(task, "message on %s skipped: its payload is not text (NUL byte)",
+                        msg->topic);
+            fb_msg_free(msg);
+            continue;
+        }
+        rc = fb_task_set_output(task, out, msg->payload);
+        if (rc == FB_OK && fb_task_has_output(task, "TOPIC"))
+            rc = fb_task_set_output(task, "TOPIC", msg->topic);
+        fb_msg_free(msg);
+        if (rc == FB_ERR_TOO_LARGE) {
+            fb_task_log(task, "message skipped: larger than the value limit");
+            continue;
+        }
+        if (rc == FB_OK && !fb_task_reactive(task)) {
+            rc = fb_task_done(task);
+            fb_bus_close(link, 1.0);
+            fb_task_exit(task, rc == FB_OK ? 0 : 1);
+        }
+        if (rc == FB_OK)
+            rc = fb_task_emit(task);
+        if (rc != FB_OK) {
+            log_printf(FB_LOG_ERROR, "cannot emit the message: %s", fb_strerror(rc));
+            fb_task_exit(task, 1);
+        }
+    }
+}
