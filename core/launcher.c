@@ -142,8 +142,30 @@ static int add_auth_env(const struct launch_context *ctx, const struct wf_task *
     return 1;
 }
 
-static int build_env(const struct launch_context *ctx, const struct wf_task *task, int attempt,
-                     struct strvec *env)
+/* What a reactive task needs: its mode, triggers, queue bound and place in its pool. */
+static int add_reactive_env(const struct launch_context *ctx, const struct wf_task *task,
+                            int worker, struct strvec *env)
+{
+    char num[32];
+
+    if (!ctx->wf->reactive)
+        return 1;
+    if (!push(env, strdup("FLOWBUS_MODE=reactive")))
+        return 0;
+    if (task->trigger.n && !push(env, join("FLOWBUS_TRIGGERS", &task->trigger)))
+        return 0;
+    snprintf(num, sizeof num, "%d", task->queue > 0 ? task->queue : 100);
+    if (!push(env, kv("FLOWBUS_QUEUE", num)))
+        return 0;
+    snprintf(num, sizeof num, "%d", worker);
+    if (!push(env, kv("FLOWBUS_WORKER", num)))
+        return 0;
+    snprintf(num, sizeof num, "%d", task->workers > 1 ? task->workers : 1);
+    return push(env, kv("FLOWBUS_WORKERS", num));
+}
+
+static int build_env(const struct launch_context *ctx, const struct wf_task *task, int worker,
+                     int attempt, struct strvec *env)
 {
     const struct workflow *wf = ctx->wf;
     char buf[64], *params = NULL, *secrets;
@@ -189,7 +211,7 @@ static int build_env(const struct launch_context *ctx, const struct wf_task *tas
     if (ctx->die_with_parent && !push(env, kv("FLOWBUS_PARENT_PID", buf)))
         goto out;
 
-    if (!add_auth_env(ctx, task, env))
+    if (!add_auth_env(ctx, task, env) || !add_reactive_env(ctx, task, worker, env))
         goto out;
 
     /* Secret variables: in the environment of the tasks that take them, and
@@ -221,7 +243,8 @@ out:
     return ok;
 }
 
-pid_t launcher__spawn(const struct launch_context *ctx, size_t t, int attempt, int *out_fd)
+pid_t launcher__spawn(const struct launch_context *ctx, size_t t, int worker, int attempt,
+                      int *out_fd)
 {
     const struct wf_task *task = &ctx->wf->tasks[t];
     struct strvec env = {0};
@@ -234,7 +257,7 @@ pid_t launcher__spawn(const struct launch_context *ctx, size_t t, int attempt, i
     int err = 0;
 
     *out_fd = -1;
-    if (!build_env(ctx, task, attempt, &env)) {
+    if (!build_env(ctx, task, worker, attempt, &env)) {
         err = ENOMEM;
         goto out_env;
     }

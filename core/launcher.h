@@ -29,11 +29,13 @@ struct launch_context {
 };
 
 /*
- * Starts attempt number attempt (1, 2, ...) of the task with index t. Its stdout and stderr go to a new pipe whose
+ * Starts attempt number attempt (1, 2, ...) of the task with index t (worker
+ * number worker of its pool in reactive mode, else 1). Its stdout and stderr go to a new pipe whose
  * read end (non-blocking, close-on-exec) is returned in *out_fd. Returns the
  * pid (which is also the process group id), or -1 with errno set.
  */
-pid_t launcher__spawn(const struct launch_context *ctx, size_t t, int attempt, int *out_fd);
+pid_t launcher__spawn(const struct launch_context *ctx, size_t t, int worker, int attempt,
+                      int *out_fd);
 
 /* Sends sig to the task's whole process group. */
 void launcher__signal(pid_t pgid, int sig);

@@ -17,6 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* One day: long enough to look at a finished run, short enough not to pile up. */
+#define DEFAULT_EXPIRY 86400.0
+
 #ifndef FLOWBUS_VERSION
 #define FLOWBUS_VERSION "0.0.0"
 #endif
@@ -28,6 +31,7 @@ static const char usage_main[] =
     "\n"
     "Commands:\n"
     "  run FILE        run a workflow to completion\n"
+    "  up FILE         run a workflow reactively until stopped (tasks fire on every new value)\n"
     "  validate FILE   check a workflow without running it\n"
     "  graph FILE      print the workflow's graph (Mermaid or DOT)\n"
     "  resume RUN      take over a run whose coordinator died (external broker)\n"
@@ -56,11 +60,24 @@ static const char usage_run[] =
     "  --run-id ID        name the run (default: date-time-random)\n"
     "  --timeout SECONDS  stop the run after this long (exit 1)\n"
     "  --json             print machine-readable events, one JSON object a line\n"
+    "  --expiry SECONDS   how long the finished run's retained topics stay on an external\n"
+    "                     broker (MQTT v5 message expiry; default 86400; 0: for ever)\n"
     "  -q, --quiet        print only warnings and errors from flowbus itself\n"
     "  -h, --help         show this help\n"
     "\n"
     "Broker credentials for --broker come from FLOWBUS_USERNAME and FLOWBUS_PASSWORD;\n"
     "TLS files from FLOWBUS_TLS_CA, FLOWBUS_TLS_CERT and FLOWBUS_TLS_KEY.\n";
+
+static const char usage_up[] =
+    "Usage: flowbus up FILE [OPTIONS]\n"
+    "\n"
+    "Run the workflow FILE reactively until it is stopped (Ctrl-C, SIGTERM, flowbus stop\n"
+    "RUN): every task stays up and fires again each time one of its trigger inputs is\n"
+    "published while all its inputs are set. Same as `mode: reactive` in the file.\n"
+    "A crashed or failed task process is started again (execution.restart).\n"
+    "Exit 0 when stopped, 1 if a task ended for good in failure, 4 broker trouble.\n"
+    "\n"
+    "Options: as for flowbus run (--broker, --set, --run-id, --timeout, --json, --expiry, -q).\n";
 
 static const char usage_resume[] =
     "Usage: flowbus resume RUN [--broker URL] [OPTIONS]\n"
@@ -155,17 +172,25 @@ static const char *one_file(int argc, char **argv, const char *usage)
     return one_arg(argc, argv, "workflow FILE", usage);
 }
 
-static int cmd_run(int argc, char **argv, int resume)
+enum run_command { CMD_RUN, CMD_RESUME, CMD_UP };
+
+static int cmd_run(int argc, char **argv, enum run_command which)
 {
     static const struct option opts[] = {
         {"broker", required_argument, 0, 'b'}, {"set", required_argument, 0, 's'},
         {"run-id", required_argument, 0, 'r'}, {"timeout", required_argument, 0, 't'},
         {"json", no_argument, 0, 'j'},         {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0},
+        {"expiry", required_argument, 0, 'e'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
+    const char *usage = which == CMD_RESUME ? usage_resume : which == CMD_UP ? usage_up : usage_run;
+    int resume = which == CMD_RESUME;
     struct run_options o = {0};
     struct settings s = {0};
     int c, code = EXIT_INVALID;
+
+    o.reactive = which == CMD_UP;
+    o.expiry = DEFAULT_EXPIRY;
 
     o.broker_url = getenv("FLOWBUS_BROKER");
     if (o.broker_url && !*o.broker_url)
@@ -190,6 +215,10 @@ static int cmd_run(int argc, char **argv, int resume)
             if (!parse_seconds("--timeout", optarg, &o.timeout))
                 goto out;
             break;
+        case 'e':
+            if (!parse_seconds("--expiry", optarg, &o.expiry))
+                goto out;
+            break;
         case 'j':
             o.json = 1;
             break;
@@ -197,11 +226,11 @@ static int cmd_run(int argc, char **argv, int resume)
             log__set_level(FB_LOG_WARN);
             break;
         case 'h':
-            fputs(resume ? usage_resume : usage_run, stdout);
+            fputs(usage, stdout);
             code = 0;
             goto out;
         default:
-            fprintf(stderr, "\n%s", resume ? usage_resume : usage_run);
+            fprintf(stderr, "\n%s", usage);
             goto out;
         }
     }
@@ -222,7 +251,7 @@ static int cmd_run(int argc, char **argv, int resume)
             goto out;
         }
     } else {
-        o.file = one_file(argc, argv, usage_run);
+        o.file = one_file(argc, argv, usage);
         if (!o.file)
             goto out;
     }
@@ -386,6 +415,7 @@ int main(int argc, char **argv)
               : strcmp(topic, "validate") == 0 ? usage_validate
               : strcmp(topic, "graph") == 0    ? usage_graph
               : strcmp(topic, "resume") == 0   ? usage_resume
+              : strcmp(topic, "up") == 0       ? usage_up
               : strcmp(topic, "gc") == 0       ? usage_gc
                                                : usage_main,
               stdout);
@@ -396,9 +426,11 @@ int main(int argc, char **argv)
     argv++;
     optind = 1;
     if (strcmp(cmd, "run") == 0)
-        return cmd_run(argc, argv, 0);
+        return cmd_run(argc, argv, CMD_RUN);
+    if (strcmp(cmd, "up") == 0)
+        return cmd_run(argc, argv, CMD_UP);
     if (strcmp(cmd, "resume") == 0)
-        return cmd_run(argc, argv, 1);
+        return cmd_run(argc, argv, CMD_RESUME);
     if (strcmp(cmd, "gc") == 0)
         return cmd_gc(argc, argv);
     if (strcmp(cmd, "validate") == 0)

@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #define KILL_GRACE 2.0     /* seconds between SIGTERM and SIGKILL */
+#define STOP_GRACE 1.0     /* seconds a waiting task has to obey a stop before SIGTERM */
 #define SYNC_WAIT 1.0      /* seconds to wait for a sync token */
 #define MAX_LINE 65536     /* longer output lines are cut and marked */
 #define MSGS_PER_TURN 4096 /* bus messages handled before looking at other fds */
@@ -50,17 +51,23 @@
 #define LOG_LINES_PER_S 2000 /* forwarded per task and second; more are counted and dropped */
 #define ADOPTED_PROBE 0.1  /* seconds between liveness checks of an adopted process */
 #define RECONNECT_EXTERNAL 30.0 /* seconds an external broker may be away mid-run */
+#define RESTART_RESET 10.0 /* seconds up after which a restarted process's backoff starts over */
 #define CONNECT_ATTEMPTS 8 /* to an external broker: 0.1+0.2+...+2 s, about 10 s */
 
 enum kill_reason { KILL_NONE, KILL_TIMEOUT, KILL_SKIP, KILL_STOP };
 
 struct proc {
+    size_t task; /* index of its task; procs[t] is the first (or only) process of task t */
+    int worker;  /* 1..workers (reactive pools), else 1 */
+    int restarts;    /* reactive: consecutive restarts, for the backoff */
+    double up_since; /* monotonic time it was started */
     pid_t pid; /* also the process group id; 0 if never started */
     int fd;    /* stdout+stderr pipe; -1 once closed */
     int reaped;
     int status;
     enum kill_reason kill;
     double term_at;  /* monotonic time to escalate to SIGKILL; 0 = none */
+    double sigterm_at; /* monotonic time to send SIGTERM to a task told to stop; 0 = none */
     double deadline; /* monotonic execution timeout; 0 = none */
     double sync_at;  /* monotonic deadline of a pending sync; 0 = none */
     int attempt;     /* 1 for the first attempt */
@@ -88,7 +95,15 @@ struct run {
     struct access *access;
     fb_bus *bus;
     struct proc *procs;
+    size_t n_procs; /* n_tasks, plus the extra workers of reactive pools */
+    size_t *order;  /* process indices in the order to start them */
+    char *workflow_json; /* as last published on the workflow topic */
+    const size_t *order_depth; /* task depths, only while sorting */
     size_t *skipped;
+    int reactive;
+    int paused;
+    int stop_requested; /* {"cmd":"stop"} seen on the control topic */
+    int unpaused;       /* resume only lifted a pause: nothing else to do */
     struct launch_context lc;
     char wf_path[4096]; /* the workflow file, absolute, and the directory of the run */
     char wf_cwd[4096];
@@ -146,20 +161,68 @@ static void publish_task_state(struct run *r, size_t t)
     free(json);
 }
 
-static void publish_run_state(struct run *r, const char *state, int code)
+static void publish_run_state_expiring(struct run *r, const char *state, int code,
+                                       unsigned expiry)
 {
     char tp[256];
-    json_t *o = json_pack("{s:s, s:f, s:f, s:i}", "state", state, "at", wall(), "started",
-                          r->t0_wall, "tasks", (int)r->wf->n_tasks);
+    json_t *o = json_pack("{s:s, s:f, s:f, s:i, s:s, s:b}", "state", state, "at", wall(),
+                          "started", r->t0_wall, "tasks", (int)r->wf->n_tasks, "mode",
+                          r->reactive ? "reactive" : "oneshot", "paused", r->paused);
     char *s;
 
     json_object_set_new(o, "exit", code >= 0 ? json_integer(code) : json_null());
     s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     topic(r, tp, sizeof tp, "state", NULL, NULL);
-    if (s)
-        publish_text(r, tp, s, 1);
+    if (s && fb_bus_publish(r->bus, tp, s, strlen(s), 1, 1, expiry) != FB_OK)
+        log_printf(FB_LOG_WARN, "cannot publish the run state");
     free(s);
+}
+
+static void publish_run_state(struct run *r, const char *state, int code)
+{
+    publish_run_state_expiring(r, state, code, 0);
+}
+
+static int var_secret(const struct run *r, const char *name)
+{
+    for (size_t i = 0; i < r->wf->n_vars; i++)
+        if (r->wf->vars[i].secret && strcmp(r->wf->vars[i].name, name) == 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * A finished run's retained topics would stay on a long-lived broker for ever.
+ * They are published once more with an MQTT v5 message expiry, so the broker
+ * drops them after `expiry` seconds (flowbus gc removes them at once). The
+ * values are the ones the run ended with: what the coordinator saw last.
+ */
+static void publish_expiring(struct run *r, unsigned expiry)
+{
+    char tp[256], *json;
+
+    for (size_t v = 0; v < graph__var_count(r->g); v++) {
+        const char *value = tracker__var_value(r->tr, v);
+        if (!value || var_secret(r, graph__var_name(r->g, v)))
+            continue;
+        topic(r, tp, sizeof tp, "vars/", graph__var_name(r->g, v), NULL);
+        fb_bus_publish(r->bus, tp, value[0] ? value : "", value[0] ? strlen(value) : 1, 1, 1,
+                       expiry);
+    }
+    for (size_t t = 0; t < r->wf->n_tasks; t++) {
+        json = tracker__state_json(r->tr, t);
+        topic(r, tp, sizeof tp, "tasks/", r->wf->tasks[t].name, "state");
+        if (json)
+            fb_bus_publish(r->bus, tp, json, strlen(json), 1, 1, expiry);
+        free(json);
+    }
+    json = r->workflow_json;
+    topic(r, tp, sizeof tp, "workflow", NULL, NULL);
+    if (json)
+        fb_bus_publish(r->bus, tp, json, strlen(json), 1, 1, expiry);
+    topic(r, tp, sizeof tp, "control", NULL, NULL);
+    fb_bus_publish(r->bus, tp, "{\"cmd\":\"stop\"}", 14, 1, 1, expiry);
 }
 
 static void generate_run_id(char *buf, size_t len)
@@ -263,10 +326,11 @@ static void on_final(struct run *r, size_t t)
         p->retry_at = mono() + p->retry_delay;
 }
 
-/* Starts the next attempt of task t (or the first). */
-static void launch(struct run *r, size_t t, int attempt)
+/* Starts process i: the next attempt of its task (or the first), or a restart. */
+static void launch(struct run *r, size_t i, int attempt)
 {
-    struct proc *p = &r->procs[t];
+    struct proc *p = &r->procs[i];
+    size_t t = p->task;
     char err[256];
 
     p->attempt = attempt;
@@ -280,7 +344,8 @@ static void launch(struct run *r, size_t t, int attempt)
     p->cut = 0;
     free(p->final_json);
     p->final_json = NULL;
-    p->pid = launcher__spawn(&r->lc, t, attempt, &p->fd);
+    p->up_since = mono();
+    p->pid = launcher__spawn(&r->lc, t, p->worker, attempt, &p->fd);
     if (p->pid < 0) {
         snprintf(err, sizeof err, "cannot start %s: %s", r->wf->tasks[t].plugin_path,
                  strerror(errno));
@@ -288,14 +353,103 @@ static void launch(struct run *r, size_t t, int attempt)
         tracker__set(r->tr, t, TS_FAILED, wall(), -1, 0, err);
         publish_task_state(r, t);
         show_task(r, t);
-        on_final(r, t);
+        if (!r->reactive)
+            on_final(r, t);
     }
 }
 
-/* Decides the state of a task whose process exited without reporting one. */
-static void resolve_exit(struct run *r, size_t t)
+static void log_note(struct run *r, size_t i, const char *text);
+
+/* 1 if another process of task t is alive or about to be started again. */
+static int task_has_other_process(const struct run *r, size_t t, size_t except)
 {
-    struct proc *p = &r->procs[t];
+    for (size_t i = 0; i < r->n_procs; i++) {
+        const struct proc *p = &r->procs[i];
+        if (i != except && p->task == t && ((p->pid && !p->reaped) || p->retry_at))
+            return 1;
+    }
+    return 0;
+}
+
+/*
+ * A reactive task's process ended on its own (it was not stopped): record
+ * how, and start it again as its restart policy says, after a backoff that
+ * doubles from retry_delay up to retry_max_delay. A process that stayed up
+ * for RESTART_RESET seconds starts the backoff over.
+ */
+static void reactive_exit(struct run *r, size_t i)
+{
+    struct proc *p = &r->procs[i];
+    size_t t = p->task;
+    const struct wf_task *task = &r->wf->tasks[t];
+    const struct task_info *ti = tracker__task(r->tr, t);
+    int signaled = !p->adopted && WIFSIGNALED(p->status);
+    int code = !p->adopted && WIFEXITED(p->status) ? WEXITSTATUS(p->status) : -1;
+    int failure = p->adopted || signaled || code != 0 || p->kill == KILL_TIMEOUT;
+    double base = task->retry_delay > 0 ? task->retry_delay : 1.0;
+    double cap = task->retry_max_delay > 0 ? task->retry_max_delay : 60.0;
+    char how[160], note[320];
+    int restart;
+
+    if (r->interrupted || r->finishing || p->kill == KILL_STOP)
+        return;
+    if (p->kill == KILL_TIMEOUT)
+        snprintf(how, sizeof how, "an activation timed out after %g s", task->timeout);
+    else if (signaled)
+        snprintf(how, sizeof how, "killed by signal %d (%s)", WTERMSIG(p->status),
+                 strsignal(WTERMSIG(p->status)));
+    else if (code >= 0)
+        snprintf(how, sizeof how, "exited with code %d", code);
+    else
+        snprintf(how, sizeof how, "ended (adopted process)");
+    restart = ti->state != TS_DENIED &&
+              (task->restart == WF_RESTART_ALWAYS ||
+               (task->restart == WF_RESTART_ON_FAILURE && failure));
+    if (!restart) {
+        display__note(r->disp, "%s (worker %d): process %s; not started again (restart: %s)",
+                      task->name, p->worker, how,
+                      ti->state == TS_DENIED ? "denied" : failure ? "on-failure" : "never");
+        if (!task_has_other_process(r, t, i) && !tracker__terminal(ti->state)) {
+            tracker__set(r->tr, t, !failure ? TS_DONE : signaled ? TS_CRASHED : TS_FAILED,
+                         wall(), code, signaled ? WTERMSIG(p->status) : 0, failure ? how : NULL);
+            publish_task_state(r, t);
+            show_task(r, t);
+        }
+        return;
+    }
+    if (mono() - p->up_since >= RESTART_RESET)
+        p->restarts = 0;
+    p->retry_delay = base;
+    for (int k = 0; k < p->restarts && p->retry_delay < cap; k++)
+        p->retry_delay *= 2;
+    if (p->retry_delay > cap)
+        p->retry_delay = cap;
+    p->restarts++;
+    p->retry_at = mono() + p->retry_delay;
+    snprintf(note, sizeof note, "process %s; restart %d in %g s", how, p->restarts,
+             p->retry_delay);
+    display__note(r->disp, "%s (worker %d): %s", task->name, p->worker, note);
+    log_note(r, i, note);
+}
+
+/* A reactive run is over when it was stopped or no process is left to run. */
+static int reactive_over(const struct run *r)
+{
+    if (r->interrupted)
+        return 1;
+    for (size_t i = 0; i < r->n_procs; i++) {
+        const struct proc *p = &r->procs[i];
+        if ((p->pid && !p->reaped) || p->retry_at)
+            return 0;
+    }
+    return 1;
+}
+
+/* Decides the state of a task whose process (i) exited without reporting one. */
+static void resolve_exit(struct run *r, size_t i)
+{
+    struct proc *p = &r->procs[i];
+    size_t t = p->task;
     const struct task_info *ti = tracker__task(r->tr, t);
     double now = wall();
     char err[160];
@@ -362,12 +516,12 @@ static void redact(const struct run *r, char *line, size_t *len)
     line[*len] = '\0';
 }
 
-/* Publishes a note on a task's log topic (not subject to the rate limit). */
-static void log_note(struct run *r, size_t t, const char *text)
+/* Publishes a note on the log topic of process i's task (not subject to the rate limit). */
+static void log_note(struct run *r, size_t i, const char *text)
 {
     char tp[256];
 
-    topic(r, tp, sizeof tp, "tasks/", r->wf->tasks[t].name, "log");
+    topic(r, tp, sizeof tp, "tasks/", r->wf->tasks[r->procs[i].task].name, "log");
     fb_bus_publish(r->bus, tp, text, strlen(text), 1, 0, 0);
 }
 
@@ -376,9 +530,9 @@ static void log_note(struct run *r, size_t t, const char *text)
  * or the coordinator: past LOG_LINES_PER_S in a second, lines are dropped and
  * counted, and the count is reported once the second is over.
  */
-static int rate_allows(struct run *r, size_t t)
+static int rate_allows(struct run *r, size_t i)
 {
-    struct proc *p = &r->procs[t];
+    struct proc *p = &r->procs[i];
     double now = mono();
 
     if (now - p->window >= 1.0) {
@@ -387,7 +541,7 @@ static int rate_allows(struct run *r, size_t t)
             snprintf(note, sizeof note,
                      "[flowbus: %lu lines dropped: more than %d lines in a second]", p->dropped,
                      LOG_LINES_PER_S);
-            log_note(r, t, note);
+            log_note(r, i, note);
         }
         p->window = now;
         p->lines = 0;
@@ -401,16 +555,16 @@ static int rate_allows(struct run *r, size_t t)
     return 1;
 }
 
-static void flush_line(struct run *r, size_t t)
+static void flush_line(struct run *r, size_t i)
 {
-    struct proc *p = &r->procs[t];
+    struct proc *p = &r->procs[i];
     char tp[256];
 
     if (p->len == 0 && !p->cut)
         return;
-    if (!rate_allows(r, t) || !p->line) {
+    if (!rate_allows(r, i) || !p->line) {
         if (p->line == NULL && p->cut)
-            log_note(r, t, "[line cut: out of memory]");
+            log_note(r, i, "[line cut: out of memory]");
         p->len = 0;
         p->cut = 0;
         return;
@@ -422,16 +576,16 @@ static void flush_line(struct run *r, size_t t)
         memcpy(p->line + p->len, mark, sizeof mark);
         p->len += sizeof mark - 1;
     }
-    topic(r, tp, sizeof tp, "tasks/", r->wf->tasks[t].name, "log");
+    topic(r, tp, sizeof tp, "tasks/", r->wf->tasks[p->task].name, "log");
     fb_bus_publish(r->bus, tp, p->line, p->len, 1, 0, 0);
     p->len = 0;
     p->cut = 0;
 }
 
-/* Reads what a task wrote and publishes it on its log topic, line by line. */
-static void read_output(struct run *r, size_t t)
+/* Reads what process i wrote and publishes it on its task's log topic, line by line. */
+static void read_output(struct run *r, size_t i)
 {
-    struct proc *p = &r->procs[t];
+    struct proc *p = &r->procs[i];
     char buf[8192];
     size_t total = 0;
 
@@ -441,16 +595,16 @@ static void read_output(struct run *r, size_t t)
             continue;
         if (n <= 0) {
             if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
-                flush_line(r, t);
+                flush_line(r, i);
                 close(p->fd);
                 p->fd = -1;
             }
             return;
         }
         total += (size_t)n;
-        for (ssize_t i = 0; i < n; i++) {
-            if (buf[i] == '\n') {
-                flush_line(r, t);
+        for (ssize_t k = 0; k < n; k++) {
+            if (buf[k] == '\n') {
+                flush_line(r, i);
                 continue;
             }
             /* 32 bytes stay free for the NUL and the " [line cut]" mark. */
@@ -463,26 +617,34 @@ static void read_output(struct run *r, size_t t)
                 }
             }
             if (p->len < MAX_LINE && p->len + 32 < p->cap)
-                p->line[p->len++] = buf[i];
+                p->line[p->len++] = buf[k];
             else
                 p->cut = 1;
         }
     }
 }
 
-static void on_reaped(struct run *r, size_t t, int status)
+static void reactive_exit(struct run *r, size_t i);
+
+static void on_reaped(struct run *r, size_t i, int status)
 {
-    struct proc *p = &r->procs[t];
+    struct proc *p = &r->procs[i];
+    size_t t = p->task;
     char tp[256];
 
     p->reaped = 1;
     p->status = status;
     p->term_at = 0;
+    p->sigterm_at = 0;
     p->deadline = 0;
     if (p->fd >= 0)
-        read_output(r, t);
+        read_output(r, i);
     /* Whatever the task left behind in its group goes with it. */
     launcher__signal(p->pid, SIGKILL);
+    if (r->reactive) {
+        reactive_exit(r, i);
+        return;
+    }
     if (p->retrying) {
         if (p->final_json) {
             topic(r, tp, sizeof tp, "tasks/", r->wf->tasks[t].name, "state");
@@ -500,7 +662,7 @@ static void on_reaped(struct run *r, size_t t, int status)
         resolve_exit(r, t);
         return;
     }
-    snprintf(tp, sizeof tp, "%s/sync/p%zu", r->root, t);
+    snprintf(tp, sizeof tp, "%s/sync/p%zu", r->root, i);
     fb_bus_publish(r->bus, tp, "", 0, 1, 0, 0);
     p->sync_at = mono() + SYNC_WAIT;
 }
@@ -532,9 +694,9 @@ static void reap(struct run *r)
             }
             continue;
         }
-        for (size_t t = 0; t < r->wf->n_tasks; t++) {
-            if (r->procs[t].pid == pid && !r->procs[t].reaped) {
-                on_reaped(r, t, status);
+        for (size_t i = 0; i < r->n_procs; i++) {
+            if (r->procs[i].pid == pid && !r->procs[i].reaped && !r->procs[i].adopted) {
+                on_reaped(r, i, status);
                 break;
             }
         }
@@ -546,15 +708,20 @@ static void interrupt(struct run *r, int why, const char *text)
 {
     char tp[256];
     double now = wall();
+    unsigned char *was_running = NULL;
 
     if (r->interrupted) {
         /* A second Ctrl-C: no more grace. */
-        for (size_t t = 0; t < r->wf->n_tasks; t++)
-            if (r->procs[t].pid && !r->procs[t].reaped)
-                launcher__signal(r->procs[t].pid, SIGKILL);
+        for (size_t i = 0; i < r->n_procs; i++)
+            if (r->procs[i].pid && !r->procs[i].reaped)
+                launcher__signal(r->procs[i].pid, SIGKILL);
         return;
     }
     r->interrupted = why;
+    was_running = calloc(r->wf->n_tasks + 1, 1);
+    for (size_t t = 0; t < r->wf->n_tasks; t++)
+        if (was_running)
+            was_running[t] = tracker__task(r->tr, t)->state == TS_RUNNING;
     display__note(r->disp, "flowbus: %s; stopping every task", text);
     topic(r, tp, sizeof tp, "control", NULL, NULL);
     publish_text(r, tp, "{\"cmd\":\"stop\"}", 1);
@@ -562,16 +729,75 @@ static void interrupt(struct run *r, int why, const char *text)
         const struct task_info *ti = tracker__task(r->tr, t);
         if (tracker__terminal(ti->state))
             continue;
-        if (ti->state == TS_RUNNING)
+        if (r->reactive)
+            /* A reactive task has nothing left undone: it was stopped. */
+            tracker__set(r->tr, t, TS_STOPPED, now, -1, 0, text);
+        else if (ti->state == TS_RUNNING)
             tracker__set(r->tr, t, why == -1 ? TS_TIMEOUT : TS_FAILED, now, -1, 0, text);
         else
             tracker__set(r->tr, t, TS_SKIPPED, now, -1, 0, text);
         show_task(r, t);
-        if (r->procs[t].pid && !r->procs[t].reaped)
-            stop_proc(r, t, KILL_STOP);
-        else
-            publish_task_state(r, t);
     }
+    /*
+     * Running tasks are signalled at once. Waiting ones read the stop on the
+     * control topic and exit by themselves (a task on another host has only
+     * that); the signal follows after STOP_GRACE for those that do not.
+     */
+    for (size_t i = 0; i < r->n_procs; i++) {
+        struct proc *p = &r->procs[i];
+        p->retry_at = 0;
+        if (p->pid && !p->reaped && was_running[p->task]) {
+            stop_proc(r, i, KILL_STOP);
+        } else if (p->pid && !p->reaped) {
+            p->kill = KILL_STOP;
+            p->sigterm_at = mono() + STOP_GRACE;
+        } else if (i < r->wf->n_tasks && !p->sync_at) {
+            publish_task_state(r, p->task);
+        }
+    }
+    free(was_running);
+}
+
+/*
+ * The process of task t that published a state with this pid: the task's
+ * first process unless a worker of its pool has that pid.
+ */
+static struct proc *proc_of(struct run *r, size_t t, long pid)
+{
+    for (size_t i = r->wf->n_tasks; pid > 0 && i < r->n_procs; i++)
+        if (r->procs[i].task == t && r->procs[i].pid == pid)
+            return &r->procs[i];
+    return &r->procs[t];
+}
+
+/*
+ * The run's control topic: anyone may ask to stop, pause or resume it
+ * (flowbus stop/pause/resume, mosquitto_pub). The coordinator's own
+ * {"cmd":"stop"} comes back here too and changes nothing then.
+ */
+static void on_control(struct run *r, const char *payload)
+{
+    json_t *o = json_loads(payload, 0, NULL);
+    const char *cmd = json_string_value(json_object_get(o, "cmd"));
+
+    if (!cmd) {
+        log_printf(FB_LOG_WARN, "ignored a malformed control message");
+    } else if (strcmp(cmd, "stop") == 0) {
+        if (!r->interrupted) {
+            r->stop_requested = 1;
+            interrupt(r, SIGTERM, "stopped by a stop request on the control topic");
+        }
+    } else if (strcmp(cmd, "pause") == 0 || strcmp(cmd, "resume") == 0) {
+        int paused = strcmp(cmd, "pause") == 0;
+        if (paused != r->paused) {
+            r->paused = paused;
+            display__note(r->disp, "flowbus: run %s", paused ? "paused" : "resumed");
+            publish_run_state(r, "running", -1);
+        }
+    } else {
+        log_printf(FB_LOG_WARN, "ignored an unknown control command '%s'", cmd);
+    }
+    json_decref(o);
 }
 
 static void handle_message(struct run *r, fb_msg *m)
@@ -583,17 +809,23 @@ static void handle_message(struct run *r, fb_msg *m)
     switch (ev) {
     case TRACK_TASK: {
         const struct task_info *ti = tracker__task(r->tr, idx);
-        struct proc *p = &r->procs[idx];
+        struct proc *p = proc_of(r, idx, ti->pid);
         double limit = r->wf->tasks[idx].timeout;
         show_task(r, idx);
-        if (tracker__terminal(ti->state))
+        if (tracker__terminal(ti->state) && !r->reactive)
             on_final(r, idx);
+        /* The timeout counts from the start of execution (of each activation). */
         if (ti->state == TS_RUNNING && limit > 0 && p->pid && !p->reaped && !p->deadline) {
             double late = wall() - ti->started;
             p->deadline = mono() + limit - (late > 0 && late < limit ? late : 0);
+        } else if (ti->state == TS_WAITING) {
+            p->deadline = 0;
         }
         break;
     }
+    case TRACK_CONTROL:
+        on_control(r, text);
+        break;
     case TRACK_STALE:
         publish_task_state(r, idx);
         break;
@@ -607,9 +839,9 @@ static void handle_message(struct run *r, fb_msg *m)
         if (strcmp(text, "final") == 0) {
             r->final_synced = 1;
         } else if (text[0] == 'p') {
-            size_t t = strtoul(text + 1, NULL, 10);
-            if (t < r->wf->n_tasks && r->procs[t].sync_at)
-                resolve_exit(r, t);
+            size_t i = strtoul(text + 1, NULL, 10);
+            if (i < r->n_procs && r->procs[i].sync_at)
+                resolve_exit(r, i);
         }
         break;
     default:
@@ -622,11 +854,19 @@ static void check_timers(struct run *r)
     double now = mono();
     char err[128];
 
-    for (size_t t = 0; t < r->wf->n_tasks; t++) {
-        struct proc *p = &r->procs[t];
+    for (size_t i = 0; i < r->n_procs; i++) {
+        struct proc *p = &r->procs[i];
+        size_t t = p->task;
         if (p->deadline && now >= p->deadline && !p->reaped) {
             p->deadline = 0;
-            if (tracker__task(r->tr, t)->state == TS_RUNNING) {
+            if (r->reactive) {
+                /* An activation that overruns: the process is killed and, by the
+                 * restart policy, started again. */
+                snprintf(err, sizeof err, "activation timed out after %g s",
+                         r->wf->tasks[t].timeout);
+                log_note(r, i, err);
+                stop_proc(r, i, KILL_TIMEOUT);
+            } else if (tracker__task(r->tr, t)->state == TS_RUNNING) {
                 snprintf(err, sizeof err, "timed out after %g s", r->wf->tasks[t].timeout);
                 tracker__set(r->tr, t, TS_TIMEOUT, wall(), -1, 0, err);
                 show_task(r, t);
@@ -634,18 +874,23 @@ static void check_timers(struct run *r)
                 on_final(r, t);
             }
         }
+        if (p->sigterm_at && now >= p->sigterm_at && !p->reaped) {
+            p->sigterm_at = 0;
+            launcher__signal(p->pid, SIGTERM);
+            p->term_at = now + KILL_GRACE;
+        }
         if (p->term_at && now >= p->term_at && !p->reaped) {
             p->term_at = 0;
             launcher__signal(p->pid, SIGKILL);
         }
         if (p->sync_at && now >= p->sync_at)
-            resolve_exit(r, t);
+            resolve_exit(r, i);
         if (p->retry_at && now >= p->retry_at && !r->interrupted)
-            launch(r, t, p->attempt + 1);
+            launch(r, i, p->attempt + 1);
         if (p->adopted && !p->reaped && now >= p->probe_at) {
             p->probe_at = now + ADOPTED_PROBE;
             if (kill(p->pid, 0) != 0 && errno == ESRCH)
-                on_reaped(r, t, 0);
+                on_reaped(r, i, 0);
         }
     }
     if (r->run_deadline && now >= r->run_deadline && !r->interrupted) {
@@ -658,13 +903,13 @@ static double next_timer(const struct run *r)
 {
     double next = r->run_deadline && !r->interrupted ? r->run_deadline : 0;
 
-    for (size_t t = 0; t < r->wf->n_tasks; t++) {
-        const struct proc *p = &r->procs[t];
-        double c[5] = {p->deadline, p->term_at, p->sync_at, p->retry_at,
-                       p->adopted && !p->reaped ? p->probe_at : 0};
-        for (int i = 0; i < 5; i++)
-            if (c[i] && (!next || c[i] < next))
-                next = c[i];
+    for (size_t i = 0; i < r->n_procs; i++) {
+        const struct proc *p = &r->procs[i];
+        double c[6] = {p->deadline, p->term_at, p->sync_at, p->retry_at,
+                       p->adopted && !p->reaped ? p->probe_at : 0, p->sigterm_at};
+        for (int k = 0; k < 6; k++)
+            if (c[k] && (!next || c[k] < next))
+                next = c[k];
     }
     if (r->final_sync_at && (!next || r->final_sync_at < next))
         next = r->final_sync_at;
@@ -673,8 +918,8 @@ static double next_timer(const struct run *r)
 
 static int all_reaped(const struct run *r)
 {
-    for (size_t t = 0; t < r->wf->n_tasks; t++) {
-        const struct proc *p = &r->procs[t];
+    for (size_t i = 0; i < r->n_procs; i++) {
+        const struct proc *p = &r->procs[i];
         if ((p->pid && !p->reaped) || p->sync_at)
             return 0;
     }
@@ -699,13 +944,14 @@ static void on_reconnect(struct run *r)
     publish_workflow(r);
     publish_run_state(r, "running", -1);
     publish_initial_vars(r);
-    for (size_t t = 0; t < r->wf->n_tasks; t++) {
+    for (size_t t = 0; t < r->wf->n_tasks; t++)
         if (tracker__terminal(tracker__task(r->tr, t)->state))
             publish_task_state(r, t);
-        if (r->procs[t].sync_at) {
-            snprintf(tp, sizeof tp, "%s/sync/p%zu", r->root, t);
+    for (size_t i = 0; i < r->n_procs; i++) {
+        if (r->procs[i].sync_at) {
+            snprintf(tp, sizeof tp, "%s/sync/p%zu", r->root, i);
             fb_bus_publish(r->bus, tp, "", 0, 1, 0, 0);
-            r->procs[t].sync_at = mono() + SYNC_WAIT;
+            r->procs[i].sync_at = mono() + SYNC_WAIT;
         }
     }
 }
@@ -753,7 +999,7 @@ static void handle_signals(struct run *r)
 /* The event loop: runs until every task is finished and every process is gone. */
 static void loop(struct run *r)
 {
-    size_t n = r->wf->n_tasks;
+    size_t n = r->n_procs;
     struct pollfd *fds = calloc(n + 2, sizeof *fds);
     size_t *owner = calloc(n + 2, sizeof *owner);
 
@@ -767,12 +1013,14 @@ static void loop(struct run *r)
         double next;
         int timeout_ms = 1000;
 
-        propagate(r);
-        if (!r->finishing && tracker__finished(r->tr)) {
+        /* A reactive flow has no dead variables: anything may be set later. */
+        if (!r->reactive)
+            propagate(r);
+        if (!r->finishing && (r->reactive ? reactive_over(r) : tracker__finished(r->tr))) {
             r->finishing = 1;
-            for (size_t t = 0; t < n; t++)
-                if (r->procs[t].pid && !r->procs[t].reaped && !r->procs[t].term_at)
-                    r->procs[t].term_at = mono() + KILL_GRACE;
+            for (size_t i = 0; i < n; i++)
+                if (r->procs[i].pid && !r->procs[i].reaped && !r->procs[i].term_at)
+                    r->procs[i].term_at = mono() + KILL_GRACE;
         }
         if (r->finishing && all_reaped(r)) {
             if (r->final_synced || (r->final_sync_at && mono() >= r->final_sync_at))
@@ -790,10 +1038,10 @@ static void loop(struct run *r)
         fds[nfds++].events = POLLIN;
         fds[nfds].fd = fb_bus_fd(r->bus);
         fds[nfds++].events = POLLIN;
-        for (size_t t = 0; t < n; t++) {
-            if (r->procs[t].fd >= 0) {
-                owner[nfds] = t;
-                fds[nfds].fd = r->procs[t].fd;
+        for (size_t i = 0; i < n; i++) {
+            if (r->procs[i].fd >= 0) {
+                owner[nfds] = i;
+                fds[nfds].fd = r->procs[i].fd;
                 fds[nfds++].events = POLLIN;
             }
         }
@@ -813,9 +1061,9 @@ static void loop(struct run *r)
             handle_signals(r);
         if (fds[1].revents)
             drain_bus(r);
-        for (size_t i = 2; i < nfds; i++)
-            if (fds[i].revents && r->procs[owner[i]].fd >= 0)
-                read_output(r, owner[i]);
+        for (size_t k = 2; k < nfds; k++)
+            if (fds[k].revents && r->procs[owner[k]].fd >= 0)
+                read_output(r, owner[k]);
         check_timers(r);
     }
 out:
@@ -952,7 +1200,9 @@ static void publish_workflow(struct run *r)
     topic(r, tp, sizeof tp, "workflow", NULL, NULL);
     if (s)
         publish_text(r, tp, s, 1);
-    free(s);
+    /* Kept to publish it again (after a reconnect, with an expiry at the end). */
+    free(r->workflow_json);
+    r->workflow_json = s;
 }
 
 /* Publishes the initial variables (secrets never). */
@@ -1002,13 +1252,14 @@ static void launch_all(struct run *r)
     r->lc.die_with_parent = r->broker != NULL;
     r->lc.run_id = r->run_id;
     r->lc.wf = r->wf;
-    for (size_t t = 0; t < r->wf->n_tasks; t++)
-        launch(r, t, 1);
+    /* Tasks nearer the start of the graph first: they are the first to run. */
+    for (size_t k = 0; k < r->n_procs; k++)
+        launch(r, r->order[k], 1);
 }
 
 static const char *run_state_name(const struct run *r, int code)
 {
-    if (r->interrupted > 0)
+    if (r->interrupted > 0 || (r->reactive && code == EXIT_OK))
         return "stopped";
     switch (code) {
     case EXIT_OK:
@@ -1071,23 +1322,100 @@ static int make_run_dir(struct run *r)
     return 1;
 }
 
+static int by_depth(const void *a, const void *b, void *ctx)
+{
+    const struct run *r = ctx;
+    size_t ta = r->procs[*(const size_t *)a].task, tb = r->procs[*(const size_t *)b].task;
+    size_t da = r->order_depth[ta], db = r->order_depth[tb];
+
+    if (da != db)
+        return da < db ? -1 : 1;
+    return *(const size_t *)a < *(const size_t *)b ? -1 : 1;
+}
+
+/*
+ * The order to start processes in: by depth in the graph (a task's depth is
+ * one more than the deepest task that feeds it), so that on a busy machine
+ * the tasks that can run first get the CPU first. All are still started at
+ * once; only their order changes.
+ */
+static int launch_order(struct run *r)
+{
+    size_t nt = r->wf->n_tasks, *depth = calloc(nt + 1, sizeof *depth);
+    int changed = 1;
+
+    if (!depth)
+        return 0;
+    /* Relaxation to a fixpoint; the loader rejected cycles, so it ends. */
+    for (size_t round = 0; changed && round <= nt; round++) {
+        changed = 0;
+        for (size_t t = 0; t < nt; t++) {
+            const struct wf_task *task = &r->wf->tasks[t];
+            size_t d = 0;
+            for (size_t k = 0; k < task->inputs.n; k++) {
+                long v = graph__var_index(r->g, task->inputs.items[k].name);
+                const size_t *from;
+                size_t n = v >= 0 ? graph__producers(r->g, (size_t)v, &from) : 0;
+                for (size_t j = 0; j < n; j++)
+                    if (depth[from[j]] + 1 > d)
+                        d = depth[from[j]] + 1;
+            }
+            for (size_t k = 0; k < task->depends_on.n; k++) {
+                long dep = workflow__find_task(r->wf, task->depends_on.items[k].name);
+                if (dep >= 0 && depth[dep] + 1 > d)
+                    d = depth[dep] + 1;
+            }
+            if (d != depth[t]) {
+                depth[t] = d;
+                changed = 1;
+            }
+        }
+    }
+    for (size_t i = 0; i < r->n_procs; i++)
+        r->order[i] = i;
+    /* Insertion sort would be quadratic at 10,000 tasks: sort by depth. */
+    r->order_depth = depth;
+    qsort_r(r->order, r->n_procs, sizeof *r->order, by_depth, r);
+    r->order_depth = NULL;
+    free(depth);
+    return 1;
+}
+
 /* Creates the graph, tracker, process table and display for r->wf. */
 static int prepare(struct run *r)
 {
     const struct run_options *o = r->o;
+    size_t n = 0;
 
     if (!make_run_dir(r))
         return 0;
-
+    r->reactive = r->wf->reactive;
     r->g = graph__new(r->wf);
     r->tr = r->g ? tracker__new(r->wf, r->g, r->run_id) : NULL;
-    r->procs = calloc(r->wf->n_tasks + 1, sizeof *r->procs);
+    /* procs[t] is task t's first process; extra workers of pools follow. */
+    for (size_t t = 0; t < r->wf->n_tasks; t++)
+        n += r->reactive && r->wf->tasks[t].workers > 1 ? (size_t)r->wf->tasks[t].workers : 1;
+    r->n_procs = n;
+    r->procs = calloc(n + 1, sizeof *r->procs);
+    r->order = calloc(n + 1, sizeof *r->order);
     r->skipped = calloc(r->wf->n_tasks + 1, sizeof *r->skipped);
-    if (!r->tr || !r->procs || !r->skipped)
+    if (!r->tr || !r->procs || !r->order || !r->skipped)
         return 0;
+    if (r->reactive)
+        tracker__set_reactive(r->tr);
+    n = r->wf->n_tasks;
     for (size_t t = 0; t < r->wf->n_tasks; t++) {
-        r->procs[t].fd = -1;
+        r->procs[t].task = t;
+        r->procs[t].worker = 1;
+        for (int w = 2; r->reactive && w <= r->wf->tasks[t].workers; w++) {
+            r->procs[n].task = t;
+            r->procs[n++].worker = w;
+        }
     }
+    for (size_t i = 0; i < r->n_procs; i++)
+        r->procs[i].fd = -1;
+    if (!launch_order(r))
+        return 0;
     r->disp = display__new(o->json ? DISPLAY_JSON : isatty(1) ? DISPLAY_TTY : DISPLAY_LINES, r->wf,
                            r->g, r->tr, r->run_id, stdout);
     return r->disp != NULL;
@@ -1142,6 +1470,30 @@ static int same_text(json_t *j, const char *s)
     return json_is_string(j) && strcmp(json_string_value(j), s) == 0;
 }
 
+/*
+ * A process of this run's task on this host that has not reported yet (the
+ * dead coordinator started it just before dying): found by its environment.
+ * Returns its pid, or 0.
+ */
+static pid_t find_task_process(const char *run_id, const char *task)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    pid_t found = 0;
+
+    while (d && !found && (e = readdir(d)) != NULL) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end || pid <= 0 || pid == (long)getpid())
+            continue;
+        if (owned((pid_t)pid, run_id, task))
+            found = (pid_t)pid;
+    }
+    if (d)
+        closedir(d);
+    return found;
+}
+
 /* 1 if the loaded workflow has the tasks the run was started with. */
 static int same_tasks(const struct workflow *wf, json_t *tasks)
 {
@@ -1187,7 +1539,7 @@ static int start_resumed(struct run *r, struct wf_diags *diags)
     const char *path, *cwd, *key;
     char tp[256], sync_topic[256], state[32] = "";
     double deadline;
-    int code = EXIT_INVALID, synced = 0;
+    int code = EXIT_INVALID, synced = 0, paused = 0;
 
     if (!o->run_id || !o->broker_url) {
         log_printf(FB_LOG_ERROR, "resume needs the run id and the broker it runs on (--broker or "
@@ -1237,6 +1589,7 @@ static int start_resumed(struct run *r, struct wf_diags *diags)
             json_t *st = json_loadb(kept[i]->payload, kept[i]->len, 0, NULL);
             json_t *name = json_object_get(st, "state");
             snprintf(state, sizeof state, "%s", json_is_string(name) ? json_string_value(name) : "");
+            paused = json_is_true(json_object_get(st, "paused"));
             json_decref(st);
         }
     }
@@ -1245,7 +1598,28 @@ static int start_resumed(struct run *r, struct wf_diags *diags)
                    o->broker_url, r->root);
         goto out;
     }
-    if (strcmp(state, "running") != 0 && strcmp(state, "lost") != 0) {
+    if (strcmp(state, "running") == 0 && paused) {
+        /* Its coordinator is alive: resuming means lifting the pause. */
+        snprintf(tp, sizeof tp, "%s/control", r->root);
+        if (fb_bus_publish(r->bus, tp, "{\"cmd\":\"resume\"}", 16, 1, 1, 0) != FB_OK ||
+            fb_bus_flush(r->bus, 5.0) != FB_OK) {
+            log_printf(FB_LOG_ERROR, "the broker did not take the resume request");
+            code = EXIT_BROKER;
+            goto out;
+        }
+        printf("run %s resumed\n", r->run_id);
+        r->unpaused = 1;
+        code = EXIT_OK;
+        goto out;
+    }
+    if (strcmp(state, "running") == 0) {
+        log_printf(FB_LOG_ERROR,
+                   "run '%s' is running and its coordinator is alive: nothing to resume (its "
+                   "state becomes 'lost' when its coordinator dies)",
+                   r->run_id);
+        goto out;
+    }
+    if (strcmp(state, "lost") != 0) {
         log_printf(FB_LOG_ERROR, "run '%s' is not running (its state is '%s'): nothing to resume",
                    r->run_id, state);
         goto out;
@@ -1278,6 +1652,7 @@ static int start_resumed(struct run *r, struct wf_diags *diags)
     lo.settings = settings;
     lo.n_settings = n_settings;
     lo.lookup = plugins__lookup;
+    lo.reactive = same_text(json_object_get(wj, "mode"), "reactive");
     r->wf = workflow__load(path, &lo, diags);
     wf_diags_print(diags, path, stderr);
     if (!r->wf)
@@ -1333,6 +1708,13 @@ static int start_resumed(struct run *r, struct wf_diags *diags)
             p->attempt = ti->attempt > 0 ? ti->attempt : 1;
             on_final(r, t);
             counts[2]++;
+        } else if (ti->state == TS_NONE &&
+                   (p->pid = find_task_process(r->run_id, r->wf->tasks[t].name)) != 0) {
+            /* Started but not connected yet when its coordinator died. */
+            p->adopted = 1;
+            p->attempt = 1;
+            p->probe_at = mono();
+            counts[1]++;
         } else {
             launch(r, t, ti->attempt > 0 ? ti->attempt : 1);
             counts[3]++;
@@ -1363,6 +1745,7 @@ static int start_new(struct run *r, struct wf_diags *diags)
     lo.settings = o->settings;
     lo.n_settings = o->n_settings;
     lo.lookup = plugins__lookup;
+    lo.reactive = o->reactive;
     r->wf = workflow__load(o->file, &lo, diags);
     wf_diags_print(diags, o->file, stderr);
     if (!r->wf)
@@ -1406,16 +1789,22 @@ int run__main(const struct run_options *o)
     r.t0_wall = wall();
     r.t0_mono = mono();
     code = o->resume ? start_resumed(&r, &diags) : start_new(&r, &diags);
-    if (code != EXIT_OK)
+    if (code != EXIT_OK || r.unpaused)
         goto out;
     if (o->timeout > 0)
         r.run_deadline = r.t0_mono + o->timeout;
     loop(&r);
 
-    code = r.fatal ? r.fatal
-           : r.interrupted > 0 ? EXIT_INTERRUPTED
-                               : tracker__exit_code(r.tr);
-    publish_run_state(&r, run_state_name(&r, code), code);
+    /* A reactive flow ends by being stopped: that is success unless a task
+     * ended for good in failure. A one-shot run that was stopped did not finish. */
+    code = r.fatal                           ? r.fatal
+           : r.reactive                      ? tracker__exit_code(r.tr)
+           : r.interrupted > 0               ? EXIT_INTERRUPTED
+                                             : tracker__exit_code(r.tr);
+    if (!r.broker && o->expiry > 0)
+        publish_expiring(&r, (unsigned)o->expiry);
+    publish_run_state_expiring(&r, run_state_name(&r, code), code,
+                               !r.broker && o->expiry > 0 ? (unsigned)o->expiry : 0);
     if (fb_bus_flush(r.bus, 2.0) != FB_OK && !r.fatal)
         log_printf(FB_LOG_WARN, "the broker did not confirm the final states");
     display__summary(r.disp, run_state_name(&r, code), code, mono() - r.t0_mono);
@@ -1431,16 +1820,16 @@ out:
 #endif
     /* Nothing this coordinator started may outlive the run: kill any group
      * still alive (adopted processes included). */
-    for (size_t t = 0; r.procs && r.wf && t < r.wf->n_tasks; t++) {
-        if (r.procs[t].pid && !r.procs[t].reaped) {
-            launcher__signal(r.procs[t].pid, SIGKILL);
-            if (!r.procs[t].adopted)
-                waitpid(r.procs[t].pid, NULL, 0);
+    for (size_t i = 0; r.procs && i < r.n_procs; i++) {
+        if (r.procs[i].pid && !r.procs[i].reaped) {
+            launcher__signal(r.procs[i].pid, SIGKILL);
+            if (!r.procs[i].adopted)
+                waitpid(r.procs[i].pid, NULL, 0);
         }
-        if (r.procs[t].fd >= 0)
-            close(r.procs[t].fd);
-        free(r.procs[t].line);
-        free(r.procs[t].final_json);
+        if (r.procs[i].fd >= 0)
+            close(r.procs[i].fd);
+        free(r.procs[i].line);
+        free(r.procs[i].final_json);
     }
     broker__stop(r.broker);
     access__free(r.access);
@@ -1453,6 +1842,8 @@ out:
     workflow__free(r.wf);
     wf_diags_free(&diags);
     free(r.procs);
+    free(r.order);
+    free(r.workflow_json);
     free(r.skipped);
     return code;
 }

@@ -22,6 +22,8 @@ struct run_options {
     double timeout;         /* seconds for the whole run; 0 = none */
     int json;
     int resume; /* adopt the run run_id on broker_url (flowbus resume) */
+    int reactive; /* flowbus up: reactive mode whatever the file says */
+    double expiry; /* seconds the retained topics of the finished run stay; 0: for ever */
     const struct wf_setting *settings;
     size_t n_settings;
 };

@@ -18,6 +18,7 @@
 #include <string.h>
 
 struct tracker {
+    int reactive;
     const struct workflow *wf;
     const struct graph *g;
     char *root; /* "flowbus/<run>/" */
@@ -33,6 +34,7 @@ static const char *const state_names[] = {
     [TS_NONE] = "pending", [TS_WAITING] = "waiting", [TS_RUNNING] = "running",
     [TS_DONE] = "done",    [TS_FAILED] = "failed",   [TS_TIMEOUT] = "timeout",
     [TS_CRASHED] = "crashed", [TS_SKIPPED] = "skipped", [TS_DENIED] = "denied",
+    [TS_STOPPED] = "stopped",
 };
 
 const char *tracker__state_name(enum task_state s)
@@ -51,6 +53,54 @@ static enum task_state parse_state(const char *s)
 int tracker__terminal(enum task_state s)
 {
     return s >= TS_DONE;
+}
+
+void tracker__set_reactive(struct tracker *tr)
+{
+    tr->reactive = 1;
+}
+
+/* Reactive mode: a state of an activation older than the one known is stale. */
+static int apply_reactive(struct tracker *tr, size_t t, json_t *root, enum task_state state)
+{
+    struct task_info *ti = &tr->tasks[t];
+    json_t *v = json_object_get(root, "activation");
+    unsigned long activation = json_is_integer(v) ? (unsigned long)json_integer_value(v) : 0;
+    double at;
+
+    /* Only "denied" ends a task from the bus; exits are seen by the coordinator. */
+    if (tracker__terminal(ti->state) ||
+        (tracker__terminal(state) && state != TS_DENIED) || activation < ti->activation)
+        return 0;
+    v = json_object_get(root, "at");
+    at = json_is_number(v) ? json_number_value(v) : ti->at;
+    ti->activation = activation;
+    ti->state = state;
+    ti->at = at;
+    if (state == TS_RUNNING) {
+        ti->started = at;
+        ti->ended = 0;
+    } else if (state == TS_WAITING && activation > 0) {
+        ti->ended = at;
+    } else if (state == TS_DENIED) {
+        ti->ended = at;
+    }
+    v = json_object_get(root, "result");
+    snprintf(ti->result, sizeof ti->result, "%s", json_is_string(v) ? json_string_value(v) : "");
+    v = json_object_get(root, "queued");
+    ti->queued = json_is_integer(v) ? (long)json_integer_value(v) : 0;
+    v = json_object_get(root, "dropped");
+    ti->dropped = json_is_integer(v) ? (long)json_integer_value(v) : 0;
+    v = json_object_get(root, "pid");
+    if (json_is_integer(v))
+        ti->pid = (long)json_integer_value(v);
+    v = json_object_get(root, "exit");
+    ti->has_exit = json_is_integer(v);
+    ti->exit_code = ti->has_exit ? (int)json_integer_value(v) : 0;
+    v = json_object_get(root, "error");
+    free(ti->error);
+    ti->error = json_is_string(v) ? strdup(json_string_value(v)) : NULL;
+    return 1;
 }
 
 struct tracker *tracker__new(const struct workflow *wf, const struct graph *g, const char *run_id)
@@ -111,8 +161,9 @@ static void enter(struct task_info *ti, enum task_state state, double at)
     ti->at = at;
     if (state == TS_RUNNING && ti->started == 0)
         ti->started = at;
+    /* A Last Will carries the time its task connected, before it started. */
     if (tracker__terminal(state))
-        ti->ended = at;
+        ti->ended = at > ti->started ? at : ti->started;
 }
 
 /* Applies a state JSON from the bus. Returns 1 if anything visible changed, -1
@@ -134,6 +185,10 @@ static int apply_state(struct tracker *tr, size_t t, const char *payload, size_t
     state = parse_state(json_string_value(v));
     if (state == TS_NONE)
         goto out;
+    if (tr->reactive) {
+        changed = apply_reactive(tr, t, root, state);
+        goto out;
+    }
     /* A state of an earlier attempt (a late echo, a Last Will) is history. */
     v = json_object_get(root, "attempt");
     if (json_is_integer(v) && json_integer_value(v) < (ti->attempt > 0 ? ti->attempt : 1))
@@ -193,12 +248,22 @@ enum tracker_event tracker__on_message(struct tracker *tr, const char *topic, co
     rest = topic + tr->root_len;
     if (strncmp(rest, "vars/", 5) == 0) {
         i = graph__var_index(tr->g, rest + 5);
-        if (i < 0 || tr->var_set[i])
+        if (i < 0 || (tr->var_set[i] && !tr->reactive) || len == 0)
             return TRACK_NONE;
+        if (tr->reactive && tr->var_set[i]) {
+            /* Every publish is an event: the value is the latest. */
+            free(tr->var_value[i]);
+            tr->var_value[i] = NULL;
+            tr->var_set[i] = 0;
+        }
         /* A single NUL byte is the contract's spelling of the empty string. */
         tracker__mark_var(tr, (size_t)i, len == 1 && payload[0] == '\0' ? "" : payload);
         *index = (size_t)i;
         return TRACK_VAR;
+    }
+    if (strcmp(rest, "control") == 0) {
+        *text = payload;
+        return TRACK_CONTROL;
     }
     if (strncmp(rest, "sync/", 5) == 0) {
         *text = rest + 5;
@@ -334,6 +399,15 @@ int tracker__exit_code(const struct tracker *tr)
 {
     int end_skipped = 0;
 
+    if (tr->reactive) {
+        for (size_t t = 0; t < tr->wf->n_tasks; t++) {
+            enum task_state s = tr->tasks[t].state;
+            if (s == TS_FAILED || s == TS_TIMEOUT || s == TS_CRASHED || s == TS_DENIED)
+                return 1;
+        }
+        return 0;
+    }
+
     for (size_t t = 0; t < tr->wf->n_tasks; t++) {
         enum task_state s = tr->tasks[t].state;
         if (s == TS_FAILED || s == TS_TIMEOUT || s == TS_CRASHED || s == TS_DENIED ||
@@ -359,6 +433,11 @@ char *tracker__state_json(const struct tracker *tr, size_t t)
     json_object_set_new(o, "exit", ti->has_exit ? json_integer(ti->exit_code) : json_null());
     json_object_set_new(o, "signal", ti->signal > 0 ? json_integer(ti->signal) : json_null());
     json_object_set_new(o, "error", ti->error ? json_string(ti->error) : json_null());
+    if (tr->reactive) {
+        json_object_set_new(o, "activation", json_integer((json_int_t)ti->activation));
+        if (ti->result[0])
+            json_object_set_new(o, "result", json_string(ti->result));
+    }
     s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return s;

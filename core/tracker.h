@@ -27,6 +27,7 @@ enum task_state {
     TS_CRASHED,
     TS_SKIPPED,
     TS_DENIED,
+    TS_STOPPED, /* reactive: the run was stopped while the task was up */
 };
 
 struct task_info {
@@ -40,6 +41,11 @@ struct task_info {
     int exit_code;
     int signal; /* 0 if none */
     char *error;
+    /* Reactive mode: the current or last activation and how it went. */
+    unsigned long activation;
+    char result[8]; /* "done", "failed" or "" */
+    long queued;
+    long dropped;
 };
 
 /* What tracker__on_message found in one message. */
@@ -49,11 +55,20 @@ enum tracker_event {
     TRACK_VAR,  /* a variable got its value: index in *var */
     TRACK_LOG,  /* a log line for *task: text in *text (owned by the caller's buffer) */
     TRACK_SYNC, /* a sync token: text in *text */
+    TRACK_CONTROL, /* a message on the run's control topic: text in *text */
     TRACK_STALE, /* task *index's final state was repeated with fewer details (a late Last
                     Will): the retained record needs the tracker's fuller one again */
 };
 
 struct tracker;
+
+/*
+ * Reactive mode: tasks go from waiting to running and back for every
+ * activation, variables take every new value, and a task's end is decided by
+ * the coordinator (which sees its processes exit), not by the bus: a crashed
+ * worker of a pool says nothing about the others.
+ */
+void tracker__set_reactive(struct tracker *tr);
 
 /* Creates a tracker for wf's run run_id (wf and g must outlive it). */
 struct tracker *tracker__new(const struct workflow *wf, const struct graph *g, const char *run_id);

@@ -257,6 +257,13 @@ class Event:
     def json(self):
         return json.loads(self.payload.decode())
 
+    @property
+    def expiring(self):
+        """True for a message with an MQTT v5 message expiry: flowbus sends the
+        retained topics of a finished run once more that way, so that they
+        expire on a long-lived broker. They repeat what was already said."""
+        return self.properties is not None and hasattr(self.properties, "MessageExpiryInterval")
+
     def __repr__(self):
         return f"Event({self.topic!r}, {self.payload[:80]!r}, retained={self.retained})"
 
@@ -324,10 +331,12 @@ class Recorder:
                     return None
                 self.cond.wait(left)
 
-    def on_topic(self, topic):
-        """Events on exactly this topic, in arrival order."""
+    def on_topic(self, topic, include_expiring=False):
+        """Events on exactly this topic, in arrival order, without the end-of-run
+        re-publication of retained topics (see Event.expiring) unless asked."""
         with self.cond:
-            return [e for e in self.events if e.topic == topic]
+            return [e for e in self.events
+                    if e.topic == topic and (include_expiring or not e.expiring)]
 
     def states(self, run_id, task):
         """The "state" values the task reported so far, in order."""

@@ -399,9 +399,10 @@ class ContractTests:
 
         The test publishes {"cmd":"stop"} itself, as the coordinator does when a
         run ends early, but without the SIGTERM that follows it there. The
-        plugin must exit 0 without acting and without publishing a state; the
-        coordinator then decides from the exit status: code 0 becomes `done`
-        (docs/protocol.md, "What a plugin does", 3 and the last paragraph).
+        plugin must exit without acting and without publishing a state
+        (docs/protocol.md, "What a plugin does", 3); the coordinator, which
+        follows the control topic too, stops the run and records the task
+        `skipped`.
         Every other waiting task (END here) obeys the same stop, so the run's
         own outcome says nothing about the plugin under test.
         """
@@ -416,12 +417,14 @@ class ContractTests:
         self.assertFalse(fbrun.wait_gone(lambda: [pid] if fbrun.alive(pid) else [],
                                          timeout=STATE_TIMEOUT),
                          "the waiting plugin (pid %d) ignored the control stop" % pid)
-        _, final = self.recorder.wait_state(run_id, "IMPL", "done", STATE_TIMEOUT)
-        self.touch("go")  # GATE, running, is not concerned by the stop
+        # The stop ends the whole run: the coordinator records the task, which
+        # never ran, as skipped (its process had left by itself before the
+        # coordinator's SIGTERM, which waits a grace second for waiting tasks).
+        _, final = self.recorder.wait_state(run_id, "IMPL", "skipped", STATE_TIMEOUT)
         self.finish(proc)
         states = self.task_states(run_id, "IMPL")
-        self.assertEqual([s["state"] for s in states], ["waiting", "done"], states)
-        self.assertEqual(final["exit"], 0, "exit status of the plugin: %s" % final)
+        self.assertEqual([s["state"] for s in states], ["waiting", "skipped"], states)
+        self.assertIn("stop", final["error"])
         self.assertFalse(final.get("signal"), final)
         self.assertEqual(self.var_events(run_id, "OUT"), [])
         logs = [e.payload.decode(errors="replace")

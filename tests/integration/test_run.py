@@ -30,7 +30,16 @@ class RunTestCase(fbtest.BrokerTestCase):
         res = fbrun.run([ "run", fbrun.workflow(name), "--broker", self.broker.url,
                           "--run-id", run_id] + list(args), cwd=cwd, timeout=timeout)
         self.last = res
+        self.settle(run_id)
         return res
+
+    def settle(self, run_id):
+        """Waits until the recorder has the run's final run state: the
+        coordinator publishes it last, so everything else has arrived too."""
+        topic = "flowbus/%s/state" % run_id
+        self.recorder.wait_for(lambda ev: any(
+            e.topic == topic and e.payload and e.json().get("state") != "running"
+            for e in ev), timeout=10)
 
     def final(self, run_id, task):
         """The last state JSON the recorder saw for a task."""
@@ -135,6 +144,7 @@ class TestSemantics(RunTestCase):
                 with open(os.path.join(cwd, "go.txt"), "w") as f:
                     f.write("go\n")
                 out, err = proc.communicate(timeout=20)
+                self.settle(RID["touch1"])
             finally:
                 if proc.poll() is None:
                     os.killpg(proc.pid, signal.SIGKILL)
@@ -151,6 +161,7 @@ class TestSemantics(RunTestCase):
                 _, running = self.recorder.wait_state(RID["crash1"], "SLEEPER", "running", timeout=10)
                 os.kill(running["pid"], signal.SIGKILL)
                 out, err = proc.communicate(timeout=20)
+                self.settle(RID["crash1"])
             finally:
                 if proc.poll() is None:
                     os.killpg(proc.pid, signal.SIGKILL)
@@ -193,6 +204,11 @@ class TestSemantics(RunTestCase):
         with fbrun.TempDir() as cwd:
             res = self.run_wf("split.yaml", RID["reuse"], cwd=cwd)
             self.assertExit(res, 0)
+            # Everything the first run published has arrived once a marker
+            # published now comes back (the broker keeps the order).
+            marker = "flowbus/%s/test-marker" % RID["reuse"]
+            self.recorder.publish(marker, b"x")
+            self.recorder.wait_for(lambda ev: any(e.topic == marker for e in ev))
             before = len(self.recorder.events)
             res = self.run_wf("split.yaml", RID["reuse"], cwd=cwd)
         self.assertExit(res, 2)
