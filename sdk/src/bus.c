@@ -28,8 +28,19 @@
  * backoff of 50 ms doubling to 2 s, and on success re-subscribes, re-sends and
  * only then lets publishes through again, so that the last value a retained
  * topic gets is the last one the caller published.
+ *
+ * Paho is not linked but loaded with dlopen by the first bus of each kind
+ * (paho_load): libpaho-mqtt3a for tcp:// and mqtt://, the SSL variant
+ * libpaho-mqtt3as only for mqtts:// and ssl://. The SSL variant maps libssl
+ * and libcrypto into the process (3.7 MB RSS, ~1.5 ms of loading at every
+ * start) although tasks on the private broker never use TLS; measured in
+ * docs/performance.md. Each variant is loaded RTLD_LOCAL, so the two can
+ * coexist in one process with their own threads; a program that links Paho
+ * itself (bench/rtt.c) has it in the global scope, and then that copy is used
+ * for every bus, so that no second copy runs beside it.
  */
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -73,6 +84,105 @@
 #define SUB_RING 16
 
 /*
+ * The Paho functions the bus calls, resolved once per variant by paho_load.
+ * __typeof__ keeps the exact prototypes of MQTTAsync.h.
+ */
+struct paho {
+    __typeof__(&MQTTAsync_createWithOptions) create;
+    __typeof__(&MQTTAsync_setCallbacks) set_callbacks;
+    __typeof__(&MQTTAsync_setDisconnected) set_disconnected;
+    __typeof__(&MQTTAsync_connect) connect;
+    __typeof__(&MQTTAsync_disconnect) disconnect;
+    __typeof__(&MQTTAsync_destroy) destroy;
+    __typeof__(&MQTTAsync_sendMessage) send;
+    __typeof__(&MQTTAsync_subscribeMany) subscribe_many;
+    __typeof__(&MQTTAsync_freeMessage) free_message;
+    __typeof__(&MQTTAsync_free) free;
+    __typeof__(&MQTTProperties_hasProperty) props_has;
+    __typeof__(&MQTTProperties_getNumericValue) props_number;
+    __typeof__(&MQTTProperties_add) props_add;
+    __typeof__(&MQTTProperties_free) props_free;
+    __typeof__(&MQTTReasonCode_toString) reason_text;
+};
+
+enum { PAHO_PLAIN, PAHO_TLS };
+static const char *const paho_sonames[2] = {"libpaho-mqtt3a.so.1", "libpaho-mqtt3as.so.1"};
+static struct paho paho_api[2];
+static int paho_ready[2];
+static char paho_error[2][256];
+static pthread_once_t paho_once[2] = {PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT};
+
+static void paho_load(int which)
+{
+    void *lib;
+    const char *why;
+    struct paho *api = &paho_api[which];
+
+    /* Paho already in the global scope (the program links it): use that copy. */
+    if (dlsym(RTLD_DEFAULT, "MQTTAsync_createWithOptions") != NULL)
+        lib = dlopen(NULL, RTLD_NOW);
+    else
+        lib = dlopen(paho_sonames[which], RTLD_NOW | RTLD_LOCAL);
+    if (lib == NULL) {
+        why = dlerror();
+        snprintf(paho_error[which], sizeof paho_error[which], "cannot load %s: %s",
+                 paho_sonames[which], why != NULL ? why : "unknown error");
+        return;
+    }
+    /* POSIX leaves object-to-function pointer conversion to dlsym's users; glibc makes it work. */
+#define RESOLVE(field, symbol)                                                                     \
+    do {                                                                                           \
+        void *sym = dlsym(lib, symbol);                                                            \
+        if (sym == NULL) {                                                                         \
+            snprintf(paho_error[which], sizeof paho_error[which], "%s lacks %s",                   \
+                     paho_sonames[which], symbol);                                                 \
+            return;                                                                                \
+        }                                                                                          \
+        memcpy(&api->field, &sym, sizeof sym);                                                     \
+    } while (0)
+    RESOLVE(create, "MQTTAsync_createWithOptions");
+    RESOLVE(set_callbacks, "MQTTAsync_setCallbacks");
+    RESOLVE(set_disconnected, "MQTTAsync_setDisconnected");
+    RESOLVE(connect, "MQTTAsync_connect");
+    RESOLVE(disconnect, "MQTTAsync_disconnect");
+    RESOLVE(destroy, "MQTTAsync_destroy");
+    RESOLVE(send, "MQTTAsync_sendMessage");
+    RESOLVE(subscribe_many, "MQTTAsync_subscribeMany");
+    RESOLVE(free_message, "MQTTAsync_freeMessage");
+    RESOLVE(free, "MQTTAsync_free");
+    RESOLVE(props_has, "MQTTProperties_hasProperty");
+    RESOLVE(props_number, "MQTTProperties_getNumericValue");
+    RESOLVE(props_add, "MQTTProperties_add");
+    RESOLVE(props_free, "MQTTProperties_free");
+    RESOLVE(reason_text, "MQTTReasonCode_toString");
+#undef RESOLVE
+    paho_ready[which] = 1;
+}
+
+static void paho_load_plain(void)
+{
+    paho_load(PAHO_PLAIN);
+}
+
+static void paho_load_tls(void)
+{
+    paho_load(PAHO_TLS);
+}
+
+/* The Paho variant for a bus (loaded on first use), or NULL with the reason in errbuf. */
+static const struct paho *paho_get(int tls, char *errbuf, size_t errlen)
+{
+    int which = tls ? PAHO_TLS : PAHO_PLAIN;
+
+    pthread_once(&paho_once[which], tls ? paho_load_tls : paho_load_plain);
+    if (!paho_ready[which]) {
+        err__set(errbuf, errlen, "MQTT library unavailable: %s", paho_error[which]);
+        return NULL;
+    }
+    return &paho_api[which];
+}
+
+/*
  * A queued message. The fb_msg comes first so that the pointer handed to the
  * caller is also the node's address, and fb_msg_free can free the node.
  */
@@ -102,6 +212,7 @@ struct pending {
 };
 
 struct fb_bus {
+    const struct paho *paho; /* the Paho variant of this bus */
     MQTTAsync client;
     int have_client;
     fb_log_fn log;
@@ -298,9 +409,9 @@ static void on_connect_ok(void *ctx, MQTTAsync_successData5 *resp)
     int receive_max;
 
     if (resp != NULL &&
-        MQTTProperties_hasProperty(&resp->properties, MQTTPROPERTY_CODE_RECEIVE_MAXIMUM)) {
+        bus->paho->props_has(&resp->properties, MQTTPROPERTY_CODE_RECEIVE_MAXIMUM)) {
         receive_max =
-            MQTTProperties_getNumericValue(&resp->properties, MQTTPROPERTY_CODE_RECEIVE_MAXIMUM);
+            bus->paho->props_number(&resp->properties, MQTTPROPERTY_CODE_RECEIVE_MAXIMUM);
         if (receive_max > 0 && (unsigned)receive_max < max_unacked)
             max_unacked = (unsigned)receive_max;
     }
@@ -325,7 +436,7 @@ static void on_connect_fail(void *ctx, MQTTAsync_failureData5 *resp)
     if (resp != NULL && resp->reasonCode != MQTTREASONCODE_SUCCESS) {
         bus->connect_refused = 1;
         snprintf(bus->connect_reason, sizeof bus->connect_reason, "broker refused: %s",
-                 MQTTReasonCode_toString(resp->reasonCode));
+                 bus->paho->reason_text(resp->reasonCode));
     } else if (bus->tls_error[0] != '\0') {
         snprintf(bus->connect_reason, sizeof bus->connect_reason, "TLS handshake failed: %s",
                  bus->tls_error);
@@ -415,7 +526,7 @@ static void on_disconnected(void *ctx, MQTTProperties *props, enum MQTTReasonCod
         link_down(bus);
     pthread_mutex_unlock(&bus->mu);
     log__emit(bus->log, bus->log_ctx, FB_LOG_WARN, "broker %s disconnected us: %s", bus->url,
-              MQTTReasonCode_toString(reason));
+              bus->paho->reason_text(reason));
 }
 
 static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
@@ -450,8 +561,8 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
     pthread_cond_broadcast(&bus->cv);
     pthread_mutex_unlock(&bus->mu);
 
-    MQTTAsync_freeMessage(&m);
-    MQTTAsync_free(topic);
+    bus->paho->free_message(&m);
+    bus->paho->free(topic);
     return 1;
 
 fail:
@@ -784,7 +895,7 @@ static void destroy(fb_bus *bus)
     stop_worker(bus);
     /* After this no Paho callback can run, so whatever is pending can go. */
     if (bus->have_client)
-        MQTTAsync_destroy(&bus->client);
+        bus->paho->destroy(&bus->client);
     while ((node = bus->head) != NULL) {
         bus->head = node->next;
         fb_msg_free(&node->msg);
@@ -890,7 +1001,7 @@ static enum fb_err connect_once(fb_bus *bus)
     bus->tls_error[0] = '\0';
     pthread_mutex_unlock(&bus->mu);
 
-    rc = MQTTAsync_connect(bus->client, &conn_opts);
+    rc = bus->paho->connect(bus->client, &conn_opts);
     if (rc != MQTTASYNC_SUCCESS) {
         pthread_mutex_lock(&bus->mu);
         snprintf(bus->connect_reason, sizeof bus->connect_reason, "Paho code %d", rc);
@@ -945,7 +1056,7 @@ static enum fb_err start_subscribe(fb_bus *bus, char *const *filters, size_t n, 
     } else {
         resp.subscribeOptions = sub_opts[0];
     }
-    rc = MQTTAsync_subscribeMany(bus->client, (int)n, filters, qos, &resp);
+    rc = bus->paho->subscribe_many(bus->client, (int)n, filters, qos, &resp);
     if (rc != MQTTASYNC_SUCCESS) {
         err = rc == MQTTASYNC_DISCONNECTED ? FB_ERR_LOST : FB_ERR_SUBSCRIBE;
         log__emit(bus->log, bus->log_ctx, FB_LOG_ERROR, "subscribe to %zu filters failed (Paho %d)",
@@ -975,15 +1086,15 @@ static int send_pending(fb_bus *bus, struct pending *p)
         memset(&expiry, 0, sizeof expiry);
         expiry.identifier = MQTTPROPERTY_CODE_MESSAGE_EXPIRY_INTERVAL;
         expiry.value.integer4 = p->expiry_s;
-        if (MQTTProperties_add(&msg.properties, &expiry) != 0)
+        if (bus->paho->props_add(&msg.properties, &expiry) != 0)
             return MQTTASYNC_FAILURE;
     }
     resp.onSuccess5 = on_publish_ok;
     resp.onFailure5 = on_publish_fail;
     resp.context = p;
     (void)bus;
-    rc = MQTTAsync_sendMessage(bus->client, p->topic, &msg, &resp);
-    MQTTProperties_free(&msg.properties);
+    rc = bus->paho->send(bus->client, p->topic, &msg, &resp);
+    bus->paho->props_free(&msg.properties);
     return rc;
 }
 
@@ -1274,16 +1385,21 @@ enum fb_err fb_bus_new(const fb_bus_options *opts, fb_bus **out, char *errbuf, s
     else
         make_client_id(client_id, sizeof client_id);
 
+    bus->paho = paho_get(bus->tls, errbuf, errlen);
+    if (bus->paho == NULL) {
+        err = FB_ERR_SYSTEM;
+        goto out;
+    }
     create_opts.maxBufferedMessages = MAX_BUFFERED;
-    if (MQTTAsync_createWithOptions(&bus->client, paho_url, client_id, MQTTCLIENT_PERSISTENCE_NONE,
+    if (bus->paho->create(&bus->client, paho_url, client_id, MQTTCLIENT_PERSISTENCE_NONE,
                                     NULL, &create_opts) != MQTTASYNC_SUCCESS) {
         err__set(errbuf, errlen, "cannot create an MQTT client for %s", bus->url);
         err = FB_ERR_INVALID;
         goto out;
     }
     bus->have_client = 1;
-    MQTTAsync_setCallbacks(bus->client, bus, on_connection_lost, on_message, NULL);
-    MQTTAsync_setDisconnected(bus->client, bus, on_disconnected);
+    bus->paho->set_callbacks(bus->client, bus, on_connection_lost, on_message, NULL);
+    bus->paho->set_disconnected(bus->client, bus, on_disconnected);
 
     err = connect_once(bus);
     if (err == FB_ERR_TIMEOUT)
@@ -1474,15 +1590,15 @@ static enum fb_err publish_qos0(fb_bus *bus, const char *topic, const void *payl
         memset(&expiry, 0, sizeof expiry);
         expiry.identifier = MQTTPROPERTY_CODE_MESSAGE_EXPIRY_INTERVAL;
         expiry.value.integer4 = expiry_s;
-        if (MQTTProperties_add(&msg.properties, &expiry) != 0)
+        if (bus->paho->props_add(&msg.properties, &expiry) != 0)
             return FB_ERR_NOMEM;
     }
     /*
      * The response struct is passed even for QoS 0: with a NULL one Paho
      * silently drops the message properties (the expiry).
      */
-    rc = MQTTAsync_sendMessage(bus->client, topic, &msg, &resp);
-    MQTTProperties_free(&msg.properties);
+    rc = bus->paho->send(bus->client, topic, &msg, &resp);
+    bus->paho->props_free(&msg.properties);
     if (rc == MQTTASYNC_DISCONNECTED && bus->reconnect_max_s != 0)
         return FB_OK;
     if (rc != MQTTASYNC_SUCCESS) {
@@ -1684,7 +1800,7 @@ enum fb_err fb_bus_close(fb_bus *bus, double timeout)
     opts.onFailure5 = on_disconnect_fail;
     opts.context = bus;
     deadline = clock__mono() + timeout;
-    rc = MQTTAsync_disconnect(bus->client, &opts);
+    rc = bus->paho->disconnect(bus->client, &opts);
     if (rc != MQTTASYNC_SUCCESS) {
         err = FB_ERR_LOST;
         goto out;
