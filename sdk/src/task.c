@@ -33,6 +33,7 @@
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -1112,6 +1113,23 @@ static enum fb_err connect_and_subscribe(fb_task *task, char *errbuf, size_t err
     bus_opts.cert_file = nonempty_env("FLOWBUS_TLS_CERT");
     bus_opts.key_file = nonempty_env("FLOWBUS_TLS_KEY");
     err = fb_bus_new(&bus_opts, &task->bus, errbuf, errlen);
+    /*
+     * The broker may be restarting just as the task starts (the coordinator
+     * restarts a private broker that died): the first connect gets the same
+     * window as a reconnect, with the same doubling pause, unless the
+     * coordinator is gone.
+     */
+    {
+        double deadline = clock__mono() + task->reconnect_max, pause = 0.05;
+        while (err == FB_ERR_CONNECT && task->reconnect_max != 0 &&
+               (task->reconnect_max < 0 || clock__mono() + pause < deadline) &&
+               (task->guardian_pid <= 0 || (long)getppid() == task->guardian_pid)) {
+            struct timespec ts = {(time_t)pause, (long)((pause - (double)(time_t)pause) * 1e9)};
+            nanosleep(&ts, NULL);
+            pause = pause < 1.0 ? pause * 2 : 2.0;
+            err = fb_bus_new(&bus_opts, &task->bus, errbuf, errlen);
+        }
+    }
     if (err != FB_OK)
         goto out;
 

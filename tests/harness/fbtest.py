@@ -94,6 +94,9 @@ class Broker:
                 f"listener {self.port} 127.0.0.1\n"
                 "allow_anonymous true\n"
                 "set_tcp_nodelay true\n"
+                # A test subscriber on a loaded machine must not lose QoS 1
+                # messages to mosquitto's default queue bound of 1000.
+                "max_queued_messages 100000\n"
                 + persistence +
                 f"log_dest file {self.log_path}\n"
                 "log_type all\n"
