@@ -144,6 +144,24 @@ char *access__password_file(const struct access *a)
     return finish(&b);
 }
 
+/*
+ * mqtt-in and mqtt-out bridge the run's broker to topics outside the run
+ * (devices that know nothing of flowbus). On the run's own broker they get
+ * exactly the topic of their params: read for mqtt-in, write for mqtt-out.
+ */
+static void add_bridge_rights(struct text *b, const struct wf_task *task)
+{
+    const char *topic = json_string_value(json_object_get(task->params, "topic"));
+    int elsewhere = json_object_get(task->params, "broker") != NULL;
+
+    if (!topic || elsewhere || strchr(topic, '\n'))
+        return;
+    if (strcmp(task->plugin, "mqtt-in") == 0)
+        add(b, "topic read %s\n", topic);
+    else if (strcmp(task->plugin, "mqtt-out") == 0)
+        add(b, "topic write %s\n", topic);
+}
+
 char *access__acl_file(const struct access *a)
 {
     const char *run = a->run_id;
@@ -161,6 +179,7 @@ char *access__acl_file(const struct access *a)
         for (size_t i = 0; i < task->depends_on.n; i++)
             add(&b, "topic read flowbus/%s/tasks/%s/state\n", run, task->depends_on.items[i].name);
         add(&b, "topic read flowbus/%s/control\n", run);
+        add_bridge_rights(&b, task);
         add(&b, "topic write flowbus/%s/tasks/%s/state\n", run, task->name);
         add(&b, "topic write flowbus/%s/tasks/%s/log\n\n", run, task->name);
     }

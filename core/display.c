@@ -153,6 +153,13 @@ void display__task(struct display *d, size_t t)
             json_object_set_new(o, "signal", json_integer(ti->signal));
         if (ti->error)
             json_object_set_new(o, "error", json_string(ti->error));
+        if (d->wf->reactive) {
+            json_object_set_new(o, "activation", json_integer((json_int_t)ti->activation));
+            if (ti->result[0])
+                json_object_set_new(o, "result", json_string(ti->result));
+            if (ti->dropped)
+                json_object_set_new(o, "dropped", json_integer(ti->dropped));
+        }
         emit_json(d, o);
         return;
     }
@@ -161,6 +168,23 @@ void display__task(struct display *d, size_t t)
         return;
     }
     duration(dur, sizeof dur, ti);
+    if (d->wf->reactive && !tracker__terminal(ti->state)) {
+        /* An activation started, or ended (back to waiting with its result). */
+        if (ti->state == TS_RUNNING)
+            fprintf(d->out, "%8.3fs  %-*s  running  #%lu\n", wall() - d->t0, d->width, name,
+                    ti->activation);
+        else if (ti->result[0])
+            fprintf(d->out, "%8.3fs  %-*s  %-8s #%lu  %s%s%s%s\n", wall() - d->t0, d->width,
+                    name, ti->result, ti->activation, dur, ti->error ? "  " : "",
+                    ti->error ? ti->error : "", ti->dropped ? "  (events dropped)" : "");
+        else if (ti->activation == 0)
+            fprintf(d->out, "%8.3fs  %-*s  waiting\n", wall() - d->t0, d->width, name);
+        else
+            fprintf(d->out, "%8.3fs  %-*s  emitted  #%lu\n", wall() - d->t0, d->width, name,
+                    ti->activation);
+        fflush(d->out);
+        return;
+    }
     fprintf(d->out, "%8.3fs  %-*s  %-8s", wall() - d->t0, d->width, name,
             tracker__state_name(ti->state));
     if (ti->attempt > 1)
@@ -215,6 +239,8 @@ void display__refresh(struct display *d, int force)
     for (size_t t = 0; t < d->wf->n_tasks; t++) {
         const struct task_info *ti = tracker__task(d->tr, t);
         duration(dur, sizeof dur, ti);
+        if (d->wf->reactive)
+            snprintf(dur, sizeof dur, "#%lu", ti->activation);
         fprintf(d->out, "  %-*s  %s%-8s\033[0m  %8s", d->width, d->wf->tasks[t].name,
                 color(ti->state), tracker__state_name(ti->state), dur);
         if (ti->error && tracker__terminal(ti->state))
@@ -273,12 +299,24 @@ void display__summary(struct display *d, const char *state, int code, double sec
     /* The summary replaces the live table. */
     erase_table(d);
     fprintf(d->out, "\nRun %s: %s in %.3f s (exit %d)\n", d->run_id, state, seconds, code);
-    fprintf(d->out, "  %-*s  %-8s  %9s  %s\n", d->width, "TASK", "STATE", "DURATION",
-            "OUTPUTS / REASON");
+    if (d->wf->reactive)
+        fprintf(d->out, "  %-*s  %-8s  %11s  %s\n", d->width, "TASK", "STATE", "ACTIVATIONS",
+                "LAST OUTPUTS / REASON");
+    else
+        fprintf(d->out, "  %-*s  %-8s  %9s  %s\n", d->width, "TASK", "STATE", "DURATION",
+                "OUTPUTS / REASON");
     for (size_t t = 0; t < d->wf->n_tasks; t++) {
         const struct task_info *ti = tracker__task(d->tr, t);
         duration(dur, sizeof dur, ti);
         outputs_text(d, t, outs, sizeof outs);
+        if (d->wf->reactive) {
+            char count[32];
+            snprintf(count, sizeof count, "%lu", ti->activation);
+            fprintf(d->out, "  %-*s  %-8s  %11s  %s\n", d->width, d->wf->tasks[t].name,
+                    tracker__state_name(ti->state), count,
+                    ti->error && ti->state != TS_STOPPED ? ti->error : outs);
+            continue;
+        }
         fprintf(d->out, "  %-*s  %-8s  %9s  %s\n", d->width, d->wf->tasks[t].name,
                 tracker__state_name(ti->state), dur,
                 ti->state == TS_DONE ? (outs[0] ? outs : "") : (ti->error ? ti->error : ""));
