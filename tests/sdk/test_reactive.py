@@ -198,8 +198,8 @@ class ReactiveTest(fbtest.BrokerTestCase):
                               params={"interval": "50ms"})
         proc = fbtest.run([plugin("every")], env, timeout=10)
         self.assertEqual(proc.returncode, 0, proc.stderr)
-        self.assertEqual(self.values("TICK"), ["1"])
         self.recorder.wait_state(RUN, "E1", "done")
+        self.assertEqual(self.values("TICK"), ["1"])
 
     def test_mqtt_in_brings_messages_in(self):
         proc = self.start("mqtt-in", "IN", outputs=["TEMP", "TOPIC"],
