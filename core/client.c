@@ -295,8 +295,8 @@ static void suggest(char *buf, size_t len, const char *word, const json_t *candi
             used += (size_t)snprintf(buf + used, len - used, ", ...");
             break;
         }
-        used += (size_t)snprintf(buf + used, len - used, "%s%s", i ? ", " : "",
-                                 json_string_value(c));
+        used +=
+            (size_t)snprintf(buf + used, len - used, "%s%s", i ? ", " : "", json_string_value(c));
     }
     if (used < len)
         snprintf(buf + used, len - used, ")");
@@ -336,8 +336,10 @@ static int session_open(struct session *s, const struct client_options *o, int w
     s->sigfd = -1;
     if (o->run_id) {
         if (!valid_run_id(o->run_id)) {
-            log_printf(FB_LOG_ERROR, "'%s' is not a run id: expected 1 to %d letters, digits, "
-                                     "'-' or '_'", o->run_id, MAX_NAME);
+            log_printf(FB_LOG_ERROR,
+                       "'%s' is not a run id: expected 1 to %d letters, digits, "
+                       "'-' or '_'",
+                       o->run_id, MAX_NAME);
             return EXIT_USAGE;
         }
         snprintf(s->root, sizeof s->root, "flowbus/%s/", o->run_id);
@@ -391,7 +393,7 @@ static void session_close(struct session *s)
 
 struct msgs {
     fb_msg **v;
-    size_t n;
+    size_t n, cap;
 };
 
 static void msgs_free(struct msgs *l)
@@ -400,24 +402,28 @@ static void msgs_free(struct msgs *l)
         fb_msg_free(l->v[i]);
     free(l->v);
     l->v = NULL;
-    l->n = 0;
+    l->n = l->cap = 0;
 }
 
+#define MAX_FILTERS 4 /* the most any command subscribes to */
+
 /*
- * Subscribes to filters (under the run's root when relative) and collects
- * every message that arrives until our token comes back, in arrival order:
- * the retained ones are the snapshot, any others were live. Returns 0 or the
- * exit code.
+ * Subscribes to filters (under the run's root when relative; at most
+ * MAX_FILTERS) and collects every message that arrives until our token comes
+ * back, in arrival order: the retained ones are the snapshot, any others were
+ * live. Returns 0 or the exit code.
  */
 static int collect(struct session *s, const char *const *filters, size_t n, struct msgs *out)
 {
-    char full[8][160];
-    const char *all[9];
+    char full[MAX_FILTERS][160];
+    const char *all[MAX_FILTERS + 1];
     double deadline;
     int code = EXIT_BROKER;
     enum fb_err e;
 
-    for (size_t i = 0; i < n && i < 8; i++) {
+    if (n > MAX_FILTERS)
+        n = MAX_FILTERS;
+    for (size_t i = 0; i < n; i++) {
         snprintf(full[i], sizeof full[i], "%s%s", strncmp(filters[i], "flowbus/", 8) ? s->root : "",
                  filters[i]);
         all[i] = full[i];
@@ -444,13 +450,18 @@ static int collect(struct session *s, const char *const *filters, size_t n, stru
             fb_msg_free(m);
             break;
         }
-        grown = realloc(out->v, (out->n + 1) * sizeof *grown);
-        if (!grown) {
-            fb_msg_free(m);
-            log_printf(FB_LOG_ERROR, "out of memory");
-            goto out;
+        if (out->n == out->cap) {
+            /* A broker with many runs holds many retained messages: grow by doubling. */
+            size_t cap = out->cap ? out->cap * 2 : 64;
+            grown = realloc(out->v, cap * sizeof *grown);
+            if (!grown) {
+                fb_msg_free(m);
+                log_printf(FB_LOG_ERROR, "out of memory");
+                goto out;
+            }
+            out->v = grown;
+            out->cap = cap;
         }
-        out->v = grown;
         out->v[out->n++] = m;
     }
     code = 0;
@@ -677,17 +688,18 @@ static void print_table(const json_t *rows, const char *indent)
 /* "3 done, 1 running, 2 pending", in a fixed order of states. */
 static void task_counts(const json_t *v, json_t *counts, char *buf, size_t len)
 {
-    static const char *const order[] = {"running", "waiting", "pending", "done",    "failed",
-                                        "timeout", "crashed", "skipped", "denied"};
+    static const char *const order[] = {"running", "waiting", "pending", "done",   "failed",
+                                        "timeout", "crashed", "skipped", "denied", "stopped"};
     json_t *names = task_names(v), *name, *c;
     const char *key;
     size_t i, used = 0;
 
     json_array_foreach(names, i, name) {
-        const char *s = jstr(json_object_get(json_object_get(v, "tasks"), json_string_value(name)),
-                             "state");
+        const char *s =
+            jstr(json_object_get(json_object_get(v, "tasks"), json_string_value(name)), "state");
         s = s ? s : "pending";
-        json_object_set_new(counts, s, json_integer(json_integer_value(json_object_get(counts, s)) + 1));
+        json_object_set_new(counts, s,
+                            json_integer(json_integer_value(json_object_get(counts, s)) + 1));
     }
     json_decref(names);
     buf[0] = '\0';
@@ -939,8 +951,9 @@ static int status_one(struct session *s)
         fmt_duration(dur, sizeof dur, task_duration(t));
         activation_text(t, act, sizeof act);
         exit_text(t, code_text, sizeof code_text);
-        row = json_pack("[s,s,s]", json_string_value(name), t ? jstr(t, "state") ? jstr(t, "state") : "?" : "pending",
-                        t ? attempt : "-");
+        row =
+            json_pack("[s,s,s]", json_string_value(name),
+                      t ? jstr(t, "state") ? jstr(t, "state") : "?" : "pending", t ? attempt : "-");
         if (react)
             json_array_append_new(row, json_string(act));
         json_array_append_new(row, json_string(dur));
@@ -965,8 +978,10 @@ static int check_url(const char *url)
     for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
         if (strncmp(url, schemes[i], strlen(schemes[i])) == 0)
             return 1;
-    log_printf(FB_LOG_ERROR, "unsupported broker URL '%s': expected tcp://HOST:PORT, "
-                             "mqtt://HOST:PORT, or mqtts:// or ssl:// for TLS", url);
+    log_printf(FB_LOG_ERROR,
+               "unsupported broker URL '%s': expected tcp://HOST:PORT, "
+               "mqtt://HOST:PORT, or mqtts:// or ssl:// for TLS",
+               url);
     return 0;
 }
 
@@ -999,8 +1014,9 @@ static int check_assignments(const struct client_options *o)
             return 0;
         }
         if (!valid_var_name(a, (size_t)(eq - a))) {
-            log_printf(FB_LOG_ERROR, "'%.*s' is not a variable name: expected a letter or '_', "
-                                     "then letters, digits or '_', at most %d characters",
+            log_printf(FB_LOG_ERROR,
+                       "'%.*s' is not a variable name: expected a letter or '_', "
+                       "then letters, digits or '_', at most %d characters",
                        (int)(eq - a), a, MAX_NAME);
             return 0;
         }
@@ -1052,8 +1068,9 @@ int client__set(const struct client_options *o)
         c = json_object_get(env, name);
         if (strcmp(name, "AUTH_TOKEN") == 0 ||
             (json_is_string(c) && strcmp(json_string_value(c), "<secret>") == 0)) {
-            log_printf(FB_LOG_ERROR, "'%s' is a secret of run '%s': secrets reach tasks through "
-                                     "their environment only, never over the bus",
+            log_printf(FB_LOG_ERROR,
+                       "'%s' is a secret of run '%s': secrets reach tasks through "
+                       "their environment only, never over the bus",
                        name, o->run_id);
             goto out;
         }
@@ -1073,8 +1090,9 @@ int client__set(const struct client_options *o)
         }
     }
     if (fb_bus_flush(s.bus, ANSWER_WAIT) != FB_OK) {
-        log_printf(FB_LOG_ERROR, "the broker at %s did not confirm the publish (refused, or not "
-                                 "authorised to write under flowbus/%s/vars/)",
+        log_printf(FB_LOG_ERROR,
+                   "the broker at %s did not confirm the publish (refused, or not "
+                   "authorised to write under flowbus/%s/vars/)",
                    o->broker_url, o->run_id);
         code = EXIT_BROKER;
         goto out;
@@ -1085,8 +1103,10 @@ int client__set(const struct client_options *o)
         snprintf(name, sizeof name, "%.*s", (int)(eq - a), a);
         printf("run %s: %s set\n", o->run_id, name);
         if (one_shot && json_object_get(json_object_get(v, "vars"), name))
-            log_printf(FB_LOG_INFO, "note: %s already had a value; in a one-shot run, tasks that "
-                                    "already read it do not run again", name);
+            log_printf(FB_LOG_INFO,
+                       "note: %s already had a value; in a one-shot run, tasks that "
+                       "already read it do not run again",
+                       name);
     }
     code = 0;
 out:
@@ -1158,10 +1178,10 @@ static int watch(struct session *s, json_t *runs, double deadline, watch_fn cb, 
 
 struct follow {
     const struct client_options *o;
-    double t0;        /* the run's start: state lines show seconds since */
-    int width;        /* of the task column */
-    json_t *seen;     /* task -> "state/attempt/activation" last printed */
-    char shown[64];   /* the run state last printed */
+    double t0;      /* the run's start: state lines show seconds since */
+    int width;      /* of the task column */
+    json_t *seen;   /* task -> "state/attempt/activation" last printed */
+    char shown[64]; /* the run state last printed */
 };
 
 static int selected(const struct follow *f, const char *task)
@@ -1185,8 +1205,8 @@ static void print_state(struct follow *f, const char *task, const json_t *t)
         strcmp(json_string_value(json_object_get(f->seen, task)), key) == 0)
         return; /* a repeat: a retained state delivered again after a reconnect */
     json_object_set_new(f->seen, task, json_string(key));
-    used = (size_t)snprintf(line, sizeof line, "%8.3fs  %-*s  %-8s",
-                            (at > 0 ? at : wall()) - f->t0, f->width, task, state);
+    used = (size_t)snprintf(line, sizeof line, "%8.3fs  %-*s  %-8s", (at > 0 ? at : wall()) - f->t0,
+                            f->width, task, state);
     if (attempt > 1 && used < sizeof line)
         used += (size_t)snprintf(line + used, sizeof line - used, "  attempt %.0f", attempt);
     if (act >= 0 && used < sizeof line)
@@ -1220,7 +1240,8 @@ static int print_run(struct follow *f, const json_t *v)
         printf(" (exit %lld)", (long long)json_integer_value(json_object_get(st, "exit")));
     if (strcmp(state, "lost") == 0)
         printf(": its coordinator's connection was lost; tasks may carry on, and "
-               "`flowbus resume %s` takes the run over", f->o->run_id);
+               "`flowbus resume %s` takes the run over",
+               f->o->run_id);
     fputc('\n', stdout);
     fflush(stdout);
     return final_state(state) ? 0 : KEEP_WATCHING;
@@ -1304,21 +1325,23 @@ int client__logs(const struct client_options *o)
                 continue;
             exit_text(t, exit_buf, sizeof exit_buf);
             printf("[%s] %s%s%s%s: %s\n", json_string_value(name), jstr(t, "state"),
-                   strcmp(exit_buf, "-") == 0             ? ""
+                   strcmp(exit_buf, "-") == 0            ? ""
                    : isdigit((unsigned char)exit_buf[0]) ? " (exit "
-                                                          : " (",
+                                                         : " (",
                    strcmp(exit_buf, "-") ? exit_buf : "", strcmp(exit_buf, "-") ? ")" : "",
                    jstr(t, "error"));
         }
-        log_printf(FB_LOG_INFO, "log lines are not kept on the broker; `flowbus logs %s -f` "
-                                "follows them live", o->run_id);
+        log_printf(FB_LOG_INFO,
+                   "log lines are not kept on the broker; `flowbus logs %s -f` "
+                   "follows them live",
+                   o->run_id);
         code = 0;
         goto out;
     }
     f.t0 = run_started(v) > 0 ? run_started(v) : wall();
     wf_name = jstr(json_object_get(v, "workflow"), "name");
-    printf("Following run %s (%s, %s) on %s\n", o->run_id, wf_name ? wf_name : "?",
-           shown_state(v), o->broker_url);
+    printf("Following run %s (%s, %s) on %s\n", o->run_id, wf_name ? wf_name : "?", shown_state(v),
+           o->broker_url);
     if (!final_state(run_state(v)))
         snprintf(f.shown, sizeof f.shown, "%s", shown_state(v));
     /* Where each task is now, in the order they got there. */
@@ -1416,15 +1439,19 @@ static int request(const struct client_options *o, int stop)
     snprintf(payload, sizeof payload, "{\"cmd\":\"%s\"}", cmd);
     if (fb_bus_publish(s.bus, topic, payload, strlen(payload), 1, 1, 0) != FB_OK ||
         fb_bus_flush(s.bus, ANSWER_WAIT) != FB_OK) {
-        log_printf(FB_LOG_ERROR, "the broker at %s did not confirm the %s request on %s (refused, "
-                                 "or not authorised)", o->broker_url, cmd, topic);
+        log_printf(FB_LOG_ERROR,
+                   "the broker at %s did not confirm the %s request on %s (refused, "
+                   "or not authorised)",
+                   o->broker_url, cmd, topic);
         code = EXIT_BROKER;
         goto out;
     }
     if (strcmp(run_state(v), "lost") == 0) {
-        log_printf(FB_LOG_ERROR, "run '%s' has no coordinator (its state is 'lost'): its tasks were "
-                                 "asked to %s, but nobody will confirm it; `flowbus resume %s` "
-                                 "takes the run over", o->run_id, cmd, o->run_id);
+        log_printf(FB_LOG_ERROR,
+                   "run '%s' has no coordinator (its state is 'lost'): its tasks were "
+                   "asked to %s, but nobody will confirm it; `flowbus resume %s` "
+                   "takes the run over",
+                   o->run_id, cmd, o->run_id);
         code = EXIT_NOT_CONFIRMED;
         goto out;
     }
@@ -1432,14 +1459,17 @@ static int request(const struct client_options *o, int stop)
     if (code == WATCH_TIMEOUT) {
         code = EXIT_NOT_CONFIRMED;
         if (stop)
-            log_printf(FB_LOG_ERROR, "run '%s' did not stop within %g s: its coordinator has not "
-                                     "published a final run state (`flowbus status %s` shows "
-                                     "where it is)", o->run_id, wait, o->run_id);
+            log_printf(FB_LOG_ERROR,
+                       "run '%s' did not stop within %g s: its coordinator has not "
+                       "published a final run state (`flowbus status %s` shows "
+                       "where it is)",
+                       o->run_id, wait, o->run_id);
         else
-            log_printf(FB_LOG_ERROR, "run '%s' did not confirm the pause within %g s: its "
-                                     "coordinator does not seem to support pause (it never "
-                                     "republished its state with \"paused\": true); the request "
-                                     "stays on %s until `flowbus resume %s`",
+            log_printf(FB_LOG_ERROR,
+                       "run '%s' did not confirm the pause within %g s: its "
+                       "coordinator does not seem to support pause (it never "
+                       "republished its state with \"paused\": true); the request "
+                       "stays on %s until `flowbus resume %s`",
                        o->run_id, wait, topic, o->run_id);
     } else if (code == EXIT_INTERRUPTED) {
         log_printf(FB_LOG_ERROR, "interrupted; the %s request stays on %s", cmd, topic);

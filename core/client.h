@@ -21,10 +21,10 @@
 #include <stddef.h>
 
 struct client_options {
-    const char *broker_url; /* required */
-    const char *username;   /* may be NULL */
-    const char *password;   /* may be NULL; never printed */
-    const char *run_id;     /* required, except for status (NULL: every run) */
+    const char *broker_url;   /* required */
+    const char *username;     /* may be NULL */
+    const char *password;     /* may be NULL; never printed */
+    const char *run_id;       /* required, except for status (NULL: every run) */
     char *const *assignments; /* set: the VAR=VALUE arguments, not modified */
     size_t n_assignments;
     const char *task; /* logs: only this task's lines and states (NULL: all) */
