@@ -49,7 +49,10 @@ static const struct plugin_info info = {
         "\"file\":{\"type\":\"string\",\"default\":null,\"required\":true,"
         "\"description\":\"the file to watch, relative to the working directory\"},"
         "\"timeout\":{\"type\":\"number\",\"default\":null,\"description\":\"seconds to wait "
-        "when there is no TIMEOUT input; none or 0 waits until the file is touched\"}},"
+        "when there is no TIMEOUT input; none or 0 waits until the file is touched (ignored "
+        "in reactive mode)\"},"
+        "\"debounce\":{\"type\":\"number\",\"default\":0.05,\"description\":\"reactive "
+        "mode: seconds within which the events of one touch make one emission\"}},"
         "\"permissions\":[]}",
     .usage = "Sets its outputs (usually TRUE) to \"1\" when the param \"file\" is created,\n"
              "written or has its timestamps changed; ends with no outputs after TIMEOUT\n"
