@@ -5,6 +5,7 @@
  * message naming what was wrong and exit code 2, the same code as an invalid
  * workflow, so scripts can tell "flowbus refused" from "a task failed".
  */
+#include "client.h"
 #include "gc.h"
 #include "graph.h"
 #include "log.h"
@@ -36,6 +37,11 @@ static const char usage_main[] =
     "  graph FILE      print the workflow's graph (Mermaid or DOT)\n"
     "  resume RUN      take over a run whose coordinator died (external broker)\n"
     "  gc              remove the retained topics of finished runs from a broker\n"
+    "  status [RUN]    the runs on a broker, or one run and its tasks\n"
+    "  set RUN VAR=V   publish variables of a live run\n"
+    "  logs RUN [-f]   a run's error lines, or follow its log and states live\n"
+    "  stop RUN        stop a run and wait until it has ended\n"
+    "  pause RUN       pause a run (events are held until resume)\n"
     "  help [COMMAND]  show help\n"
     "\n"
     "Options:\n"
@@ -397,6 +403,85 @@ static int cmd_gc(int argc, char **argv)
     return gc__main(&o);
 }
 
+/* status, set, logs, stop and pause: small clients of a run on its broker (client.c). */
+static int cmd_client(const char *cmd, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"broker", required_argument, 0, 'b'},  {"json", no_argument, 0, 'j'},
+        {"follow", no_argument, 0, 'f'},        {"task", required_argument, 0, 'T'},
+        {"timeout", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    const int status = strcmp(cmd, "status") == 0, set = strcmp(cmd, "set") == 0,
+              logs = strcmp(cmd, "logs") == 0, stop = strcmp(cmd, "stop") == 0;
+    const char *usage = status ? client__usage_status
+                        : set  ? client__usage_set
+                        : logs ? client__usage_logs
+                        : stop ? client__usage_stop
+                               : client__usage_pause;
+    struct client_options o = {0};
+    int c, args;
+
+    o.broker_url = getenv("FLOWBUS_BROKER");
+    while ((c = getopt_long(argc, argv, logs ? "fh" : "h", opts, NULL)) != -1) {
+        /* Each command takes only the options its usage names. */
+        if ((c == 'j' && !status) || ((c == 'f' || c == 'T') && !logs) ||
+            (c == 't' && (status || set || logs))) {
+            for (size_t i = 0; opts[i].name; i++)
+                if (opts[i].val == c)
+                    fprintf(stderr, "flowbus: %s takes no --%s\n\n%s", cmd, opts[i].name, usage);
+            return EXIT_INVALID;
+        }
+        switch (c) {
+        case 'b':
+            o.broker_url = optarg;
+            break;
+        case 'j':
+            o.json = 1;
+            break;
+        case 'f':
+            o.follow = 1;
+            break;
+        case 'T':
+            o.task = optarg;
+            break;
+        case 't':
+            if (!parse_seconds("--timeout", optarg, &o.timeout))
+                return EXIT_INVALID;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        default:
+            fprintf(stderr, "\n%s", usage);
+            return EXIT_INVALID;
+        }
+    }
+    args = argc - optind;
+    if ((status && args > 1) || (set && args < 2) || (!status && !set && args != 1)) {
+        fprintf(stderr, "flowbus: %s expects %s\n\n%s", cmd,
+                status ? "at most one RUN id"
+                : set  ? "a RUN id and at least one VAR=VALUE"
+                       : "one RUN id",
+                usage);
+        return EXIT_INVALID;
+    }
+    if (!o.broker_url || !*o.broker_url) {
+        fprintf(stderr, "flowbus: %s needs a broker: --broker URL or FLOWBUS_BROKER\n", cmd);
+        return EXIT_INVALID;
+    }
+    o.run_id = args > 0 ? argv[optind] : NULL;
+    o.assignments = argv + optind + 1;
+    o.n_assignments = set ? (size_t)(args - 1) : 0;
+    o.username = getenv("FLOWBUS_USERNAME");
+    o.password = getenv("FLOWBUS_PASSWORD");
+    return status ? client__status(&o)
+           : set  ? client__set(&o)
+           : logs ? client__logs(&o)
+           : stop ? client__stop(&o)
+                  : client__pause(&o);
+}
+
 int main(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : NULL;
@@ -417,6 +502,11 @@ int main(int argc, char **argv)
               : strcmp(topic, "resume") == 0   ? usage_resume
               : strcmp(topic, "up") == 0       ? usage_up
               : strcmp(topic, "gc") == 0       ? usage_gc
+              : strcmp(topic, "status") == 0   ? client__usage_status
+              : strcmp(topic, "set") == 0      ? client__usage_set
+              : strcmp(topic, "logs") == 0     ? client__usage_logs
+              : strcmp(topic, "stop") == 0     ? client__usage_stop
+              : strcmp(topic, "pause") == 0    ? client__usage_pause
                                                : usage_main,
               stdout);
         return 0;
@@ -433,6 +523,9 @@ int main(int argc, char **argv)
         return cmd_run(argc, argv, CMD_RESUME);
     if (strcmp(cmd, "gc") == 0)
         return cmd_gc(argc, argv);
+    if (strcmp(cmd, "status") == 0 || strcmp(cmd, "set") == 0 || strcmp(cmd, "logs") == 0 ||
+        strcmp(cmd, "stop") == 0 || strcmp(cmd, "pause") == 0)
+        return cmd_client(cmd, argc, argv);
     if (strcmp(cmd, "validate") == 0)
         return cmd_validate_or_graph(argc, argv, 0);
     if (strcmp(cmd, "graph") == 0)
