@@ -73,7 +73,9 @@ static char *join(const char *key, const struct wf_list *l)
     return s;
 }
 
-static const char *const tls_vars[] = {"FLOWBUS_TLS_CA", "FLOWBUS_TLS_CERT", "FLOWBUS_TLS_KEY"};
+/* Settings of the coordinator's environment that its tasks share. */
+static const char *const shared_vars[] = {"FLOWBUS_TLS_CA", "FLOWBUS_TLS_CERT", "FLOWBUS_TLS_KEY",
+                                       "FLOWBUS_MAX_VALUE"};
 
 static int inherited(const char *entry)
 {
@@ -193,10 +195,10 @@ static int build_env(const struct launch_context *ctx, const struct wf_task *tas
     params = json_dumps(task->params, JSON_COMPACT);
     if (!params || !push(env, kv("FLOWBUS_PARAMS", params)))
         goto out;
-    /* The tasks speak TLS to the broker as the coordinator does. */
-    for (size_t i = 0; i < sizeof tls_vars / sizeof tls_vars[0]; i++) {
-        const char *v = getenv(tls_vars[i]);
-        if (v && *v && !push(env, kv(tls_vars[i], v)))
+    /* The tasks speak TLS to the broker as the coordinator does, with its value limit. */
+    for (size_t i = 0; i < sizeof shared_vars / sizeof shared_vars[0]; i++) {
+        const char *v = getenv(shared_vars[i]);
+        if (v && *v && !push(env, kv(shared_vars[i], v)))
             goto out;
     }
     snprintf(buf, sizeof buf, "%g", task->timeout);

@@ -1388,6 +1388,28 @@ static void read_tasks(struct loader *L, yaml_node_t *tasks)
 /* ---------------------------------------------------------------- checks */
 
 /*
+ * Initial values travel on the bus like any variable, so they obey the same
+ * size limit the tasks apply (FLOWBUS_MAX_VALUE, 256 KiB by default).
+ */
+static void check_value_sizes(struct loader *L)
+{
+    const char *env = getenv("FLOWBUS_MAX_VALUE");
+    long limit = env ? strtol(env, NULL, 10) : 0;
+
+    if (limit <= 0)
+        limit = 256 * 1024;
+    for (size_t i = 0; i < L->wf->n_vars; i++) {
+        const struct wf_var *v = &L->wf->vars[i];
+        size_t len = strlen(v->value);
+        if (len > (size_t)limit)
+            error_at(L, v->pos,
+                     "the value of '%s' is %zu bytes, over the limit of %ld bytes "
+                     "(FLOWBUS_MAX_VALUE)",
+                     v->name, len, limit);
+    }
+}
+
+/*
  * trigger must name inputs; the reactive keys mean nothing in a one-shot run,
  * which says so rather than ignoring them silently.
  */
@@ -1771,6 +1793,7 @@ static void read_document(struct loader *L, yaml_node_t *root)
         return;
     check_depends(L);
     check_reactive_keys(L);
+    check_value_sizes(L);
     check_auth(L);
     check_cmd_tasks(L, f[WK_TASKS].value);
     check_graph(L);

@@ -1437,17 +1437,25 @@ static int has_secret(const fb_task *task, const char *value)
  * coordinator: past LOG_LINES_PER_S in a second, lines are dropped, and the
  * count is published when the next second begins.
  */
+/* Reports the lines dropped in the current second, if any (also when the task ends). */
+static void report_log_drops(fb_task *task)
+{
+    char note[128];
+
+    if (task->log_dropped == 0)
+        return;
+    snprintf(note, sizeof note, "[%lu lines dropped: more than %d lines in a second]",
+             task->log_dropped, LOG_LINES_PER_S);
+    fb_bus_publish(task->bus, task->log_topic, note, strlen(note), 1, 0, 0);
+    task->log_dropped = 0;
+}
+
 static int log_allowed(fb_task *task)
 {
     double now = clock__mono();
 
     if (now - task->log_window >= 1.0) {
-        if (task->log_dropped > 0) {
-            char note[128];
-            snprintf(note, sizeof note, "[%lu lines dropped: more than %d lines in a second]",
-                     task->log_dropped, LOG_LINES_PER_S);
-            fb_bus_publish(task->bus, task->log_topic, note, strlen(note), 1, 0, 0);
-        }
+        report_log_drops(task);
         task->log_window = now;
         task->log_lines = 0;
         task->log_dropped = 0;
@@ -1688,6 +1696,7 @@ enum fb_err fb_task_done(fb_task *task)
 
     if (task == NULL || task->finished)
         return FB_ERR_INVALID;
+    report_log_drops(task);
     if (task->reactive)
         return task->in_activation ? end_activation(task, "done", -1, NULL) : FB_ERR_INVALID;
     /* Learn about values other producers set while we worked. */
@@ -1771,6 +1780,7 @@ enum fb_err task__end(fb_task *task, const char *state, int exit_code, const cha
         return FB_ERR_INVALID;
     /* Finished even if unconfirmed: a task that tried to end must not report done afterwards. */
     task->finished = 1;
+    report_log_drops(task);
     err = publish_state(task, state, clock__wall(), 1, exit_code, error);
     if (err == FB_OK)
         err = fb_bus_flush(task->bus, task->flush_timeout);

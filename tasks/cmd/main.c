@@ -64,8 +64,21 @@
 
 extern char **environ;
 
-/* Lines longer than this are cut: the first MAX_LINE bytes are kept and marked. */
-#define MAX_LINE (64 * 1024)
+/*
+ * Lines longer than this are cut: the first line_max bytes are kept and
+ * marked. It is the largest value a variable may have (FLOWBUS_MAX_VALUE,
+ * 256 KiB by default) plus room for the key, so that an output line over the
+ * limit is recognised as such and refused, not silently cut.
+ */
+static size_t line_max = 256 * 1024 + 4096;
+
+/* The variable value limit, as the SDK applies it (FLOWBUS_MAX_VALUE). */
+static long value_limit(void)
+{
+    const char *v = getenv("FLOWBUS_MAX_VALUE");
+    long n = v ? strtol(v, NULL, 10) : 0;
+    return n > 0 ? n : 256 * 1024;
+}
 
 static const struct plugin_info info = {
     .name = "cmd",
@@ -423,7 +436,7 @@ out:
 struct stream {
     int fd;     /* -1 once closed */
     int is_out; /* 1 for stdout (KEY=VALUE lines), 0 for stderr */
-    char *buf;  /* MAX_LINE bytes */
+    char *buf;  /* line_max bytes */
     size_t used;
     int skipping; /* 1 while discarding the rest of a cut line */
 };
@@ -435,6 +448,7 @@ struct run {
     char **warned; /* undeclared keys already warned about */
     size_t nwarned;
     int failed_mem; /* 1 if memory ran out recording a value */
+    char *too_large; /* the first declared output whose value was over the limit */
 };
 
 /* Warns once per key that KEY=VALUE named an undeclared output. */
@@ -475,9 +489,10 @@ static void handle_line(struct run *r, const struct stream *s, const char *line,
                 break;
         if (i == fb_task_output_count(r->task)) {
             warn_undeclared(r, key);
-        } else if (cut) {
-            fb_task_log(r->task, "warning: the value of %s is longer than %d bytes; line ignored",
-                        key, MAX_LINE);
+        } else if (cut || (long)kv.value_len > value_limit()) {
+            /* Refused below: the task fails rather than publish half a value. */
+            if (!r->too_large)
+                r->too_large = strdup(key);
         } else if (memchr(kv.value, '\0', kv.value_len)) {
             fb_task_log(r->task, "warning: the value of %s contains a NUL byte; line ignored", key);
         } else {
@@ -496,7 +511,7 @@ static void handle_line(struct run *r, const struct stream *s, const char *line,
     if (len > 0 && line[len - 1] == '\r')
         len--;
     if (cut)
-        fb_task_log(r->task, "%.*s [line cut at %d bytes]", (int)len, line, MAX_LINE);
+        fb_task_log(r->task, "%.*s [line cut at %zu bytes]", (int)len, line, line_max);
     else
         fb_task_log(r->task, "%.*s", (int)len, line);
 }
@@ -508,7 +523,7 @@ static void handle_line(struct run *r, const struct stream *s, const char *line,
  */
 static int read_stream(struct run *r, struct stream *s)
 {
-    ssize_t n = read(s->fd, s->buf + s->used, MAX_LINE - s->used);
+    ssize_t n = read(s->fd, s->buf + s->used, line_max - s->used);
     size_t start = 0, i;
 
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -530,7 +545,7 @@ static int read_stream(struct run *r, struct stream *s)
     }
     memmove(s->buf, s->buf + start, s->used - start);
     s->used -= start;
-    if (s->used == MAX_LINE) {
+    if (s->used == line_max) {
         /* A full buffer without a newline: handle the cut line, drop the rest of it. */
         if (!s->skipping)
             handle_line(r, s, s->buf, s->used, 1);
@@ -672,8 +687,8 @@ static int act(fb_task *task)
         goto out;
     }
     run.values = calloc(fb_task_output_count(run.task) + 1, sizeof *run.values);
-    streams[0].buf = malloc(MAX_LINE);
-    streams[1].buf = malloc(MAX_LINE);
+    streams[0].buf = malloc(line_max);
+    streams[1].buf = malloc(line_max);
     if (!run.values || !streams[0].buf || !streams[1].buf) {
         fb_task_fail(run.task, 1, "out of memory");
         goto out;
@@ -730,6 +745,13 @@ static int act(fb_task *task)
         fb_task_fail(run.task, 1, "out of memory while reading the command's output");
         goto restore;
     }
+    if (run.too_large) {
+        fb_task_fail(run.task, 1,
+                     "the value of %s is over the limit of %ld bytes (FLOWBUS_MAX_VALUE); no "
+                     "output was published",
+                     run.too_large, value_limit());
+        goto restore;
+    }
     for (i = 0; i < fb_task_output_count(run.task); i++) {
         const char *name = fb_task_output_name(run.task, i);
         enum fb_err set;
@@ -765,6 +787,7 @@ out:
     for (i = 0; i < run.nwarned; i++)
         free(run.warned[i]);
     free(run.warned);
+    free(run.too_large);
     command_clear(&cmd);
     return code;
 }
@@ -776,6 +799,7 @@ int main(int argc, char **argv)
     fb_task *task;
 
     plugin_cli__args(&info, argc, argv);
+    line_max = (size_t)value_limit() + 4096;
     task = plugin_cli__open();
     if (!fb_task_reactive(task)) {
         plugin_cli__wait(task);

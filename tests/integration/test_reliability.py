@@ -206,6 +206,84 @@ class BrokerRestart(unittest.TestCase):
             self.assertFalse(fbrun.wait_gone(lambda: fbrun.processes_with_cmdline(cwd)))
 
 
+class ResourceFaults(unittest.TestCase):
+    def setUp(self):
+        self.tmp = fbrun.TempDir()
+        self.dir = self.tmp.__enter__()
+        self.addCleanup(self.tmp.__exit__)
+        self.env = fbrun.clean_env({"TMPDIR": self.dir})
+
+    def test_an_output_flood_is_bounded(self):
+        proc = subprocess.Popen([fbrun.flowbus(), "run", fbrun.workflow("flood.yaml"), "--json"],
+                                cwd=self.dir, env=self.env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        out, err = proc.communicate(timeout=300)
+        # The coordinator's own peak memory (it reaps its tasks, so wait4 of it
+        # covers them too): far below the 40 MB that went through.
+        self.assertEqual(proc.returncode, 0, err)
+        events = [json.loads(line) for line in out.splitlines()]
+        logs = [e["line"] for e in events if e["event"] == "log"]
+        self.assertTrue(any("lines dropped" in line for line in logs), logs[-5:])
+        self.assertLess(len(logs), 100000)
+        self.assertEqual(events[-1]["tasks"]["END"]["state"], "done")
+
+    def test_peak_memory_during_a_flood(self):
+        pid = os.fork()
+        if pid == 0:  # a child that only runs flowbus, so wait4 measures that tree alone
+            os.chdir(self.dir)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            os.execve(fbrun.flowbus(), ["flowbus", "run", fbrun.workflow("flood.yaml"), "-q"],
+                      self.env)
+        _, status, usage = os.wait4(pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+        self.assertLess(usage.ru_maxrss, 64 * 1024, "peak RSS %d KB" % usage.ru_maxrss)
+
+    def test_an_overlong_line_is_cut_and_marked(self):
+        path = os.path.join(self.dir, "long.yaml")
+        with open(path, "w") as f:
+            f.write("workflow:\n  name: long\n  tasks:\n    - name: LONG\n      plugin: cmd\n"
+                    "      params: {command: 'head -c 400000 /dev/zero | tr \"\\\\0\" y; echo'}\n")
+        res = fbrun.run(["run", path, "--json"], cwd=self.dir, env=self.env)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        logs = [e["line"] for e in map(json.loads, res.stdout.splitlines()) if e["event"] == "log"]
+        cut = [line for line in logs if "[line cut at" in line]
+        self.assertEqual(len(cut), 1, logs)
+        self.assertLess(len(cut[0]), 300 * 1024)
+
+    def test_a_value_over_the_limit_is_refused(self):
+        res = fbrun.run(["run", fbrun.workflow("too-large.yaml"), "--json"], cwd=self.dir,
+                        env=self.env)
+        self.assertEqual(res.returncode, 1, res.stderr)
+        final = json.loads(res.stdout.splitlines()[-1])
+        self.assertIn("over the limit of 262144 bytes", final["tasks"]["BIG"]["error"])
+        self.assertFalse([e for e in map(json.loads, res.stdout.splitlines())
+                          if e["event"] == "var" and e["name"] == "HUGE"])
+        # The same value given as an initial variable is refused before anything runs.
+        path = os.path.join(self.dir, "big-env.yaml")
+        with open(path, "w") as f:
+            f.write("workflow:\n  name: x\n  env:\n    X: \"%s\"\n  tasks:\n"
+                    "    - {name: END, plugin: end, inputs: [X]}\n" % ("y" * 300000))
+        res = fbrun.run(["run", path], cwd=self.dir, env=self.env)
+        self.assertEqual(res.returncode, 2)
+        self.assertRegex(res.stderr, r"big-env.yaml:4:5: error: the value of 'X' is 300000 bytes")
+        # The limit is configurable.
+        env = dict(self.env, FLOWBUS_MAX_VALUE="400000")
+        self.assertEqual(fbrun.run(["validate", path], env=env).returncode, 0)
+
+    def test_an_unusable_run_directory_is_a_clear_error(self):
+        not_a_dir = os.path.join(self.dir, "file")
+        open(not_a_dir, "w").close()
+        env = dict(self.env, TMPDIR=not_a_dir)
+        res = fbrun.run(["run", fbrun.workflow("split.yaml")], cwd=self.dir, env=env)
+        self.assertEqual(res.returncode, 4, res.stderr)
+        self.assertIn("cannot create the run directory in %s: Not a directory" % not_a_dir,
+                      res.stderr)
+        self.assertEqual(sorted(os.listdir(self.dir)), ["file"])
+        self.assertFalse(fbrun.processes_with_cmdline(self.dir))
+
+
 class UnreachableBroker(unittest.TestCase):
     def test_bounded_retry_then_exit_4(self):
         port = fbtest.free_port()  # nothing listens there
