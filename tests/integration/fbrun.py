@@ -27,6 +27,12 @@ def flowbus():
     return fbtest.bin_path("flowbus")
 
 
+def command():
+    """flowbus, behind $FLOWBUS_WRAPPER when set (scripts/valgrind sets a valgrind command)."""
+    import shlex
+    return shlex.split(os.environ.get("FLOWBUS_WRAPPER", "")) + [flowbus()]
+
+
 def workflow(name):
     """A test workflow of tests/integration/workflows/."""
     return os.path.join(HERE, "workflows", name)
@@ -38,7 +44,8 @@ def shipped(name):
 
 
 def clean_env(extra=None):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWBUS_")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("FLOWBUS_") or k == "FLOWBUS_WRAPPER"}
     env.pop("AUTH_TOKEN", None)
     env.update(extra or {})
     return env
@@ -46,7 +53,7 @@ def clean_env(extra=None):
 
 def run(args, cwd=None, env=None, timeout=60):
     """Runs flowbus with args; returns CompletedProcess with text stdout/stderr."""
-    proc = subprocess.Popen([flowbus()] + list(args), cwd=cwd, env=env or clean_env(),
+    proc = subprocess.Popen(command() + list(args), cwd=cwd, env=env or clean_env(),
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
@@ -60,7 +67,7 @@ def run(args, cwd=None, env=None, timeout=60):
 
 def start(args, cwd=None, env=None):
     """Starts flowbus in the background (own session, like a shell job)."""
-    return subprocess.Popen([flowbus()] + list(args), cwd=cwd, env=env or clean_env(),
+    return subprocess.Popen(command() + list(args), cwd=cwd, env=env or clean_env(),
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
 
