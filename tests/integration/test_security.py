@@ -179,5 +179,92 @@ class TestPrivateBrokerAcl(unittest.TestCase):
                 fbrun.finish(proc)
 
 
+class TestTls(unittest.TestCase):
+    """A run over TLS: the coordinator and every task verify the broker's certificate."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = fbrun.TempDir()
+        cls.dir = cls.tmp.__enter__()
+        cls.files = fbtest.make_tls_files(cls.dir)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.__exit__()
+
+    def secure_broker(self):
+        """mosquitto with broker-config/secure.conf, its paths pointed at test files."""
+        f = self.files
+        port = fbtest.free_port()
+        with open(os.path.join(fbrun.SOURCE, "broker-config", "secure.conf")) as src:
+            conf = src.read()
+        pwfile = os.path.join(self.dir, "passwd")
+        with open(pwfile, "w") as out:
+            out.write("coordinator:%s\n" % PASSWORD)
+        subprocess.run(["mosquitto_passwd", "-U", pwfile], check=True)
+        acl = os.path.join(self.dir, "acl")
+        with open(os.path.join(fbrun.SOURCE, "broker-config", "acl.example")) as src, \
+                open(acl, "w") as out:
+            out.write(src.read())
+        os.chmod(self.dir, 0o755)
+        for path in (pwfile, acl):
+            os.chmod(path, 0o644)
+        for old, new in (("listener 8883", "listener %d 127.0.0.1" % port),
+                         ("/etc/flowbus/tls/ca.pem", f["ca"]),
+                         ("/etc/flowbus/tls/broker.pem", f["server_cert"]),
+                         ("/etc/flowbus/tls/broker.key", f["server_key"]),
+                         ("/etc/flowbus/passwd", pwfile), ("/etc/flowbus/acl", acl),
+                         ("persistence_location /var/lib/mosquitto/",
+                          "persistence_location %s/" % self.dir)):
+            self.assertIn(old, conf)
+            conf = conf.replace(old, new)
+        path = os.path.join(self.dir, "secure-test.conf")
+        with open(path, "w") as out:
+            out.write(conf + "\nuser root\n")
+        proc = subprocess.Popen(["/usr/sbin/mosquitto", "-c", path], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: (proc.terminate(), proc.wait()))
+        deadline = time.monotonic() + 10
+        while True:  # waiting for the listener: there is no event for it
+            import socket
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    self.fail("the broker with secure.conf did not start: %s" %
+                              proc.stderr.read())
+                time.sleep(0.01)
+        return port
+
+    def test_a_run_over_tls_with_secure_conf(self):
+        port = self.secure_broker()
+        env = fbrun.clean_env({"FLOWBUS_USERNAME": "coordinator", "FLOWBUS_PASSWORD": PASSWORD,
+                               "FLOWBUS_TLS_CA": self.files["ca"]})
+        with fbrun.TempDir() as cwd:
+            res = fbrun.run(["run", fbrun.workflow("builtins.yaml"), "--broker",
+                             "mqtts://localhost:%d" % port, "--json"], cwd=cwd, env=env)
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        final = json.loads(res.stdout.splitlines()[-1])
+        self.assertTrue(all(t["state"] == "done" for t in final["tasks"].values()), final)
+
+    def test_tls_refuses_a_broker_it_cannot_verify(self):
+        port = self.secure_broker()
+        env = fbrun.clean_env({"FLOWBUS_USERNAME": "coordinator", "FLOWBUS_PASSWORD": PASSWORD,
+                               "FLOWBUS_TLS_CA": self.files["other_ca"]})
+        with fbrun.TempDir() as cwd:
+            res = fbrun.run(["run", fbrun.workflow("split.yaml"), "--broker",
+                             "mqtts://localhost:%d" % port], cwd=cwd, env=env, timeout=60)
+        self.assertEqual(res.returncode, 4, res.stderr)
+        self.assertIn("certificate verify failed", res.stderr)
+        # Plain TCP to a TLS-only broker, and a wrong password, fail clearly too.
+        env["FLOWBUS_TLS_CA"] = self.files["ca"]
+        env["FLOWBUS_PASSWORD"] = "wrong"
+        res = fbrun.run(["run", fbrun.workflow("split.yaml"), "--broker",
+                         "mqtts://localhost:%d" % port], env=env, timeout=60)
+        self.assertEqual(res.returncode, 4, res.stderr)
+        self.assertNotIn("wrong", res.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()
