@@ -12,6 +12,7 @@
  * the tasks before the broker.
  */
 #include "broker.h"
+#include "clock.h"
 #include "log.h"
 
 #include <arpa/inet.h>
@@ -37,13 +38,6 @@ struct broker {
     char dir[128];
     char url[64];
 };
-
-static double now_mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void sleep_ms(int ms)
 {
@@ -293,8 +287,8 @@ struct broker *broker__start(const char *passwords, const char *acl, char *err, 
             b->pid = 0;
             goto fail;
         }
-        deadline = now_mono() + 5.0;
-        while (now_mono() < deadline) {
+        deadline = clock__mono() + 5.0;
+        while (clock__mono() < deadline) {
             if (port_accepts(b->port))
                 goto started;
             if (reap_nohang(b->pid)) {
@@ -339,10 +333,10 @@ void broker__stop(struct broker *b)
     if (!b)
         return;
     if (b->pid > 0) {
-        double deadline = now_mono() + 2.0;
+        double deadline = clock__mono() + 2.0;
         int reaped = 0;
         kill(b->pid, SIGTERM);
-        while (!reaped && now_mono() < deadline) {
+        while (!reaped && clock__mono() < deadline) {
             reaped = reap_nohang(b->pid);
             if (!reaped)
                 sleep_ms(2);
@@ -380,8 +374,8 @@ int broker__restart(struct broker *b, char *err, size_t errlen)
         b->pid = 0;
         return 0;
     }
-    deadline = now_mono() + 5.0;
-    while (now_mono() < deadline) {
+    deadline = clock__mono() + 5.0;
+    while (clock__mono() < deadline) {
         if (port_accepts(b->port))
             return 1;
         if (reap_nohang(b->pid)) {

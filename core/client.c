@@ -22,6 +22,7 @@
  * payload, as gc publishes) simply removes the key.
  */
 #include "client.h"
+#include "clock.h"
 #include "log.h"
 
 #include <ctype.h>
@@ -141,20 +142,6 @@ struct session {
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                              */
 /* ------------------------------------------------------------------------ */
-
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double wall(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
-}
 
 static const char *jstr(const json_t *o, const char *key)
 {
@@ -374,7 +361,7 @@ static int session_open(struct session *s, const struct client_options *o, int w
     /* The barrier topic is outside every run (a run's sync/ topics belong to
      * its coordinator, which acts on them) and unique to this process. */
     if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
-        rnd[0] = (unsigned char)mono();
+        rnd[0] = (unsigned char)clock__mono();
     snprintf(s->token, sizeof s->token, "flowbus/client-%ld-%02x%02x%02x%02x/sync", (long)getpid(),
              rnd[0], rnd[1], rnd[2], rnd[3]);
     return 0;
@@ -437,10 +424,10 @@ static int collect(struct session *s, const char *const *filters, size_t n, stru
                    s->o->broker_url, fb_strerror(e));
         goto out;
     }
-    deadline = mono() + ANSWER_WAIT;
+    deadline = clock__mono() + ANSWER_WAIT;
     for (;;) {
         fb_msg *m = NULL, **grown;
-        e = fb_bus_next(s->bus, deadline - mono(), &m);
+        e = fb_bus_next(s->bus, deadline - clock__mono(), &m);
         if (e != FB_OK) {
             log_printf(FB_LOG_ERROR, "the broker at %s did not answer within %g s: %s",
                        s->o->broker_url, ANSWER_WAIT, fb_strerror(e));
@@ -634,7 +621,7 @@ static double run_duration(const json_t *v)
     if (final_state(s))
         return at >= started ? at - started : -1;
     if (strcmp(s, "running") == 0)
-        return wall() - started;
+        return clock__wall() - started;
     return -1; /* lost: nobody knows when it ended, or if it has */
 }
 
@@ -649,7 +636,7 @@ static double task_duration(const json_t *t)
     if (terminal_task_state(s))
         return started > 0 && at >= started ? at - started : -1;
     if (strcmp(s, "running") == 0 && at > 0)
-        return wall() - at;
+        return clock__wall() - at;
     return -1;
 }
 
@@ -1146,7 +1133,7 @@ static int watch(struct session *s, json_t *runs, double deadline, watch_fn cb, 
     for (;;) {
         int ms = -1;
         if (deadline > 0) {
-            double left = deadline - mono();
+            double left = deadline - clock__mono();
             if (left <= 0)
                 return WATCH_TIMEOUT;
             ms = left > 3600 ? 3600000 : (int)(left * 1000) + 1;
@@ -1205,7 +1192,7 @@ static void print_state(struct follow *f, const char *task, const json_t *t)
         strcmp(json_string_value(json_object_get(f->seen, task)), key) == 0)
         return; /* a repeat: a retained state delivered again after a reconnect */
     json_object_set_new(f->seen, task, json_string(key));
-    used = (size_t)snprintf(line, sizeof line, "%8.3fs  %-*s  %-8s", (at > 0 ? at : wall()) - f->t0,
+    used = (size_t)snprintf(line, sizeof line, "%8.3fs  %-*s  %-8s", (at > 0 ? at : clock__wall()) - f->t0,
                             f->width, task, state);
     if (attempt > 1 && used < sizeof line)
         used += (size_t)snprintf(line + used, sizeof line - used, "  attempt %.0f", attempt);
@@ -1338,7 +1325,7 @@ int client__logs(const struct client_options *o)
         code = 0;
         goto out;
     }
-    f.t0 = run_started(v) > 0 ? run_started(v) : wall();
+    f.t0 = run_started(v) > 0 ? run_started(v) : clock__wall();
     wf_name = jstr(json_object_get(v, "workflow"), "name");
     printf("Following run %s (%s, %s) on %s\n", o->run_id, wf_name ? wf_name : "?", shown_state(v),
            o->broker_url);
@@ -1455,7 +1442,7 @@ static int request(const struct client_options *o, int stop)
         code = EXIT_NOT_CONFIRMED;
         goto out;
     }
-    code = watch(&s, runs, mono() + wait, request_cb, &r);
+    code = watch(&s, runs, clock__mono() + wait, request_cb, &r);
     if (code == WATCH_TIMEOUT) {
         code = EXIT_NOT_CONFIRMED;
         if (stop)

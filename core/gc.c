@@ -10,6 +10,7 @@
  * and runs whose coordinator was lost, are left alone.
  */
 #include "gc.h"
+#include "clock.h"
 #include "log.h"
 
 #include <flowbus/flowbus.h>
@@ -25,20 +26,6 @@ struct names {
     char **v;
     size_t n;
 };
-
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double wall(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
-}
 
 static int add_name(struct names *l, const char *s)
 {
@@ -66,16 +53,16 @@ static int collect(fb_bus *bus, const char *filter, const char *token, struct na
                    void (*each)(void *ctx, const fb_msg *m), void *ctx)
 {
     const char *filters[2] = {filter, token};
-    double deadline = mono() + 10.0;
+    double deadline = clock__mono() + 10.0;
     int ok = 0;
 
     if (fb_bus_subscribe(bus, filters, 2, 5.0) != FB_OK)
         return 0;
     if (fb_bus_publish(bus, token, "", 0, 1, 0, 0) != FB_OK)
         return 0;
-    while (mono() < deadline) {
+    while (clock__mono() < deadline) {
         fb_msg *m = NULL;
-        if (fb_bus_next(bus, deadline - mono(), &m) != FB_OK)
+        if (fb_bus_next(bus, deadline - clock__mono(), &m) != FB_OK)
             break;
         if (strcmp(m->topic, token) == 0) {
             fb_msg_free(m);
@@ -146,7 +133,7 @@ int gc__main(const struct gc_options *o)
         log_printf(FB_LOG_ERROR, "cannot connect to the broker at %s: %s", o->broker_url, err);
         goto out;
     }
-    f.before = wall() - o->older_than;
+    f.before = clock__wall() - o->older_than;
     snprintf(token, sizeof token, "flowbus/gc-%ld/sync", (long)getpid());
     if (!collect(bus, "flowbus/+/state", token, NULL, note_run, &f)) {
         log_printf(FB_LOG_ERROR, "the broker did not answer");

@@ -16,6 +16,7 @@
  */
 #define _GNU_SOURCE
 #include "run.h"
+#include "clock.h"
 #include "access.h"
 #include "broker.h"
 #include "display.h"
@@ -122,20 +123,6 @@ struct run {
     unsigned reconnects; /* fb_bus_reconnects() when last looked at */
 };
 
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double wall(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
-}
-
 static void topic(const struct run *r, char *buf, size_t len, const char *a, const char *b,
                   const char *c)
 {
@@ -165,7 +152,7 @@ static void publish_run_state_expiring(struct run *r, const char *state, int cod
                                        unsigned expiry)
 {
     char tp[256];
-    json_t *o = json_pack("{s:s, s:f, s:f, s:i, s:s, s:b}", "state", state, "at", wall(),
+    json_t *o = json_pack("{s:s, s:f, s:f, s:i, s:s, s:b}", "state", state, "at", clock__wall(),
                           "started", r->t0_wall, "tasks", (int)r->wf->n_tasks, "mode",
                           r->reactive ? "reactive" : "oneshot", "paused", r->paused);
     char *s;
@@ -262,7 +249,7 @@ static void stop_proc(struct run *r, size_t t, enum kill_reason why)
         p->kill = why;
     launcher__signal(p->pid, SIGTERM);
     if (!p->term_at)
-        p->term_at = mono() + KILL_GRACE;
+        p->term_at = clock__mono() + KILL_GRACE;
 }
 
 static void show_task(struct run *r, size_t t)
@@ -273,7 +260,7 @@ static void show_task(struct run *r, size_t t)
 /* Marks newly dead tasks skipped and stops their processes. */
 static void propagate(struct run *r)
 {
-    size_t n = tracker__propagate(r->tr, wall(), r->skipped);
+    size_t n = tracker__propagate(r->tr, clock__wall(), r->skipped);
 
     for (size_t i = 0; i < n; i++) {
         size_t t = r->skipped[i];
@@ -320,10 +307,10 @@ static void on_final(struct run *r, size_t t)
              tracker__state_name(ti->state), ti->error ? ti->error : "no reason given",
              p->attempt + 1, task->retries + 1, p->retry_delay);
     display__note(r->disp, "%s: %s", task->name, note);
-    tracker__retry(r->tr, t, p->attempt + 1, wall(), note);
+    tracker__retry(r->tr, t, p->attempt + 1, clock__wall(), note);
     p->retrying = 1;
     if (!p->pid || p->reaped)
-        p->retry_at = mono() + p->retry_delay;
+        p->retry_at = clock__mono() + p->retry_delay;
 }
 
 /* Starts process i: the next attempt of its task (or the first), or a restart. */
@@ -344,13 +331,13 @@ static void launch(struct run *r, size_t i, int attempt)
     p->cut = 0;
     free(p->final_json);
     p->final_json = NULL;
-    p->up_since = mono();
+    p->up_since = clock__mono();
     p->pid = launcher__spawn(&r->lc, t, p->worker, attempt, &p->fd);
     if (p->pid < 0) {
         snprintf(err, sizeof err, "cannot start %s: %s", r->wf->tasks[t].plugin_path,
                  strerror(errno));
         p->pid = 0;
-        tracker__set(r->tr, t, TS_FAILED, wall(), -1, 0, err);
+        tracker__set(r->tr, t, TS_FAILED, clock__wall(), -1, 0, err);
         publish_task_state(r, t);
         show_task(r, t);
         if (!r->reactive)
@@ -411,13 +398,13 @@ static void reactive_exit(struct run *r, size_t i)
                       ti->state == TS_DENIED ? "denied" : failure ? "on-failure" : "never");
         if (!task_has_other_process(r, t, i) && !tracker__terminal(ti->state)) {
             tracker__set(r->tr, t, !failure ? TS_DONE : signaled ? TS_CRASHED : TS_FAILED,
-                         wall(), code, signaled ? WTERMSIG(p->status) : 0, failure ? how : NULL);
+                         clock__wall(), code, signaled ? WTERMSIG(p->status) : 0, failure ? how : NULL);
             publish_task_state(r, t);
             show_task(r, t);
         }
         return;
     }
-    if (mono() - p->up_since >= RESTART_RESET)
+    if (clock__mono() - p->up_since >= RESTART_RESET)
         p->restarts = 0;
     p->retry_delay = base;
     for (int k = 0; k < p->restarts && p->retry_delay < cap; k++)
@@ -425,7 +412,7 @@ static void reactive_exit(struct run *r, size_t i)
     if (p->retry_delay > cap)
         p->retry_delay = cap;
     p->restarts++;
-    p->retry_at = mono() + p->retry_delay;
+    p->retry_at = clock__mono() + p->retry_delay;
     snprintf(note, sizeof note, "process %s; restart %d in %g s", how, p->restarts,
              p->retry_delay);
     display__note(r->disp, "%s (worker %d): %s", task->name, p->worker, note);
@@ -451,7 +438,7 @@ static void resolve_exit(struct run *r, size_t i)
     struct proc *p = &r->procs[i];
     size_t t = p->task;
     const struct task_info *ti = tracker__task(r->tr, t);
-    double now = wall();
+    double now = clock__wall();
     char err[160];
 
     p->sync_at = 0;
@@ -533,7 +520,7 @@ static void log_note(struct run *r, size_t i, const char *text)
 static int rate_allows(struct run *r, size_t i)
 {
     struct proc *p = &r->procs[i];
-    double now = mono();
+    double now = clock__mono();
 
     if (now - p->window >= 1.0) {
         if (p->dropped) {
@@ -651,7 +638,7 @@ static void on_reaped(struct run *r, size_t i, int status)
             publish_text(r, tp, p->final_json, 1);
         }
         publish_task_state(r, t); /* waiting for the next attempt, and why */
-        p->retry_at = mono() + p->retry_delay;
+        p->retry_at = clock__mono() + p->retry_delay;
         return;
     }
     if (p->kill != KILL_NONE) {
@@ -664,7 +651,7 @@ static void on_reaped(struct run *r, size_t i, int status)
     }
     snprintf(tp, sizeof tp, "%s/sync/p%zu", r->root, i);
     fb_bus_publish(r->bus, tp, "", 0, 1, 0, 0);
-    p->sync_at = mono() + SYNC_WAIT;
+    p->sync_at = clock__mono() + SYNC_WAIT;
 }
 
 static void interrupt(struct run *r, int why, const char *text);
@@ -707,7 +694,7 @@ static void reap(struct run *r)
 static void interrupt(struct run *r, int why, const char *text)
 {
     char tp[256];
-    double now = wall();
+    double now = clock__wall();
     unsigned char *was_running = NULL;
 
     if (r->interrupted) {
@@ -750,7 +737,7 @@ static void interrupt(struct run *r, int why, const char *text)
             stop_proc(r, i, KILL_STOP);
         } else if (p->pid && !p->reaped) {
             p->kill = KILL_STOP;
-            p->sigterm_at = mono() + STOP_GRACE;
+            p->sigterm_at = clock__mono() + STOP_GRACE;
         } else if (i < r->wf->n_tasks && !p->sync_at) {
             publish_task_state(r, p->task);
         }
@@ -816,8 +803,8 @@ static void handle_message(struct run *r, fb_msg *m)
             on_final(r, idx);
         /* The timeout counts from the start of execution (of each activation). */
         if (ti->state == TS_RUNNING && limit > 0 && p->pid && !p->reaped && !p->deadline) {
-            double late = wall() - ti->started;
-            p->deadline = mono() + limit - (late > 0 && late < limit ? late : 0);
+            double late = clock__wall() - ti->started;
+            p->deadline = clock__mono() + limit - (late > 0 && late < limit ? late : 0);
         } else if (ti->state == TS_WAITING) {
             p->deadline = 0;
         }
@@ -851,7 +838,7 @@ static void handle_message(struct run *r, fb_msg *m)
 
 static void check_timers(struct run *r)
 {
-    double now = mono();
+    double now = clock__mono();
     char err[128];
 
     for (size_t i = 0; i < r->n_procs; i++) {
@@ -868,7 +855,7 @@ static void check_timers(struct run *r)
                 stop_proc(r, i, KILL_TIMEOUT);
             } else if (tracker__task(r->tr, t)->state == TS_RUNNING) {
                 snprintf(err, sizeof err, "timed out after %g s", r->wf->tasks[t].timeout);
-                tracker__set(r->tr, t, TS_TIMEOUT, wall(), -1, 0, err);
+                tracker__set(r->tr, t, TS_TIMEOUT, clock__wall(), -1, 0, err);
                 show_task(r, t);
                 stop_proc(r, t, KILL_TIMEOUT);
                 on_final(r, t);
@@ -951,7 +938,7 @@ static void on_reconnect(struct run *r)
         if (r->procs[i].sync_at) {
             snprintf(tp, sizeof tp, "%s/sync/p%zu", r->root, i);
             fb_bus_publish(r->bus, tp, "", 0, 1, 0, 0);
-            r->procs[i].sync_at = mono() + SYNC_WAIT;
+            r->procs[i].sync_at = clock__mono() + SYNC_WAIT;
         }
     }
 }
@@ -1020,16 +1007,16 @@ static void loop(struct run *r)
             r->finishing = 1;
             for (size_t i = 0; i < n; i++)
                 if (r->procs[i].pid && !r->procs[i].reaped && !r->procs[i].term_at)
-                    r->procs[i].term_at = mono() + KILL_GRACE;
+                    r->procs[i].term_at = clock__mono() + KILL_GRACE;
         }
         if (r->finishing && all_reaped(r)) {
-            if (r->final_synced || (r->final_sync_at && mono() >= r->final_sync_at))
+            if (r->final_synced || (r->final_sync_at && clock__mono() >= r->final_sync_at))
                 break;
             if (!r->final_sync_at) {
                 char tp[256];
                 snprintf(tp, sizeof tp, "%s/sync/final", r->root);
                 fb_bus_publish(r->bus, tp, "", 0, 1, 0, 0);
-                r->final_sync_at = mono() + SYNC_WAIT;
+                r->final_sync_at = clock__mono() + SYNC_WAIT;
             }
         }
         display__refresh(r->disp, 0);
@@ -1047,7 +1034,7 @@ static void loop(struct run *r)
         }
         next = next_timer(r);
         if (next) {
-            double d = (next - mono()) * 1000.0 + 1;
+            double d = (next - clock__mono()) * 1000.0 + 1;
             timeout_ms = d < 0 ? 0 : d > 1000 ? 1000 : (int)d;
         }
         if (display__next_ms(r->disp) >= 0 && display__next_ms(r->disp) < timeout_ms)
@@ -1101,7 +1088,7 @@ static int connect_bus(struct run *r, const char *url, const char *user, const c
     snprintf(will, sizeof will,
              "{\"state\":\"lost\",\"at\":%.6f,\"started\":%.6f,\"exit\":null,"
              "\"error\":\"the coordinator's connection was lost\"}",
-             wall(), r->t0_wall);
+             clock__wall(), r->t0_wall);
     snprintf(client_id, sizeof client_id, "flowbus-coordinator-%s", r->run_id);
     bo.url = url;
     bo.username = user;
@@ -1157,15 +1144,15 @@ static int connect_bus(struct run *r, const char *url, const char *user, const c
 static int check_run_id_unused(struct run *r)
 {
     char tp[256];
-    double deadline = mono() + 5.0;
+    double deadline = clock__mono() + 5.0;
     int used = 0, synced = 0;
 
     snprintf(tp, sizeof tp, "%s/sync/fresh", r->root);
     if (fb_bus_publish(r->bus, tp, "", 0, 1, 0, 0) != FB_OK)
         return 0;
-    while (!synced && mono() < deadline) {
+    while (!synced && clock__mono() < deadline) {
         fb_msg *m = NULL;
-        if (fb_bus_next(r->bus, deadline - mono(), &m) != FB_OK)
+        if (fb_bus_next(r->bus, deadline - clock__mono(), &m) != FB_OK)
             break;
         if (strcmp(m->topic, tp) == 0)
             synced = 1;
@@ -1554,10 +1541,10 @@ static int start_resumed(struct run *r, struct wf_diags *diags)
     /* Everything retained under the run has arrived once our token is back. */
     snprintf(sync_topic, sizeof sync_topic, "%s/sync/resume", r->root);
     fb_bus_publish(r->bus, sync_topic, "", 0, 1, 0, 0);
-    deadline = mono() + 5.0;
-    while (!synced && mono() < deadline) {
+    deadline = clock__mono() + 5.0;
+    while (!synced && clock__mono() < deadline) {
         fb_msg *m = NULL;
-        if (fb_bus_next(r->bus, deadline - mono(), &m) != FB_OK)
+        if (fb_bus_next(r->bus, deadline - clock__mono(), &m) != FB_OK)
             break;
         if (strcmp(m->topic, sync_topic) == 0) {
             synced = 1;
@@ -1695,14 +1682,14 @@ static int start_resumed(struct run *r, struct wf_diags *diags)
             p->pid = (pid_t)ti->pid;
             p->adopted = 1;
             p->attempt = ti->attempt > 0 ? ti->attempt : 1;
-            p->probe_at = mono();
+            p->probe_at = clock__mono();
             if (ti->state == TS_RUNNING && r->wf->tasks[t].timeout > 0) {
-                double late = wall() - ti->started;
-                p->deadline = mono() + r->wf->tasks[t].timeout - (late > 0 ? late : 0);
+                double late = clock__wall() - ti->started;
+                p->deadline = clock__mono() + r->wf->tasks[t].timeout - (late > 0 ? late : 0);
             }
             counts[1]++;
         } else if (ti->state == TS_RUNNING) {
-            tracker__set(r->tr, t, TS_CRASHED, wall(), -1, 0,
+            tracker__set(r->tr, t, TS_CRASHED, clock__wall(), -1, 0,
                          "its process was gone when the coordinator resumed");
             publish_task_state(r, t);
             p->attempt = ti->attempt > 0 ? ti->attempt : 1;
@@ -1713,7 +1700,7 @@ static int start_resumed(struct run *r, struct wf_diags *diags)
             /* Started but not connected yet when its coordinator died. */
             p->adopted = 1;
             p->attempt = 1;
-            p->probe_at = mono();
+            p->probe_at = clock__mono();
             counts[1]++;
         } else {
             launch(r, t, ti->attempt > 0 ? ti->attempt : 1);
@@ -1786,8 +1773,8 @@ int run__main(const struct run_options *o)
         log_printf(FB_LOG_ERROR, "invalid run id '%s': expected 1-64 of [A-Za-z0-9_-]", o->run_id);
         goto out;
     }
-    r.t0_wall = wall();
-    r.t0_mono = mono();
+    r.t0_wall = clock__wall();
+    r.t0_mono = clock__mono();
     code = o->resume ? start_resumed(&r, &diags) : start_new(&r, &diags);
     if (code != EXIT_OK || r.unpaused)
         goto out;
@@ -1807,7 +1794,7 @@ int run__main(const struct run_options *o)
                                !r.broker && o->expiry > 0 ? (unsigned)o->expiry : 0);
     if (fb_bus_flush(r.bus, 2.0) != FB_OK && !r.fatal)
         log_printf(FB_LOG_WARN, "the broker did not confirm the final states");
-    display__summary(r.disp, run_state_name(&r, code), code, mono() - r.t0_mono);
+    display__summary(r.disp, run_state_name(&r, code), code, clock__mono() - r.t0_mono);
 out:
     if (r.bus)
         fb_bus_close(r.bus, 1.0);
