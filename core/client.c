@@ -22,6 +22,7 @@
  * payload, as gc publishes) simply removes the key.
  */
 #include "client.h"
+#include "workflow.h"
 #include "clock.h"
 #include "log.h"
 
@@ -166,17 +167,6 @@ static int terminal_task_state(const char *s)
     return s && strcmp(s, "waiting") != 0 && strcmp(s, "running") != 0;
 }
 
-static int valid_run_id(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > MAX_NAME)
-        return 0;
-    for (; *s; s++)
-        if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_')
-            return 0;
-    return 1;
-}
-
 static int valid_var_name(const char *s, size_t n)
 {
     if (n == 0 || n > MAX_NAME || !(isalpha((unsigned char)s[0]) || s[0] == '_'))
@@ -213,35 +203,6 @@ static void fmt_local_time(char *buf, size_t len, double t)
         snprintf(buf, len, "-");
 }
 
-/* Edit distance, ignoring case: a user who typed "go" means "GO". */
-static size_t distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b), *row = calloc(lb + 1, sizeof *row), d;
-
-    if (!row)
-        return (size_t)-1;
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t cost = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
-            size_t best = diag + cost;
-            if (up + 1 < best)
-                best = up + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    d = row[lb];
-    free(row);
-    return d;
-}
-
 /* The candidate (a JSON array of strings) closest to word, or NULL if none is close. */
 static const char *closest(const char *word, const json_t *candidates)
 {
@@ -250,7 +211,7 @@ static const char *closest(const char *word, const json_t *candidates)
     json_t *c;
 
     json_array_foreach(candidates, i, c) {
-        size_t d = distance(word, json_string_value(c));
+        size_t d = workflow__distance(word, json_string_value(c));
         if (d < best) {
             best = d;
             found = json_string_value(c);
@@ -322,7 +283,7 @@ static int session_open(struct session *s, const struct client_options *o, int w
     s->o = o;
     s->sigfd = -1;
     if (o->run_id) {
-        if (!valid_run_id(o->run_id)) {
+        if (!workflow__valid_run_id(o->run_id)) {
             log_printf(FB_LOG_ERROR,
                        "'%s' is not a run id: expected 1 to %d letters, digits, "
                        "'-' or '_'",

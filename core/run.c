@@ -226,18 +226,6 @@ static void generate_run_id(char *buf, size_t len)
     snprintf(buf, len, "%s-%02x%02x%02x", stamp, rnd[0], rnd[1], rnd[2]);
 }
 
-static int valid_run_id(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 64)
-        return 0;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '-' || *s == '_'))
-            return 0;
-    return 1;
-}
-
 /* Sends sig to a live task's process group and arranges the SIGKILL escalation. */
 static void stop_proc(struct run *r, size_t t, enum kill_reason why)
 {
@@ -1769,7 +1757,7 @@ int run__main(const struct run_options *o)
 
     r.o = o;
     r.sigfd = -1;
-    if (o->run_id && !valid_run_id(o->run_id)) {
+    if (o->run_id && !workflow__valid_run_id(o->run_id)) {
         log_printf(FB_LOG_ERROR, "invalid run id '%s': expected 1-64 of [A-Za-z0-9_-]", o->run_id);
         goto out;
     }

@@ -250,6 +250,18 @@ out:
 
 /* ---------------------------------------------------------------- names */
 
+int workflow__valid_run_id(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > 64)
+        return 0;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_')
+            return 0;
+    return 1;
+}
+
 int workflow__valid_var_name(const char *name)
 {
     size_t i;
@@ -280,8 +292,7 @@ int workflow__valid_task_name(const char *name)
     "use letters, digits, '_' and '-', starting with a letter, digit or '_', at most 64 "     \
     "characters"
 
-/* Edit distance, for did-you-mean; long strings are never close. */
-static size_t levenshtein(const char *a, const char *b)
+size_t workflow__distance(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);
     size_t row[65];
@@ -295,7 +306,8 @@ static size_t levenshtein(const char *a, const char *b)
         row[0] = i;
         for (size_t j = 1; j <= lb; j++) {
             size_t up = row[j];
-            size_t best = diag + (a[i - 1] != b[j - 1]);
+            size_t best =
+                diag + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
             if (up + 1 < best)
                 best = up + 1;
             if (row[j - 1] + 1 < best)
@@ -321,7 +333,7 @@ static const char *suggest(const char *word, const char *const *candidates, size
          * skipping them keeps a check against thousands of tasks cheap. */
         if (other > len + 2 || len > other + 2)
             continue;
-        d = levenshtein(word, candidates[i]);
+        d = workflow__distance(word, candidates[i]);
         if (d < best_d) {
             best_d = d;
             best = candidates[i];
