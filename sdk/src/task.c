@@ -1116,14 +1116,16 @@ static enum fb_err connect_and_subscribe(fb_task *task, char *errbuf, size_t err
     /*
      * The broker may be restarting just as the task starts (the coordinator
      * restarts a private broker that died): the first connect gets the same
-     * window as a reconnect, with the same doubling pause, unless the
-     * coordinator is gone.
+     * window as a reconnect, with the same doubling pause, while the
+     * coordinator that restarts it lives.
      */
     {
         double deadline = clock__mono() + task->reconnect_max, pause = 0.05;
-        while (err == FB_ERR_CONNECT && task->reconnect_max != 0 &&
+        /* Only a coordinator that runs the broker itself restarts it: an
+         * external broker that refuses or is unreachable is reported at once. */
+        while (err == FB_ERR_CONNECT && task->reconnect_max != 0 && task->guardian_pid > 0 &&
                (task->reconnect_max < 0 || clock__mono() + pause < deadline) &&
-               (task->guardian_pid <= 0 || (long)getppid() == task->guardian_pid)) {
+               (long)getppid() == task->guardian_pid) {
             struct timespec ts = {(time_t)pause, (long)((pause - (double)(time_t)pause) * 1e9)};
             nanosleep(&ts, NULL);
             pause = pause < 1.0 ? pause * 2 : 2.0;

@@ -451,6 +451,21 @@ struct run {
     char *too_large; /* the first declared output whose value was over the limit */
 };
 
+/*
+ * A NUL-terminated copy of len bytes. Not strndup: a line that fills the read
+ * buffer has no NUL after it, and strndup may look past len for one.
+ */
+static char *dup_bytes(const char *p, size_t len)
+{
+    char *s = malloc(len + 1);
+
+    if (s) {
+        memcpy(s, p, len);
+        s[len] = '\0';
+    }
+    return s;
+}
+
 /* Warns once per key that KEY=VALUE named an undeclared output. */
 static void warn_undeclared(struct run *r, const char *key)
 {
@@ -478,7 +493,7 @@ static void handle_line(struct run *r, const struct stream *s, const char *line,
     size_t i;
 
     if (s->is_out && kv_parse_line(line, len, &kv)) {
-        char *key = strndup(kv.key, kv.key_len);
+        char *key = dup_bytes(kv.key, kv.key_len);
 
         if (!key) {
             r->failed_mem = 1;
@@ -496,7 +511,7 @@ static void handle_line(struct run *r, const struct stream *s, const char *line,
         } else if (memchr(kv.value, '\0', kv.value_len)) {
             fb_task_log(r->task, "warning: the value of %s contains a NUL byte; line ignored", key);
         } else {
-            char *value = strndup(kv.value, kv.value_len);
+            char *value = dup_bytes(kv.value, kv.value_len);
 
             if (value) {
                 free(r->values[i]);

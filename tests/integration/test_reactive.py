@@ -217,6 +217,11 @@ class TestThermostat(fbtest.BrokerTestCase):
             self.addCleanup(lambda: proc.poll() is None and os.killpg(proc.pid, signal.SIGKILL))
             for task in ("SENSOR", "DECIDE", "NOTIFY"):
                 self.recorder.wait_state(run_id, task, "waiting", timeout=15)
+            # mqtt-in subscribes to the device topic after it reports waiting;
+            # it says when it listens (messages before that are not retained).
+            sensor_log = "flowbus/%s/tasks/SENSOR/log" % run_id
+            self.assertTrue(self.recorder.wait_for(lambda ev: any(
+                e.topic == sensor_log and b"listening on" in e.payload for e in ev), timeout=15))
             sim = subprocess.run([os.path.join(fbrun.SOURCE, "scripts", "simulate-sensor"),
                                   "--broker", self.broker.url, "--count", "20", "--interval",
                                   "0.05"], capture_output=True, text=True, timeout=60)

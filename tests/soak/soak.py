@@ -119,7 +119,9 @@ def main():
         ra, rb = broker_rss[f5:2 * f5] or broker_rss[:f5], broker_rss[-f5:]
         ra, rb = sum(ra) / len(ra), sum(rb) / len(rb)
         check(rb <= ra + 2048, "broker RSS stable: %.0f KB early, %.0f KB late" % (ra, rb))
-        check(max(broker_fds[-f5:]) <= max(broker_fds[:2 * f5]),
+        # A leak of one descriptor per run would add dozens; a client that is
+        # still disconnecting when the count is taken adds one or two.
+        check(max(broker_fds[-f5:]) <= max(broker_fds[:2 * f5]) + 2,
               "broker open fds stable: %s early, %s late" % (broker_fds[:2 * f5][-1],
                                                              broker_fds[-1]))
     finally:
