@@ -237,7 +237,15 @@ struct fb_bus {
     long guardian_pid;      /* > 0: stop reconnecting once our parent is not this pid */
 
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    /*
+     * Two condition variables, so that a message wakes only fb_bus_next's
+     * waiters and an acknowledgement only the others (publish, flush,
+     * connect, subscribe, the worker): with one, every PUBACK woke a
+     * consumer and every message woke a publisher waiting for room, three
+     * futex calls each for nothing.
+     */
+    pthread_cond_t cv;     /* state changes: connect, SUBACK, PUBACK, loss, close */
+    pthread_cond_t msg_cv; /* a message was queued, or the bus is lost */
     int pipe_rd;
     int pipe_wr;
     pthread_t worker;
@@ -245,6 +253,8 @@ struct fb_bus {
 
     /* Everything below is guarded by mu. */
     int pipe_armed; /* one byte sits in the pipe */
+    int fd_wanted;  /* fb_bus_fd was called: keep the pipe's level; else never write it */
+    unsigned msg_waiters; /* threads waiting in fb_bus_next */
     struct msg_node *head;
     struct msg_node *tail;
     int link_up;      /* Paho has a connection (maybe still re-syncing) */
@@ -280,24 +290,31 @@ struct fb_bus {
 /* Helpers that run with bus->mu held                                       */
 /* ------------------------------------------------------------------------ */
 
-/* Makes the fd readable; a single byte is enough (level-triggered). */
+/*
+ * Makes the fd readable; a single byte is enough (level-triggered). Nothing
+ * is written until someone asked for the fd (fb_bus_fd): a caller that only
+ * uses fb_bus_next pays no write and read per message.
+ */
 static void arm_pipe(fb_bus *bus)
 {
     char byte = 1;
 
-    if (bus->pipe_armed)
+    if (bus->pipe_armed || !bus->fd_wanted)
         return;
     /* The pipe is non-blocking and holds at most one byte: this cannot block. */
     if (write(bus->pipe_wr, &byte, 1) == 1)
         bus->pipe_armed = 1;
 }
 
+/* The pipe holds the one byte arm_pipe wrote: one read empties it. */
 static void drain_pipe(fb_bus *bus)
 {
     char buf[16];
+    ssize_t n;
 
-    while (read(bus->pipe_rd, buf, sizeof buf) > 0)
-        ;
+    do
+        n = read(bus->pipe_rd, buf, sizeof buf);
+    while (n < 0 && errno == EINTR);
     bus->pipe_armed = 0;
 }
 
@@ -305,19 +322,25 @@ static void drain_pipe(fb_bus *bus)
  * Waits on the condition variable until the monotonic deadline (negative:
  * forever). Returns 0 when woken, ETIMEDOUT when the deadline passed.
  */
-static int wait_until(fb_bus *bus, double deadline)
+static int wait_on(fb_bus *bus, pthread_cond_t *cv, double deadline)
 {
     struct timespec ts;
     double whole;
 
     if (deadline < 0)
-        return pthread_cond_wait(&bus->cv, &bus->mu);
+        return pthread_cond_wait(cv, &bus->mu);
     if (clock__mono() >= deadline)
         return ETIMEDOUT;
     whole = (double)(long long)deadline;
     ts.tv_sec = (time_t)whole;
     ts.tv_nsec = (long)((deadline - whole) * 1e9);
-    return pthread_cond_timedwait(&bus->cv, &bus->mu, &ts);
+    return pthread_cond_timedwait(cv, &bus->mu, &ts);
+}
+
+/* Waits for a state change (bus->cv); see wait_on. */
+static int wait_until(fb_bus *bus, double deadline)
+{
+    return wait_on(bus, &bus->cv, deadline);
 }
 
 static double deadline_after(double timeout)
@@ -334,6 +357,7 @@ static void mark_lost(fb_bus *bus)
     bus->lost = 1;
     arm_pipe(bus);
     pthread_cond_broadcast(&bus->cv);
+    pthread_cond_broadcast(&bus->msg_cv);
 }
 
 /*
@@ -366,9 +390,7 @@ static void pending_unlink_free(fb_bus *bus, struct pending *p)
         p->next->prev = p->prev;
     else
         bus->pend_tail = p->prev;
-    free(p->topic);
-    free(p->payload);
-    free(p);
+    free(p); /* the topic and payload live in the same block (pending_new) */
 }
 
 /* Marks p finished (acknowledged or given up) and frees it once Paho is done with it. */
@@ -532,17 +554,17 @@ static void on_disconnected(void *ctx, MQTTProperties *props, enum MQTTReasonCod
 static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *m)
 {
     fb_bus *bus = ctx;
-    struct msg_node *node = NULL;
+    struct msg_node *node;
     size_t tlen = topic_len > 0 ? (size_t)topic_len : strlen(topic);
     size_t plen = m->payloadlen > 0 ? (size_t)m->payloadlen : 0;
 
-    node = calloc(1, sizeof *node);
+    /* One allocation: the node, then the payload, then the topic (see fb_msg_free). */
+    node = malloc(sizeof *node + plen + 1 + tlen + 1);
     if (node == NULL)
-        goto fail;
-    node->msg.topic = malloc(tlen + 1);
-    node->msg.payload = malloc(plen + 1);
-    if (node->msg.topic == NULL || node->msg.payload == NULL)
-        goto fail;
+        return 0; /* Paho keeps the message and offers it again later */
+    node->next = NULL;
+    node->msg.payload = (char *)(node + 1);
+    node->msg.topic = node->msg.payload + plen + 1;
     memcpy(node->msg.topic, topic, tlen);
     node->msg.topic[tlen] = '\0';
     if (plen > 0)
@@ -558,21 +580,14 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
         bus->head = node;
     bus->tail = node;
     arm_pipe(bus);
-    pthread_cond_broadcast(&bus->cv);
+    /* One message satisfies one waiter; nobody waiting: no wake-up at all. */
+    if (bus->msg_waiters > 0)
+        pthread_cond_signal(&bus->msg_cv);
     pthread_mutex_unlock(&bus->mu);
 
     bus->paho->free_message(&m);
     bus->paho->free(topic);
     return 1;
-
-fail:
-    /* Returning 0 makes Paho keep the message and offer it again later. */
-    if (node != NULL) {
-        free(node->msg.topic);
-        free(node->msg.payload);
-        free(node);
-    }
-    return 0;
 }
 
 static void record_sub(fb_bus *bus, int token, int ok)
@@ -851,12 +866,15 @@ static enum fb_err init_sync(fb_bus *bus, char *errbuf, size_t errlen)
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     i = pthread_cond_init(&bus->cv, &attr);
+    if (i == 0 && (i = pthread_cond_init(&bus->msg_cv, &attr)) != 0)
+        pthread_cond_destroy(&bus->cv);
     pthread_condattr_destroy(&attr);
     if (i != 0) {
         pthread_mutex_destroy(&bus->mu);
         goto fail;
     }
     if (pipe(fds) != 0) {
+        pthread_cond_destroy(&bus->msg_cv);
         pthread_cond_destroy(&bus->cv);
         pthread_mutex_destroy(&bus->mu);
         goto fail;
@@ -914,6 +932,7 @@ static void destroy(fb_bus *bus)
     free(bus->key_file);
     close(bus->pipe_rd);
     close(bus->pipe_wr);
+    pthread_cond_destroy(&bus->msg_cv);
     pthread_cond_destroy(&bus->cv);
     pthread_mutex_destroy(&bus->mu);
     free(bus);
@@ -1542,19 +1561,17 @@ enum fb_err fb_bus_subscribe(fb_bus *bus, const char *const *filters, size_t n, 
 static struct pending *pending_new(fb_bus *bus, const char *topic, const void *payload, size_t len,
                                    int retained, unsigned expiry_s)
 {
-    struct pending *p = calloc(1, sizeof *p);
+    size_t tlen = strlen(topic);
+    /* One allocation: the entry, then the payload, then the topic. */
+    struct pending *p = malloc(sizeof *p + len + tlen + 1);
 
     if (p == NULL)
         return NULL;
+    memset(p, 0, sizeof *p);
     p->bus = bus;
-    p->topic = str__dup(topic);
-    p->payload = malloc(len > 0 ? len : 1);
-    if (p->topic == NULL || p->payload == NULL) {
-        free(p->topic);
-        free(p->payload);
-        free(p);
-        return NULL;
-    }
+    p->payload = p + 1;
+    p->topic = (char *)p->payload + len;
+    memcpy(p->topic, topic, tlen + 1);
     if (len > 0)
         memcpy(p->payload, payload, len);
     p->len = len;
@@ -1652,8 +1669,6 @@ enum fb_err fb_bus_publish(fb_bus *bus, const char *topic, const void *payload, 
     }
     pthread_mutex_unlock(&bus->mu);
     if (err != FB_OK) {
-        free(p->topic);
-        free(p->payload);
         free(p);
         return err;
     }
@@ -1711,7 +1726,16 @@ enum fb_err fb_bus_next(fb_bus *bus, double timeout, fb_msg **out)
         return FB_ERR_INVALID;
     pthread_mutex_lock(&bus->mu);
     while (bus->head == NULL && !bus->lost) {
-        if (timeout == 0 || wait_until(bus, deadline) == ETIMEDOUT) {
+        int rc;
+
+        if (timeout == 0) {
+            err = FB_ERR_TIMEOUT;
+            break;
+        }
+        bus->msg_waiters++;
+        rc = wait_on(bus, &bus->msg_cv, deadline);
+        bus->msg_waiters--;
+        if (rc == ETIMEDOUT && bus->head == NULL) {
             err = FB_ERR_TIMEOUT;
             break;
         }
@@ -1736,7 +1760,17 @@ enum fb_err fb_bus_next(fb_bus *bus, double timeout, fb_msg **out)
 
 int fb_bus_fd(fb_bus *bus)
 {
-    return bus != NULL ? bus->pipe_rd : -1;
+    if (bus == NULL)
+        return -1;
+    pthread_mutex_lock(&bus->mu);
+    if (!bus->fd_wanted) {
+        /* From now on the pipe follows the queue; bring it up to date once. */
+        bus->fd_wanted = 1;
+        if (bus->head != NULL || bus->lost)
+            arm_pipe(bus);
+    }
+    pthread_mutex_unlock(&bus->mu);
+    return bus->pipe_rd;
 }
 
 int fb_bus_connected(fb_bus *bus)
@@ -1830,8 +1864,6 @@ void fb_msg_free(fb_msg *msg)
 {
     if (msg == NULL)
         return;
-    free(msg->topic);
-    free(msg->payload);
-    /* msg is the first member of its queue node (see struct msg_node). */
+    /* msg is the first member of its queue node, which also holds the topic and payload. */
     free((struct msg_node *)(void *)msg);
 }
