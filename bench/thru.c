@@ -51,7 +51,8 @@ static int pass(const char *url, const char *in, const char *out, const char *re
     fb_bus *bus = open_bus(url, filters, 1);
     fb_msg *m;
 
-    fb_bus_publish(bus, ready, "1", 1, 1, 0, 0);
+    /* Retained: the main side's subscription may come after it (the connects race). */
+    fb_bus_publish(bus, ready, "1", 1, 1, 1, 0);
     while (fb_bus_next(bus, -1, &m) == FB_OK) {
         fb_bus_publish(bus, out, m->payload, m->len, 1, 0, 0);
         fb_msg_free(m);
