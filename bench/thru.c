@@ -1,12 +1,14 @@
 /*
  * fbbench-thru - QoS 1 event throughput through one pass-through process.
  *
- *   fbbench-thru URL N
+ *   fbbench-thru URL N                 (a pass-through process on fb_bus)
+ *   fbbench-thru URL N --flow RUN     (the task RELAY of a reactive flowbus run)
  *
- * The reactive mode (issue 3) does not exist yet, so this is the interim
- * figure: a pass-through process built on fb_bus (the SDK's client layer,
- * not fb_task) takes every message from an input topic and republishes it,
- * QoS 1, on an output topic. This program publishes N numbered QoS 1
+ * Without --flow, a pass-through process built on fb_bus (the SDK's client
+ * layer, not fb_task) takes every message from an input topic and republishes
+ * it, QoS 1, on an output topic. With --flow, the pass-through is a real
+ * reactive task, RELAY of run RUN (flowbus up, plugin benchrelay), fed on
+ * flowbus/RUN/vars/IN; every event is an activation that publishes OUT. This program publishes N numbered QoS 1
  * messages (fb_bus bounds the unacknowledged ones) and counts them back on
  * the output topic, checking that none is lost or reordered.
  *
@@ -60,8 +62,12 @@ static int pass(const char *url, const char *in, const char *out, const char *re
     return 0;
 }
 
-/* Publishes n numbered messages on to and receives them on the bus; returns events/s. */
-static double stream(fb_bus *bus, const char *to, long n, long *lost, long *reordered)
+/*
+ * Publishes n numbered messages on to and receives them on from (other topics
+ * the bus also gets are ignored); returns events/s.
+ */
+static double stream(fb_bus *bus, const char *to, const char *from, long n, long *lost,
+                     long *reordered)
 {
     double t0 = bench_mono(), t_last = t0;
     long got = 0, expect = 0, i;
@@ -78,6 +84,10 @@ static double stream(fb_bus *bus, const char *to, long n, long *lost, long *reor
         /* Take what has arrived so far, so the receive queue stays short. */
         while (fb_bus_next(bus, 0, &m) == FB_OK) {
             long seq = atol(m->payload);
+            if (strcmp(m->topic, from) != 0) {
+                fb_msg_free(m);
+                continue;
+            }
             *reordered += seq != expect;
             expect = seq + 1;
             got++;
@@ -87,6 +97,10 @@ static double stream(fb_bus *bus, const char *to, long n, long *lost, long *reor
     }
     while (got < n && fb_bus_next(bus, 5.0, &m) == FB_OK) {
         long seq = atol(m->payload);
+        if (strcmp(m->topic, from) != 0) {
+            fb_msg_free(m);
+            continue;
+        }
         *reordered += seq != expect;
         expect = seq + 1;
         got++;
@@ -99,7 +113,7 @@ static double stream(fb_bus *bus, const char *to, long n, long *lost, long *reor
 
 int main(int argc, char **argv)
 {
-    char in[64], out[64], ready[64], direct[64];
+    char in[96], out[96], ready[96], direct[64];
     const char *filters[3] = {out, ready, direct};
     fb_bus *bus;
     fb_msg *m = NULL;
@@ -109,15 +123,36 @@ int main(int argc, char **argv)
 
     if (argc == 6 && strcmp(argv[1], "--pass") == 0)
         return pass(argv[2], argv[3], argv[4], argv[5]);
-    if (argc != 3) {
-        fprintf(stderr, "usage: fbbench-thru URL N\n");
+    if (argc != 3 && !(argc == 5 && strcmp(argv[3], "--flow") == 0)) {
+        fprintf(stderr, "usage: fbbench-thru URL N [--flow RUN]\n");
         return 2;
     }
     n = atol(argv[2]);
+    snprintf(direct, sizeof direct, "fbbench/%ld/direct", (long)getpid());
+    if (argc == 5) {
+        /* The pass-through is the run's RELAY task: ready once it waits. */
+        snprintf(in, sizeof in, "flowbus/%.40s/vars/IN", argv[4]);
+        snprintf(out, sizeof out, "flowbus/%.40s/vars/OUT", argv[4]);
+        snprintf(ready, sizeof ready, "flowbus/%.40s/tasks/RELAY/state", argv[4]);
+        child = 0;
+        bus = open_bus(argv[1], filters, 3);
+        while (fb_bus_next(bus, 10.0, &m) == FB_OK &&
+               !(strcmp(m->topic, ready) == 0 && strstr(m->payload, "\"waiting\""))) {
+            fb_msg_free(m);
+            m = NULL;
+        }
+        if (m == NULL) {
+            fprintf(stderr, "fbbench-thru: the task RELAY did not report waiting\n");
+            return 1;
+        }
+        fb_msg_free(m);
+        direct_eps = stream(bus, direct, direct, n, &lost1, &re1);
+        thru_eps = stream(bus, in, out, n, &lost2, &re2);
+        goto report;
+    }
     snprintf(in, sizeof in, "fbbench/%ld/in", (long)getpid());
     snprintf(out, sizeof out, "fbbench/%ld/out", (long)getpid());
     snprintf(ready, sizeof ready, "fbbench/%ld/ready", (long)getpid());
-    snprintf(direct, sizeof direct, "fbbench/%ld/direct", (long)getpid());
     {
         char *cargv[] = {argv[0], "--pass", argv[1], in, out, ready, NULL};
         /* Spawned before our first Paho client exists: no threads to inherit. */
@@ -131,10 +166,11 @@ int main(int argc, char **argv)
         return 1;
     }
     fb_msg_free(m);
-    direct_eps = stream(bus, direct, n, &lost1, &re1);
-    thru_eps = stream(bus, in, n, &lost2, &re2);
+    direct_eps = stream(bus, direct, direct, n, &lost1, &re1);
+    thru_eps = stream(bus, in, out, n, &lost2, &re2);
     kill(child, SIGKILL);
     waitpid(child, NULL, 0);
+report:
     printf("n=%ld direct_eps=%.0f thru_eps=%.0f direct_lost=%ld thru_lost=%ld reordered=%ld\n", n,
            direct_eps, thru_eps, lost1, lost2, re1 + re2);
     fflush(stdout);

@@ -1526,9 +1526,13 @@ static enum fb_err publish_activation(fb_task *task, const char *result, int exi
     for (i = 0; i < task->n_outputs && err == FB_OK && strcmp(result, "done") == 0; i++)
         if (task->outputs[i].value != NULL)
             err = publish_var(task, task->outputs[i].name, task->outputs[i].value);
-    /* Outputs must be on the broker before anyone can see the activation's state. */
-    if (err == FB_OK)
-        err = flush_reasserting(task);
+    /*
+     * Outputs reach the broker before the activation's state, and subscribers
+     * see them in that order: one client's QoS 1 messages are sent, re-sent
+     * after a reconnect and forwarded in order. So an activation does not wait
+     * for the broker's acknowledgements (a round trip each); the bus bounds
+     * what is unacknowledged, and fb_task_exit waits for all of it.
+     */
     for (i = 0; i < task->n_outputs; i++) {
         free(task->outputs[i].value);
         task->outputs[i].value = NULL;
@@ -1536,8 +1540,6 @@ static enum fb_err publish_activation(fb_task *task, const char *result, int exi
     task->result = result;
     if (err == FB_OK)
         err = publish_state(task, "waiting", clock__wall(), 1, exit_code, error);
-    if (err == FB_OK)
-        err = flush_reasserting(task);
     return err;
 }
 
@@ -1800,8 +1802,11 @@ void fb_task_exit(fb_task *task, int code)
     fflush(NULL);
     if (task != NULL && task->events_bus != NULL)
         fb_bus_close(task->events_bus, EXIT_CLOSE_TIMEOUT);
-    if (task != NULL)
+    if (task != NULL) {
+        /* A reactive task does not wait for acknowledgements per activation. */
+        fb_bus_flush(task->bus, EXIT_CLOSE_TIMEOUT);
         fb_bus_close(task->bus, EXIT_CLOSE_TIMEOUT);
+    }
     /* Skips MQTTAsync_destroy, which waits for Paho's threads in 100 ms sleeps. */
     _exit(code);
 }
