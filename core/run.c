@@ -683,7 +683,8 @@ static void interrupt(struct run *r, int why, const char *text)
 {
     char tp[256];
     double now = clock__wall();
-    unsigned char *was_running = NULL;
+    unsigned char *stopped = NULL;
+    enum { STOPPED_WAITING = 1, STOPPED_RUNNING = 2 };
 
     if (r->interrupted) {
         /* A second Ctrl-C: no more grace. */
@@ -693,10 +694,8 @@ static void interrupt(struct run *r, int why, const char *text)
         return;
     }
     r->interrupted = why;
-    was_running = calloc(r->wf->n_tasks + 1, 1);
-    for (size_t t = 0; t < r->wf->n_tasks; t++)
-        if (was_running)
-            was_running[t] = tracker__task(r->tr, t)->state == TS_RUNNING;
+    /* What each task was, before this stop decides what it becomes. */
+    stopped = calloc(r->wf->n_tasks + 1, 1);
     display__note(r->disp, "flowbus: %s; stopping every task", text);
     topic(r, tp, sizeof tp, "control", NULL, NULL);
     publish_text(r, tp, "{\"cmd\":\"stop\"}", 1);
@@ -704,6 +703,8 @@ static void interrupt(struct run *r, int why, const char *text)
         const struct task_info *ti = tracker__task(r->tr, t);
         if (tracker__terminal(ti->state))
             continue;
+        if (stopped)
+            stopped[t] = ti->state == TS_RUNNING ? STOPPED_RUNNING : STOPPED_WAITING;
         if (r->reactive)
             /* A reactive task has nothing left undone: it was stopped. */
             tracker__set(r->tr, t, TS_STOPPED, now, -1, 0, text);
@@ -720,17 +721,20 @@ static void interrupt(struct run *r, int why, const char *text)
      */
     for (size_t i = 0; i < r->n_procs; i++) {
         struct proc *p = &r->procs[i];
+        int was = stopped ? stopped[p->task] : STOPPED_RUNNING;
         p->retry_at = 0;
-        if (p->pid && !p->reaped && was_running[p->task]) {
+        if (p->pid && !p->reaped && was != STOPPED_WAITING) {
             stop_proc(r, i, KILL_STOP);
         } else if (p->pid && !p->reaped) {
             p->kill = KILL_STOP;
             p->sigterm_at = clock__mono() + STOP_GRACE;
-        } else if (i < r->wf->n_tasks && !p->sync_at) {
+        } else if (i < r->wf->n_tasks && was) {
+            /* Its process is gone already (maybe it obeyed the stop before we
+             * read it): the state decided here is the one to keep. */
             publish_task_state(r, p->task);
         }
     }
-    free(was_running);
+    free(stopped);
 }
 
 /*

@@ -193,8 +193,16 @@ static int apply_state(struct tracker *tr, size_t t, const char *payload, size_t
     v = json_object_get(root, "attempt");
     if (json_is_integer(v) && json_integer_value(v) < (ti->attempt > 0 ? ti->attempt : 1))
         goto out;
-    if (tracker__terminal(ti->state) && state != ti->state)
+    /*
+     * A final state is final. Another final state arriving later (the Last
+     * Will of a process the coordinator stopped, which the broker may deliver
+     * after the coordinator's record) is answered by publishing the record
+     * again, so the retained state ends right whatever the order.
+     */
+    if (tracker__terminal(ti->state) && state != ti->state) {
+        changed = tracker__terminal(state) ? -1 : 0;
         goto out;
+    }
     if (state == ti->state && ti->signal > 0 && !json_is_integer(json_object_get(root, "signal"))) {
         changed = -1;
         goto out;

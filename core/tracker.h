@@ -56,8 +56,8 @@ enum tracker_event {
     TRACK_LOG,  /* a log line for *task: text in *text (owned by the caller's buffer) */
     TRACK_SYNC, /* a sync token: text in *text */
     TRACK_CONTROL, /* a message on the run's control topic: text in *text */
-    TRACK_STALE, /* task *index's final state was repeated with fewer details (a late Last
-                    Will): the retained record needs the tracker's fuller one again */
+    TRACK_STALE, /* task *index's final state was contradicted or repeated with fewer
+                    details (a late Last Will): the retained record needs the tracker's again */
 };
 
 struct tracker;

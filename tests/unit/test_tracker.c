@@ -78,8 +78,12 @@ static void test_states_from_the_bus(void)
     CHECK(tracker__task(f.tr, 1)->exit_code == 3);
     CHECK_STR(tracker__task(f.tr, 1)->error, "boom");
     CHECK(tracker__task(f.tr, 1)->ended == 12.0);
-    /* Terminal is final: a Last Will arriving afterwards changes nothing. */
+    /* Terminal is final: a Last Will arriving afterwards changes nothing, and
+     * asks for the record to be published again (TRACK_STALE). */
     CHECK(feed(&f, "flowbus/r1/tasks/WORK/state", "{\"state\":\"crashed\",\"at\":12.5}", NULL) ==
+          TRACK_STALE);
+    /* A non-final state after the end is plain history. */
+    CHECK(feed(&f, "flowbus/r1/tasks/WORK/state", "{\"state\":\"running\",\"at\":12.6}", NULL) ==
           TRACK_NONE);
     CHECK(tracker__task(f.tr, 1)->state == TS_FAILED);
     teardown(&f);
