@@ -142,27 +142,8 @@ struct fb_task {
 /* Small helpers                                                             */
 /* ------------------------------------------------------------------------ */
 
-static char *fmt_alloc(const char *fmt, ...) FB_PRINTF(1, 2);
-
-static char *fmt_alloc(const char *fmt, ...)
-{
-    va_list ap;
-    char *buf;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return NULL;
-    buf = malloc((size_t)n + 1);
-    if (buf == NULL)
-        return NULL;
-    va_start(ap, fmt);
-    vsnprintf(buf, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    return buf;
-}
+/* A malloc'd string formatted from fmt and ap; NULL when out of memory. */
+static char *vfmt_alloc(const char *fmt, va_list ap) FB_PRINTF(1, 0);
 
 static char *vfmt_alloc(const char *fmt, va_list ap)
 {
@@ -178,6 +159,19 @@ static char *vfmt_alloc(const char *fmt, va_list ap)
     buf = malloc((size_t)n + 1);
     if (buf != NULL)
         vsnprintf(buf, (size_t)n + 1, fmt, ap);
+    return buf;
+}
+
+static char *fmt_alloc(const char *fmt, ...) FB_PRINTF(1, 2);
+
+static char *fmt_alloc(const char *fmt, ...)
+{
+    va_list ap;
+    char *buf;
+
+    va_start(ap, fmt);
+    buf = vfmt_alloc(fmt, ap);
+    va_end(ap);
     return buf;
 }
 

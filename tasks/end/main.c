@@ -34,37 +34,10 @@ static int is_secret(const char *name)
     return 0;
 }
 
-int main(int argc, char **argv)
+/* Logs every input (secrets by name only): reaching end is what the run produced. */
+static void log_inputs(fb_task *task)
 {
-    fb_task *task;
-    enum fb_err rc;
-    size_t i;
-
-    plugin_cli__args(&info, argc, argv);
-    task = plugin_cli__open();
-    if (fb_task_reactive(task)) {
-        for (;;) {
-            plugin_cli__next(task);
-            fb_task_log(task, "activation %lu (%s)", fb_task_activation(task),
-                        fb_task_trigger(task) ? fb_task_trigger(task) : "start");
-            for (i = 0; i < fb_task_input_count(task); i++) {
-                const char *name = fb_task_input_name(task, i);
-                const char *value = fb_task_input(task, name);
-
-                if (is_secret(name))
-                    fb_task_log(task, "%s=<secret>", name);
-                else
-                    fb_task_log(task, "%s=%s", name, value ? value : "");
-            }
-            rc = fb_task_done(task);
-            if (rc != FB_OK) {
-                log_printf(FB_LOG_ERROR, "cannot report the activation: %s", fb_strerror(rc));
-                fb_task_exit(task, 1);
-            }
-        }
-    }
-    plugin_cli__wait(task);
-    for (i = 0; i < fb_task_input_count(task); i++) {
+    for (size_t i = 0; i < fb_task_input_count(task); i++) {
         const char *name = fb_task_input_name(task, i);
         const char *value = fb_task_input(task, name);
 
@@ -73,6 +46,30 @@ int main(int argc, char **argv)
         else
             fb_task_log(task, "%s=%s", name, value ? value : "");
     }
+}
+
+int main(int argc, char **argv)
+{
+    fb_task *task;
+    enum fb_err rc;
+
+    plugin_cli__args(&info, argc, argv);
+    task = plugin_cli__open();
+    if (fb_task_reactive(task)) {
+        for (;;) {
+            plugin_cli__next(task);
+            fb_task_log(task, "activation %lu (%s)", fb_task_activation(task),
+                        fb_task_trigger(task) ? fb_task_trigger(task) : "start");
+            log_inputs(task);
+            rc = fb_task_done(task);
+            if (rc != FB_OK) {
+                log_printf(FB_LOG_ERROR, "cannot report the activation: %s", fb_strerror(rc));
+                fb_task_exit(task, 1);
+            }
+        }
+    }
+    plugin_cli__wait(task);
+    log_inputs(task);
     rc = fb_task_done(task);
     if (rc != FB_OK) {
         log_printf(FB_LOG_ERROR, "cannot report done: %s", fb_strerror(rc));
