@@ -285,6 +285,7 @@ class Recorder:
         self.events = []
         self.cond = threading.Condition()
         self._subscribed = False
+        self.subscriptions = 0  # SUBACKs so far: one more after each reconnect
         self._topic = topic
         self.client = mqtt.Client(client_id=f"fbtest-rec-{os.getpid()}-{id(self):x}",
                                   protocol=mqtt.MQTTv5)
@@ -309,6 +310,7 @@ class Recorder:
     def _on_subscribe(self, client, userdata, mid, granted, properties=None):
         with self.cond:
             self._subscribed = True
+            self.subscriptions += 1
             self.cond.notify_all()
 
     def _on_message(self, client, userdata, msg):
