@@ -75,7 +75,7 @@ static char *join(const char *key, const struct wf_list *l)
 
 /* Settings of the coordinator's environment that its tasks share. */
 static const char *const shared_vars[] = {"FLOWBUS_TLS_CA", "FLOWBUS_TLS_CERT", "FLOWBUS_TLS_KEY",
-                                       "FLOWBUS_MAX_VALUE"};
+                                       "FLOWBUS_MAX_VALUE", "FLOWBUS_PAHO_WAKE"};
 
 static int inherited(const char *entry)
 {

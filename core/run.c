@@ -33,6 +33,7 @@
 #include <jansson.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,8 @@
 #define RECONNECT_EXTERNAL 30.0 /* seconds an external broker may be away mid-run */
 #define RESTART_RESET 10.0 /* seconds up after which a restarted process's backoff starts over */
 #define CONNECT_ATTEMPTS 8 /* to an external broker: 0.1+0.2+...+2 s, about 10 s */
+#define LAUNCH_PATIENCE 1.0 /* seconds a starting process holds its place in the launch window */
+#define MAX_LAUNCH_WINDOW 64
 
 enum kill_reason { KILL_NONE, KILL_TIMEOUT, KILL_SKIP, KILL_STOP };
 
@@ -121,6 +124,10 @@ struct run {
     double final_sync_at;
     int fatal; /* an exit code forced by an infrastructure failure */
     unsigned reconnects; /* fb_bus_reconnects() when last looked at */
+    /* The launch window (launch_more): processes started but not yet heard from. */
+    size_t next_launch; /* index into order of the next process to start */
+    size_t starting[MAX_LAUNCH_WINDOW];
+    size_t n_starting, launch_window;
 };
 
 static void topic(const struct run *r, char *buf, size_t len, const char *a, const char *b,
@@ -299,6 +306,17 @@ static void on_final(struct run *r, size_t t)
     p->retrying = 1;
     if (!p->pid || p->reaped)
         p->retry_at = clock__mono() + p->retry_delay;
+}
+
+/* Process i has been heard from (or is gone): it no longer holds a place in the launch window. */
+static void started(struct run *r, size_t i)
+{
+    for (size_t k = 0; k < r->n_starting; k++) {
+        if (r->starting[k] == i) {
+            r->starting[k] = r->starting[--r->n_starting];
+            break;
+        }
+    }
 }
 
 /* Starts process i: the next attempt of its task (or the first), or a restart. */
@@ -608,6 +626,7 @@ static void on_reaped(struct run *r, size_t i, int status)
     char tp[256];
 
     p->reaped = 1;
+    started(r, i);
     p->status = status;
     p->term_at = 0;
     p->sigterm_at = 0;
@@ -790,6 +809,8 @@ static void handle_message(struct run *r, fb_msg *m)
         const struct task_info *ti = tracker__task(r->tr, idx);
         struct proc *p = proc_of(r, idx, ti->pid);
         double limit = r->wf->tasks[idx].timeout;
+        if (ti->state != TS_NONE)
+            started(r, (size_t)(p - r->procs));
         show_task(r, idx);
         if (tracker__terminal(ti->state) && !r->reactive)
             on_final(r, idx);
@@ -976,6 +997,8 @@ static void handle_signals(struct run *r)
 }
 
 /* The event loop: runs until every task is finished and every process is gone. */
+static void launch_more(struct run *r);
+
 static void loop(struct run *r)
 {
     size_t n = r->n_procs;
@@ -1029,6 +1052,9 @@ static void loop(struct run *r)
             double d = (next - clock__mono()) * 1000.0 + 1;
             timeout_ms = d < 0 ? 0 : d > 1000 ? 1000 : (int)d;
         }
+        /* A process slow to start gives up its place in the launch window in time. */
+        if (r->n_starting && r->next_launch < r->n_procs && timeout_ms > 100)
+            timeout_ms = 100;
         if (display__next_ms(r->disp) >= 0 && display__next_ms(r->disp) < timeout_ms)
             timeout_ms = display__next_ms(r->disp);
         if (poll(fds, nfds, timeout_ms) < 0 && errno != EINTR) {
@@ -1044,6 +1070,7 @@ static void loop(struct run *r)
             if (fds[k].revents && r->procs[owner[k]].fd >= 0)
                 read_output(r, owner[k]);
         check_timers(r);
+        launch_more(r);
     }
 out:
     free(fds);
@@ -1222,6 +1249,61 @@ static void publish_start(struct run *r)
     publish_initial_vars(r);
 }
 
+/*
+ * How many processes may be starting at once. A task process spends ~2.5 ms
+ * of CPU starting (exec, the dynamic loader, connecting; docs/performance.md);
+ * 200 started together take every core for half a second, and the tasks that
+ * could already run wait their turn among them. A few starts per core keep
+ * the cores busy while the tasks that run get the CPU when they need it.
+ * FLOWBUS_LAUNCH_WINDOW overrides it (0: start everything at once).
+ */
+static size_t launch_window(void)
+{
+    const char *env = getenv("FLOWBUS_LAUNCH_WINDOW");
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t w = cpus > 0 ? 2 * (size_t)cpus : 4;
+
+    if (env && *env) {
+        char *end;
+        unsigned long v = strtoul(env, &end, 10);
+        if (*end == '\0')
+            w = v == 0 ? SIZE_MAX : v;
+    }
+    if (w != SIZE_MAX && w > MAX_LAUNCH_WINDOW)
+        w = MAX_LAUNCH_WINDOW;
+    return w < 1 ? 1 : w;
+}
+
+/*
+ * Starts processes in graph order (launch_order) while fewer than
+ * launch_window are still starting. A process that has not been heard from
+ * within LAUNCH_PATIENCE gives up its place, so that a task slow to connect
+ * never holds the others back. A task already decided (skipped because an
+ * input can never be set, or stopped) is not started at all.
+ */
+static void launch_more(struct run *r)
+{
+    double now = clock__mono();
+    size_t k = 0;
+
+    while (k < r->n_starting) {
+        if (now - r->procs[r->starting[k]].up_since > LAUNCH_PATIENCE)
+            r->starting[k] = r->starting[--r->n_starting];
+        else
+            k++;
+    }
+    while (r->next_launch < r->n_procs && !r->interrupted && !r->finishing &&
+           (r->launch_window == SIZE_MAX || r->n_starting < r->launch_window)) {
+        size_t i = r->order[r->next_launch++];
+        struct proc *p = &r->procs[i];
+        if (p->pid || tracker__terminal(tracker__task(r->tr, p->task)->state))
+            continue;
+        launch(r, i, 1);
+        if (p->pid > 0 && r->n_starting < MAX_LAUNCH_WINDOW && r->launch_window != SIZE_MAX)
+            r->starting[r->n_starting++] = i;
+    }
+}
+
 static void launch_all(struct run *r)
 {
     r->lc.broker_url = r->broker ? broker__url(r->broker) : r->o->broker_url;
@@ -1231,9 +1313,8 @@ static void launch_all(struct run *r)
     r->lc.die_with_parent = r->broker != NULL;
     r->lc.run_id = r->run_id;
     r->lc.wf = r->wf;
-    /* Tasks nearer the start of the graph first: they are the first to run. */
-    for (size_t k = 0; k < r->n_procs; k++)
-        launch(r, r->order[k], 1);
+    r->launch_window = launch_window();
+    launch_more(r);
 }
 
 static const char *run_state_name(const struct run *r, int code)
