@@ -1869,8 +1869,14 @@ int run__main(const struct run_options *o)
         log_printf(FB_LOG_WARN, "the broker did not confirm the final states");
     display__summary(r.disp, run_state_name(&r, code), code, clock__mono() - r.t0_mono);
 out:
-    if (r.bus)
+    if (r.bus) {
+        /* Paho keeps the connection until its QoS 1 messages are acknowledged
+         * (a refused run's sync probe may not be yet); a disconnect that runs
+         * out of time lets the broker publish our Last Will over the state of
+         * the run that owns this id. */
+        (void)fb_bus_flush(r.bus, 1.0);
         fb_bus_close(r.bus, 1.0);
+    }
 #ifdef __SANITIZE_ADDRESS__
     /* Leak checking wants every allocation back. */
     fb_bus_free(r.bus);

@@ -236,6 +236,44 @@ class TestSemantics(RunTestCase):
                                 self.final(RID["bi1"], "SHOUT")["at"] - 1e-3)
 
 
+class TestLaunchWindow(RunTestCase):
+    """Task processes start in graph order, a few at a time (core/run.c launch_more)."""
+
+    STAMP = """#!/bin/sh
+# Records when this task's process started (wall clock), then becomes flowbus-cmd.
+printf '%s %s\\n' "$FLOWBUS_TASK" "$(date +%s.%N)" >> "$STAMP_FILE"
+[ "$FLOWBUS_TASK" = SLOW ] && sleep 2
+exec "$STAMP_CMD" "$@"
+"""
+
+    def test_one_at_a_time_and_a_slow_starter_holds_nobody(self):
+        with fbrun.TempDir() as d:
+            plugin = os.path.join(d, "flowbus-stamp")
+            with open(plugin, "w") as f:
+                f.write(self.STAMP)
+            os.chmod(plugin, 0o755)
+            stamps = os.path.join(d, "stamps")
+            env = fbrun.clean_env({"FLOWBUS_PLUGIN_PATH": d, "FLOWBUS_LAUNCH_WINDOW": "1",
+                                   "STAMP_FILE": stamps,
+                                   "STAMP_CMD": fbtest.bin_path("flowbus-cmd")})
+            rid = RID["window"]
+            res = fbrun.run(["run", fbrun.workflow("launch-window.yaml"), "--broker",
+                             self.broker.url, "--run-id", rid], cwd=d, env=env)
+            self.assertExit(res, 0)
+            self.settle(rid)
+            with open(stamps) as f:
+                started = {name: float(t) for name, t in (line.split() for line in f)}
+        waiting = {t: self.first_state(rid, t, "waiting")["at"] for t in ("SLOW", "A", "B", "C")}
+        # Graph order (all at depth 0: file order), one process at a time.
+        self.assertEqual(sorted(started, key=started.get), ["SLOW", "A", "B", "C"])
+        # A waited for SLOW's place in the window to lapse (1 s), not for SLOW to connect (2 s).
+        self.assertGreaterEqual(started["A"] - started["SLOW"], 0.9)
+        self.assertLess(waiting["A"], waiting["SLOW"])
+        # B and C each started only once the one before had reported.
+        self.assertGreaterEqual(started["B"], waiting["A"])
+        self.assertGreaterEqual(started["C"], waiting["B"])
+
+
 class TestPrivateBroker(unittest.TestCase):
     """Runs without --broker: flowbus starts and stops its own mosquitto."""
 
