@@ -56,6 +56,18 @@
 #define DEFAULT_QUEUE 100
 #define MAX_QUEUE 1000000
 #define MAX_WORKERS 1024
+/*
+ * Reactive mode: when a busy task's states are coalesced (count_activation).
+ * A task reports every activation with its own "running" and "waiting"
+ * while it runs at most ACTIVATION_RATE activations per second on average,
+ * in bursts of up to ACTIVATION_BURST. A faster task would be limited by its
+ * own states (three QoS 1 messages per event instead of one): it reports its
+ * backlog at most every STATE_INTERVAL seconds and whenever it runs dry,
+ * until its rate has stayed low long enough to regain half the burst.
+ */
+#define ACTIVATION_BURST 500.0
+#define ACTIVATION_RATE 250.0
+#define STATE_INTERVAL 0.05
 
 struct var {
     char *name;
@@ -136,6 +148,12 @@ struct fb_task {
     unsigned long burst_drops; /* dropped since the last activation began */
     fb_bus *events_bus;        /* workers > 1: the $share subscriptions of the triggers */
     int epoll_fd;              /* workers > 1: fb_task_fd, watching both connections */
+    double ended_at;           /* wall time the last activation ended */
+    double budget;             /* activations that may still be reported one by one */
+    double budget_at;          /* monotonic time the budget was last refilled */
+    double state_at;           /* monotonic time the last state was published */
+    int coalesce;              /* over budget: the states of a backlog are coalesced */
+    int state_behind;          /* the state on the broker is older than the task's own */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -550,6 +568,8 @@ static enum fb_err read_mode(fb_task *task, char *errbuf, size_t errlen)
         err = split_names("FLOWBUS_TRIGGERS", valid_var_name, &triggers, &n_trig, errbuf, errlen);
     if (err != FB_OK)
         goto out;
+    task->budget = ACTIVATION_BURST;
+    task->budget_at = clock__mono();
     task->queue_max = (size_t)queue;
     task->queue = calloc(task->queue_max, sizeof *task->queue);
     if (task->queue == NULL) {
@@ -692,6 +712,8 @@ static enum fb_err publish_state(fb_task *task, const char *state, double at, in
     err = fb_bus_publish(task->bus, task->state_topic, text, strlen(text), 1, 1, task->expiry);
     free(task->last_state);
     task->last_state = text;
+    task->state_at = clock__mono();
+    task->state_behind = 0;
     return err;
 }
 
@@ -1496,9 +1518,47 @@ void fb_task_log(fb_task *task, const char *fmt, ...)
 /* ------------------------------------------------------------------------ */
 
 /*
- * Publishes the recorded outputs (none if result is "failed"), confirmed,
- * then the state "waiting" with the activation's result, and forgets the
- * outputs so that the next activation publishes only what it sets.
+ * Counts an activation against the budget, which regains ACTIVATION_RATE
+ * activations a second up to ACTIVATION_BURST, and decides whether the
+ * states of this activation are coalesced. Once the budget ran out the task
+ * coalesces until half of it is back: in a flood the budget stays empty, so
+ * the task does not flip between the two ways of reporting at every refill.
+ */
+static void count_activation(fb_task *task)
+{
+    double now = clock__mono();
+
+    task->budget += (now - task->budget_at) * ACTIVATION_RATE;
+    if (task->budget > ACTIVATION_BURST)
+        task->budget = ACTIVATION_BURST;
+    task->budget_at = now;
+    task->budget -= 1.0;
+    if (task->budget < 0)
+        task->coalesce = 1;
+    else if (task->budget >= ACTIVATION_BURST / 2)
+        task->coalesce = 0;
+}
+
+/*
+ * Publishes the "waiting" of the last activation if it was held back: the
+ * broker then has the task's exact counters again. Called only between
+ * activations; a held-back state is always one that ended "done" (a failed
+ * activation publishes its own, with exit and error).
+ */
+static enum fb_err catch_up_state(fb_task *task)
+{
+    if (!task->state_behind)
+        return FB_OK;
+    return publish_state(task, "waiting", task->ended_at, 1, -1, NULL);
+}
+
+/*
+ * Publishes the recorded outputs (none if result is "failed"), then the
+ * state "waiting" with the activation's result, and forgets the outputs so
+ * that the next activation publishes only what it sets. While coalescing,
+ * an activation that ended "done" with further events already queued
+ * publishes no state: the next activation follows at once, and its
+ * heartbeat or the queue running dry (fb_task_next) publishes the counters.
  */
 static enum fb_err publish_activation(fb_task *task, const char *result, int exit_code,
                                       const char *error)
@@ -1532,9 +1592,15 @@ static enum fb_err publish_activation(fb_task *task, const char *result, int exi
         task->outputs[i].value = NULL;
     }
     task->result = result;
-    if (err == FB_OK)
-        err = publish_state(task, "waiting", clock__wall(), 1, exit_code, error);
-    return err;
+    task->ended_at = clock__wall();
+    if (err != FB_OK)
+        return err;
+    if (task->coalesce && !task->source && !task->paused && !task->stopped && task->q_len > 0 &&
+        strcmp(result, "done") == 0) {
+        task->state_behind = 1;
+        return FB_OK;
+    }
+    return publish_state(task, "waiting", task->ended_at, 1, exit_code, error);
 }
 
 static enum fb_err end_activation(fb_task *task, const char *result, int exit_code,
@@ -1554,15 +1620,28 @@ static void initial_event(fb_task *task)
     enqueue(task, SIZE_MAX, NULL);
 }
 
-/* Waits up to timeout seconds (>= 0) for a message on either connection. */
+/*
+ * Waits up to timeout seconds (>= 0) for a message on either connection.
+ * With one connection the message is taken and absorbed here: fb_bus_next
+ * sleeps on the bus's condition variable, whereas polling fb_bus_fd would
+ * make the bus write its pipe for every wake-up from then on (a write, a
+ * poll and a read each time the queue ran dry).
+ */
 static void wait_readable(fb_task *task, double timeout)
 {
     struct pollfd pfd[2];
     nfds_t n = 0;
+    fb_msg *msg;
 
+    if (task->events_bus == NULL) {
+        if (fb_bus_next(task->bus, timeout, &msg) == FB_OK) {
+            absorb(task, msg, 0);
+            fb_msg_free(msg);
+        }
+        return;
+    }
     pfd[n++] = (struct pollfd){.fd = fb_bus_fd(task->bus), .events = POLLIN};
-    if (task->events_bus != NULL)
-        pfd[n++] = (struct pollfd){.fd = fb_bus_fd(task->events_bus), .events = POLLIN};
+    pfd[n++] = (struct pollfd){.fd = fb_bus_fd(task->events_bus), .events = POLLIN};
     poll(pfd, n, (int)(timeout * 1000.0 + 0.999));
 }
 
@@ -1603,6 +1682,15 @@ static enum fb_err start_activation(fb_task *task)
     task->result = NULL;
     at = clock__wall();
     task->started_at = at;
+    /*
+     * In a coalesced backlog "running" is the heartbeat: at most one every
+     * STATE_INTERVAL, with the activation number and the counters.
+     */
+    count_activation(task);
+    if (task->coalesce && clock__mono() - task->state_at < STATE_INTERVAL) {
+        task->state_behind = 1;
+        return FB_OK;
+    }
     return publish_state(task, "running", at, 0, -1, NULL);
 }
 
@@ -1621,8 +1709,11 @@ enum fb_err fb_task_next(fb_task *task, double timeout)
         return FB_ERR_INVALID;
     for (;;) {
         err = absorb_queued(task);
-        if (task->stopped)
+        /* The coordinator keeps the last state it saw as the stopped task's record. */
+        if (task->stopped) {
+            catch_up_state(task);
             return FB_ERR_STOPPED;
+        }
         if (err == FB_OK)
             err = reassert(task);
         if (err != FB_OK)
@@ -1630,6 +1721,10 @@ enum fb_err fb_task_next(fb_task *task, double timeout)
         initial_event(task);
         if (!task->paused && task->q_len > 0)
             break;
+        /* Nothing to do (queue dry, or paused): the broker gets the exact counters now. */
+        err = catch_up_state(task);
+        if (err != FB_OK)
+            return err;
         if (deadline >= 0 && clock__mono() >= deadline)
             return FB_ERR_TIMEOUT;
         /* At most a second at a time, so a reconnect is noticed even when nothing comes. */
@@ -1797,6 +1892,9 @@ void fb_task_exit(fb_task *task, int code)
     if (task != NULL && task->events_bus != NULL)
         fb_bus_close(task->events_bus, EXIT_CLOSE_TIMEOUT);
     if (task != NULL) {
+        /* A state held back in a flood goes first, so the task's last word is exact. */
+        if (task->reactive && !task->finished && !task->in_activation)
+            catch_up_state(task);
         /* A reactive task does not wait for acknowledgements per activation. */
         fb_bus_flush(task->bus, EXIT_CLOSE_TIMEOUT);
         fb_bus_close(task->bus, EXIT_CLOSE_TIMEOUT);

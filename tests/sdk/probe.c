@@ -18,6 +18,12 @@
  * PROBE_GATE=1 it prints {"event":"gate"} once its outputs are set, waits for a
  * line on stdin, prints {"event":"finishing"} and only then reports done.
  *
+ * In reactive mode (FLOWBUS_MODE=reactive) it is a pass-through as fast as
+ * the SDK allows: every activation sets each output to the value of input
+ * "echo" (default: the first input) and ends done, or fails with exit 5 and
+ * the error "asked to fail on <value>" when that value equals param
+ * "fail_on". It exits 0 when the run says stop.
+ *
  * Exit codes: 0 done or stopped, 2 open failed, 4 wait timed out, 5
  * connection lost, 6 done/fail not confirmed, 7 value refused, 9 no line for
  * PROBE_GATE, else "exit".
@@ -71,6 +77,39 @@ static void log_to_stderr(void *ctx, enum fb_log_level level, const char *msg)
     fprintf(stderr, "probe: sdk[%d]: %s\n", (int)level, msg);
 }
 
+/* Reactive mode: the pass-through described above; never returns. */
+static void run_reactive(fb_task *task)
+{
+    const char *echo = fb_task_param(task, "echo");
+    const char *fail_on = fb_task_param(task, "fail_on");
+    enum fb_err err;
+    size_t i;
+
+    if (echo == NULL)
+        echo = fb_task_input_name(task, 0);
+    while ((err = fb_task_next(task, -1)) == FB_OK) {
+        const char *value = echo != NULL ? fb_task_input(task, echo) : NULL;
+
+        if (value == NULL)
+            value = "";
+        if (fail_on != NULL && strcmp(value, fail_on) == 0) {
+            err = fb_task_fail(task, 5, "asked to fail on %s", value);
+        } else {
+            for (i = 0; i < fb_task_output_count(task); i++)
+                if (fb_task_set_output(task, fb_task_output_name(task, i), value) != FB_OK)
+                    fb_task_exit(task, 7);
+            err = fb_task_done(task);
+        }
+        if (err != FB_OK) {
+            fprintf(stderr, "probe: ending an activation: %s\n", fb_strerror(err));
+            fb_task_exit(task, 6);
+        }
+    }
+    if (err != FB_ERR_STOPPED)
+        fprintf(stderr, "probe: next: %s\n", fb_strerror(err));
+    fb_task_exit(task, err == FB_ERR_STOPPED ? 0 : 5);
+}
+
 int main(void)
 {
     fb_task_options opts = {log_to_stderr, NULL};
@@ -90,6 +129,8 @@ int main(void)
         return 2;
     }
     t_open = now_ms();
+    if (fb_task_reactive(task))
+        run_reactive(task);
     p = fb_task_param(task, "wait_timeout");
     if (p != NULL)
         wait_timeout = atof(p);

@@ -295,6 +295,46 @@ class ReactiveTest(fbtest.BrokerTestCase):
         self.assertIsNone(self.recorder.wait_for(lambda _: len(self.values("Y")) > 6, 0.5))
         self.stop_and_check(proc, "S")
 
+    def test_flood_coalesces_states_and_ends_exact(self):
+        # A backlog worked through as fast as the SDK allows: past the first
+        # 500 activations the task reports at most a state every 50 ms (and
+        # every failure), then its exact counters once the queue runs dry.
+        n = 2000
+        topic = fbtest.var_topic(RUN, "X")
+        state = fbtest.state_topic(RUN, "R")
+        proc = self.start("probe", "R", inputs=["X"], outputs=["Y"],
+                          params={"fail_on": "e1500"}, extra={"FLOWBUS_QUEUE": "5000"})
+        self.control("pause")
+        last = None
+        for i in range(n):
+            last = self.recorder.client.publish(topic, f"e{i}", qos=1, retain=True)
+        last.wait_for_publish(30)
+        self.control("resume")
+
+        def settled(events):
+            # The newest state of R, found from the end (the list is long).
+            for e in reversed(events):
+                if e.topic == state and e.payload:
+                    s = e.json()
+                    return s if s["activation"] == n and s["state"] == "waiting" else None
+            return None
+
+        final = self.recorder.wait_for(settled, 60)
+        self.assertIsNotNone(final, f"last state: {self.task_states('R')[-1:]}")
+        self.assertEqual((final["result"], final["queued"], final["dropped"]), ("done", 0, 0))
+        self.assertEqual(self.values("Y"), [f"e{i}" for i in range(n) if i != 1500])
+        states = [s for s in self.task_states("R") if s["activation"] > 0]
+        self.assertEqual([s["activation"] for s in states],
+                         sorted(s["activation"] for s in states))
+        # Two states per activation without coalescing; about 500 activations' worth with it.
+        self.assertLess(len(states), n, f"{len(states)} states for {n} activations")
+        self.assertEqual([s["activation"] for s in states[:4]], [1, 1, 2, 2])
+        failed = [s for s in states if s.get("result") == "failed"]
+        self.assertEqual([(s["activation"], s["exit"], s["error"]) for s in failed],
+                         [(1501, 5, "asked to fail on e1500")])
+        self.stop_and_check(proc, "R")
+        self.assertEqual(self.task_states("R")[-1], final)
+
     def test_pause_holds_and_resume_delivers(self):
         proc = self.start("cmd", "PR", inputs=["X"], outputs=["Y"],
                           params={"command": 'echo "Y=$X"'})

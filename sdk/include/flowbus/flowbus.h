@@ -385,7 +385,12 @@ FB_API void fb_task_free(fb_task *task);
  * "queued", "dropped" and, in a pool, "worker". fb_task_next publishes
  * "running"; fb_task_done, fb_task_fail and fb_task_emit publish "waiting"
  * with the result ("started" is when that activation began; "exit" and
- * "error" are set for a failed one).
+ * "error" are set for a failed one). In a flood (more than 250 activations
+ * a second on average, bursts of 500 allowed) fb_task_next and fb_task_done
+ * coalesce them: no "waiting" while further events are queued, "running" at
+ * most every 50 ms, every failure still reported, and "waiting" with the
+ * exact counters once the queue runs dry, the run pauses or stops
+ * (docs/protocol.md, "Floods").
  *
  * Outputs. "First value wins" does not apply: each activation publishes the
  * outputs it set (retained, QoS 1, confirmed before its state), and every
