@@ -3,6 +3,7 @@
  *
  *   fbbench-thru URL N                 (a pass-through process on fb_bus)
  *   fbbench-thru URL N --flow RUN     (the task RELAY of a reactive flowbus run)
+ *   ... --no-direct                    (either, without the reference stream)
  *
  * Without --flow, a pass-through process built on fb_bus (the SDK's client
  * layer, not fb_task) takes every message from an input topic and republishes
@@ -14,6 +15,8 @@
  *
  * The reference, in the same invocation: the same N messages straight from
  * publisher to subscriber over the broker, without the pass-through hop.
+ * --no-direct leaves it out (direct_eps=0), so that the CPU time of every
+ * process over the run (perf stat, /proc) belongs to the pass-through alone.
  *
  * Output: direct_eps=... thru_eps=... lost=... reordered=...
  */
@@ -117,14 +120,19 @@ int main(int argc, char **argv)
     const char *filters[3] = {out, ready, direct};
     fb_bus *bus;
     fb_msg *m = NULL;
-    long n, lost1, re1, lost2, re2;
-    double direct_eps, thru_eps;
+    long n, lost1 = 0, re1 = 0, lost2, re2;
+    double direct_eps = 0, thru_eps;
+    int with_direct = 1;
     pid_t child;
 
     if (argc == 6 && strcmp(argv[1], "--pass") == 0)
         return pass(argv[2], argv[3], argv[4], argv[5]);
+    if (argc > 3 && strcmp(argv[argc - 1], "--no-direct") == 0) {
+        with_direct = 0;
+        argc--;
+    }
     if (argc != 3 && !(argc == 5 && strcmp(argv[3], "--flow") == 0)) {
-        fprintf(stderr, "usage: fbbench-thru URL N [--flow RUN]\n");
+        fprintf(stderr, "usage: fbbench-thru URL N [--flow RUN] [--no-direct]\n");
         return 2;
     }
     n = atol(argv[2]);
@@ -146,7 +154,8 @@ int main(int argc, char **argv)
             return 1;
         }
         fb_msg_free(m);
-        direct_eps = stream(bus, direct, direct, n, &lost1, &re1);
+        if (with_direct)
+            direct_eps = stream(bus, direct, direct, n, &lost1, &re1);
         thru_eps = stream(bus, in, out, n, &lost2, &re2);
         goto report;
     }
@@ -166,7 +175,8 @@ int main(int argc, char **argv)
         return 1;
     }
     fb_msg_free(m);
-    direct_eps = stream(bus, direct, direct, n, &lost1, &re1);
+    if (with_direct)
+        direct_eps = stream(bus, direct, direct, n, &lost1, &re1);
     thru_eps = stream(bus, in, out, n, &lost2, &re2);
     kill(child, SIGKILL);
     waitpid(child, NULL, 0);
