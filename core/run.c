@@ -123,6 +123,7 @@ struct run {
     int final_synced;
     double final_sync_at;
     int fatal; /* an exit code forced by an infrastructure failure */
+    int follow_vars; /* subscribed to the variables (not a reactive flow without --json) */
     unsigned reconnects; /* fb_bus_reconnects() when last looked at */
     /* The launch window (launch_more): processes started but not yet heard from. */
     size_t next_launch; /* index into order of the next process to start */
@@ -1098,9 +1099,10 @@ static int setup_signals(struct run *r)
 static int connect_bus(struct run *r, const char *url, const char *user, const char *pass)
 {
     fb_bus_options bo = {0};
-    char will_topic[128], client_id[96], err[256], filter[128];
+    char will_topic[128], client_id[96], err[256], filter[5][128];
     char will[256];
-    const char *filters[1] = {filter};
+    const char *filters[5] = {filter[0], filter[1], filter[2], filter[3], filter[4]};
+    size_t n_filters;
     enum fb_err e;
 
     topic(r, will_topic, sizeof will_topic, "state", NULL, NULL);
@@ -1145,13 +1147,70 @@ static int connect_bus(struct run *r, const char *url, const char *user, const c
             return 0;
         }
     }
-    snprintf(filter, sizeof filter, "%s/#", r->root);
-    e = fb_bus_subscribe(r->bus, filters, 1, 5.0);
+    /*
+     * A one-shot run follows every variable: which are set decides which
+     * tasks can still run. A reactive flow has no dead variables, and
+     * following them would make the coordinator receive every event of every
+     * task (half the CPU of a pass-through flow, docs/performance.md); it
+     * reads their last values once, when it stops (collect_vars). --json
+     * prints variable events, so it follows them.
+     */
+    r->follow_vars = !r->reactive || r->o->json;
+    if (r->follow_vars) {
+        snprintf(filter[0], sizeof filter[0], "%s/#", r->root);
+        n_filters = 1;
+    } else {
+        snprintf(filter[0], sizeof filter[0], "%s/tasks/#", r->root);
+        snprintf(filter[1], sizeof filter[1], "%s/control", r->root);
+        snprintf(filter[2], sizeof filter[2], "%s/sync/#", r->root);
+        snprintf(filter[3], sizeof filter[3], "%s/state", r->root);
+        snprintf(filter[4], sizeof filter[4], "%s/workflow", r->root);
+        n_filters = 5;
+    }
+    e = fb_bus_subscribe(r->bus, filters, n_filters, 5.0);
     if (e != FB_OK) {
-        log_printf(FB_LOG_ERROR, "cannot subscribe to %s: %s", filter, fb_strerror(e));
+        log_printf(FB_LOG_ERROR, "cannot subscribe to %s: %s", filter[0], fb_strerror(e));
         return 0;
     }
     return 1;
+}
+
+/*
+ * A reactive flow that did not follow its variables learns their last values
+ * here, so that they can be published again with the run's expiry: the
+ * retained values come with the subscription, before the sync token
+ * published after it (one connection keeps its order).
+ */
+static void collect_vars(struct run *r)
+{
+    char filter[160], token[160];
+    const char *filters[1] = {filter};
+    double deadline = clock__mono() + SYNC_WAIT;
+    int synced = 0;
+
+    if (r->follow_vars)
+        return;
+    snprintf(filter, sizeof filter, "%s/vars/#", r->root);
+    snprintf(token, sizeof token, "%s/sync/vars", r->root);
+    if (fb_bus_subscribe(r->bus, filters, 1, SYNC_WAIT) != FB_OK ||
+        fb_bus_publish(r->bus, token, "", 0, 1, 0, 0) != FB_OK)
+        goto out;
+    while (!synced && clock__mono() < deadline) {
+        fb_msg *m = NULL;
+        size_t idx = 0;
+        const char *text = NULL;
+        if (fb_bus_next(r->bus, deadline - clock__mono(), &m) != FB_OK)
+            break;
+        if (strcmp(m->topic, token) == 0)
+            synced = 1;
+        else
+            (void)tracker__on_message(r->tr, m->topic, m->payload, m->len, &idx, &text);
+        fb_msg_free(m);
+    }
+out:
+    if (!synced)
+        log_printf(FB_LOG_WARN, "could not read the flow's variables back; they keep the expiry "
+                                "their tasks gave them");
 }
 
 /*
@@ -1861,8 +1920,10 @@ int run__main(const struct run_options *o)
            : r.reactive                      ? tracker__exit_code(r.tr)
            : r.interrupted > 0               ? EXIT_INTERRUPTED
                                              : tracker__exit_code(r.tr);
-    if (!r.broker && o->expiry > 0)
+    if (!r.broker && o->expiry > 0) {
+        collect_vars(&r);
         publish_expiring(&r, (unsigned)o->expiry);
+    }
     publish_run_state_expiring(&r, run_state_name(&r, code), code,
                                !r.broker && o->expiry > 0 ? (unsigned)o->expiry : 0);
     if (fb_bus_flush(r.bus, 2.0) != FB_OK && !r.fatal)

@@ -187,7 +187,37 @@ class TestReactive(ReactiveTestCase):
                                                                           run_id)))
 
 
-class TestExpiry(fbtest.BrokerTestCase):
+class TestExpiry(ReactiveTestCase):
+    def test_a_stopped_flows_variables_get_the_runs_expiry(self):
+        # The coordinator of a reactive flow does not follow its variables while it runs;
+        # it reads their last values back when it stops and publishes them with the expiry.
+        run_id = rid("rexpiry")
+        with fbrun.TempDir() as cwd:
+            proc = self.up("reactive-echo.yaml", run_id, cwd, "--expiry", "4")
+            self.wait_ready(run_id, "ECHO", "SINK")
+            self.set(run_id, "X", "1")  # retained for ever, as a user would set it
+            self.assertEqual(self.wait_values(run_id, "Y", 1), ["got-1"])
+            out, err = self.stop(proc, run_id)
+        self.assertEqual(proc.returncode, 0, out + err)
+
+        def retained_vars():
+            with fbtest.Recorder(self.broker, "flowbus/%s/vars/#" % run_id) as fresh:
+                fresh.publish("flowbus/%s/vars-probe" % run_id, b"x")
+                fresh.wait_for(lambda ev: any(e.topic.endswith("vars-probe") for e in ev))
+                return {e.topic.rsplit("/", 1)[1]: e for e in fresh.events if e.retained}
+
+        now = retained_vars()
+        self.assertEqual(sorted(now), ["X", "Y"])
+        self.assertEqual(now["Y"].payload, b"got-1")
+        for name, e in now.items():
+            self.assertTrue(e.expiring, "%s kept no expiry" % name)
+            self.assertLessEqual(e.properties.MessageExpiryInterval, 4)
+        deadline = time.monotonic() + 15
+        while now and time.monotonic() < deadline:
+            time.sleep(0.5)  # polling the broker: expiry raises no event
+            now = retained_vars()
+        self.assertEqual(now, {})
+
     def test_a_finished_runs_retained_state_expires(self):
         run_id = rid("expiry")
         with fbrun.TempDir() as cwd:
