@@ -9,9 +9,10 @@
  * bus mutex is held: Paho calls us back with its own mutex held, so taking the
  * two in the other order could deadlock.
  *
- * Paho has no TCP_NODELAY option, so after each CONNACK the socket whose peer
- * is the broker is found among the process's descriptors and the option is
- * set there (see set_nodelay).
+ * Paho has no TCP_NODELAY option. The SDK's connect (paho_wake.c) sets it on
+ * Paho's sockets before CONNECT; where that is off, after each CONNACK the
+ * socket whose peer is the broker is found among the process's descriptors
+ * and the option is set there (see set_nodelay).
  *
  * Reconnection (opts->reconnect_max_s != 0) is done here rather than with
  * Paho's automaticReconnect, whose retry interval has a granularity of whole
@@ -830,6 +831,11 @@ static void set_nodelay(fb_bus *bus)
     int found = 0;
     int fd;
 
+    /* Set already, before CONNECT, by the SDK's connect (paho_wake.c). */
+    if (paho_wake__connects() > 0) {
+        found = 1;
+        goto out;
+    }
     memset(&hints, 0, sizeof hints);
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV;
