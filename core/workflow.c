@@ -1,16 +1,18 @@
 /*
  * workflow.c - loads a workflow file into struct workflow and checks it.
  *
- * The file is parsed with libyaml's document loader, then walked once to build
- * the model while every key, type and name is checked; the graph module then
- * checks what needs the whole picture (inputs nobody sets, cycles, outputs
- * nobody reads). Every problem becomes a diagnostic with its line and column,
- * and the walk goes on after an error so that one run reports them all.
+ * The file is parsed with libyaml's event parser into a compact document of
+ * our own (see "the document" below), then walked once to build the model
+ * while every key, type and name is checked; the graph module then checks
+ * what needs the whole picture (inputs nobody sets, cycles, outputs nobody
+ * reads). Every problem becomes a diagnostic with its line and column, and
+ * the walk goes on after an error so that one run reports them all.
  *
- * libyaml keeps an alias as a second reference to the anchored node, so a
- * small file can describe an exponentially large tree (the "billion laughs"
- * bomb) or even a loop. Every node the walk touches is therefore counted
- * against a budget, and the one recursive walk (params) has a depth cap.
+ * An alias is kept as a second reference to the anchored node, as libyaml's
+ * own loader does, so a small file can describe an exponentially large tree
+ * (the "billion laughs" bomb) or even a loop. Every node the walk touches is
+ * therefore counted against a budget, and the one recursive walk (params) has
+ * a depth cap.
  */
 #include "workflow.h"
 #include "graph.h"
@@ -24,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <yaml.h>
 
 /*
@@ -39,9 +42,39 @@
 /* Longest timeout accepted: about 31 years, far below any overflow downstream. */
 #define MAX_TIMEOUT 1e9
 
+/*
+ * A node of the document. libyaml's own tree (yaml_parser_load) costs ~150
+ * bytes a node in separate allocations (the node, its tag, its value, a
+ * 16-entry child stack per collection): ~2 MB for a 1,000-task workflow, the
+ * largest thing the coordinator held while loading. Here a node is 24 bytes
+ * in one array, scalar values sit end to end in one text buffer, and the
+ * children of every collection are one run in one array of node ids.
+ */
+struct ynode {
+    unsigned char type;  /* YAML_SCALAR_NODE, YAML_SEQUENCE_NODE or YAML_MAPPING_NODE */
+    unsigned char style; /* scalars: the yaml_scalar_style_t it was written in */
+    unsigned char exact; /* scalars: on one line, exactly as wide as its value and quotes */
+    struct wf_pos pos;   /* where it starts */
+    uint32_t len;        /* scalars: bytes of the value; collections: children (2 per pair) */
+    union {
+        size_t at;            /* while composing: offset in text or kids */
+        const char *value;    /* scalars, once composed: NUL-terminated */
+        const uint32_t *kids; /* collections, once composed: key, value, key, value... */
+    } u;
+};
+
+struct ydoc {
+    struct ynode *nodes; /* nodes[0] is the root */
+    size_t n, cap;
+    char *text;
+    size_t text_len, text_cap;
+    uint32_t *kids;
+    size_t n_kids, cap_kids;
+};
+
 struct loader {
     const char *file;
-    yaml_document_t *doc;
+    struct ydoc *doc;
     const struct wf_load_options *opts;
     struct wf_diags *diags;
     struct workflow *wf;
@@ -49,14 +82,15 @@ struct loader {
     size_t budget;
     int over_budget;
     size_t cap_tasks;
+    size_t indexed; /* tasks in wf->task_index */
     size_t cap_vars;
     json_t *var_index; /* env variable name -> index in wf->vars */
 };
 
 /* A key of a fixed-schema mapping, once read. */
 struct field {
-    yaml_node_t *key;
-    yaml_node_t *value;
+    struct ynode *key;
+    struct ynode *value;
 };
 
 static const char *const TOP_KEYS[] = {"workflow"};
@@ -344,10 +378,9 @@ static const char *suggest(const char *word, const char *const *candidates, size
 
 /* ---------------------------------------------------------------- nodes */
 
-static struct wf_pos pos_of(const yaml_node_t *n)
+static struct wf_pos pos_of(const struct ynode *n)
 {
-    struct wf_pos p = {(int)n->start_mark.line + 1, (int)n->start_mark.column + 1};
-    return p;
+    return n->pos;
 }
 
 static struct wf_pos mark_pos(yaml_mark_t m)
@@ -356,17 +389,23 @@ static struct wf_pos mark_pos(yaml_mark_t m)
     return p;
 }
 
+/* The node with this id, or NULL; not counted against the budget. */
+static struct ynode *node_at(const struct ydoc *doc, uint32_t id)
+{
+    return id < doc->n ? &doc->nodes[id] : NULL;
+}
+
 /*
  * Returns the node with this id, counting it against the budget; NULL once the
  * budget is spent (reported once), so that every walk stops.
  */
-static yaml_node_t *visit(struct loader *L, int id)
+static struct ynode *visit(struct loader *L, uint32_t id)
 {
-    yaml_node_t *n;
+    struct ynode *n;
 
     if (L->over_budget)
         return NULL;
-    n = yaml_document_get_node(L->doc, id);
+    n = node_at(L->doc, id);
     if (!n)
         return NULL;
     if (++L->visited > L->budget) {
@@ -380,17 +419,17 @@ static yaml_node_t *visit(struct loader *L, int id)
     return n;
 }
 
-static const char *scalar(const yaml_node_t *n)
+static const char *scalar(const struct ynode *n)
 {
-    return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+    return n && n->type == YAML_SCALAR_NODE ? n->u.value : NULL;
 }
 
-static int is_plain(const yaml_node_t *n)
+static int is_plain(const struct ynode *n)
 {
-    return n->type == YAML_SCALAR_NODE && n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+    return n->type == YAML_SCALAR_NODE && n->style == YAML_PLAIN_SCALAR_STYLE;
 }
 
-static int is_null(const yaml_node_t *n)
+static int is_null(const struct ynode *n)
 {
     const char *s = scalar(n);
 
@@ -400,11 +439,11 @@ static int is_null(const yaml_node_t *n)
 }
 
 /* A scalar that is usable as text: not null, no NUL byte inside. */
-static const char *text(const yaml_node_t *n)
+static const char *text(const struct ynode *n)
 {
     const char *s = scalar(n);
 
-    if (!s || is_null(n) || strlen(s) != n->data.scalar.length)
+    if (!s || is_null(n) || strlen(s) != n->len)
         return NULL;
     return s;
 }
@@ -429,7 +468,7 @@ static const char *clip(const char *s, size_t max, char *buf)
 }
 
 /* Describes a node for "got ..." in messages. */
-static const char *describe(const yaml_node_t *n, char *buf, size_t size)
+static const char *describe(const struct ynode *n, char *buf, size_t size)
 {
     const char *s = scalar(n);
     char clipped[41];
@@ -447,7 +486,7 @@ static const char *describe(const yaml_node_t *n, char *buf, size_t size)
     return buf;
 }
 
-static int parse_bool(const yaml_node_t *n, int *out)
+static int parse_bool(const struct ynode *n, int *out)
 {
     static const char *const yes[] = {"true", "True", "TRUE"};
     static const char *const no[] = {"false", "False", "FALSE"};
@@ -468,7 +507,7 @@ static int parse_bool(const yaml_node_t *n, int *out)
     return 0;
 }
 
-static int parse_number(const yaml_node_t *n, double *out)
+static int parse_number(const struct ynode *n, double *out)
 {
     const char *s = text(n);
     char *end;
@@ -484,7 +523,7 @@ static int parse_number(const yaml_node_t *n, double *out)
     return 1;
 }
 
-static int parse_int(const yaml_node_t *n, long *out)
+static int parse_int(const struct ynode *n, long *out)
 {
     const char *s = text(n);
     char *end;
@@ -504,13 +543,13 @@ static int parse_int(const yaml_node_t *n, long *out)
  * The position of byte off inside a scalar, when it can be known exactly: a
  * one-line ASCII scalar without escapes. Otherwise the scalar's own position.
  */
-static struct wf_pos pos_in_scalar(const yaml_node_t *n, size_t off)
+static struct wf_pos pos_in_scalar(const struct ynode *n, size_t off)
 {
     struct wf_pos p = pos_of(n);
-    size_t len = n->data.scalar.length;
+    size_t len = n->len;
     size_t quote;
 
-    switch (n->data.scalar.style) {
+    switch (n->style) {
     case YAML_PLAIN_SCALAR_STYLE:
         quote = 0;
         break;
@@ -522,10 +561,9 @@ static struct wf_pos pos_in_scalar(const yaml_node_t *n, size_t off)
         return p;
     }
     for (size_t i = 0; i < len; i++)
-        if (n->data.scalar.value[i] >= 0x80)
+        if ((unsigned char)n->u.value[i] >= 0x80)
             return p;
-    if (n->start_mark.line != n->end_mark.line ||
-        n->end_mark.index - n->start_mark.index != len + 2 * quote)
+    if (!n->exact)
         return p;
     p.col += (int)(quote + off);
     return p;
@@ -538,14 +576,13 @@ static struct wf_pos pos_in_scalar(const yaml_node_t *n, size_t off)
  * Reports keys that are not scalars, unknown keys (with a did-you-mean) and
  * duplicates; where names the mapping in messages ("task 'DF'").
  */
-static void read_fields(struct loader *L, yaml_node_t *map, const char *const *keys, size_t n_keys,
+static void read_fields(struct loader *L, struct ynode *map, const char *const *keys, size_t n_keys,
                         const char *where, struct field *fields)
 {
     memset(fields, 0, n_keys * sizeof *fields);
-    for (yaml_node_pair_t *pair = map->data.mapping.pairs.start; pair < map->data.mapping.pairs.top;
-         pair++) {
-        yaml_node_t *key = visit(L, pair->key);
-        yaml_node_t *value = visit(L, pair->value);
+    for (size_t pair = 0; pair + 1 < map->len; pair += 2) {
+        struct ynode *key = visit(L, map->u.kids[pair]);
+        struct ynode *value = visit(L, map->u.kids[pair + 1]);
         const char *name = text(key);
         size_t k;
         char buf[64], clipped[NAME_CLIP + 1];
@@ -643,7 +680,7 @@ static void list_free(struct wf_list *l)
  * messages ("'inputs' of task 'DF'"). Names listed twice are reported, except
  * that quiet_dups merges them silently (depends_on written in both places).
  */
-static void read_names(struct loader *L, yaml_node_t *n, enum name_kind kind, const char *what,
+static void read_names(struct loader *L, struct ynode *n, enum name_kind kind, const char *what,
                        int quiet_dups, struct wf_list *out)
 {
     static const char *const nouns[] = {"variable names", "task names", "permission names"};
@@ -658,13 +695,12 @@ static void read_names(struct loader *L, yaml_node_t *n, enum name_kind kind, co
         goto out;
     }
     /* Long lists (a join of thousands of tasks) check duplicates by hash. */
-    if (n->data.sequence.items.top - n->data.sequence.items.start > 32 || out->n > 32)
+    if (n->len > 32 || out->n > 32)
         seen = json_object();
     for (size_t i = 0; seen && i < out->n; i++)
         json_object_set_new_nocheck(seen, out->items[i].name, json_true());
-    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
-         it++) {
-        yaml_node_t *item = visit(L, *it);
+    for (size_t i = 0; i < n->len; i++) {
+        struct ynode *item = visit(L, n->u.kids[i]);
         const char *name = text(item);
         int dup;
 
@@ -701,10 +737,10 @@ out:
 /* ---------------------------------------------------------------- params */
 
 /* Resolves a plain scalar the way YAML's core schema does, into JSON. */
-static json_t *plain_to_json(const yaml_node_t *n)
+static json_t *plain_to_json(const struct ynode *n)
 {
-    const char *s = (const char *)n->data.scalar.value;
-    size_t len = n->data.scalar.length;
+    const char *s = n->u.value;
+    size_t len = n->len;
     const char *p = s;
     char *end;
 
@@ -763,7 +799,7 @@ static json_t *plain_to_json(const yaml_node_t *n)
  * Converts a params node to JSON. Returns NULL after reporting an error (the
  * error is reported once; callers just unwind).
  */
-static json_t *node_to_json(struct loader *L, yaml_node_t *n, int depth, const char *where)
+static json_t *node_to_json(struct loader *L, struct ynode *n, int depth, const char *where)
 {
     json_t *out = NULL;
     char buf[64], clipped[NAME_CLIP + 1];
@@ -776,12 +812,11 @@ static json_t *node_to_json(struct loader *L, yaml_node_t *n, int depth, const c
     case YAML_SCALAR_NODE:
         if (is_plain(n))
             return plain_to_json(n);
-        return json_stringn((const char *)n->data.scalar.value, n->data.scalar.length);
+        return json_stringn(n->u.value, n->len);
     case YAML_SEQUENCE_NODE:
         out = json_array();
-        for (yaml_node_item_t *it = n->data.sequence.items.start;
-             out && it < n->data.sequence.items.top; it++) {
-            yaml_node_t *item = visit(L, *it);
+        for (size_t i = 0; out && i < n->len; i++) {
+            struct ynode *item = visit(L, n->u.kids[i]);
             json_t *v = item ? node_to_json(L, item, depth + 1, where) : NULL;
             if (!v || json_array_append_new(out, v)) {
                 json_decref(out);
@@ -791,10 +826,9 @@ static json_t *node_to_json(struct loader *L, yaml_node_t *n, int depth, const c
         return out;
     case YAML_MAPPING_NODE:
         out = json_object();
-        for (yaml_node_pair_t *pair = n->data.mapping.pairs.start;
-             out && pair < n->data.mapping.pairs.top; pair++) {
-            yaml_node_t *key = visit(L, pair->key);
-            yaml_node_t *value = key ? visit(L, pair->value) : NULL;
+        for (size_t i = 0; out && i + 1 < n->len; i += 2) {
+            struct ynode *key = visit(L, n->u.kids[i]);
+            struct ynode *value = key ? visit(L, n->u.kids[i + 1]) : NULL;
             json_t *v;
             if (!value)
                 goto fail;
@@ -803,15 +837,13 @@ static json_t *node_to_json(struct loader *L, yaml_node_t *n, int depth, const c
                          describe(key, buf, sizeof buf));
                 goto fail;
             }
-            if (json_object_getn(out, (const char *)key->data.scalar.value,
-                                 key->data.scalar.length)) {
+            if (json_object_getn(out, key->u.value, key->len)) {
                 error_at(L, pos_of(key), "duplicate key '%s' in %s",
                          clip(scalar(key), NAME_CLIP, clipped), where);
                 goto fail;
             }
             v = node_to_json(L, value, depth + 1, where);
-            if (!v || json_object_setn_new_nocheck(out, (const char *)key->data.scalar.value,
-                                                   key->data.scalar.length, v))
+            if (!v || json_object_setn_new_nocheck(out, key->u.value, key->len, v))
                 goto fail;
         }
         return out;
@@ -829,7 +861,7 @@ fail:
  * Substitutes {{ENV:X}} in s (the text of node n, env variable var).
  * Returns the malloc'd result, or NULL after reporting an error.
  */
-static char *substitute_env(struct loader *L, const yaml_node_t *n, const char *s, const char *var)
+static char *substitute_env(struct loader *L, const struct ynode *n, const char *s, const char *var)
 {
     static const char opener[] = "{{ENV:";
     const struct wf_load_options *o = L->opts;
@@ -945,11 +977,11 @@ static struct wf_var *var_append(struct loader *L, const char *name)
     return v;
 }
 
-static void read_seconds(struct loader *L, yaml_node_t *n, const char *key, const char *tname,
+static void read_seconds(struct loader *L, struct ynode *n, const char *key, const char *tname,
                          double *out);
 
 /* The workflow's `auth:` mapping: where tasks get their permissions (Attica). */
-static void read_auth(struct loader *L, yaml_node_t *n)
+static void read_auth(struct loader *L, struct ynode *n)
 {
     struct workflow *wf = L->wf;
     struct field f[AK_COUNT];
@@ -981,7 +1013,7 @@ static void read_auth(struct loader *L, yaml_node_t *n)
     read_seconds(L, f[AK_CACHE_TTL].value, "cache_ttl", "auth", &wf->auth.cache_ttl);
 }
 
-static void read_env(struct loader *L, yaml_node_t *env)
+static void read_env(struct loader *L, struct ynode *env)
 {
     char buf[64], clipped[NAME_CLIP + 1];
 
@@ -992,11 +1024,10 @@ static void read_env(struct loader *L, yaml_node_t *env)
                  describe(env, buf, sizeof buf));
         return;
     }
-    for (yaml_node_pair_t *pair = env->data.mapping.pairs.start; pair < env->data.mapping.pairs.top;
-         pair++) {
-        yaml_node_t *key = visit(L, pair->key);
-        yaml_node_t *value = key ? visit(L, pair->value) : NULL;
-        yaml_node_t *value_node;
+    for (size_t i = 0; i + 1 < env->len; i += 2) {
+        struct ynode *key = visit(L, env->u.kids[i]);
+        struct ynode *value = key ? visit(L, env->u.kids[i + 1]) : NULL;
+        struct ynode *value_node;
         const char *name = text(key), *raw;
         char *resolved;
         int secret = 0;
@@ -1021,10 +1052,10 @@ static void read_env(struct loader *L, yaml_node_t *env)
         if (value->type == YAML_MAPPING_NODE) {
             struct field f[COUNT(SECRET_VAR_KEYS)];
             char where[96];
-            yaml_node_t *first_key = NULL;
+            struct ynode *first_key = NULL;
 
-            if (value->data.mapping.pairs.top > value->data.mapping.pairs.start)
-                first_key = visit(L, value->data.mapping.pairs.start->key);
+            if (value->len > 0)
+                first_key = visit(L, value->u.kids[0]);
             if (first_key && first_key->type == YAML_MAPPING_NODE) {
                 /* `X: {{ENV:Y}}` unquoted is a YAML flow mapping, not text. */
                 error_at(L, pos_of(value),
@@ -1125,7 +1156,7 @@ static void task_free(struct wf_task *t)
 }
 
 /* Reads an optional duration in seconds (fractions allowed) into *out. */
-static void read_seconds(struct loader *L, yaml_node_t *n, const char *key, const char *tname,
+static void read_seconds(struct loader *L, struct ynode *n, const char *key, const char *tname,
                          double *out)
 {
     char buf[64];
@@ -1140,7 +1171,7 @@ static void read_seconds(struct loader *L, yaml_node_t *n, const char *key, cons
         *out = d;
 }
 
-static void read_execution(struct loader *L, yaml_node_t *n, struct wf_task *t, const char *tname)
+static void read_execution(struct loader *L, struct ynode *n, struct wf_task *t, const char *tname)
 {
     struct field f[EK_COUNT];
     char where[128], what[160], buf[64];
@@ -1215,7 +1246,8 @@ static void read_execution(struct loader *L, yaml_node_t *n, struct wf_task *t, 
     }
 }
 
-static void read_permissions(struct loader *L, yaml_node_t *n, struct wf_task *t, const char *tname)
+static void read_permissions(struct loader *L, struct ynode *n, struct wf_task *t,
+                             const char *tname)
 {
     struct field f[COUNT(PERMISSION_KEYS)];
     char where[128], what[160], buf[64];
@@ -1234,14 +1266,13 @@ static void read_permissions(struct loader *L, yaml_node_t *n, struct wf_task *t
 }
 
 /* The task's name, if it has a usable one, for messages before it is read. */
-static const char *peek_name(struct loader *L, yaml_node_t *map)
+static const char *peek_name(struct loader *L, struct ynode *map)
 {
-    for (yaml_node_pair_t *pair = map->data.mapping.pairs.start; pair < map->data.mapping.pairs.top;
-         pair++) {
-        yaml_node_t *key = visit(L, pair->key);
+    for (size_t i = 0; i + 1 < map->len; i += 2) {
+        struct ynode *key = visit(L, map->u.kids[i]);
         const char *k = text(key);
         if (k && !strcmp(k, "name")) {
-            const char *v = text(visit(L, pair->value));
+            const char *v = text(visit(L, map->u.kids[i + 1]));
             return v && *v && strlen(v) <= 64 ? v : NULL;
         }
     }
@@ -1249,7 +1280,7 @@ static const char *peek_name(struct loader *L, yaml_node_t *map)
 }
 
 /* Reads one entry of tasks: into t; number is its 1-based place, for messages. */
-static void read_task(struct loader *L, yaml_node_t *n, size_t number, struct wf_task *t)
+static void read_task(struct loader *L, struct ynode *n, size_t number, struct wf_task *t)
 {
     struct field f[TK_COUNT];
     char tname[80], where[100], what[160], buf[64], clipped[NAME_CLIP + 1];
@@ -1330,25 +1361,68 @@ static void read_task(struct loader *L, yaml_node_t *n, size_t number, struct wf
                  describe(f[TK_REQUIRES_AUTH].value, buf, sizeof buf), tname);
 }
 
+/*
+ * The task name index is an open-addressing hash table of task indices + 1 (0
+ * is a free slot), at most half full: 8 bytes a task where a JSON object
+ * spent ~100 in three allocations. Returns the slot of name: where its task
+ * is, or the free slot where it would go.
+ */
+static size_t index_slot(const uint32_t *slots, size_t n_slots, const struct wf_task *tasks,
+                         const char *name)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    size_t i;
+
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    for (i = h & (n_slots - 1); slots[i]; i = (i + 1) & (n_slots - 1))
+        if (strcmp(tasks[slots[i] - 1].name, name) == 0)
+            break;
+    return i;
+}
+
+/* Doubles the task name index (or creates it); 0 when out of memory. */
+static int index_grow(struct workflow *wf)
+{
+    size_t n = wf->index_slots ? wf->index_slots * 2 : 16;
+    uint32_t *slots = calloc(n, sizeof *slots);
+
+    if (!slots)
+        return 0;
+    for (size_t i = 0; i < wf->index_slots; i++)
+        if (wf->task_index[i])
+            slots[index_slot(slots, n, wf->tasks, wf->tasks[wf->task_index[i] - 1].name)] =
+                wf->task_index[i];
+    free(wf->task_index);
+    wf->task_index = slots;
+    wf->index_slots = n;
+    return 1;
+}
+
 /* Adds the task to the name index, reporting a duplicate name. */
 static void index_task(struct loader *L, size_t i)
 {
     struct workflow *wf = L->wf;
     const struct wf_task *t = &wf->tasks[i];
-    json_t *first;
+    size_t slot;
 
     if (!*t->name)
         return;
-    first = json_object_get(wf->task_index, t->name);
-    if (first) {
-        error_at(L, t->name_pos, "duplicate task name '%s' (first defined at line %d)", t->name,
-                 wf->tasks[json_integer_value(first)].name_pos.line);
+    if (2 * (L->indexed + 1) > wf->index_slots && !index_grow(wf)) {
+        error_at(L, t->name_pos, "out of memory");
         return;
     }
-    json_object_set_new_nocheck(wf->task_index, t->name, json_integer((json_int_t)i));
+    slot = index_slot(wf->task_index, wf->index_slots, wf->tasks, t->name);
+    if (wf->task_index[slot]) {
+        error_at(L, t->name_pos, "duplicate task name '%s' (first defined at line %d)", t->name,
+                 wf->tasks[wf->task_index[slot] - 1].name_pos.line);
+        return;
+    }
+    wf->task_index[slot] = (uint32_t)i + 1;
+    L->indexed++;
 }
 
-static void read_tasks(struct loader *L, yaml_node_t *tasks)
+static void read_tasks(struct loader *L, struct ynode *tasks)
 {
     struct workflow *wf = L->wf;
     size_t number = 0;
@@ -1359,13 +1433,12 @@ static void read_tasks(struct loader *L, yaml_node_t *tasks)
                  describe(tasks, buf, sizeof buf));
         return;
     }
-    if (tasks->data.sequence.items.top == tasks->data.sequence.items.start) {
+    if (tasks->len == 0) {
         error_at(L, pos_of(tasks), "'tasks' is empty: a workflow needs at least one task");
         return;
     }
-    for (yaml_node_item_t *it = tasks->data.sequence.items.start;
-         it < tasks->data.sequence.items.top; it++) {
-        yaml_node_t *n = visit(L, *it);
+    for (size_t i = 0; i < tasks->len; i++) {
+        struct ynode *n = visit(L, tasks->u.kids[i]);
         struct wf_task *t;
 
         number++;
@@ -1394,6 +1467,14 @@ static void read_tasks(struct loader *L, yaml_node_t *tasks)
             return;
         }
         index_task(L, wf->n_tasks - 1);
+    }
+    /* The doubling left up to half of the array unused; give it back. */
+    if (wf->n_tasks < L->cap_tasks) {
+        struct wf_task *fit = realloc(wf->tasks, wf->n_tasks * sizeof *fit);
+        if (fit) {
+            wf->tasks = fit;
+            L->cap_tasks = wf->n_tasks;
+        }
     }
 }
 
@@ -1562,7 +1643,7 @@ static long single_quoted_input(const char *cmd, const struct wf_list *inputs, s
     return -1;
 }
 
-static void check_cmd(struct loader *L, const struct wf_task *t, yaml_node_t *params_node)
+static void check_cmd(struct loader *L, const struct wf_task *t, struct ynode *params_node)
 {
     json_t *command = json_object_get(t->params, "command");
     json_t *argv = json_object_get(t->params, "argv");
@@ -1605,19 +1686,18 @@ static void check_cmd(struct loader *L, const struct wf_task *t, yaml_node_t *pa
 }
 
 /* The node of a task's params, for positions in cmd checks. */
-static yaml_node_t *params_node_of(struct loader *L, yaml_node_t *task)
+static struct ynode *params_node_of(struct loader *L, struct ynode *task)
 {
-    for (yaml_node_pair_t *pair = task->data.mapping.pairs.start;
-         pair < task->data.mapping.pairs.top; pair++) {
-        const char *k = text(yaml_document_get_node(L->doc, pair->key));
+    for (size_t i = 0; i + 1 < task->len; i += 2) {
+        const char *k = text(node_at(L->doc, task->u.kids[i]));
         if (k && !strcmp(k, "params"))
-            return yaml_document_get_node(L->doc, pair->value);
+            return node_at(L->doc, task->u.kids[i + 1]);
     }
     return NULL;
 }
 
 /* Positions of params.command inside each cmd task, for the warnings. */
-static void check_cmd_tasks(struct loader *L, yaml_node_t *tasks)
+static void check_cmd_tasks(struct loader *L, struct ynode *tasks)
 {
     struct workflow *wf = L->wf;
     size_t ti = 0;
@@ -1626,10 +1706,9 @@ static void check_cmd_tasks(struct loader *L, yaml_node_t *tasks)
         return;
     /* Tasks were appended in list order, skipping entries that were not
      * mappings, so walking the list the same way pairs nodes with tasks. */
-    for (yaml_node_item_t *it = tasks->data.sequence.items.start;
-         it < tasks->data.sequence.items.top && ti < wf->n_tasks; it++) {
-        yaml_node_t *n = yaml_document_get_node(L->doc, *it);
-        yaml_node_t *params, *at = NULL;
+    for (size_t i = 0; i < tasks->len && ti < wf->n_tasks; i++) {
+        struct ynode *n = node_at(L->doc, tasks->u.kids[i]);
+        struct ynode *params, *at = NULL;
         const struct wf_task *t;
 
         if (!n || n->type != YAML_MAPPING_NODE)
@@ -1640,11 +1719,10 @@ static void check_cmd_tasks(struct loader *L, yaml_node_t *tasks)
         params = params_node_of(L, n);
         at = params;
         if (params && params->type == YAML_MAPPING_NODE) {
-            for (yaml_node_pair_t *pair = params->data.mapping.pairs.start;
-                 pair < params->data.mapping.pairs.top; pair++) {
-                const char *k = text(yaml_document_get_node(L->doc, pair->key));
-                if (k && (!strcmp(k, "command") || !strcmp(k, "argv")))
-                    at = yaml_document_get_node(L->doc, pair->value);
+            for (size_t k = 0; k + 1 < params->len; k += 2) {
+                const char *name = text(node_at(L->doc, params->u.kids[k]));
+                if (name && (!strcmp(name, "command") || !strcmp(name, "argv")))
+                    at = node_at(L->doc, params->u.kids[k + 1]);
             }
         }
         check_cmd(L, t, at);
@@ -1732,6 +1810,335 @@ out:
     graph__free(g);
 }
 
+/* ---------------------------------------------------------------- the document */
+
+/*
+ * The document is composed from libyaml's events exactly as yaml_parser_load
+ * composes its own (the same nodes in the same order, an alias as a second
+ * reference to its anchored node, the same errors left in the parser's error
+ * fields, which yaml.h documents as public), only into struct ydoc.
+ */
+
+/* An anchor (&name) of the document being composed, for its aliases (*name). */
+struct anchor {
+    uint32_t node;
+    yaml_mark_t mark;
+};
+
+/* A collection still open: its node, and where its children start in pending. */
+struct open_node {
+    uint32_t node;
+    size_t first;
+};
+
+struct composer {
+    yaml_parser_t *parser;
+    struct ydoc *doc;
+    struct open_node *open;
+    size_t n_open, cap_open;
+    uint32_t *pending; /* children of the open collections, innermost last */
+    size_t n_pending, cap_pending;
+    json_t *anchor_index; /* anchor name -> index in anchors */
+    struct anchor *anchors;
+    size_t n_anchors, cap_anchors;
+};
+
+/*
+ * Room for need (> 0) items of size bytes in items (capacity *cap, doubled as
+ * needed). Returns the array, moved or not, or NULL (items untouched) when
+ * out of memory.
+ */
+static void *grow(void *items, size_t *cap, size_t need, size_t size)
+{
+    size_t n = *cap ? *cap : 16;
+    void *bigger;
+
+    if (need <= *cap)
+        return items;
+    while (n < need) {
+        if (n > SIZE_MAX / 2 / size)
+            return NULL;
+        n *= 2;
+    }
+    bigger = realloc(items, n * size);
+    if (bigger)
+        *cap = n;
+    return bigger;
+}
+
+static void ydoc_free(struct ydoc *doc)
+{
+    free(doc->nodes);
+    free(doc->text);
+    free(doc->kids);
+    memset(doc, 0, sizeof *doc);
+}
+
+/* Records an error the way libyaml's loader does; returns 0 for the caller to return. */
+static int compose_error(struct composer *c, enum yaml_error_type_e error, const char *context,
+                         yaml_mark_t context_mark, const char *problem, yaml_mark_t problem_mark)
+{
+    c->parser->error = error;
+    if (context) {
+        c->parser->context = context;
+        c->parser->context_mark = context_mark;
+    }
+    c->parser->problem = problem;
+    c->parser->problem_mark = problem_mark;
+    return 0;
+}
+
+static int out_of_memory(struct composer *c)
+{
+    yaml_mark_t none = {0, 0, 0};
+
+    return compose_error(c, YAML_MEMORY_ERROR, NULL, none, NULL, none);
+}
+
+static int register_anchor(struct composer *c, const char *name, uint32_t node, yaml_mark_t mark)
+{
+    json_t *first = json_object_get(c->anchor_index, name);
+    struct anchor *grown;
+
+    if (first)
+        return compose_error(c, YAML_COMPOSER_ERROR, "found duplicate anchor; first occurrence",
+                             c->anchors[json_integer_value(first)].mark, "second occurrence",
+                             mark);
+    grown = grow(c->anchors, &c->cap_anchors, c->n_anchors + 1, sizeof *c->anchors);
+    if (!grown)
+        return out_of_memory(c);
+    c->anchors = grown;
+    if (json_object_set_new_nocheck(c->anchor_index, name,
+                                    json_integer((json_int_t)c->n_anchors)))
+        return out_of_memory(c);
+    c->anchors[c->n_anchors].node = node;
+    c->anchors[c->n_anchors].mark = mark;
+    c->n_anchors++;
+    return 1;
+}
+
+/* Adds node to the innermost open collection (the root has none). */
+static int add_child(struct composer *c, uint32_t node)
+{
+    uint32_t *grown;
+
+    if (c->n_open == 0)
+        return 1;
+    grown = grow(c->pending, &c->cap_pending, c->n_pending + 1, sizeof *c->pending);
+    if (!grown)
+        return out_of_memory(c);
+    c->pending = grown;
+    c->pending[c->n_pending++] = node;
+    return 1;
+}
+
+/* Appends the node that event e (a scalar or a collection's start) begins; *id is its id. */
+static int add_node(struct composer *c, const yaml_event_t *e, uint32_t *id)
+{
+    struct ydoc *d = c->doc;
+    struct ynode *n, *nodes;
+    const yaml_char_t *anchor;
+
+    if (d->n >= UINT32_MAX - 1)
+        return out_of_memory(c);
+    nodes = grow(d->nodes, &d->cap, d->n + 1, sizeof *d->nodes);
+    if (!nodes)
+        return out_of_memory(c);
+    d->nodes = nodes;
+    n = &d->nodes[d->n];
+    memset(n, 0, sizeof *n);
+    n->pos = mark_pos(e->start_mark);
+    if (e->type == YAML_SCALAR_EVENT) {
+        size_t len = e->data.scalar.length;
+        yaml_scalar_style_t style = e->data.scalar.style;
+        size_t quote = style == YAML_PLAIN_SCALAR_STYLE ? 0 : 1;
+        char *text;
+
+        if (len >= UINT32_MAX)
+            return out_of_memory(c);
+        text = grow(d->text, &d->text_cap, d->text_len + len + 1, 1);
+        if (!text)
+            return out_of_memory(c);
+        d->text = text;
+        memcpy(d->text + d->text_len, e->data.scalar.value, len);
+        d->text[d->text_len + len] = '\0';
+        n->type = YAML_SCALAR_NODE;
+        n->style = (unsigned char)style;
+        n->len = (uint32_t)len;
+        n->u.at = d->text_len;
+        /* What pos_in_scalar needs of the end mark, so that it need not be kept. */
+        n->exact = (style == YAML_PLAIN_SCALAR_STYLE || style == YAML_SINGLE_QUOTED_SCALAR_STYLE ||
+                    style == YAML_DOUBLE_QUOTED_SCALAR_STYLE) &&
+                   e->start_mark.line == e->end_mark.line &&
+                   e->end_mark.index - e->start_mark.index == len + 2 * quote;
+        d->text_len += len + 1;
+        anchor = e->data.scalar.anchor;
+    } else if (e->type == YAML_SEQUENCE_START_EVENT) {
+        n->type = YAML_SEQUENCE_NODE;
+        anchor = e->data.sequence_start.anchor;
+    } else {
+        n->type = YAML_MAPPING_NODE;
+        anchor = e->data.mapping_start.anchor;
+    }
+    *id = (uint32_t)d->n++;
+    return !anchor || register_anchor(c, (const char *)anchor, *id, e->start_mark);
+}
+
+/* Opens collection node: its children gather in pending until it ends. */
+static int open_collection(struct composer *c, uint32_t node)
+{
+    struct open_node *grown = grow(c->open, &c->cap_open, c->n_open + 1, sizeof *c->open);
+
+    if (!grown)
+        return out_of_memory(c);
+    c->open = grown;
+    c->open[c->n_open].node = node;
+    c->open[c->n_open].first = c->n_pending;
+    c->n_open++;
+    return 1;
+}
+
+/* Ends the innermost open collection: its children move to the document's kids. */
+static int close_collection(struct composer *c)
+{
+    struct ydoc *d = c->doc;
+    struct open_node *o;
+    size_t count;
+    uint32_t *kids;
+
+    if (c->n_open == 0)
+        return 1;
+    o = &c->open[c->n_open - 1];
+    count = c->n_pending - o->first;
+    if (count >= UINT32_MAX)
+        return out_of_memory(c);
+    if (count > 0) {
+        kids = grow(d->kids, &d->cap_kids, d->n_kids + count, sizeof *d->kids);
+        if (!kids)
+            return out_of_memory(c);
+        d->kids = kids;
+        memcpy(d->kids + d->n_kids, c->pending + o->first, count * sizeof *d->kids);
+    }
+    d->nodes[o->node].len = (uint32_t)count;
+    d->nodes[o->node].u.at = d->n_kids;
+    d->n_kids += count;
+    c->n_pending = o->first;
+    c->n_open--;
+    return 1;
+}
+
+static int compose_event(struct composer *c, const yaml_event_t *e)
+{
+    json_t *anchor;
+    uint32_t id;
+
+    switch (e->type) {
+    case YAML_ALIAS_EVENT:
+        anchor = json_object_get(c->anchor_index, (const char *)e->data.alias.anchor);
+        if (!anchor)
+            return compose_error(c, YAML_COMPOSER_ERROR, NULL, e->start_mark,
+                                 "found undefined alias", e->start_mark);
+        return add_child(c, c->anchors[json_integer_value(anchor)].node);
+    case YAML_SCALAR_EVENT:
+        return add_node(c, e, &id) && add_child(c, id);
+    case YAML_SEQUENCE_START_EVENT:
+    case YAML_MAPPING_START_EVENT:
+        return add_node(c, e, &id) && add_child(c, id) && open_collection(c, id);
+    case YAML_SEQUENCE_END_EVENT:
+    case YAML_MAPPING_END_EVENT:
+        return close_collection(c);
+    default:
+        return 1;
+    }
+}
+
+/*
+ * Arrays grown by doubling are cut to size, and offsets become pointers now
+ * that nothing moves any more.
+ */
+static void finish_document(struct ydoc *d)
+{
+    void *fit;
+
+    if (d->n < d->cap && (fit = realloc(d->nodes, d->n * sizeof *d->nodes)) != NULL)
+        d->nodes = fit;
+    if (d->text_len < d->text_cap && (fit = realloc(d->text, d->text_len)) != NULL)
+        d->text = fit;
+    if (d->n_kids > 0 && d->n_kids < d->cap_kids &&
+        (fit = realloc(d->kids, d->n_kids * sizeof *d->kids)) != NULL)
+        d->kids = fit;
+    d->cap = d->n;
+    d->text_cap = d->text_len;
+    for (size_t i = 0; i < d->n; i++) {
+        struct ynode *n = &d->nodes[i];
+        if (n->type == YAML_SCALAR_NODE)
+            n->u.value = d->text + n->u.at;
+        else
+            n->u.kids = d->kids ? d->kids + n->u.at : NULL;
+    }
+}
+
+/*
+ * Composes the next document of the stream into doc, as yaml_parser_load
+ * would. doc has no nodes when the stream has no further document. Returns 0
+ * on an error, which the parser's error fields describe (doc is then empty).
+ */
+static int compose(yaml_parser_t *parser, struct ydoc *doc)
+{
+    struct composer c = {0};
+    yaml_event_t e;
+    int have_event = 0, ok = 0;
+
+    c.parser = parser;
+    c.doc = doc;
+    memset(doc, 0, sizeof *doc);
+    if (!parser->stream_start_produced) {
+        if (!yaml_parser_parse(parser, &e))
+            goto out;
+        yaml_event_delete(&e); /* STREAM-START */
+    }
+    if (parser->stream_end_produced) {
+        ok = 1;
+        goto out;
+    }
+    if (!yaml_parser_parse(parser, &e))
+        goto out;
+    have_event = 1;
+    if (e.type == YAML_STREAM_END_EVENT) {
+        ok = 1;
+        goto out;
+    }
+    /* DOCUMENT-START, then the nodes until DOCUMENT-END. */
+    c.anchor_index = json_object();
+    if (!c.anchor_index) {
+        out_of_memory(&c);
+        goto out;
+    }
+    for (;;) {
+        yaml_event_delete(&e);
+        have_event = 0;
+        if (!yaml_parser_parse(parser, &e))
+            goto out;
+        have_event = 1;
+        if (e.type == YAML_DOCUMENT_END_EVENT)
+            break;
+        if (!compose_event(&c, &e))
+            goto out;
+    }
+    finish_document(doc);
+    ok = 1;
+out:
+    if (have_event)
+        yaml_event_delete(&e);
+    free(c.open);
+    free(c.pending);
+    free(c.anchors);
+    json_decref(c.anchor_index);
+    if (!ok)
+        ydoc_free(doc);
+    return ok;
+}
+
 /* ---------------------------------------------------------------- loading */
 
 /* The file's base name without its extension, as a default workflow name. */
@@ -1746,7 +2153,7 @@ static char *default_name(const char *file)
     return name;
 }
 
-static void read_document(struct loader *L, yaml_node_t *root)
+static void read_document(struct loader *L, struct ynode *root)
 {
     struct workflow *wf = L->wf;
     struct field top[1], f[WK_COUNT];
@@ -1864,8 +2271,8 @@ struct workflow *workflow__load_buffer(const char *file, const char *text_, size
 {
     struct loader L = {0};
     yaml_parser_t parser;
-    yaml_document_t doc, extra;
-    int have_parser = 0, have_doc = 0;
+    struct ydoc doc = {0}, extra = {0};
+    int have_parser = 0;
     struct workflow *wf = NULL;
     size_t errors_before = diags->n_errors;
 
@@ -1883,35 +2290,32 @@ struct workflow *workflow__load_buffer(const char *file, const char *text_, size
     have_parser = 1;
     L.wf = wf;
     wf->file = strdup(file);
-    wf->task_index = json_object();
     yaml_parser_set_input_string(&parser, (const unsigned char *)text_, len);
-    if (!yaml_parser_load(&parser, &doc)) {
+    if (!compose(&parser, &doc)) {
         syntax_error(&L, &parser, text_, len);
         goto out;
     }
-    have_doc = 1;
-    L.budget = NODE_BUDGET + VISITS_PER_NODE * (size_t)(doc.nodes.top - doc.nodes.start);
+    L.budget = NODE_BUDGET + VISITS_PER_NODE * doc.n;
     /* A second document would be silently ignored; refuse it instead. */
-    if (!yaml_parser_load(&parser, &extra)) {
+    if (!compose(&parser, &extra))
         syntax_error(&L, &parser, text_, len);
-    } else {
-        yaml_node_t *root = yaml_document_get_root_node(&extra);
-        if (root)
-            error_at(&L, pos_of(root),
-                     "a second YAML document in the file: a workflow file holds one document");
-        yaml_document_delete(&extra);
-    }
-    read_document(&L, yaml_document_get_root_node(&doc));
+    else if (extra.n > 0)
+        error_at(&L, pos_of(&extra.nodes[0]),
+                 "a second YAML document in the file: a workflow file holds one document");
+    ydoc_free(&extra);
+    /* The parser's buffers have done their work: free them before the walk. */
+    yaml_parser_delete(&parser);
+    have_parser = 0;
+    read_document(&L, node_at(&doc, 0));
     if (!wf->name)
         wf->name = default_name(file);
-    if (!wf->file || !wf->task_index || !wf->name) {
+    if (!wf->file || !wf->name) {
         struct wf_pos none = {0, 0};
         error_at(&L, none, "out of memory");
     }
 out:
     diags_sort(diags);
-    if (have_doc)
-        yaml_document_delete(&doc);
+    ydoc_free(&doc);
     if (have_parser)
         yaml_parser_delete(&parser);
     json_decref(L.var_index);
@@ -1929,8 +2333,9 @@ struct workflow *workflow__load(const char *path, const struct wf_load_options *
     struct loader L = {0};
     struct wf_pos none = {0, 0};
     FILE *f = NULL;
+    struct stat st;
     char *buf = NULL;
-    size_t len = 0, cap = 0;
+    size_t len = 0, cap = 0, first = 8192;
 
     L.diags = diags;
     f = fopen(path, "rb");
@@ -1938,15 +2343,22 @@ struct workflow *workflow__load(const char *path, const struct wf_load_options *
         error_at(&L, none, "cannot read the workflow file: %s", strerror(errno));
         goto out;
     }
+    /* A regular file is read into a buffer of its size, plus the byte that
+     * shows its end: growing by doubling held up to twice the file. */
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 0 &&
+        (uintmax_t)st.st_size < SIZE_MAX / 4)
+        first = (size_t)st.st_size + 1;
     for (;;) {
         size_t got;
-        if (len + 4096 > cap) {
-            char *bigger = realloc(buf, cap = (len + 4096) * 2);
+        if (len == cap) {
+            size_t want = cap ? cap * 2 : first;
+            char *bigger = realloc(buf, want);
             if (!bigger) {
                 error_at(&L, none, "out of memory reading the workflow file");
                 goto out;
             }
             buf = bigger;
+            cap = want;
         }
         got = fread(buf + len, 1, cap - len, f);
         len += got;
@@ -1977,7 +2389,7 @@ void workflow__free(struct workflow *wf)
     for (size_t i = 0; i < wf->n_tasks; i++)
         task_free(&wf->tasks[i]);
     free(wf->tasks);
-    json_decref(wf->task_index);
+    free(wf->task_index);
     free(wf->file);
     free(wf->name);
     free(wf->description);
@@ -1989,7 +2401,7 @@ void workflow__free(struct workflow *wf)
 
 long workflow__find_task(const struct workflow *wf, const char *name)
 {
-    json_t *i;
+    uint32_t i;
 
     if (!wf || !name)
         return -1;
@@ -2000,31 +2412,158 @@ long workflow__find_task(const struct workflow *wf, const char *name)
                 return (long)k;
         return -1;
     }
-    i = json_object_get(wf->task_index, name);
-    return i ? (long)json_integer_value(i) : -1;
+    i = wf->task_index[index_slot(wf->task_index, wf->index_slots, wf->tasks, name)];
+    return i ? (long)i - 1 : -1;
 }
 
 /* ---------------------------------------------------------------- JSON */
 
-static json_t *names_json(const struct wf_list *l)
-{
-    json_t *a = json_array();
+/*
+ * The workflow JSON repeats much of itself: thousands of tasks with the same
+ * execution settings, empty lists, the same plugin, depends_on naming tasks
+ * whose names are already in the document. Jansson values are reference
+ * counted, so an equal value is built once and referenced again; at 1,000
+ * tasks that is ~2 MB less for the coordinator to hold while it publishes the
+ * workflow, and the text json_dumps writes is the same.
+ */
+struct json_share {
+    const struct workflow *wf;
+    json_t *empty;                 /* the one empty list */
+    json_t **names;                /* task i's name as a JSON string, built on first use */
+    const struct wf_task *exec_of; /* the task whose execution object is exec */
+    json_t *exec;
+    const char *plugin_of; /* the plugin name that plugin holds */
+    json_t *plugin;
+};
 
-    for (size_t i = 0; a && i < l->n; i++)
-        json_array_append_new(a, json_string(l->items[i].name));
+static void share_init(struct json_share *sh, const struct workflow *wf)
+{
+    memset(sh, 0, sizeof *sh);
+    sh->wf = wf;
+    sh->empty = json_array();
+    sh->names = calloc(wf->n_tasks + 1, sizeof *sh->names);
+}
+
+static void share_free(struct json_share *sh)
+{
+    for (size_t i = 0; sh->names && i < sh->wf->n_tasks; i++)
+        json_decref(sh->names[i]);
+    free(sh->names);
+    json_decref(sh->empty);
+    json_decref(sh->exec);
+    json_decref(sh->plugin);
+}
+
+/* Task i's name as a JSON string: a new reference, or NULL. */
+static json_t *share_name(struct json_share *sh, size_t i)
+{
+    if (!sh->names)
+        return json_string(sh->wf->tasks[i].name);
+    if (!sh->names[i])
+        sh->names[i] = json_string(sh->wf->tasks[i].name);
+    return json_incref(sh->names[i]);
+}
+
+static json_t *names_json(struct json_share *sh, const struct wf_list *l, int tasks)
+{
+    json_t *a;
+
+    if (l->n == 0 && sh->empty)
+        return json_incref(sh->empty);
+    a = json_array();
+    for (size_t i = 0; a && i < l->n; i++) {
+        long k = tasks ? workflow__find_task(sh->wf, l->items[i].name) : -1;
+        json_array_append_new(a, k >= 0 ? share_name(sh, (size_t)k)
+                                        : json_string(l->items[i].name));
+    }
     return a;
 }
 
-json_t *workflow__to_json(const struct workflow *wf)
+static int same_names(const struct wf_list *a, const struct wf_list *b)
 {
-    json_t *root = NULL, *env = NULL, *tasks = NULL;
+    if (a->n != b->n)
+        return 0;
+    for (size_t i = 0; i < a->n; i++)
+        if (strcmp(a->items[i].name, b->items[i].name) != 0)
+            return 0;
+    return 1;
+}
 
-    if (!wf)
-        goto fail;
-    root = json_object();
-    env = json_object();
-    tasks = json_array();
-    if (!root || !env || !tasks)
+/* 1 if the execution objects of a and b would be equal. */
+static int same_execution(const struct wf_task *a, const struct wf_task *b)
+{
+    return a->timeout == b->timeout && !a->async == !b->async && a->workers == b->workers &&
+           a->retries == b->retries && a->retry_delay == b->retry_delay &&
+           a->retry_max_delay == b->retry_max_delay && a->queue == b->queue &&
+           a->restart == b->restart && same_names(&a->trigger, &b->trigger);
+}
+
+static json_t *execution_json(struct json_share *sh, const struct wf_task *t)
+{
+    json_t *exec;
+
+    if (sh->exec && same_execution(sh->exec_of, t))
+        return json_incref(sh->exec);
+    exec = json_object();
+    if (!exec)
+        return NULL;
+    json_object_set_new(exec, "timeout", json_real(t->timeout));
+    json_object_set_new(exec, "async", json_boolean(t->async));
+    json_object_set_new(exec, "workers", json_integer(t->workers));
+    json_object_set_new(exec, "retries", json_integer(t->retries));
+    json_object_set_new(exec, "retry_delay", json_real(t->retry_delay));
+    json_object_set_new(exec, "retry_max_delay", json_real(t->retry_max_delay));
+    json_object_set_new(exec, "queue", json_integer(t->queue));
+    json_object_set_new(exec, "restart", json_string(RESTART_POLICIES[t->restart]));
+    json_object_set_new(exec, "trigger", names_json(sh, &t->trigger, 0));
+    json_decref(sh->exec);
+    sh->exec = json_incref(exec);
+    sh->exec_of = t;
+    return exec;
+}
+
+static json_t *plugin_json(struct json_share *sh, const char *plugin)
+{
+    if (!sh->plugin || strcmp(sh->plugin_of, plugin) != 0) {
+        json_decref(sh->plugin);
+        sh->plugin = json_string(plugin);
+        sh->plugin_of = plugin;
+    }
+    return json_incref(sh->plugin);
+}
+
+/* Task i as JSON, or NULL when out of memory. */
+static json_t *task_json(struct json_share *sh, size_t i)
+{
+    const struct wf_task *t = &sh->wf->tasks[i];
+    json_t *task = json_object();
+
+    if (!task)
+        return NULL;
+    json_object_set_new(task, "name", share_name(sh, i));
+    json_object_set_new(task, "plugin", plugin_json(sh, t->plugin ? t->plugin : ""));
+    if (t->description)
+        json_object_set_new(task, "description", json_string(t->description));
+    json_object_set_new(task, "inputs", names_json(sh, &t->inputs, 0));
+    json_object_set_new(task, "outputs", names_json(sh, &t->outputs, 0));
+    json_object_set_new(task, "depends_on", names_json(sh, &t->depends_on, 1));
+    /* The workflow's own params, referenced rather than copied: see workflow.h. */
+    json_object_set_new(task, "params", t->params ? json_incref(t->params) : json_object());
+    json_object_set_new(task, "execution", execution_json(sh, t));
+    json_object_set_new(task, "permissions", names_json(sh, &t->permissions, 0));
+    json_object_set_new(task, "requires_auth", json_boolean(t->requires_auth));
+    return task;
+}
+
+/*
+ * The root object with every key but "tasks", which is set to tasks (a new
+ * reference is taken) in its place; NULL when out of memory.
+ */
+static json_t *root_json(const struct workflow *wf, json_t *tasks)
+{
+    json_t *root = json_object(), *env = json_object();
+
+    if (!root || !env)
         goto fail;
     json_object_set_new(root, "name", json_string(wf->name ? wf->name : ""));
     json_object_set_new(root, "file", json_string(wf->file ? wf->file : ""));
@@ -2048,47 +2587,131 @@ json_t *workflow__to_json(const struct workflow *wf)
                                         : v->value ? v->value
                                                    : ""));
     }
-    for (size_t i = 0; i < wf->n_tasks; i++) {
-        const struct wf_task *t = &wf->tasks[i];
-        json_t *task = json_object();
-        json_t *exec = json_object();
-        if (!task || !exec || json_array_append_new(tasks, task)) {
-            json_decref(exec);
-            goto fail;
-        }
-        json_object_set_new(task, "name", json_string(t->name));
-        json_object_set_new(task, "plugin", json_string(t->plugin ? t->plugin : ""));
-        if (t->description)
-            json_object_set_new(task, "description", json_string(t->description));
-        json_object_set_new(task, "inputs", names_json(&t->inputs));
-        json_object_set_new(task, "outputs", names_json(&t->outputs));
-        json_object_set_new(task, "depends_on", names_json(&t->depends_on));
-        json_object_set_new(task, "params", t->params ? json_deep_copy(t->params) : json_object());
-        json_object_set_new(exec, "timeout", json_real(t->timeout));
-        json_object_set_new(exec, "async", json_boolean(t->async));
-        json_object_set_new(exec, "workers", json_integer(t->workers));
-        json_object_set_new(exec, "retries", json_integer(t->retries));
-        json_object_set_new(exec, "retry_delay", json_real(t->retry_delay));
-        json_object_set_new(exec, "retry_max_delay", json_real(t->retry_max_delay));
-        json_object_set_new(exec, "queue", json_integer(t->queue));
-        json_object_set_new(exec, "restart",
-                            json_string(RESTART_POLICIES[t->restart]));
-        {
-            json_t *trig = json_array();
-            for (size_t k = 0; k < t->trigger.n; k++)
-                json_array_append_new(trig, json_string(t->trigger.items[k].name));
-            json_object_set_new(exec, "trigger", trig);
-        }
-        json_object_set_new(task, "execution", exec);
-        json_object_set_new(task, "permissions", names_json(&t->permissions));
-        json_object_set_new(task, "requires_auth", json_boolean(t->requires_auth));
-    }
     json_object_set_new(root, "env", env);
-    json_object_set_new(root, "tasks", tasks);
+    env = NULL;
+    if (json_object_set(root, "tasks", tasks))
+        goto fail;
     return root;
 fail:
     json_decref(root);
     json_decref(env);
-    json_decref(tasks);
     return NULL;
+}
+
+json_t *workflow__to_json(const struct workflow *wf)
+{
+    struct json_share sh;
+    json_t *root = NULL, *tasks = NULL;
+
+    if (!wf)
+        return NULL;
+    share_init(&sh, wf);
+    tasks = json_array();
+    if (!tasks || !sh.empty)
+        goto fail;
+    for (size_t i = 0; i < wf->n_tasks; i++)
+        if (json_array_append_new(tasks, task_json(&sh, i)))
+            goto fail;
+    root = root_json(wf, tasks);
+fail:
+    json_decref(tasks);
+    share_free(&sh);
+    return root;
+}
+
+/* A growing string that json_dump_callback appends to. */
+struct text {
+    char *s;
+    size_t len, cap;
+};
+
+static int text_append(const char *buf, size_t size, void *data)
+{
+    struct text *t = data;
+
+    if (t->len + size + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 4096;
+        char *bigger;
+        while (cap < t->len + size + 1)
+            cap *= 2;
+        bigger = realloc(t->s, cap);
+        if (!bigger)
+            return -1;
+        t->s = bigger;
+        t->cap = cap;
+    }
+    memcpy(t->s + t->len, buf, size);
+    t->len += size;
+    t->s[t->len] = '\0';
+    return 0;
+}
+
+/* Appends v as compact JSON; 0 on success. */
+static int text_dump(struct text *t, const json_t *v)
+{
+    return json_dump_callback(v, text_append, t, JSON_COMPACT | JSON_ENCODE_ANY);
+}
+
+char *workflow__to_json_text(const struct workflow *wf, json_t *extra)
+{
+    struct json_share sh;
+    struct text out = {0};
+    json_t *root = NULL, *placeholder = NULL, *value, *key = NULL;
+    const char *name;
+    char *fit;
+    int failed = 1, first = 1;
+
+    if (!wf)
+        return NULL;
+    share_init(&sh, wf);
+    placeholder = json_array();
+    if (!placeholder || !sh.empty)
+        goto out;
+    root = root_json(wf, placeholder);
+    if (!root || (extra && json_object_update(root, extra)))
+        goto out;
+    /* The members in the order json_dumps writes them; "tasks" one task at a time. */
+    if (text_append("{", 1, &out))
+        goto out;
+    json_object_foreach(root, name, value) {
+        key = json_string(name);
+        if (!key || (!first && text_append(",", 1, &out)) || text_dump(&out, key) ||
+            text_append(":", 1, &out))
+            goto out;
+        json_decref(key);
+        key = NULL;
+        first = 0;
+        if (value != placeholder) {
+            if (text_dump(&out, value))
+                goto out;
+            continue;
+        }
+        if (text_append("[", 1, &out))
+            goto out;
+        for (size_t i = 0; i < wf->n_tasks; i++) {
+            json_t *task = task_json(&sh, i);
+            int err = !task || (i > 0 && text_append(",", 1, &out)) || text_dump(&out, task);
+            json_decref(task);
+            if (err)
+                goto out;
+        }
+        if (text_append("]", 1, &out))
+            goto out;
+    }
+    if (text_append("}", 1, &out))
+        goto out;
+    failed = 0;
+out:
+    json_decref(key);
+    json_decref(root);
+    json_decref(placeholder);
+    share_free(&sh);
+    if (failed) {
+        free(out.s);
+        out.s = NULL;
+    } else if ((fit = realloc(out.s, out.len + 1)) != NULL) {
+        /* The doubling left up to half of the buffer unused; give it back. */
+        out.s = fit;
+    }
+    return out.s;
 }

@@ -11,6 +11,7 @@
 #define FLOWBUS_CORE_WORKFLOW_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <jansson.h>
 
 /* When a reactive task's process is started again after it ended. */
@@ -87,7 +88,8 @@ struct workflow {
     size_t n_vars;
     struct wf_task *tasks;
     size_t n_tasks;
-    json_t *task_index; /* private: task name -> index, for workflow__find_task */
+    uint32_t *task_index; /* private: a hash table of task indices, for workflow__find_task */
+    size_t index_slots;   /* private: its size, a power of two */
 };
 
 enum wf_severity { WF_ERROR, WF_WARNING };
@@ -155,9 +157,22 @@ long workflow__find_task(const struct workflow *wf, const char *name);
 
 /*
  * The resolved workflow as JSON, for the `workflow` topic: secrets are replaced
- * by "<secret>". Caller owns the result (json_decref).
+ * by "<secret>". Caller owns the result (json_decref). The root object is the
+ * caller's to extend, but the values below it are shared where they are equal
+ * (between tasks, and each task's params with wf itself): read them, or
+ * json_deep_copy one before changing it.
  */
 json_t *workflow__to_json(const struct workflow *wf);
+
+/*
+ * The same text as json_dumps(root, JSON_COMPACT) where root is
+ * workflow__to_json(wf) with extra's members set on it (json_object_update;
+ * extra may be NULL and is left as it was), written one task at a time so
+ * that the workflow never exists as a whole JSON tree: for thousands of tasks
+ * the tree and the dump buffer are megabytes more than the text. Returns a
+ * malloc'd string (caller frees), or NULL when out of memory.
+ */
+char *workflow__to_json_text(const struct workflow *wf, json_t *extra);
 
 /*
  * 1 if name is a valid variable name: [A-Za-z_][A-Za-z0-9_]*, 1-64 chars (it
