@@ -1156,16 +1156,19 @@ static int connect_bus(struct run *r, const char *url, const char *user, const c
      * prints variable events, so it follows them.
      */
     r->follow_vars = !r->reactive || r->o->json;
-    if (r->follow_vars) {
+    if (r->o->resume) {
+        /* Resuming reads everything the run left, its workflow first. */
         snprintf(filter[0], sizeof filter[0], "%s/#", r->root);
         n_filters = 1;
     } else {
+        /* Not the workflow topic: our own (300 kB at 1,000 tasks) would come back to us.
+         * The task states and the run state are enough to see that a run id is used. */
         snprintf(filter[0], sizeof filter[0], "%s/tasks/#", r->root);
         snprintf(filter[1], sizeof filter[1], "%s/control", r->root);
         snprintf(filter[2], sizeof filter[2], "%s/sync/#", r->root);
         snprintf(filter[3], sizeof filter[3], "%s/state", r->root);
-        snprintf(filter[4], sizeof filter[4], "%s/workflow", r->root);
-        n_filters = 5;
+        snprintf(filter[4], sizeof filter[4], "%s/vars/#", r->root);
+        n_filters = r->follow_vars ? 5 : 4;
     }
     e = fb_bus_subscribe(r->bus, filters, n_filters, 5.0);
     if (e != FB_OK) {
@@ -1251,17 +1254,21 @@ static int check_run_id_unused(struct run *r)
 /* Publishes the resolved workflow (retained), with what resume needs. */
 static void publish_workflow(struct run *r)
 {
-    json_t *wj = workflow__to_json(r->wf);
-    char tp[256], *s;
+    json_t *extra = json_object();
+    char tp[256], *s = NULL;
 
-    json_object_set_new(wj, "run_id", json_string(r->run_id));
+    if (!extra)
+        goto out;
+    json_object_set_new(extra, "run_id", json_string(r->run_id));
     if (r->wf_path[0])
-        json_object_set_new(wj, "path", json_string(r->wf_path));
+        json_object_set_new(extra, "path", json_string(r->wf_path));
     if (r->wf_cwd[0])
-        json_object_set_new(wj, "cwd", json_string(r->wf_cwd));
-    json_object_set_new(wj, "started", json_real(r->t0_wall));
-    s = json_dumps(wj, JSON_COMPACT);
-    json_decref(wj);
+        json_object_set_new(extra, "cwd", json_string(r->wf_cwd));
+    json_object_set_new(extra, "started", json_real(r->t0_wall));
+    /* Written task by task: at 1,000 tasks the whole JSON tree was the coordinator's peak. */
+    s = workflow__to_json_text(r->wf, extra);
+    json_decref(extra);
+out:
     topic(r, tp, sizeof tp, "workflow", NULL, NULL);
     if (s)
         publish_text(r, tp, s, 1);
