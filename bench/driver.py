@@ -466,7 +466,9 @@ class Bench:
 
     def flow_throughput(self, broker, n):
         """n events through RELAY, a reactive task of a real `flowbus up` run."""
-        run_id = "benchflow-%d-%d" % (os.getpid(), len(self.raw.get("throughput_flow", [])))
+        # A new run id each time: a used one is refused (its retained topics exist).
+        self.flows = getattr(self, "flows", 0) + 1
+        run_id = "benchflow-%d-%d" % (os.getpid(), self.flows)
         wf = self.path("relay-%s.yaml" % run_id)
         with open(wf, "w") as f:
             f.write("workflow:\n  name: relay\n  mode: reactive\n  tasks:\n"
