@@ -276,8 +276,11 @@ static int receive_poll(struct pollfd *fds, nfds_t nfds, int timeout)
         skip_next_sleep = 1;
     rc = ready;
 out:
-    if (set != stack_set)
+    if (set != stack_set) {
+        int saved = errno; /* Paho reads errno after a failed poll. */
         free(set);
+        errno = saved;
+    }
     return rc;
 }
 
