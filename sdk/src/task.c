@@ -1877,6 +1877,19 @@ enum fb_err task__end(fb_task *task, const char *state, int exit_code, const cha
     err = publish_state(task, state, clock__wall(), 1, exit_code, error);
     if (err == FB_OK)
         err = fb_bus_flush(task->bus, task->flush_timeout);
+    /*
+     * A broker restarted while we waited may have lost what it acknowledged
+     * but had not saved yet (the outputs, say): the bus re-sent only what was
+     * unacknowledged, so the outputs and this final state go out again, and
+     * are confirmed in turn. A few rounds, in case it restarts again.
+     */
+    for (int round = 0; err == FB_OK && round < 3 &&
+                        fb_bus_reconnects(task->bus) != task->reconnects;
+         round++) {
+        err = reassert(task);
+        if (err == FB_OK)
+            err = fb_bus_flush(task->bus, task->flush_timeout);
+    }
     return err;
 }
 
