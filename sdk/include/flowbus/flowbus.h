@@ -393,7 +393,8 @@ FB_API void fb_task_free(fb_task *task);
  * (docs/protocol.md, "Floods").
  *
  * Outputs. "First value wins" does not apply: each activation publishes the
- * outputs it set (retained, QoS 1, confirmed before its state), and every
+ * outputs it set (retained, QoS 1, on the connection before its state; not
+ * waited for), and every
  * publish is an event downstream. Recorded outputs are forgotten after each
  * activation. After a reconnect outputs are not published again (that would
  * be a new event); the bus still re-sends any it had not seen confirmed.
