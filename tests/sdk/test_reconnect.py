@@ -267,6 +267,15 @@ class TaskRestartTest(RestartCase):
         rec.close()
         rc, out, err = child.finish()
         self.assertEqual(rc, 0, f"stdout:\n{out}\nstderr:\n{err}")
+        self.assertEqual(self.activation_count("Q"), 1)
+        if "lost; reconnecting" not in err:
+            # The broker acknowledged "done" before it died and the task ended: whether it had
+            # saved it is the broker's persistence (MQTT acknowledges before saving), which no
+            # client can see; the coordinator settles such an exit (docs/reliability.md).
+            sys.stderr.write("\ntest_kill_as_outputs_arrive: the task ended before the kill\n")
+            return
+        # The task saw the loss before its end was confirmed: whatever the restarted broker
+        # had not saved, the task published again.
         self.assertEndState(self.fresh_recorder(), "Q", {"X": "kept"})
 
     def test_gives_up_after_reconnect_max(self):
