@@ -1191,8 +1191,10 @@ static void collect_vars(struct run *r)
     double deadline = clock__mono() + SYNC_WAIT;
     int synced = 0;
 
-    if (r->follow_vars)
-        return;
+    if (r->follow_vars) {
+        synced = 1; /* it has followed them all along */
+        goto out;
+    }
     snprintf(filter, sizeof filter, "%s/vars/#", r->root);
     snprintf(token, sizeof token, "%s/sync/vars", r->root);
     if (fb_bus_subscribe(r->bus, filters, 1, SYNC_WAIT) != FB_OK ||
@@ -1332,8 +1334,12 @@ static size_t launch_window(void)
     if (env && *env) {
         char *end;
         unsigned long v = strtoul(env, &end, 10);
-        if (*end == '\0')
+        if (*end == '\0' && env[0] != '-')
             w = v == 0 ? SIZE_MAX : v;
+        else
+            log_printf(FB_LOG_WARN,
+                       "FLOWBUS_LAUNCH_WINDOW '%s' is not a number of processes; using %zu",
+                       env, w);
     }
     if (w != SIZE_MAX && w > MAX_LAUNCH_WINDOW)
         w = MAX_LAUNCH_WINDOW;
@@ -1462,8 +1468,8 @@ static int by_depth(const void *a, const void *b, void *ctx)
 /*
  * The order to start processes in: by depth in the graph (a task's depth is
  * one more than the deepest task that feeds it), so that on a busy machine
- * the tasks that can run first get the CPU first. All are still started at
- * once; only their order changes.
+ * the tasks that can run first get the CPU first; launch_more starts them in
+ * this order, a few at a time.
  */
 static int launch_order(struct run *r)
 {

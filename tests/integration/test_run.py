@@ -273,6 +273,14 @@ exec "$STAMP_CMD" "$@"
         self.assertGreaterEqual(started["B"], waiting["A"])
         self.assertGreaterEqual(started["C"], waiting["B"])
 
+    def test_a_bad_window_is_named_and_the_default_used(self):
+        with fbrun.TempDir() as d:
+            env = fbrun.clean_env({"FLOWBUS_LAUNCH_WINDOW": "-3"})
+            res = fbrun.run(["run", fbrun.workflow("split.yaml"), "--broker", self.broker.url,
+                             "--run-id", RID["badwindow"]], cwd=d, env=env)
+        self.assertExit(res, 0)
+        self.assertIn("FLOWBUS_LAUNCH_WINDOW '-3' is not a number of processes", res.stderr)
+
 
 class TestPrivateBroker(unittest.TestCase):
     """Runs without --broker: flowbus starts and stops its own mosquitto."""
