@@ -1186,7 +1186,6 @@ static int resend_pending(fb_bus *bus, int make_usable)
     if (make_usable) {
         bus->connected = 1;
         bus->reconnecting = 0;
-        bus->reconnects++;
         arm_pipe(bus);
         pthread_cond_broadcast(&bus->cv);
     }
@@ -1213,6 +1212,12 @@ static int resync(fb_bus *bus)
 
     set_nodelay(bus);
     pthread_mutex_lock(&bus->mu);
+    /*
+     * Counted before anything is sent again: a flush that sees its messages
+     * acknowledged on the new connection must also see that there was one
+     * (fb_task ends by publishing again what a restarted broker may have lost).
+     */
+    bus->reconnects++;
     if (bus->n_filters > 0)
         filters = calloc(bus->n_filters, sizeof *filters);
     for (i = 0; filters != NULL && i < bus->n_filters; i++)
