@@ -1188,6 +1188,7 @@ static int resend_pending(fb_bus *bus, int make_usable)
         bus->reconnecting = 0;
         arm_pipe(bus);
         pthread_cond_broadcast(&bus->cv);
+        pthread_cond_broadcast(&bus->ack_cv); /* flushes wait for the end of a reconnect too */
     }
     pthread_mutex_unlock(&bus->mu);
     return 1;
@@ -1732,13 +1733,21 @@ enum fb_err fb_bus_flush(fb_bus *bus, double timeout)
 {
     double deadline = deadline_after(timeout);
     enum fb_err err = FB_OK;
+    int had_unacked;
 
     if (bus == NULL)
         return FB_ERR_INVALID;
     pthread_mutex_lock(&bus->mu);
-    /* A reconnect in between does not end the wait: the worker re-sends. */
+    /*
+     * A reconnect in between does not end the wait: the worker re-sends. With
+     * something to confirm, the wait also lasts until that reconnect is done
+     * (re-subscribed, everything re-sent), so that what the caller does next
+     * (fb_bus_close, say) meets a settled connection.
+     */
+    had_unacked = bus->unacked > 0;
     bus->flush_waiters++;
-    while (bus->unacked > 0 && !bus->lost && wait_on(bus, &bus->ack_cv, deadline) != ETIMEDOUT)
+    while ((bus->unacked > 0 || (had_unacked && bus->reconnecting)) && !bus->lost &&
+           wait_on(bus, &bus->ack_cv, deadline) != ETIMEDOUT)
         ;
     bus->flush_waiters--;
     if (bus->unacked > 0)
