@@ -1870,11 +1870,15 @@ enum fb_err fb_bus_close(fb_bus *bus, double timeout)
 
     /*
      * Reason code 0 (normal disconnection) tells the broker to drop the Will.
-     * Paho may keep the socket open for most of the timeout so that QoS 1
-     * messages still in flight complete; callers flush first anyway.
+     * No delay for messages in flight (timeout 0): callers flush first, so
+     * every publish of ours is acknowledged already, and what Paho may still
+     * count in flight are its own repeats after a reconnect. With a delay,
+     * Paho re-checks a pending disconnect only every 3 s (checkTimeouts), past
+     * our deadline: the socket closed without DISCONNECT and the broker
+     * published the Will ("crashed") for a task that had ended well.
      */
     opts.reasonCode = MQTTREASONCODE_SUCCESS;
-    opts.timeout = (int)(timeout * 800);
+    opts.timeout = 0;
     opts.onSuccess5 = on_disconnect_ok;
     opts.onFailure5 = on_disconnect_fail;
     opts.context = bus;

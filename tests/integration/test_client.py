@@ -147,6 +147,8 @@ class TestStatus(ClientTestCase):
         self.assertExit(self.run_to_end("client-fail.yaml", RID["st-failed"]), 1)
         self.start_run("client-slow.yaml", RID["st-running"])
         self.recorder.wait_state(RID["st-running"], "SLEEPER", "running", timeout=15)
+        # END starts beside SLEEPER, but its first state may come after SLEEPER's.
+        self.recorder.wait_state(RID["st-running"], "END", "waiting", timeout=15)
 
         res = self.client("status")
         self.assertExit(res, 0)
