@@ -1,6 +1,6 @@
 /*
  * kv.h - recognises the KEY=VALUE lines by which a command run by the cmd
- * task sets outputs. A pure function, unit-tested in tests/tasks/test_kv.c.
+ * task sets outputs. A pure function, unit-tested in tests/unit/test_kv.c.
  */
 #ifndef FLOWBUS_TASKS_KV_H
 #define FLOWBUS_TASKS_KV_H

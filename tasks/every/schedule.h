@@ -1,7 +1,8 @@
 /*
  * schedule.h - the pure parts of the every task: interval and cron parsing,
  * the next firing time of a cron schedule in local time, and ISO-8601 local
- * time stamps. No SDK, so they are unit-tested on their own (tests/tasks).
+ * time stamps. No SDK, so they are unit-tested on their own
+ * (tests/unit/test_schedule.c).
  */
 #ifndef FLOWBUS_TASKS_SCHEDULE_H
 #define FLOWBUS_TASKS_SCHEDULE_H

@@ -50,7 +50,7 @@ class CmdlineWatcher(threading.Thread):
 
 
 class Attica:
-    """The stand-in Attica service (tests/attica) on a free loopback port."""
+    """The stand-in Attica service (tests/fixtures/attica_server.py) on a free loopback port."""
 
     def __init__(self, tokens):
         self.dir = fbrun.TempDir()
@@ -60,7 +60,7 @@ class Attica:
         with open(config, "w") as f:
             json.dump({"tokens": {t: {"permissions": p} for t, p in tokens.items()}}, f)
         self.proc = subprocess.Popen(["/usr/bin/python3", os.path.join(fbrun.SOURCE, "tests",
-                                                                      "attica", "attica_server.py"),
+                                                                      "fixtures", "attica_server.py"),
                                       "--port-file", port_file, "--config", config],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10

@@ -1,15 +1,17 @@
 #!/usr/bin/python3
 """Runs `flowbus validate` on every bad workflow and checks how it fails.
 
+The cases are the corpus in --cases (default tests/fixtures/bad-workflows).
 Each case is NAME.expected, holding the exact first error line, with {DIR}
 standing for the directory of the input file; the input is the file NAME.*
-next to it or, for inputs too large to commit, NAME.yaml written by gen.py
-into --gen-dir. A case passes when flowbus exits with code 2 within the time
-limit, without a signal or a sanitizer report, and the first error line on
-stderr is exactly the expected one. Prints "N passed, M failed" last; exits
-1 if anything failed.
+next to it or, for inputs too large to commit, NAME.yaml written by the
+corpus's gen.py into --gen-dir. A case passes when flowbus exits with code 2
+within the time limit, without a signal or a sanitizer report, and the first
+error line on stderr is exactly the expected one. Prints "N passed, M failed"
+last; exits 1 if anything failed.
 
-    run.py --flowbus build/bin/flowbus [--gen-dir DIR] [--timeout S] [NAME...]
+    bad_workflows.py --flowbus build/bin/flowbus [--cases DIR] [--gen-dir DIR]
+                     [--timeout S] [NAME...]
 """
 import argparse
 import os
@@ -20,8 +22,7 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import gen  # noqa: E402  (the generator of the large inputs, next to this file)
+CASES = os.path.join(HERE, "..", "fixtures", "bad-workflows")
 
 # env-unset.yaml refers to this variable: it must not be set.
 UNSET_VAR = "FLOWBUS_TEST_SURELY_UNSET"
@@ -32,11 +33,11 @@ SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime e
                    "WARNING: MemorySanitizer", "SUMMARY: UndefinedBehaviorSanitizer")
 
 
-def find_input(name, gen_dir):
-    for entry in sorted(os.listdir(HERE)):
+def find_input(cases, name, gen_dir):
+    for entry in sorted(os.listdir(cases)):
         stem, ext = os.path.splitext(entry)
         if stem == name and ext not in (".expected", ".py", ".txt"):
-            return os.path.join(HERE, entry)
+            return os.path.join(cases, entry)
     candidate = os.path.join(gen_dir, name + ".yaml")
     return candidate if os.path.exists(candidate) else None
 
@@ -70,6 +71,8 @@ def check(flowbus, name, path, expected_line, timeout, env):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--flowbus", required=True, help="the flowbus executable to test")
+    ap.add_argument("--cases", default=CASES, help="the corpus: NAME.expected and their inputs "
+                    "(default: tests/fixtures/bad-workflows)")
     ap.add_argument("--gen-dir", help="where to write the generated inputs "
                     "(default: a temporary directory, removed afterwards)")
     ap.add_argument("--timeout", type=float, default=10.0, help="seconds per file (default 10)")
@@ -77,6 +80,10 @@ def main():
     args = ap.parse_args()
 
     flowbus = os.path.abspath(args.flowbus)
+    cases = os.path.abspath(args.cases)
+    # The generator of the large inputs lives with the corpus it completes.
+    sys.path.insert(0, cases)
+    import gen  # noqa: E402
     missing = [p for p in PLUGINS
                if not os.access(os.path.join(os.path.dirname(flowbus), "flowbus-" + p), os.X_OK)]
     if not os.access(flowbus, os.X_OK) or missing:
@@ -92,15 +99,15 @@ def main():
 
     env = dict(os.environ)
     env.pop(UNSET_VAR, None)
-    names = sorted(e[:-len(".expected")] for e in os.listdir(HERE) if e.endswith(".expected"))
+    names = sorted(e[:-len(".expected")] for e in os.listdir(cases) if e.endswith(".expected"))
     if args.names:
         names = [n for n in names if n in args.names]
     passed = failed = 0
     try:
         for name in names:
-            with open(os.path.join(HERE, name + ".expected"), encoding="utf-8") as f:
+            with open(os.path.join(cases, name + ".expected"), encoding="utf-8") as f:
                 expected = f.read().rstrip("\n")
-            path = find_input(name, gen_dir)
+            path = find_input(cases, name, gen_dir)
             why = ("no input file %s.* here nor in %s" % (name, gen_dir) if path is None
                    else check(flowbus, name, path, expected, args.timeout, env))
             if why is None:

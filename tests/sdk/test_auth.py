@@ -1,7 +1,7 @@
 """Permission tests: the SDK's Attica client and the plugins' checks.
 
 Each test starts its own mosquitto (fbtest.BrokerTestCase) and, where it
-needs one, its own stand-in Attica service (tests/attica/attica_server.py)
+needs one, its own stand-in Attica service (tests/fixtures/attica_server.py)
 on a free loopback port, and stops both by PID. Task processes are started
 the way flowbus starts them (fbtest.task_env) plus the variables the
 coordinator sets for permissions (docs/security.md).
@@ -27,7 +27,7 @@ import unittest
 import fbtest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SERVER = os.path.join(HERE, "..", "attica", "attica_server.py")
+SERVER = os.path.join(HERE, "..", "fixtures", "attica_server.py")
 EXIT_DENIED = 4
 
 
