@@ -5,8 +5,8 @@ of one job (upper-case the input TEXT into the output OUT):
 
     c       flowbus-upper-c, tests/integration/plugins/: the README's minimal
             C plugin on the SDK, with the names taken from the task
-    shell   plugins/flowbus-shout (POSIX sh, mosquitto_sub/_pub); it appends "!"
-    python  plugins/flowbus-upper (python3-paho-mqtt)
+    shell   tasks/examples/flowbus-shout (POSIX sh, mosquitto_sub/_pub); it appends "!"
+    python  tasks/examples/flowbus-upper (python3-paho-mqtt)
 
 The test classes are generated (TestContract_c, TestContract_shell,
 TestContract_python), so a failure names the implementation. Each test goes
