@@ -362,6 +362,27 @@ const char *fb_name_rule(enum fb_name_kind kind)
     return "?";
 }
 
+/* ------------------------------------------------------------- log rate */
+
+int fb_rate_allow(fb_rate *rate, unsigned long limit, double now, unsigned long *dropped_before)
+{
+    if (dropped_before != NULL)
+        *dropped_before = 0;
+    if (now - rate->window >= 1.0) {
+        if (dropped_before != NULL)
+            *dropped_before = rate->dropped;
+        rate->window = now;
+        rate->lines = 0;
+        rate->dropped = 0;
+    }
+    if (rate->lines >= limit) {
+        rate->dropped++;
+        return 0;
+    }
+    rate->lines++;
+    return 1;
+}
+
 /* --------------------------------------------------------------- barrier */
 
 size_t fb_barrier_token(char *buf, size_t size, const char *run, const char *label)

@@ -247,6 +247,21 @@ static void test_barrier_token(void)
     CHECK(fb_barrier(NULL, "x", 1.0, NULL, NULL) == FB_ERR_INVALID);
 }
 
+static void test_rate(void)
+{
+    fb_rate r = {0, 0, 0};
+    unsigned long dropped = 99;
+
+    /* Three lines a second: the fourth and fifth are dropped, reported when the next second begins. */
+    CHECK(fb_rate_allow(&r, 3, 100.0, &dropped) && dropped == 0);
+    CHECK(fb_rate_allow(&r, 3, 100.1, &dropped) && dropped == 0);
+    CHECK(fb_rate_allow(&r, 3, 100.2, &dropped));
+    CHECK(!fb_rate_allow(&r, 3, 100.3, &dropped) && dropped == 0);
+    CHECK(!fb_rate_allow(&r, 3, 100.9, NULL));
+    CHECK(fb_rate_allow(&r, 3, 101.0, &dropped) && dropped == 2);
+    CHECK(fb_rate_allow(&r, 3, 102.5, &dropped) && dropped == 0);
+}
+
 static void test_exit_codes(void)
 {
     /* A plugin's denied status is apart from every code of the coordinator. */
@@ -269,6 +284,7 @@ int main(void)
     RUN(test_values);
     RUN(test_names);
     RUN(test_barrier_token);
+    RUN(test_rate);
     RUN(test_exit_codes);
     return check_summary();
 }

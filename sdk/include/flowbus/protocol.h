@@ -261,6 +261,35 @@ FB_API enum fb_err fb_barrier(fb_bus *bus, const char *token, double timeout, fb
                               void *ctx);
 
 /* ------------------------------------------------------------------------ */
+/* The log topic's rate bound                                                */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A task that floods its output must not flood the bus, the broker's queues
+ * or the coordinator: at most FB_LOG_LINES_PER_S lines a second go on one
+ * task's log topic, whoever publishes them (the SDK's fb_task_log, the
+ * coordinator forwarding a process's output); more are dropped and counted,
+ * and the count is reported once that second is over.
+ */
+#define FB_LOG_LINES_PER_S 2000
+
+/* One limiter's state. Zero-initialise it. */
+typedef struct fb_rate {
+    double window; /* monotonic start of the current second */
+    unsigned long lines;
+    unsigned long dropped;
+} fb_rate;
+
+/*
+ * Returns 1 if one more line may go at monotonic time now, else 0 (and counts
+ * it dropped). When a new second begins, *dropped_before (if not NULL) gets
+ * how many lines the limiter dropped in the second before (0 for none), for
+ * the caller to report; otherwise it is set to 0.
+ */
+FB_API int fb_rate_allow(fb_rate *rate, unsigned long limit, double now,
+                         unsigned long *dropped_before);
+
+/* ------------------------------------------------------------------------ */
 /* Exit codes                                                                */
 /* ------------------------------------------------------------------------ */
 
