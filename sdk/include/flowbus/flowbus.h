@@ -61,6 +61,16 @@ FB_API const char *fb_strerror(enum fb_err err);
 /* Returns the SDK version as "MAJOR.MINOR.PATCH". Static storage. Thread-safe. */
 FB_API const char *fb_version(void);
 
+/*
+ * The clocks of flowbus. Deadlines and durations use the monotonic clock,
+ * which never jumps; what goes on the bus (state timestamps) and what people
+ * read uses the wall clock. Both are in seconds; the wall clock is Unix time
+ * rounded to whole microseconds, so JSON shows at most six decimals.
+ * Thread-safe.
+ */
+FB_API double fb_clock_mono(void);
+FB_API double fb_clock_wall(void);
+
 /* Log levels, in increasing severity. */
 enum fb_log_level { FB_LOG_DEBUG = 0, FB_LOG_INFO, FB_LOG_WARN, FB_LOG_ERROR };
 
@@ -514,9 +524,6 @@ FB_API enum fb_err fb_task_emit(fb_task *task);
  */
 typedef struct fb_permissions fb_permissions;
 
-/* The exit code the built-in plugins use after their task was denied. */
-#define FB_EXIT_DENIED 4
-
 /* Options for fb_permissions_fetch. Zero-initialise; zero/NULL fields come from the environment. */
 typedef struct fb_auth_options {
     const char *url;       /* NULL: FLOWBUS_ATTICA_URL, else the default above */
@@ -573,7 +580,7 @@ FB_API void fb_permissions_free(fb_permissions *perms);
  *   each workflow-required name must be granted ("missing permission can_x").
  *
  * On refusal it publishes and confirms the terminal state "denied" with exit
- * FB_EXIT_DENIED and the one-line reason as "error", reports the reason to
+ * FB_EXIT_DENIED (flowbus/protocol.h) and the one-line reason as "error", reports the reason to
  * the task's log callback (FB_LOG_WARN), marks the task finished (so
  * fb_task_done can no longer publish outputs), and returns FB_ERR_DENIED.
  * Every internal failure (memory, a broken environment value) is a refusal
