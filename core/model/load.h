@@ -29,7 +29,12 @@
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
-/* The name rules (workflow__valid_var_name, workflow__valid_task_name) as messages say them. */
+/*
+ * The name rules (workflow__valid_var_name, workflow__valid_task_name) as the
+ * loader's messages have always said them. The variable rule is word for word
+ * fb_name_rule(FB_NAME_VAR); the task rule says what fb_name_rule(FB_NAME_TASK)
+ * says in other words, and messages do not change.
+ */
 #define VAR_NAME_RULE                                                                              \
     "use letters, digits and '_', not starting with a digit, at most 64 characters"
 #define TASK_NAME_RULE                                                                             \

@@ -5,7 +5,8 @@
  */
 #include "workflow.h"
 
-#include <ctype.h>
+#include <flowbus/protocol.h>
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,40 +14,21 @@
 
 /* ---------------------------------------------------------------- names */
 
+/* The rules themselves are the bus contract's (protocol.h): a name becomes a topic level. */
+
 int workflow__valid_run_id(const char *s)
 {
-    size_t n = strlen(s);
-
-    if (n == 0 || n > 64)
-        return 0;
-    for (; *s; s++)
-        if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_')
-            return 0;
-    return 1;
+    return s && fb_name_valid(FB_NAME_RUN, s, strlen(s));
 }
 
 int workflow__valid_var_name(const char *name)
 {
-    size_t i;
-
-    if (!name || !(isalpha((unsigned char)name[0]) || name[0] == '_'))
-        return 0;
-    for (i = 1; name[i]; i++)
-        if (!(isalnum((unsigned char)name[i]) || name[i] == '_'))
-            return 0;
-    return i <= 64;
+    return name && fb_name_valid(FB_NAME_VAR, name, strlen(name));
 }
 
 int workflow__valid_task_name(const char *name)
 {
-    size_t i;
-
-    if (!name || !(isalnum((unsigned char)name[0]) || name[0] == '_'))
-        return 0;
-    for (i = 1; name[i]; i++)
-        if (!(isalnum((unsigned char)name[i]) || name[i] == '_' || name[i] == '-'))
-            return 0;
-    return i <= 64;
+    return name && fb_name_valid(FB_NAME_TASK, name, strlen(name));
 }
 
 /* ---------------------------------------------------------------- lists */

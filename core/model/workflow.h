@@ -205,7 +205,8 @@ char *workflow__to_json_text(const struct workflow *wf, json_t *extra);
 
 /*
  * 1 if name is a valid variable name: [A-Za-z_][A-Za-z0-9_]*, 1-64 chars (it
- * becomes an environment variable and an MQTT topic level).
+ * becomes an environment variable and an MQTT topic level). These name rules
+ * are protocol.h's fb_name_valid; NULL is never valid.
  */
 int workflow__valid_var_name(const char *name);
 
