@@ -1,6 +1,6 @@
 /*
  * test_document.c - unit tests of how the loader composes the YAML document
- * (core/workflow.c, "the document").
+ * (core/model/document.c).
  *
  * The loader builds its own compact tree from libyaml's events instead of
  * keeping libyaml's document, and it must behave exactly as it did on

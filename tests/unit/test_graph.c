@@ -1,5 +1,5 @@
 /*
- * test_graph.c - unit tests of the dependency graph (core/graph.c).
+ * test_graph.c - unit tests of the dependency graph (core/model/graph.c).
  *
  * Workflows are built here by hand from one-line task specs rather than
  * loaded, so that a test can also hold what the loader would refuse (a

@@ -1,5 +1,5 @@
 /*
- * test_workflow.c - unit tests of the workflow loader (core/workflow.c).
+ * test_workflow.c - unit tests of the workflow loader (core/model/: load*.c, checks.c, diag.c).
  *
  * Each error and warning the loader knows is provoked here from a small YAML
  * text, and the test asserts its exact line and column and the key words of

@@ -1,5 +1,5 @@
 /*
- * test_workflow_json.c - unit tests of the workflow's JSON (core/workflow.c,
+ * test_workflow_json.c - unit tests of the workflow's JSON (core/model/json.c,
  * workflow__to_json and workflow__to_json_text).
  *
  * workflow__to_json shares equal values between tasks, and

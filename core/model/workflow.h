@@ -6,6 +6,12 @@
  * (producers, cycles, depends_on) and reports every problem it finds as a
  * diagnostic with the file, line and column. A workflow that loaded without
  * errors is complete and consistent: the launcher and tracker trust it.
+ *
+ * This header is what the rest of core uses; the files of core/model/ each
+ * do one part of it: workflow.c the model itself (lookups, free, the name
+ * rules), diag.c the diagnostics, document.c the YAML document, load*.c the
+ * loader, checks.c the checks on the whole workflow (the one user of graph.h)
+ * and json.c the JSON of a loaded workflow.
  */
 #ifndef FLOWBUS_CORE_WORKFLOW_H
 #define FLOWBUS_CORE_WORKFLOW_H
@@ -79,7 +85,7 @@ struct wf_auth {
 
 struct workflow {
     struct wf_auth auth;
-    int reactive; /* `mode: reactive` (or run by `flowbus up`) */
+    int reactive;      /* `mode: reactive` (or run by `flowbus up`) */
     char *file;        /* as given on the command line */
     char *name;        /* `name:`, else the file's base name without extension */
     char *description; /* NULL when not given */
@@ -90,6 +96,7 @@ struct workflow {
     size_t n_tasks;
     uint32_t *task_index; /* private: a hash table of task indices, for workflow__find_task */
     size_t index_slots;   /* private: its size, a power of two */
+    size_t index_used;    /* private: the tasks in it */
 };
 
 enum wf_severity { WF_ERROR, WF_WARNING };
@@ -156,6 +163,28 @@ void wf_diags_print(const struct wf_diags *diags, const char *file, void *stream
 long workflow__find_task(const struct workflow *wf, const char *name);
 
 /*
+ * Adds task i of wf (whose name is set and not empty) to the name index that
+ * workflow__find_task uses. Returns i; or, when a task already has that name,
+ * that task's index (task i is then not added); or -1 when out of memory.
+ */
+long workflow__index_task(struct workflow *wf, size_t i);
+
+/* 1 if the list holds name. */
+int workflow__list_has(const struct wf_list *l, const char *name);
+
+/* Appends a copy of name, written at pos, to l; 0 when out of memory. */
+int workflow__list_push(struct wf_list *l, const char *name, struct wf_pos pos);
+
+/*
+ * The name of a restart policy as a workflow file writes it ("on-failure",
+ * "always", "never"); NULL for a value outside the enum.
+ */
+const char *workflow__restart_name(enum wf_restart r);
+
+/* Sets *out to the policy called s and returns 1; 0 when s (or NULL) names none. */
+int workflow__restart_parse(const char *s, enum wf_restart *out);
+
+/*
  * The resolved workflow as JSON, for the `workflow` topic: secrets are replaced
  * by "<secret>". Caller owns the result (json_decref). The root object is the
  * caller's to extend, but the values below it are shared where they are equal
@@ -176,7 +205,8 @@ char *workflow__to_json_text(const struct workflow *wf, json_t *extra);
 
 /*
  * 1 if name is a valid variable name: [A-Za-z_][A-Za-z0-9_]*, 1-64 chars (it
- * becomes an environment variable and an MQTT topic level).
+ * becomes an environment variable and an MQTT topic level). These name rules
+ * are protocol.h's fb_name_valid; NULL is never valid.
  */
 int workflow__valid_var_name(const char *name);
 

@@ -386,6 +386,11 @@ static char *format(const char *fmt, ...)
     return s;
 }
 
+/*
+ * How a finished task ended, as the verb of a reason's sentence. These are
+ * words, not the state names of the bus (protocol.h): GT_FAILED stands for
+ * failed, timeout, crashed and denied alike.
+ */
 static const char *outcome(enum graph_task_state s)
 {
     return s == GT_FAILED    ? "failed"
@@ -462,7 +467,7 @@ size_t graph__propagate(const struct graph *g, const unsigned char *var_set,
                 skip = 1;
                 if (reasons)
                     reason = format("depends on %s, which %s", g->wf->tasks[items[i]].name,
-                                    states[items[i]] == GT_FAILED ? "failed" : "was skipped");
+                                    outcome(states[items[i]]));
             }
         if (!skip)
             continue;
