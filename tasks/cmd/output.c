@@ -102,8 +102,7 @@ static void handle_line(struct run *r, const struct stream *s, const char *line,
     if (len > 0 && line[len - 1] == '\r')
         len--;
     if (cut)
-        fb_task_log(r->task, "%.*s [line cut at %zu bytes]", (int)len, line,
-                    output__line_max());
+        fb_task_log(r->task, "%.*s [line cut at %zu bytes]", (int)len, line, output__line_max());
     else
         fb_task_log(r->task, "%.*s", (int)len, line);
 }

@@ -27,7 +27,7 @@ struct run {
     char **values; /* per declared output index; NULL until printed */
     char **warned; /* undeclared keys already warned about */
     size_t nwarned;
-    int failed_mem; /* 1 if memory ran out recording a value */
+    int failed_mem;  /* 1 if memory ran out recording a value */
     char *too_large; /* the first declared output whose value was over the limit */
 };
 

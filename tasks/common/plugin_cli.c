@@ -73,11 +73,6 @@ fb_task *plugin_cli__open(void)
     return task;
 }
 
-fb_task *plugin_cli__open_and_wait(void)
-{
-    return plugin_cli__wait(plugin_cli__open());
-}
-
 fb_task *plugin_cli__wait(fb_task *task)
 {
     enum fb_err rc = fb_task_wait(task, -1);
