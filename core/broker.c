@@ -12,7 +12,7 @@
  * the tasks before the broker.
  */
 #include "broker.h"
-#include "clock.h"
+#include <flowbus/flowbus.h>
 #include "log.h"
 
 #include <arpa/inet.h>
@@ -287,8 +287,8 @@ struct broker *broker__start(const char *passwords, const char *acl, char *err, 
             b->pid = 0;
             goto fail;
         }
-        deadline = clock__mono() + 5.0;
-        while (clock__mono() < deadline) {
+        deadline = fb_clock_mono() + 5.0;
+        while (fb_clock_mono() < deadline) {
             if (port_accepts(b->port))
                 goto started;
             if (reap_nohang(b->pid)) {
@@ -333,7 +333,7 @@ void broker__stop(struct broker *b)
     if (!b)
         return;
     if (b->pid > 0) {
-        double deadline = clock__mono() + 2.0;
+        double deadline = fb_clock_mono() + 2.0;
         int reaped = 0;
         kill(b->pid, SIGTERM);
         /*
@@ -342,7 +342,7 @@ void broker__stop(struct broker *b)
          * once. That was most of a short run's fixed cost (docs/performance.md).
          */
         (void)port_accepts(b->port);
-        while (!reaped && clock__mono() < deadline) {
+        while (!reaped && fb_clock_mono() < deadline) {
             reaped = reap_nohang(b->pid);
             if (!reaped)
                 sleep_ms(2);
@@ -380,8 +380,8 @@ int broker__restart(struct broker *b, char *err, size_t errlen)
         b->pid = 0;
         return 0;
     }
-    deadline = clock__mono() + 5.0;
-    while (clock__mono() < deadline) {
+    deadline = fb_clock_mono() + 5.0;
+    while (fb_clock_mono() < deadline) {
         if (port_accepts(b->port))
             return 1;
         if (reap_nohang(b->pid)) {

@@ -23,7 +23,7 @@
  */
 #include "client.h"
 #include "workflow.h"
-#include "clock.h"
+#include <flowbus/flowbus.h>
 #include "log.h"
 
 #include <ctype.h>
@@ -322,7 +322,7 @@ static int session_open(struct session *s, const struct client_options *o, int w
     /* The barrier topic is outside every run (a run's sync/ topics belong to
      * its coordinator, which acts on them) and unique to this process. */
     if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
-        rnd[0] = (unsigned char)clock__mono();
+        rnd[0] = (unsigned char)fb_clock_mono();
     snprintf(s->token, sizeof s->token, "flowbus/client-%ld-%02x%02x%02x%02x/sync", (long)getpid(),
              rnd[0], rnd[1], rnd[2], rnd[3]);
     return 0;
@@ -385,10 +385,10 @@ static int collect(struct session *s, const char *const *filters, size_t n, stru
                    s->o->broker_url, fb_strerror(e));
         goto out;
     }
-    deadline = clock__mono() + ANSWER_WAIT;
+    deadline = fb_clock_mono() + ANSWER_WAIT;
     for (;;) {
         fb_msg *m = NULL, **grown;
-        e = fb_bus_next(s->bus, deadline - clock__mono(), &m);
+        e = fb_bus_next(s->bus, deadline - fb_clock_mono(), &m);
         if (e != FB_OK) {
             log_printf(FB_LOG_ERROR, "the broker at %s did not answer within %g s: %s",
                        s->o->broker_url, ANSWER_WAIT, fb_strerror(e));
@@ -582,7 +582,7 @@ static double run_duration(const json_t *v)
     if (final_state(s))
         return at >= started ? at - started : -1;
     if (strcmp(s, "running") == 0)
-        return clock__wall() - started;
+        return fb_clock_wall() - started;
     return -1; /* lost: nobody knows when it ended, or if it has */
 }
 
@@ -597,7 +597,7 @@ static double task_duration(const json_t *t)
     if (terminal_task_state(s))
         return started > 0 && at >= started ? at - started : -1;
     if (strcmp(s, "running") == 0 && at > 0)
-        return clock__wall() - at;
+        return fb_clock_wall() - at;
     return -1;
 }
 
@@ -1094,7 +1094,7 @@ static int watch(struct session *s, json_t *runs, double deadline, watch_fn cb, 
     for (;;) {
         int ms = -1;
         if (deadline > 0) {
-            double left = deadline - clock__mono();
+            double left = deadline - fb_clock_mono();
             if (left <= 0)
                 return WATCH_TIMEOUT;
             ms = left > 3600 ? 3600000 : (int)(left * 1000) + 1;
@@ -1153,7 +1153,7 @@ static void print_state(struct follow *f, const char *task, const json_t *t)
         strcmp(json_string_value(json_object_get(f->seen, task)), key) == 0)
         return; /* a repeat: a retained state delivered again after a reconnect */
     json_object_set_new(f->seen, task, json_string(key));
-    used = (size_t)snprintf(line, sizeof line, "%8.3fs  %-*s  %-8s", (at > 0 ? at : clock__wall()) - f->t0,
+    used = (size_t)snprintf(line, sizeof line, "%8.3fs  %-*s  %-8s", (at > 0 ? at : fb_clock_wall()) - f->t0,
                             f->width, task, state);
     if (attempt > 1 && used < sizeof line)
         used += (size_t)snprintf(line + used, sizeof line - used, "  attempt %.0f", attempt);
@@ -1286,7 +1286,7 @@ int client__logs(const struct client_options *o)
         code = 0;
         goto out;
     }
-    f.t0 = run_started(v) > 0 ? run_started(v) : clock__wall();
+    f.t0 = run_started(v) > 0 ? run_started(v) : fb_clock_wall();
     wf_name = jstr(json_object_get(v, "workflow"), "name");
     printf("Following run %s (%s, %s) on %s\n", o->run_id, wf_name ? wf_name : "?", shown_state(v),
            o->broker_url);
@@ -1403,7 +1403,7 @@ static int request(const struct client_options *o, int stop)
         code = EXIT_NOT_CONFIRMED;
         goto out;
     }
-    code = watch(&s, runs, clock__mono() + wait, request_cb, &r);
+    code = watch(&s, runs, fb_clock_mono() + wait, request_cb, &r);
     if (code == WATCH_TIMEOUT) {
         code = EXIT_NOT_CONFIRMED;
         if (stop)

@@ -7,7 +7,7 @@
  * Times shown are relative to the start of the run.
  */
 #include "display.h"
-#include "clock.h"
+#include <flowbus/flowbus.h>
 #include "graph.h"
 #include "tracker.h"
 #include "workflow.h"
@@ -64,7 +64,7 @@ struct display *display__new(enum display_mode mode, const struct workflow *wf,
     d->tr = tr;
     d->run_id = run_id;
     d->out = out;
-    d->t0 = clock__wall();
+    d->t0 = fb_clock_wall();
     d->width = 4;
     for (size_t t = 0; t < wf->n_tasks; t++)
         if ((int)strlen(wf->tasks[t].name) > d->width)
@@ -107,7 +107,7 @@ void display__note(struct display *d, const char *fmt, ...)
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     if (d->mode == DISPLAY_JSON) {
-        emit_json(d, json_pack("{s:s, s:s, s:f}", "event", "note", "text", buf, "at", clock__wall()));
+        emit_json(d, json_pack("{s:s, s:s, s:f}", "event", "note", "text", buf, "at", fb_clock_wall()));
         return;
     }
     erase_table(d);
@@ -118,7 +118,7 @@ void display__note(struct display *d, const char *fmt, ...)
 
 static void duration(char *buf, size_t len, const struct task_info *ti)
 {
-    double end = ti->ended > 0 ? ti->ended : clock__wall();
+    double end = ti->ended > 0 ? ti->ended : fb_clock_wall();
     if (ti->started <= 0)
         snprintf(buf, len, "-");
     else if (end - ti->started < 10)
@@ -165,21 +165,21 @@ void display__task(struct display *d, size_t t)
     if (d->wf->reactive && !tracker__terminal(ti->state)) {
         /* An activation started, or ended (back to waiting with its result). */
         if (ti->state == TS_RUNNING)
-            fprintf(d->out, "%8.3fs  %-*s  running  #%lu\n", clock__wall() - d->t0, d->width, name,
+            fprintf(d->out, "%8.3fs  %-*s  running  #%lu\n", fb_clock_wall() - d->t0, d->width, name,
                     ti->activation);
         else if (ti->result[0])
-            fprintf(d->out, "%8.3fs  %-*s  %-8s #%lu  %s%s%s%s\n", clock__wall() - d->t0, d->width,
+            fprintf(d->out, "%8.3fs  %-*s  %-8s #%lu  %s%s%s%s\n", fb_clock_wall() - d->t0, d->width,
                     name, ti->result, ti->activation, dur, ti->error ? "  " : "",
                     ti->error ? ti->error : "", ti->dropped ? "  (events dropped)" : "");
         else if (ti->activation == 0)
-            fprintf(d->out, "%8.3fs  %-*s  waiting\n", clock__wall() - d->t0, d->width, name);
+            fprintf(d->out, "%8.3fs  %-*s  waiting\n", fb_clock_wall() - d->t0, d->width, name);
         else
-            fprintf(d->out, "%8.3fs  %-*s  emitted  #%lu\n", clock__wall() - d->t0, d->width, name,
+            fprintf(d->out, "%8.3fs  %-*s  emitted  #%lu\n", fb_clock_wall() - d->t0, d->width, name,
                     ti->activation);
         fflush(d->out);
         return;
     }
-    fprintf(d->out, "%8.3fs  %-*s  %-8s", clock__wall() - d->t0, d->width, name,
+    fprintf(d->out, "%8.3fs  %-*s  %-8s", fb_clock_wall() - d->t0, d->width, name,
             tracker__state_name(ti->state));
     if (ti->attempt > 1)
         fprintf(d->out, "  attempt %d", ti->attempt);
@@ -195,7 +195,7 @@ void display__log(struct display *d, size_t t, const char *line)
 {
     if (d->mode == DISPLAY_JSON) {
         emit_json(d, json_pack("{s:s, s:s, s:s, s:f}", "event", "log", "task",
-                               d->wf->tasks[t].name, "line", line, "at", clock__wall()));
+                               d->wf->tasks[t].name, "line", line, "at", fb_clock_wall()));
         return;
     }
     erase_table(d);
@@ -210,7 +210,7 @@ void display__var(struct display *d, size_t v)
     if (d->mode != DISPLAY_JSON)
         return;
     emit_json(d, json_pack("{s:s, s:s, s:s, s:f}", "event", "var", "name", graph__var_name(d->g, v),
-                           "value", tracker__var_value(d->tr, v), "at", clock__wall()));
+                           "value", tracker__var_value(d->tr, v), "at", fb_clock_wall()));
 }
 
 int display__next_ms(const struct display *d)
@@ -224,7 +224,7 @@ int display__next_ms(const struct display *d)
 
 void display__refresh(struct display *d, int force)
 {
-    double now = clock__wall();
+    double now = fb_clock_wall();
     char dur[32];
 
     if (d->mode != DISPLAY_TTY || (!force && now - d->last_draw < (d->dirty ? 0.05 : 0.2)))

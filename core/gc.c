@@ -10,7 +10,7 @@
  * and runs whose coordinator was lost, are left alone.
  */
 #include "gc.h"
-#include "clock.h"
+#include <flowbus/flowbus.h>
 #include "log.h"
 
 #include <flowbus/flowbus.h>
@@ -53,16 +53,16 @@ static int collect(fb_bus *bus, const char *filter, const char *token, struct na
                    void (*each)(void *ctx, const fb_msg *m), void *ctx)
 {
     const char *filters[2] = {filter, token};
-    double deadline = clock__mono() + 10.0;
+    double deadline = fb_clock_mono() + 10.0;
     int ok = 0;
 
     if (fb_bus_subscribe(bus, filters, 2, 5.0) != FB_OK)
         return 0;
     if (fb_bus_publish(bus, token, "", 0, 1, 0, 0) != FB_OK)
         return 0;
-    while (clock__mono() < deadline) {
+    while (fb_clock_mono() < deadline) {
         fb_msg *m = NULL;
-        if (fb_bus_next(bus, deadline - clock__mono(), &m) != FB_OK)
+        if (fb_bus_next(bus, deadline - fb_clock_mono(), &m) != FB_OK)
             break;
         if (strcmp(m->topic, token) == 0) {
             fb_msg_free(m);
@@ -133,7 +133,7 @@ int gc__main(const struct gc_options *o)
         log_printf(FB_LOG_ERROR, "cannot connect to the broker at %s: %s", o->broker_url, err);
         goto out;
     }
-    f.before = clock__wall() - o->older_than;
+    f.before = fb_clock_wall() - o->older_than;
     snprintf(token, sizeof token, "flowbus/gc-%ld/sync", (long)getpid());
     if (!collect(bus, "flowbus/+/state", token, NULL, note_run, &f)) {
         log_printf(FB_LOG_ERROR, "the broker did not answer");

@@ -16,7 +16,7 @@
  */
 #define _GNU_SOURCE
 #include "run.h"
-#include "clock.h"
+#include <flowbus/flowbus.h>
 #include "access.h"
 #include "broker.h"
 #include "display.h"
@@ -160,7 +160,7 @@ static void publish_run_state_expiring(struct run *r, const char *state, int cod
                                        unsigned expiry)
 {
     char tp[256];
-    json_t *o = json_pack("{s:s, s:f, s:f, s:i, s:s, s:b}", "state", state, "at", clock__wall(),
+    json_t *o = json_pack("{s:s, s:f, s:f, s:i, s:s, s:b}", "state", state, "at", fb_clock_wall(),
                           "started", r->t0_wall, "tasks", (int)r->wf->n_tasks, "mode",
                           r->reactive ? "reactive" : "oneshot", "paused", r->paused);
     char *s;
@@ -245,7 +245,7 @@ static void stop_proc(struct run *r, size_t t, enum kill_reason why)
         p->kill = why;
     launcher__signal(p->pid, SIGTERM);
     if (!p->term_at)
-        p->term_at = clock__mono() + KILL_GRACE;
+        p->term_at = fb_clock_mono() + KILL_GRACE;
 }
 
 static void show_task(struct run *r, size_t t)
@@ -256,7 +256,7 @@ static void show_task(struct run *r, size_t t)
 /* Marks newly dead tasks skipped and stops their processes. */
 static void propagate(struct run *r)
 {
-    size_t n = tracker__propagate(r->tr, clock__wall(), r->skipped);
+    size_t n = tracker__propagate(r->tr, fb_clock_wall(), r->skipped);
 
     for (size_t i = 0; i < n; i++) {
         size_t t = r->skipped[i];
@@ -303,10 +303,10 @@ static void on_final(struct run *r, size_t t)
              tracker__state_name(ti->state), ti->error ? ti->error : "no reason given",
              p->attempt + 1, task->retries + 1, p->retry_delay);
     display__note(r->disp, "%s: %s", task->name, note);
-    tracker__retry(r->tr, t, p->attempt + 1, clock__wall(), note);
+    tracker__retry(r->tr, t, p->attempt + 1, fb_clock_wall(), note);
     p->retrying = 1;
     if (!p->pid || p->reaped)
-        p->retry_at = clock__mono() + p->retry_delay;
+        p->retry_at = fb_clock_mono() + p->retry_delay;
 }
 
 /* Process i has been heard from (or is gone): it no longer holds a place in the launch window. */
@@ -338,13 +338,13 @@ static void launch(struct run *r, size_t i, int attempt)
     p->cut = 0;
     free(p->final_json);
     p->final_json = NULL;
-    p->up_since = clock__mono();
+    p->up_since = fb_clock_mono();
     p->pid = launcher__spawn(&r->lc, t, p->worker, attempt, &p->fd);
     if (p->pid < 0) {
         snprintf(err, sizeof err, "cannot start %s: %s", r->wf->tasks[t].plugin_path,
                  strerror(errno));
         p->pid = 0;
-        tracker__set(r->tr, t, TS_FAILED, clock__wall(), -1, 0, err);
+        tracker__set(r->tr, t, TS_FAILED, fb_clock_wall(), -1, 0, err);
         publish_task_state(r, t);
         show_task(r, t);
         if (!r->reactive)
@@ -405,13 +405,13 @@ static void reactive_exit(struct run *r, size_t i)
                       ti->state == TS_DENIED ? "denied" : failure ? "on-failure" : "never");
         if (!task_has_other_process(r, t, i) && !tracker__terminal(ti->state)) {
             tracker__set(r->tr, t, !failure ? TS_DONE : signaled ? TS_CRASHED : TS_FAILED,
-                         clock__wall(), code, signaled ? WTERMSIG(p->status) : 0, failure ? how : NULL);
+                         fb_clock_wall(), code, signaled ? WTERMSIG(p->status) : 0, failure ? how : NULL);
             publish_task_state(r, t);
             show_task(r, t);
         }
         return;
     }
-    if (clock__mono() - p->up_since >= RESTART_RESET)
+    if (fb_clock_mono() - p->up_since >= RESTART_RESET)
         p->restarts = 0;
     p->retry_delay = base;
     for (int k = 0; k < p->restarts && p->retry_delay < cap; k++)
@@ -419,7 +419,7 @@ static void reactive_exit(struct run *r, size_t i)
     if (p->retry_delay > cap)
         p->retry_delay = cap;
     p->restarts++;
-    p->retry_at = clock__mono() + p->retry_delay;
+    p->retry_at = fb_clock_mono() + p->retry_delay;
     snprintf(note, sizeof note, "process %s; restart %d in %g s", how, p->restarts,
              p->retry_delay);
     display__note(r->disp, "%s (worker %d): %s", task->name, p->worker, note);
@@ -445,7 +445,7 @@ static void resolve_exit(struct run *r, size_t i)
     struct proc *p = &r->procs[i];
     size_t t = p->task;
     const struct task_info *ti = tracker__task(r->tr, t);
-    double now = clock__wall();
+    double now = fb_clock_wall();
     char err[160];
 
     p->sync_at = 0;
@@ -527,7 +527,7 @@ static void log_note(struct run *r, size_t i, const char *text)
 static int rate_allows(struct run *r, size_t i)
 {
     struct proc *p = &r->procs[i];
-    double now = clock__mono();
+    double now = fb_clock_mono();
 
     if (now - p->window >= 1.0) {
         if (p->dropped) {
@@ -646,7 +646,7 @@ static void on_reaped(struct run *r, size_t i, int status)
             publish_text(r, tp, p->final_json, 1);
         }
         publish_task_state(r, t); /* waiting for the next attempt, and why */
-        p->retry_at = clock__mono() + p->retry_delay;
+        p->retry_at = fb_clock_mono() + p->retry_delay;
         return;
     }
     if (p->kill != KILL_NONE) {
@@ -659,7 +659,7 @@ static void on_reaped(struct run *r, size_t i, int status)
     }
     snprintf(tp, sizeof tp, "%s/sync/p%zu", r->root, i);
     fb_bus_publish(r->bus, tp, "", 0, 1, 0, 0);
-    p->sync_at = clock__mono() + SYNC_WAIT;
+    p->sync_at = fb_clock_mono() + SYNC_WAIT;
 }
 
 static void interrupt(struct run *r, int why, const char *text);
@@ -702,7 +702,7 @@ static void reap(struct run *r)
 static void interrupt(struct run *r, int why, const char *text)
 {
     char tp[256];
-    double now = clock__wall();
+    double now = fb_clock_wall();
     unsigned char *stopped = NULL;
     enum { STOPPED_WAITING = 1, STOPPED_RUNNING = 2 };
 
@@ -747,7 +747,7 @@ static void interrupt(struct run *r, int why, const char *text)
             stop_proc(r, i, KILL_STOP);
         } else if (p->pid && !p->reaped) {
             p->kill = KILL_STOP;
-            p->sigterm_at = clock__mono() + STOP_GRACE;
+            p->sigterm_at = fb_clock_mono() + STOP_GRACE;
         } else if (i < r->wf->n_tasks && was) {
             /* Its process is gone already (maybe it obeyed the stop before we
              * read it): the state decided here is the one to keep. */
@@ -817,8 +817,8 @@ static void handle_message(struct run *r, fb_msg *m)
             on_final(r, idx);
         /* The timeout counts from the start of execution (of each activation). */
         if (ti->state == TS_RUNNING && limit > 0 && p->pid && !p->reaped && !p->deadline) {
-            double late = clock__wall() - ti->started;
-            p->deadline = clock__mono() + limit - (late > 0 && late < limit ? late : 0);
+            double late = fb_clock_wall() - ti->started;
+            p->deadline = fb_clock_mono() + limit - (late > 0 && late < limit ? late : 0);
         } else if (ti->state == TS_WAITING) {
             p->deadline = 0;
         }
@@ -852,7 +852,7 @@ static void handle_message(struct run *r, fb_msg *m)
 
 static void check_timers(struct run *r)
 {
-    double now = clock__mono();
+    double now = fb_clock_mono();
     char err[128];
 
     for (size_t i = 0; i < r->n_procs; i++) {
@@ -869,7 +869,7 @@ static void check_timers(struct run *r)
                 stop_proc(r, i, KILL_TIMEOUT);
             } else if (tracker__task(r->tr, t)->state == TS_RUNNING) {
                 snprintf(err, sizeof err, "timed out after %g s", r->wf->tasks[t].timeout);
-                tracker__set(r->tr, t, TS_TIMEOUT, clock__wall(), -1, 0, err);
+                tracker__set(r->tr, t, TS_TIMEOUT, fb_clock_wall(), -1, 0, err);
                 show_task(r, t);
                 stop_proc(r, t, KILL_TIMEOUT);
                 on_final(r, t);
@@ -952,7 +952,7 @@ static void on_reconnect(struct run *r)
         if (r->procs[i].sync_at) {
             snprintf(tp, sizeof tp, "%s/sync/p%zu", r->root, i);
             fb_bus_publish(r->bus, tp, "", 0, 1, 0, 0);
-            r->procs[i].sync_at = clock__mono() + SYNC_WAIT;
+            r->procs[i].sync_at = fb_clock_mono() + SYNC_WAIT;
         }
     }
 }
@@ -1023,16 +1023,16 @@ static void loop(struct run *r)
             r->finishing = 1;
             for (size_t i = 0; i < n; i++)
                 if (r->procs[i].pid && !r->procs[i].reaped && !r->procs[i].term_at)
-                    r->procs[i].term_at = clock__mono() + KILL_GRACE;
+                    r->procs[i].term_at = fb_clock_mono() + KILL_GRACE;
         }
         if (r->finishing && all_reaped(r)) {
-            if (r->final_synced || (r->final_sync_at && clock__mono() >= r->final_sync_at))
+            if (r->final_synced || (r->final_sync_at && fb_clock_mono() >= r->final_sync_at))
                 break;
             if (!r->final_sync_at) {
                 char tp[256];
                 snprintf(tp, sizeof tp, "%s/sync/final", r->root);
                 fb_bus_publish(r->bus, tp, "", 0, 1, 0, 0);
-                r->final_sync_at = clock__mono() + SYNC_WAIT;
+                r->final_sync_at = fb_clock_mono() + SYNC_WAIT;
             }
         }
         display__refresh(r->disp, 0);
@@ -1050,7 +1050,7 @@ static void loop(struct run *r)
         }
         next = next_timer(r);
         if (next) {
-            double d = (next - clock__mono()) * 1000.0 + 1;
+            double d = (next - fb_clock_mono()) * 1000.0 + 1;
             timeout_ms = d < 0 ? 0 : d > 1000 ? 1000 : (int)d;
         }
         /* A process slow to start gives up its place in the launch window in time. */
@@ -1109,7 +1109,7 @@ static int connect_bus(struct run *r, const char *url, const char *user, const c
     snprintf(will, sizeof will,
              "{\"state\":\"lost\",\"at\":%.6f,\"started\":%.6f,\"exit\":null,"
              "\"error\":\"the coordinator's connection was lost\"}",
-             clock__wall(), r->t0_wall);
+             fb_clock_wall(), r->t0_wall);
     snprintf(client_id, sizeof client_id, "flowbus-coordinator-%s", r->run_id);
     bo.url = url;
     bo.username = user;
@@ -1188,7 +1188,7 @@ static void collect_vars(struct run *r)
 {
     char filter[160], token[160];
     const char *filters[1] = {filter};
-    double deadline = clock__mono() + SYNC_WAIT;
+    double deadline = fb_clock_mono() + SYNC_WAIT;
     int synced = 0;
 
     if (r->follow_vars) {
@@ -1200,11 +1200,11 @@ static void collect_vars(struct run *r)
     if (fb_bus_subscribe(r->bus, filters, 1, SYNC_WAIT) != FB_OK ||
         fb_bus_publish(r->bus, token, "", 0, 1, 0, 0) != FB_OK)
         goto out;
-    while (!synced && clock__mono() < deadline) {
+    while (!synced && fb_clock_mono() < deadline) {
         fb_msg *m = NULL;
         size_t idx = 0;
         const char *text = NULL;
-        if (fb_bus_next(r->bus, deadline - clock__mono(), &m) != FB_OK)
+        if (fb_bus_next(r->bus, deadline - fb_clock_mono(), &m) != FB_OK)
             break;
         if (strcmp(m->topic, token) == 0)
             synced = 1;
@@ -1227,15 +1227,15 @@ out:
 static int check_run_id_unused(struct run *r)
 {
     char tp[256];
-    double deadline = clock__mono() + 5.0;
+    double deadline = fb_clock_mono() + 5.0;
     int used = 0, synced = 0;
 
     snprintf(tp, sizeof tp, "%s/sync/fresh", r->root);
     if (fb_bus_publish(r->bus, tp, "", 0, 1, 0, 0) != FB_OK)
         return 0;
-    while (!synced && clock__mono() < deadline) {
+    while (!synced && fb_clock_mono() < deadline) {
         fb_msg *m = NULL;
-        if (fb_bus_next(r->bus, deadline - clock__mono(), &m) != FB_OK)
+        if (fb_bus_next(r->bus, deadline - fb_clock_mono(), &m) != FB_OK)
             break;
         if (strcmp(m->topic, tp) == 0)
             synced = 1;
@@ -1355,7 +1355,7 @@ static size_t launch_window(void)
  */
 static void launch_more(struct run *r)
 {
-    double now = clock__mono();
+    double now = fb_clock_mono();
     size_t k = 0;
 
     while (k < r->n_starting) {
@@ -1686,10 +1686,10 @@ static int start_resumed(struct run *r, struct wf_diags *diags)
     /* Everything retained under the run has arrived once our token is back. */
     snprintf(sync_topic, sizeof sync_topic, "%s/sync/resume", r->root);
     fb_bus_publish(r->bus, sync_topic, "", 0, 1, 0, 0);
-    deadline = clock__mono() + 5.0;
-    while (!synced && clock__mono() < deadline) {
+    deadline = fb_clock_mono() + 5.0;
+    while (!synced && fb_clock_mono() < deadline) {
         fb_msg *m = NULL;
-        if (fb_bus_next(r->bus, deadline - clock__mono(), &m) != FB_OK)
+        if (fb_bus_next(r->bus, deadline - fb_clock_mono(), &m) != FB_OK)
             break;
         if (strcmp(m->topic, sync_topic) == 0) {
             synced = 1;
@@ -1827,14 +1827,14 @@ static int start_resumed(struct run *r, struct wf_diags *diags)
             p->pid = (pid_t)ti->pid;
             p->adopted = 1;
             p->attempt = ti->attempt > 0 ? ti->attempt : 1;
-            p->probe_at = clock__mono();
+            p->probe_at = fb_clock_mono();
             if (ti->state == TS_RUNNING && r->wf->tasks[t].timeout > 0) {
-                double late = clock__wall() - ti->started;
-                p->deadline = clock__mono() + r->wf->tasks[t].timeout - (late > 0 ? late : 0);
+                double late = fb_clock_wall() - ti->started;
+                p->deadline = fb_clock_mono() + r->wf->tasks[t].timeout - (late > 0 ? late : 0);
             }
             counts[1]++;
         } else if (ti->state == TS_RUNNING) {
-            tracker__set(r->tr, t, TS_CRASHED, clock__wall(), -1, 0,
+            tracker__set(r->tr, t, TS_CRASHED, fb_clock_wall(), -1, 0,
                          "its process was gone when the coordinator resumed");
             publish_task_state(r, t);
             p->attempt = ti->attempt > 0 ? ti->attempt : 1;
@@ -1845,7 +1845,7 @@ static int start_resumed(struct run *r, struct wf_diags *diags)
             /* Started but not connected yet when its coordinator died. */
             p->adopted = 1;
             p->attempt = 1;
-            p->probe_at = clock__mono();
+            p->probe_at = fb_clock_mono();
             counts[1]++;
         } else {
             launch(r, t, ti->attempt > 0 ? ti->attempt : 1);
@@ -1918,8 +1918,8 @@ int run__main(const struct run_options *o)
         log_printf(FB_LOG_ERROR, "invalid run id '%s': expected 1-64 of [A-Za-z0-9_-]", o->run_id);
         goto out;
     }
-    r.t0_wall = clock__wall();
-    r.t0_mono = clock__mono();
+    r.t0_wall = fb_clock_wall();
+    r.t0_mono = fb_clock_mono();
     code = o->resume ? start_resumed(&r, &diags) : start_new(&r, &diags);
     if (code != EXIT_OK || r.unpaused)
         goto out;
@@ -1941,7 +1941,7 @@ int run__main(const struct run_options *o)
                                !r.broker && o->expiry > 0 ? (unsigned)o->expiry : 0);
     if (fb_bus_flush(r.bus, 2.0) != FB_OK && !r.fatal)
         log_printf(FB_LOG_WARN, "the broker did not confirm the final states");
-    display__summary(r.disp, run_state_name(&r, code), code, clock__mono() - r.t0_mono);
+    display__summary(r.disp, run_state_name(&r, code), code, fb_clock_mono() - r.t0_mono);
 out:
     if (r.bus) {
         /* Paho keeps the connection until its QoS 1 messages are acknowledged

@@ -708,7 +708,7 @@ static int open_cache_dir(const struct auth_config *cfg)
 static int take_lock(const struct auth_config *cfg, int dirfd, const char *key, double wait)
 {
     char name[80];
-    double deadline = clock__mono() + wait;
+    double deadline = fb_clock_mono() + wait;
     struct timespec pause = {0, LOCK_POLL_NS};
     int fd;
 
@@ -721,7 +721,7 @@ static int take_lock(const struct auth_config *cfg, int dirfd, const char *key, 
         return -1;
     }
     while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        if ((errno != EWOULDBLOCK && errno != EINTR) || clock__mono() >= deadline) {
+        if ((errno != EWOULDBLOCK && errno != EINTR) || fb_clock_mono() >= deadline) {
             log__emit(cfg->log, cfg->log_ctx, FB_LOG_INFO,
                       "permission cache busy for %g s; asking the service directly", wait);
             close(fd);
@@ -756,7 +756,7 @@ static fb_permissions *read_entry(const struct auth_config *cfg, int dirfd, cons
     if (!json_is_number(expires))
         goto out;
     /* An entry claiming more than the TTL from now is not one we wrote: ignore it. */
-    left = json_number_value(expires) - clock__wall();
+    left = json_number_value(expires) - fb_clock_wall();
     if (left <= 0 || left > cfg->cache_ttl + 1)
         goto out;
     if (perms_from_json(json_object_get(root, "permissions"), &perms, &why) != FB_OK)
@@ -784,7 +784,7 @@ static void write_entry(const struct auth_config *cfg, int dirfd, const char *ke
     snprintf(tmp, sizeof tmp, "%s.tmp%ld", key, (long)getpid());
     if (root == NULL || array == NULL)
         goto out;
-    json_object_set_new(root, "expires", json_real(clock__wall() + cfg->cache_ttl));
+    json_object_set_new(root, "expires", json_real(fb_clock_wall() + cfg->cache_ttl));
     json_object_set(root, "permissions", array);
     text = json_dumps(root, JSON_COMPACT);
     if (text == NULL)

@@ -334,7 +334,7 @@ static int wait_on(fb_bus *bus, pthread_cond_t *cv, double deadline)
 
     if (deadline < 0)
         return pthread_cond_wait(cv, &bus->mu);
-    if (clock__mono() >= deadline)
+    if (fb_clock_mono() >= deadline)
         return ETIMEDOUT;
     whole = (double)(long long)deadline;
     ts.tv_sec = (time_t)whole;
@@ -350,7 +350,7 @@ static int wait_until(fb_bus *bus, double deadline)
 
 static double deadline_after(double timeout)
 {
-    return timeout < 0 ? -1.0 : clock__mono() + timeout;
+    return timeout < 0 ? -1.0 : fb_clock_mono() + timeout;
 }
 
 /* Marks the connection gone for good: waiters wake, the fd becomes readable. */
@@ -379,7 +379,7 @@ static void link_down(fb_bus *bus)
         return;
     }
     if (!bus->reconnecting)
-        bus->lost_at = clock__mono();
+        bus->lost_at = fb_clock_mono();
     bus->link_up = 0;
     bus->connected = 0;
     bus->reconnecting = 1;
@@ -1002,7 +1002,7 @@ static enum fb_err connect_once(fb_bus *bus)
     MQTTAsync_connectOptions conn_opts = MQTTAsync_connectOptions_initializer5;
     MQTTAsync_willOptions will = MQTTAsync_willOptions_initializer;
     MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
-    double deadline = clock__mono() + bus->connect_timeout;
+    double deadline = fb_clock_mono() + bus->connect_timeout;
     enum fb_err err = FB_OK;
     int rc;
 
@@ -1205,7 +1205,7 @@ static int resync(fb_bus *bus)
     char **filters = NULL;
     size_t n = 0;
     size_t i;
-    double deadline = clock__mono() + bus->connect_timeout;
+    double deadline = fb_clock_mono() + bus->connect_timeout;
     int token = 0;
     int ok = 0;
     int done = 0;
@@ -1327,7 +1327,7 @@ static void *reconnect_main(void *arg)
         began = bus->lost_at;
         snprintf(reason, sizeof reason, "%s",
                  bus->connect_reason[0] != '\0' ? bus->connect_reason : "no answer");
-        if ((bus->reconnect_max_s > 0 && clock__mono() - began > bus->reconnect_max_s) ||
+        if ((bus->reconnect_max_s > 0 && fb_clock_mono() - began > bus->reconnect_max_s) ||
             (bus->guardian_pid > 0 && (long)getppid() != bus->guardian_pid)) {
             mark_lost(bus);
             pthread_mutex_unlock(&bus->mu);
@@ -1350,7 +1350,7 @@ static void *reconnect_main(void *arg)
         }
         if (err == FB_OK && resync(bus)) {
             log__emit(bus->log, bus->log_ctx, FB_LOG_INFO, "reconnected to %s after %.3f s",
-                      bus->url, clock__mono() - began);
+                      bus->url, fb_clock_mono() - began);
             delay = RECONNECT_DELAY_MIN;
             pthread_mutex_lock(&bus->mu);
             continue;
@@ -1374,7 +1374,7 @@ static void *reconnect_main(void *arg)
                   "reconnect to %s failed: %s; next try in %.0f ms", bus->url, reason,
                   delay * 1e3);
         pthread_mutex_lock(&bus->mu);
-        until = clock__mono() + delay;
+        until = fb_clock_mono() + delay;
         while (!bus->closed && !bus->lost && wait_until(bus, until) != ETIMEDOUT)
             ;
         delay = delay * 2 > RECONNECT_DELAY_MAX ? RECONNECT_DELAY_MAX : delay * 2;
@@ -1677,7 +1677,7 @@ enum fb_err fb_bus_publish(fb_bus *bus, const char *topic, const void *payload, 
     if (p == NULL)
         return FB_ERR_NOMEM;
     pthread_mutex_lock(&bus->mu);
-    deadline = clock__mono() + PUBLISH_ROOM_TIMEOUT;
+    deadline = fb_clock_mono() + PUBLISH_ROOM_TIMEOUT;
     bus->room_waiters++;
     while (bus->unacked >= bus->max_unacked && !bus->lost &&
            wait_on(bus, &bus->ack_cv, deadline) != ETIMEDOUT)
@@ -1882,7 +1882,7 @@ enum fb_err fb_bus_close(fb_bus *bus, double timeout)
     opts.onSuccess5 = on_disconnect_ok;
     opts.onFailure5 = on_disconnect_fail;
     opts.context = bus;
-    deadline = clock__mono() + timeout;
+    deadline = fb_clock_mono() + timeout;
     rc = bus->paho->disconnect(bus->client, &opts);
     if (rc != MQTTASYNC_SUCCESS) {
         err = FB_ERR_LOST;

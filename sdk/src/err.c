@@ -56,7 +56,8 @@ const char *fb_version(void)
     return FLOWBUS_VERSION;
 }
 
-double clock__mono(void)
+/* The one clock of flowbus: the SDK, the coordinator and the plugins all read these. */
+double fb_clock_mono(void)
 {
     struct timespec ts;
 
@@ -64,7 +65,7 @@ double clock__mono(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-double clock__wall(void)
+double fb_clock_wall(void)
 {
     struct timespec ts;
 

@@ -13,12 +13,6 @@
 
 #include "flowbus/flowbus.h"
 
-/* Seconds on CLOCK_MONOTONIC, for deadlines. */
-double clock__mono(void);
-
-/* Seconds since the Unix epoch on CLOCK_REALTIME, rounded to microseconds. */
-double clock__wall(void);
-
 /*
  * Writes a formatted one-line message into errbuf (if errbuf is not NULL and
  * errlen > 0). Always NUL-terminates; truncates silently.

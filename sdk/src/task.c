@@ -569,7 +569,7 @@ static enum fb_err read_mode(fb_task *task, char *errbuf, size_t errlen)
     if (err != FB_OK)
         goto out;
     task->budget = ACTIVATION_BURST;
-    task->budget_at = clock__mono();
+    task->budget_at = fb_clock_mono();
     task->queue_max = (size_t)queue;
     task->queue = calloc(task->queue_max, sizeof *task->queue);
     if (task->queue == NULL) {
@@ -712,7 +712,7 @@ static enum fb_err publish_state(fb_task *task, const char *state, double at, in
     err = fb_bus_publish(task->bus, task->state_topic, text, strlen(text), 1, 1, task->expiry);
     free(task->last_state);
     task->last_state = text;
-    task->state_at = clock__mono();
+    task->state_at = fb_clock_mono();
     task->state_behind = 0;
     return err;
 }
@@ -1093,11 +1093,11 @@ static enum fb_err connect_and_subscribe(fb_task *task, char *errbuf, size_t err
     if (task->reactive && task->workers > 1)
         will = fmt_alloc("{\"state\":\"crashed\",\"attempt\":%ld,\"pid\":%ld,\"at\":%.6f,"
                          "\"exit\":null,\"error\":\"connection lost\",\"worker\":%ld}",
-                         task->attempt, task->pid, clock__wall(), task->worker);
+                         task->attempt, task->pid, fb_clock_wall(), task->worker);
     else
         will = fmt_alloc("{\"state\":\"crashed\",\"attempt\":%ld,\"pid\":%ld,\"at\":%.6f,"
                          "\"exit\":null,\"error\":\"connection lost\"}",
-                         task->attempt, task->pid, clock__wall());
+                         task->attempt, task->pid, fb_clock_wall());
     filters = calloc(task->n_inputs + task->n_outputs + task->n_deps + 1, sizeof *filters);
     if (will == NULL || filters == NULL) {
         err__set(errbuf, errlen, "out of memory");
@@ -1136,11 +1136,11 @@ static enum fb_err connect_and_subscribe(fb_task *task, char *errbuf, size_t err
      * coordinator that restarts it lives.
      */
     {
-        double deadline = clock__mono() + task->reconnect_max, pause = 0.05;
+        double deadline = fb_clock_mono() + task->reconnect_max, pause = 0.05;
         /* Only a coordinator that runs the broker itself restarts it: an
          * external broker that refuses or is unreachable is reported at once. */
         while (err == FB_ERR_CONNECT && task->reconnect_max != 0 && task->guardian_pid > 0 &&
-               (task->reconnect_max < 0 || clock__mono() + pause < deadline) &&
+               (task->reconnect_max < 0 || fb_clock_mono() + pause < deadline) &&
                (long)getppid() == task->guardian_pid) {
             struct timespec ts = {(time_t)pause, (long)((pause - (double)(time_t)pause) * 1e9)};
             nanosleep(&ts, NULL);
@@ -1189,7 +1189,7 @@ static enum fb_err connect_and_subscribe(fb_task *task, char *errbuf, size_t err
         if (err != FB_OK)
             goto out;
     }
-    err = publish_state(task, "waiting", clock__wall(), 0, -1, NULL);
+    err = publish_state(task, "waiting", fb_clock_wall(), 0, -1, NULL);
     if (err == FB_OK)
         err = fb_bus_flush(task->bus, task->flush_timeout);
     if (err != FB_OK)
@@ -1280,7 +1280,7 @@ out:
 
 enum fb_err fb_task_wait(fb_task *task, double timeout)
 {
-    double deadline = timeout < 0 ? -1.0 : clock__mono() + timeout;
+    double deadline = timeout < 0 ? -1.0 : fb_clock_mono() + timeout;
     double left;
     double at;
     fb_msg *msg;
@@ -1303,10 +1303,10 @@ enum fb_err fb_task_wait(fb_task *task, double timeout)
             return err;
         if (ready(task))
             break;
-        if (deadline >= 0 && clock__mono() >= deadline)
+        if (deadline >= 0 && fb_clock_mono() >= deadline)
             return FB_ERR_TIMEOUT;
         /* At most a second at a time, so a reconnect is noticed even when nothing comes. */
-        left = deadline < 0 ? 1.0 : deadline - clock__mono();
+        left = deadline < 0 ? 1.0 : deadline - fb_clock_mono();
         err = fb_bus_next(task->bus, left > 1.0 ? 1.0 : left, &msg);
         if (err == FB_OK) {
             absorb(task, msg, 0);
@@ -1315,7 +1315,7 @@ enum fb_err fb_task_wait(fb_task *task, double timeout)
             return err;
         }
     }
-    at = clock__wall();
+    at = fb_clock_wall();
     task->started_at = at;
     task->running = 1;
     /* A reactive source stays "waiting" between the activations fb_task_emit reports. */
@@ -1470,7 +1470,7 @@ static void report_log_drops(fb_task *task)
 
 static int log_allowed(fb_task *task)
 {
-    double now = clock__mono();
+    double now = fb_clock_mono();
 
     if (now - task->log_window >= 1.0) {
         report_log_drops(task);
@@ -1526,7 +1526,7 @@ void fb_task_log(fb_task *task, const char *fmt, ...)
  */
 static void count_activation(fb_task *task)
 {
-    double now = clock__mono();
+    double now = fb_clock_mono();
 
     task->budget += (now - task->budget_at) * ACTIVATION_RATE;
     if (task->budget > ACTIVATION_BURST)
@@ -1592,7 +1592,7 @@ static enum fb_err publish_activation(fb_task *task, const char *result, int exi
         task->outputs[i].value = NULL;
     }
     task->result = result;
-    task->ended_at = clock__wall();
+    task->ended_at = fb_clock_wall();
     if (err != FB_OK)
         return err;
     if (task->coalesce && !task->source && !task->paused && !task->stopped && task->q_len > 0 &&
@@ -1680,14 +1680,14 @@ static enum fb_err start_activation(fb_task *task)
     task->activation++;
     task->in_activation = 1;
     task->result = NULL;
-    at = clock__wall();
+    at = fb_clock_wall();
     task->started_at = at;
     /*
      * In a coalesced backlog "running" is the heartbeat: at most one every
      * STATE_INTERVAL, with the activation number and the counters.
      */
     count_activation(task);
-    if (task->coalesce && clock__mono() - task->state_at < STATE_INTERVAL) {
+    if (task->coalesce && fb_clock_mono() - task->state_at < STATE_INTERVAL) {
         task->state_behind = 1;
         return FB_OK;
     }
@@ -1701,7 +1701,7 @@ int fb_task_reactive(const fb_task *task)
 
 enum fb_err fb_task_next(fb_task *task, double timeout)
 {
-    double deadline = timeout < 0 ? -1.0 : clock__mono() + timeout;
+    double deadline = timeout < 0 ? -1.0 : fb_clock_mono() + timeout;
     double left;
     enum fb_err err;
 
@@ -1725,10 +1725,10 @@ enum fb_err fb_task_next(fb_task *task, double timeout)
         err = catch_up_state(task);
         if (err != FB_OK)
             return err;
-        if (deadline >= 0 && clock__mono() >= deadline)
+        if (deadline >= 0 && fb_clock_mono() >= deadline)
             return FB_ERR_TIMEOUT;
         /* At most a second at a time, so a reconnect is noticed even when nothing comes. */
-        left = deadline < 0 ? 1.0 : deadline - clock__mono();
+        left = deadline < 0 ? 1.0 : deadline - fb_clock_mono();
         wait_readable(task, left > 1.0 ? 1.0 : left < 0 ? 0 : left);
     }
     return start_activation(task);
@@ -1778,7 +1778,7 @@ enum fb_err fb_task_emit(fb_task *task)
         return FB_ERR_INVALID;
     task->source = 1;
     task->activation++;
-    task->started_at = clock__wall();
+    task->started_at = fb_clock_wall();
     return publish_activation(task, "done", -1, NULL);
 }
 
@@ -1826,7 +1826,7 @@ enum fb_err fb_task_done(fb_task *task)
     err = flush_reasserting(task);
     if (err != FB_OK)
         return err;
-    err = publish_state(task, "done", clock__wall(), 1, 0, NULL);
+    err = publish_state(task, "done", fb_clock_wall(), 1, 0, NULL);
     if (err == FB_OK)
         err = flush_reasserting(task);
     if (err == FB_OK)
@@ -1874,7 +1874,7 @@ enum fb_err task__end(fb_task *task, const char *state, int exit_code, const cha
     /* Finished even if unconfirmed: a task that tried to end must not report done afterwards. */
     task->finished = 1;
     report_log_drops(task);
-    err = publish_state(task, state, clock__wall(), 1, exit_code, error);
+    err = publish_state(task, state, fb_clock_wall(), 1, exit_code, error);
     if (err == FB_OK)
         err = fb_bus_flush(task->bus, task->flush_timeout);
     /*

@@ -61,6 +61,16 @@ FB_API const char *fb_strerror(enum fb_err err);
 /* Returns the SDK version as "MAJOR.MINOR.PATCH". Static storage. Thread-safe. */
 FB_API const char *fb_version(void);
 
+/*
+ * The clocks of flowbus. Deadlines and durations use the monotonic clock,
+ * which never jumps; what goes on the bus (state timestamps) and what people
+ * read uses the wall clock. Both are in seconds; the wall clock is Unix time
+ * rounded to whole microseconds, so JSON shows at most six decimals.
+ * Thread-safe.
+ */
+FB_API double fb_clock_mono(void);
+FB_API double fb_clock_wall(void);
+
 /* Log levels, in increasing severity. */
 enum fb_log_level { FB_LOG_DEBUG = 0, FB_LOG_INFO, FB_LOG_WARN, FB_LOG_ERROR };
 
