@@ -53,6 +53,10 @@ struct schedule {
     struct cron cron;
 };
 
+/*
+ * The time on clock in nanoseconds, the unit of the timerfd's absolute
+ * deadlines (fb_clock_mono's seconds in a double would round them).
+ */
 static int64_t now_ns(clockid_t clock)
 {
     struct timespec ts;

@@ -78,14 +78,6 @@ static int parse_timeout(const char *text, double *out)
     return 0;
 }
 
-static double now_monotonic(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /*
  * After an inotify queue overflow events may have been lost: count the file
  * as touched if its status changed since the watch began (ctime moves on
@@ -111,7 +103,7 @@ static enum watch_result wait_events(int fd, const char *file, const char *dir, 
 {
     /* Aligned as inotify(7) asks; room for many events with names. */
     char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
-    double deadline = now_monotonic() + timeout;
+    double deadline = fb_clock_mono() + timeout;
 
     for (;;) {
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
@@ -121,7 +113,7 @@ static enum watch_result wait_events(int fd, const char *file, const char *dir, 
         int ready;
 
         if (timeout > 0) {
-            double rest = deadline - now_monotonic();
+            double rest = deadline - fb_clock_mono();
 
             if (rest <= 0)
                 return WATCH_TIMEOUT;
@@ -223,7 +215,7 @@ static FB_NORETURN void watch_reactive(fb_task *task, int fd, const char *file, 
     for (;;) {
         struct pollfd pfd[2] = {{.fd = fd, .events = POLLIN},
                                 {.fd = fb_task_fd(task), .events = POLLIN}};
-        double wait = pending && !fb_task_paused(task) ? due - now_monotonic() : 1.0;
+        double wait = pending && !fb_task_paused(task) ? due - fb_clock_mono() : 1.0;
         int ready;
 
         if (pending && !fb_task_paused(task) && wait <= 0) {
@@ -255,12 +247,12 @@ static FB_NORETURN void watch_reactive(fb_task *task, int fd, const char *file, 
             }
             if (hit && !pending) {
                 pending = 1;
-                due = now_monotonic() + debounce;
+                due = fb_clock_mono() + debounce;
             }
         }
         /* A touch held while paused is due as soon as the run resumes. */
-        if (pending && fb_task_paused(task) && due > now_monotonic())
-            due = now_monotonic();
+        if (pending && fb_task_paused(task) && due > fb_clock_mono())
+            due = fb_clock_mono();
     }
 }
 
