@@ -46,6 +46,7 @@
 
 #include "auth.h"
 #include "internal.h"
+#include "flowbus/protocol.h"
 #include "sha256.h"
 
 /* Longest permission name we accept, from the service or the environment. */

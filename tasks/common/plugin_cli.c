@@ -4,6 +4,8 @@
  */
 #include "plugin_cli.h"
 
+#include <flowbus/protocol.h>
+
 #include <errno.h>
 #include <poll.h>
 #include <stdarg.h>

@@ -6,7 +6,7 @@
  * Exit codes shared by the built-in tasks: 0 done (or told to stop while
  * waiting), 1 the action failed, 2 usage error or the task could not be
  * opened, 3 the wait for inputs ended with an error (broker lost, ...),
- * 4 (FB_EXIT_DENIED) the permission check refused the task.
+ * 77 (FB_EXIT_DENIED, flowbus/protocol.h) the permission check refused the task.
  *
  * plugin_main.h builds the built-ins' one main() on these steps.
  */

@@ -29,6 +29,7 @@
 #include <jansson.h>
 
 #include "flowbus/flowbus.h"
+#include "flowbus/protocol.h"
 
 static const char *const level_names[] = {"debug", "info", "warning", "error"};
 

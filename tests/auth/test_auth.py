@@ -7,7 +7,7 @@ the way flowbus starts them (fbtest.task_env) plus the variables the
 coordinator sets for permissions (docs/security.md).
 
 Every test that ends a task "denied" checks that the state's error names the
-case, that the process exited 4 without acting, and that the token appears
+case, that the process exited 77 (FB_EXIT_DENIED) without acting, and that the token appears
 nowhere: not on flowbus/#, not on stdout/stderr, not in the cache directory.
 
 Use /usr/bin/python3 (Debian's python3-paho-mqtt).
@@ -28,7 +28,7 @@ import fbtest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVER = os.path.join(HERE, "..", "attica", "attica_server.py")
-EXIT_DENIED = 4
+EXIT_DENIED = 77  # FB_EXIT_DENIED, flowbus/protocol.h (sysexits EX_NOPERM)
 
 
 class Attica:
@@ -142,7 +142,7 @@ class AuthTestCase(fbtest.BrokerTestCase):
         self.recorder.wait_state(self.run_id, task, "done")
 
     def assert_denied(self, proc, *fragments, task="T", acted_marker="acted"):
-        """The task ended "denied" naming the case, exited 4 and did not act."""
+        """The task ended "denied" naming the case, exited 77 and did not act."""
         _, state = self.recorder.wait_state(self.run_id, task, "denied")
         self.assertEqual(proc.returncode, EXIT_DENIED, proc.stderr)
         self.assertEqual(state["exit"], EXIT_DENIED)

@@ -524,9 +524,6 @@ FB_API enum fb_err fb_task_emit(fb_task *task);
  */
 typedef struct fb_permissions fb_permissions;
 
-/* The exit code the built-in plugins use after their task was denied. */
-#define FB_EXIT_DENIED 4
-
 /* Options for fb_permissions_fetch. Zero-initialise; zero/NULL fields come from the environment. */
 typedef struct fb_auth_options {
     const char *url;       /* NULL: FLOWBUS_ATTICA_URL, else the default above */
@@ -583,7 +580,7 @@ FB_API void fb_permissions_free(fb_permissions *perms);
  *   each workflow-required name must be granted ("missing permission can_x").
  *
  * On refusal it publishes and confirms the terminal state "denied" with exit
- * FB_EXIT_DENIED and the one-line reason as "error", reports the reason to
+ * FB_EXIT_DENIED (flowbus/protocol.h) and the one-line reason as "error", reports the reason to
  * the task's log callback (FB_LOG_WARN), marks the task finished (so
  * fb_task_done can no longer publish outputs), and returns FB_ERR_DENIED.
  * Every internal failure (memory, a broken environment value) is a refusal
