@@ -15,6 +15,12 @@
 
 #include <flowbus/flowbus.h>
 
+/* The exit codes of the steps below, besides 0 and FB_EXIT_DENIED (see above). */
+enum plugin_exit {
+    PLUGIN_EXIT_USAGE = 2, /* a usage error, or the task could not be opened */
+    PLUGIN_EXIT_LOST = 3,  /* waiting for or following the run failed (broker lost, ...) */
+};
+
 /* Describes one plugin executable for plugin_cli__args. */
 struct plugin_info {
     const char *name;     /* plugin name without the "flowbus-" prefix */
@@ -53,7 +59,7 @@ fb_task *plugin_cli__wait(fb_task *task);
  * The permission check before the task acts (fb_task_require with the
  * plugin's own required names, which its --describe manifest lists too).
  * Returns if the task may act. Otherwise the SDK has published the state
- * "denied" with the reason (and logged it to stderr); this exits with
+ * FB_STATE_DENIED with the reason (and logged it to stderr); this exits with
  * FB_EXIT_DENIED.
  */
 void plugin_cli__require(fb_task *task, const char *const *names, size_t n);

@@ -65,8 +65,10 @@ static int act(fb_task *task, void *ctx)
     log_inputs(task);
     rc = fb_task_done(task);
     if (rc != FB_OK) {
-        log_printf(FB_LOG_ERROR, "cannot report %s: %s", reactive ? "the activation" : "done",
-                   fb_strerror(rc));
+        if (reactive)
+            log_printf(FB_LOG_ERROR, "cannot report the activation: %s", fb_strerror(rc));
+        else
+            log_printf(FB_LOG_ERROR, "cannot report done: %s", fb_strerror(rc));
         fb_task_exit(task, 1);
     }
     return 0;

@@ -322,7 +322,7 @@ static int prepare(fb_task *task, void *ctx)
         return 1;
     }
     /* The watch starts before the wait: a touch between the task reporting
-     * "running" and a watch set up afterwards would otherwise be lost. A touch
+     * FB_STATE_RUNNING and a watch set up afterwards would otherwise be lost. A touch
      * while the task still waits for its inputs therefore counts too. */
     clock_gettime(CLOCK_REALTIME, &w->since);
     return 0;
