@@ -21,6 +21,21 @@
  */
 fb_bus *mqtt_link__open(fb_task *task, char *err, size_t errlen);
 
+/*
+ * The params above as members of a --describe manifest's "params" object
+ * (without a comma before or after), for mqtt-in and mqtt-out to describe
+ * them alike.
+ */
+#define MQTT_LINK_PARAMS                                                                           \
+    "\"broker\":{\"type\":\"string\",\"default\":null,\"description\":\"another broker's URL "     \
+    "(default: the run's broker)\"},"                                                              \
+    "\"username\":{\"type\":\"string\",\"default\":null,\"description\":\"user name on "           \
+    "another broker\"},"                                                                           \
+    "\"password_env\":{\"type\":\"string\",\"default\":null,\"description\":\"environment "        \
+    "variable holding that user's password\"},"                                                    \
+    "\"ca_file\":{\"type\":\"string\",\"default\":null,\"description\":\"CA file for "             \
+    "another broker over TLS\"}"
+
 /* Parses a qos param (absent: def); returns 0 or 1, or -1 if it is not 0 or 1. */
 int mqtt_link__qos(fb_task *task, int def);
 

@@ -54,7 +54,7 @@ void plugin_cli__args(const struct plugin_info *info, int argc, char **argv)
                 "flowbus-%s is started by flowbus with its task in FLOWBUS_* variables.\n",
                 info->name, info->name);
         fflush(stdout);
-        fb_task_exit(NULL, 2);
+        fb_task_exit(NULL, PLUGIN_EXIT_USAGE);
     }
     fflush(stdout);
     fb_task_exit(NULL, 0);
@@ -70,14 +70,9 @@ fb_task *plugin_cli__open(void)
     rc = fb_task_open(&opts, &task, err, sizeof err);
     if (rc != FB_OK) {
         log_printf(FB_LOG_ERROR, "cannot open the task: %s", err[0] ? err : fb_strerror(rc));
-        fb_task_exit(NULL, 2);
+        fb_task_exit(NULL, PLUGIN_EXIT_USAGE);
     }
     return task;
-}
-
-fb_task *plugin_cli__open_and_wait(void)
-{
-    return plugin_cli__wait(plugin_cli__open());
 }
 
 fb_task *plugin_cli__wait(fb_task *task)
@@ -88,7 +83,7 @@ fb_task *plugin_cli__wait(fb_task *task)
         fb_task_exit(task, 0);
     if (rc != FB_OK) {
         log_printf(FB_LOG_ERROR, "waiting for inputs failed: %s", fb_strerror(rc));
-        fb_task_exit(task, 3);
+        fb_task_exit(task, PLUGIN_EXIT_LOST);
     }
     return task;
 }
@@ -108,7 +103,7 @@ void plugin_cli__next(fb_task *task)
         fb_task_exit(task, 0);
     if (rc != FB_OK) {
         log_printf(FB_LOG_ERROR, "waiting for the next activation failed: %s", fb_strerror(rc));
-        fb_task_exit(task, 3);
+        fb_task_exit(task, PLUGIN_EXIT_LOST);
     }
 }
 
@@ -120,7 +115,7 @@ void plugin_cli__poll(fb_task *task)
         fb_task_exit(task, 0);
     if (rc != FB_OK) {
         log_printf(FB_LOG_ERROR, "following the run failed: %s", fb_strerror(rc));
-        fb_task_exit(task, 3);
+        fb_task_exit(task, PLUGIN_EXIT_LOST);
     }
 }
 
@@ -131,7 +126,7 @@ void plugin_cli__idle(fb_task *task)
 
         if (poll(&pfd, 1, 1000) < 0 && errno != EINTR) {
             log_printf(FB_LOG_ERROR, "poll failed: %s", strerror(errno));
-            fb_task_exit(task, 3);
+            fb_task_exit(task, PLUGIN_EXIT_LOST);
         }
         plugin_cli__poll(task);
     }

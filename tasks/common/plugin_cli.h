@@ -7,13 +7,21 @@
  * waiting), 1 the action failed, 2 usage error or the task could not be
  * opened, 3 the wait for inputs ended with an error (broker lost, ...),
  * 77 (FB_EXIT_DENIED, flowbus/protocol.h) the permission check refused the task.
+ *
+ * plugin_main.h builds the built-ins' one main() on these steps.
  */
 #ifndef FLOWBUS_TASKS_PLUGIN_CLI_H
 #define FLOWBUS_TASKS_PLUGIN_CLI_H
 
 #include <flowbus/flowbus.h>
 
-/* Describes one plugin executable for plugin_cli__main. */
+/* The exit codes of the steps below, besides 0 and FB_EXIT_DENIED (see above). */
+enum plugin_exit {
+    PLUGIN_EXIT_USAGE = 2, /* a usage error, or the task could not be opened */
+    PLUGIN_EXIT_LOST = 3,  /* waiting for or following the run failed (broker lost, ...) */
+};
+
+/* Describes one plugin executable for plugin_cli__args. */
 struct plugin_info {
     const char *name;     /* plugin name without the "flowbus-" prefix */
     const char *manifest; /* the --describe JSON object, one line */
@@ -33,24 +41,25 @@ void log_printf(enum fb_log_level level, const char *fmt, ...) FB_PRINTF(2, 3);
  */
 void plugin_cli__args(const struct plugin_info *info, int argc, char **argv);
 
-/* The two halves of plugin_cli__open_and_wait, for a task that must prepare
- * something between opening and waiting; same exit codes. */
+/*
+ * Opens the task from the environment. Returns it; does not return if
+ * opening failed (exit 2, the reason on stderr).
+ */
 fb_task *plugin_cli__open(void);
-fb_task *plugin_cli__wait(fb_task *task);
 
 /*
- * Opens the task from the environment and waits (without a deadline) until its
- * inputs and dependencies are ready. Returns the running task. Does not return
- * if the run stopped the task (exit 0), if opening failed (exit 2) or if the
- * wait failed otherwise (exit 3); the reason goes to stderr.
+ * Waits (without a deadline) until the task's inputs and dependencies are
+ * ready. Returns the running task. Does not return if the run stopped the
+ * task (exit 0) or if the wait failed otherwise (exit 3); the reason goes to
+ * stderr.
  */
-fb_task *plugin_cli__open_and_wait(void);
+fb_task *plugin_cli__wait(fb_task *task);
 
 /*
  * The permission check before the task acts (fb_task_require with the
  * plugin's own required names, which its --describe manifest lists too).
  * Returns if the task may act. Otherwise the SDK has published the state
- * "denied" with the reason (and logged it to stderr); this exits with
+ * FB_STATE_DENIED with the reason (and logged it to stderr); this exits with
  * FB_EXIT_DENIED.
  */
 void plugin_cli__require(fb_task *task, const char *const *names, size_t n);

@@ -13,7 +13,7 @@
  */
 #include "humansize.h"
 #include "mountinfo.h"
-#include "plugin_cli.h"
+#include "plugin_main.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -100,7 +100,7 @@ static int set_declared(fb_task *task, const char *name, const char *value)
 }
 
 /* Measures once and reports done or failed; returns the one-shot exit code. */
-static int act(fb_task *task)
+static int act(fb_task *task, void *ctx)
 {
     struct mountinfo_mount mount = {0};
     struct statvfs vfs;
@@ -111,6 +111,7 @@ static int act(fb_task *task)
     uint64_t avail;
     int code = 1;
 
+    (void)ctx;
     path = fb_task_param(task, "path");
     if (!path || !*path)
         path = "/";
@@ -161,18 +162,13 @@ out:
 
 int main(int argc, char **argv)
 {
-    fb_task *task;
+    static const struct plugin plugin = {
+        .info = &info,
+        .check_permissions = 1,
+        .required = required,
+        .n_required = sizeof required / sizeof *required,
+        .act = act,
+    };
 
-    plugin_cli__args(&info, argc, argv);
-    task = plugin_cli__open();
-    if (!fb_task_reactive(task)) {
-        plugin_cli__wait(task);
-        plugin_cli__require(task, required, sizeof required / sizeof *required);
-        fb_task_exit(task, act(task));
-    }
-    plugin_cli__require(task, required, sizeof required / sizeof *required);
-    for (;;) {
-        plugin_cli__next(task);
-        act(task);
-    }
+    plugin_main__run(&plugin, argc, argv);
 }

@@ -5,7 +5,7 @@
  * "<secret>", never by value. In reactive mode it does so for each activation,
  * prefixed with the activation number and the input that fired it.
  */
-#include "plugin_cli.h"
+#include "plugin_main.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -48,32 +48,35 @@ static void log_inputs(fb_task *task)
     }
 }
 
-int main(int argc, char **argv)
+/*
+ * Logs the inputs and reports done (the task, or one activation). A done
+ * that cannot be reported ends the task with 1 in reactive mode too: the end
+ * of a workflow that cannot say it was reached has nothing left to do.
+ */
+static int act(fb_task *task, void *ctx)
 {
-    fb_task *task;
+    int reactive = fb_task_reactive(task);
     enum fb_err rc;
 
-    plugin_cli__args(&info, argc, argv);
-    task = plugin_cli__open();
-    if (fb_task_reactive(task)) {
-        for (;;) {
-            plugin_cli__next(task);
-            fb_task_log(task, "activation %lu (%s)", fb_task_activation(task),
-                        fb_task_trigger(task) ? fb_task_trigger(task) : "start");
-            log_inputs(task);
-            rc = fb_task_done(task);
-            if (rc != FB_OK) {
-                log_printf(FB_LOG_ERROR, "cannot report the activation: %s", fb_strerror(rc));
-                fb_task_exit(task, 1);
-            }
-        }
-    }
-    plugin_cli__wait(task);
+    (void)ctx;
+    if (reactive)
+        fb_task_log(task, "activation %lu (%s)", fb_task_activation(task),
+                    fb_task_trigger(task) ? fb_task_trigger(task) : "start");
     log_inputs(task);
     rc = fb_task_done(task);
     if (rc != FB_OK) {
-        log_printf(FB_LOG_ERROR, "cannot report done: %s", fb_strerror(rc));
+        if (reactive)
+            log_printf(FB_LOG_ERROR, "cannot report the activation: %s", fb_strerror(rc));
+        else
+            log_printf(FB_LOG_ERROR, "cannot report done: %s", fb_strerror(rc));
         fb_task_exit(task, 1);
     }
-    fb_task_exit(task, 0);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct plugin plugin = {.info = &info, .act = act};
+
+    plugin_main__run(&plugin, argc, argv);
 }

@@ -17,7 +17,7 @@
  */
 #define _GNU_SOURCE
 
-#include "plugin_cli.h"
+#include "plugin_main.h"
 #include "schedule.h"
 
 #include <errno.h>
@@ -53,6 +53,10 @@ struct schedule {
     struct cron cron;
 };
 
+/*
+ * The time on clock in nanoseconds, the unit of the timerfd's absolute
+ * deadlines (fb_clock_mono's seconds in a double would round them).
+ */
 static int64_t now_ns(clockid_t clock)
 {
     struct timespec ts;
@@ -108,44 +112,61 @@ static enum fb_err set_tick(fb_task *task, unsigned long n)
     return rc;
 }
 
-int main(int argc, char **argv)
-{
-    struct schedule s = {0};
-    const char *interval, *cron;
-    char err[512] = "";
-    unsigned long ticks = 0, skipped = 0;
-    double seconds = 0;
-    fb_task *task;
-    int fd;
+/* The timer, from the params. */
+struct timer {
+    struct schedule s;
+    const char *cron; /* the param, for messages; NULL for an interval */
+    int fd;           /* the timerfd */
+};
 
-    plugin_cli__args(&info, argc, argv);
-    task = plugin_cli__open();
+/* Reads and checks the params and creates the timer, before the wait. */
+static int prepare(fb_task *task, void *ctx)
+{
+    struct timer *t = ctx;
+    const char *interval;
+    char err[512] = "";
+    double seconds = 0;
+
     interval = fb_task_param(task, "interval");
-    cron = fb_task_param(task, "cron");
-    if ((interval == NULL) == (cron == NULL)) {
+    t->cron = fb_task_param(task, "cron");
+    if ((interval == NULL) == (t->cron == NULL)) {
         fb_task_fail(task, 1, "give exactly one of the params 'interval' (e.g. 5s) and 'cron'");
-        fb_task_exit(task, 1);
+        return 1;
     }
     if (interval && schedule__parse_interval(interval, &seconds, err, sizeof err) != 0) {
         fb_task_fail(task, 1, "param %s", err);
-        fb_task_exit(task, 1);
+        return 1;
     }
-    if (cron && schedule__parse_cron(cron, &s.cron, err, sizeof err) != 0) {
+    if (t->cron && schedule__parse_cron(t->cron, &t->s.cron, err, sizeof err) != 0) {
         fb_task_fail(task, 1, "param %s", err);
-        fb_task_exit(task, 1);
+        return 1;
     }
-    s.is_cron = cron != NULL;
-    s.interval_ns = (int64_t)(seconds * 1e9 + 0.5);
-    fd = timerfd_create(s.is_cron ? CLOCK_REALTIME : CLOCK_MONOTONIC, TFD_CLOEXEC);
-    if (fd < 0) {
+    t->s.is_cron = t->cron != NULL;
+    t->s.interval_ns = (int64_t)(seconds * 1e9 + 0.5);
+    t->fd = timerfd_create(t->s.is_cron ? CLOCK_REALTIME : CLOCK_MONOTONIC, TFD_CLOEXEC);
+    if (t->fd < 0) {
         fb_task_fail(task, 1, "timerfd_create: %s", strerror(errno));
-        fb_task_exit(task, 1);
+        return 1;
     }
-    plugin_cli__wait(task);
-    s.base_ns = now_ns(CLOCK_MONOTONIC);
-    if (arm_next(fd, &s, &skipped) != 0) {
-        fb_task_fail(task, 1, "the cron schedule '%s' never fires (checked 5 years ahead)", cron);
-        fb_task_exit(task, 1);
+    return 0;
+}
+
+/*
+ * Once the task runs: ticks, once (one-shot mode) or until the run stops
+ * the task.
+ */
+static int act(fb_task *task, void *ctx)
+{
+    struct timer *t = ctx;
+    struct schedule *s = &t->s;
+    unsigned long ticks = 0, skipped = 0;
+    int fd = t->fd;
+
+    s->base_ns = now_ns(CLOCK_MONOTONIC);
+    if (arm_next(fd, s, &skipped) != 0) {
+        fb_task_fail(task, 1, "the cron schedule '%s' never fires (checked 5 years ahead)",
+                     t->cron);
+        return 1;
     }
     for (;;) {
         struct pollfd pfd[2] = {{.fd = fd, .events = POLLIN},
@@ -157,7 +178,7 @@ int main(int argc, char **argv)
             if (errno == EINTR)
                 continue;
             fb_task_fail(task, 1, "poll: %s", strerror(errno));
-            fb_task_exit(task, 1);
+            return 1;
         }
         if (pfd[1].revents)
             plugin_cli__poll(task); /* exits 0 on stop */
@@ -167,20 +188,29 @@ int main(int argc, char **argv)
             rc = set_tick(task, ++ticks);
             if (rc == FB_OK && !fb_task_reactive(task)) {
                 rc = fb_task_done(task);
-                fb_task_exit(task, rc == FB_OK ? 0 : 1);
+                return rc == FB_OK ? 0 : 1;
             }
             if (rc == FB_OK)
                 rc = fb_task_emit(task);
             if (rc != FB_OK) {
                 log_printf(FB_LOG_ERROR, "cannot emit tick %lu: %s", ticks, fb_strerror(rc));
-                fb_task_exit(task, 1);
+                return 1;
             }
         }
-        if (arm_next(fd, &s, &skipped) != 0) {
+        if (arm_next(fd, s, &skipped) != 0) {
             fb_task_log(task, "the cron schedule has no further time (checked 5 years ahead)");
             plugin_cli__idle(task);
         }
         if (skipped > 0)
             fb_task_log(task, "%lu ticks skipped: the previous tick came too late", skipped);
     }
+}
+
+int main(int argc, char **argv)
+{
+    static struct timer timer = {.fd = -1};
+    static const struct plugin plugin = {
+        .info = &info, .source = 1, .prepare = prepare, .act = act, .ctx = &timer};
+
+    plugin_main__run(&plugin, argc, argv);
 }

@@ -15,7 +15,7 @@
  * messages wait on the connection and come in order on resume.
  */
 #include "mqtt_link.h"
-#include "plugin_cli.h"
+#include "plugin_main.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -24,21 +24,12 @@
 
 static const struct plugin_info info = {
     .name = "mqtt-in",
-    .manifest =
-        "{\"name\":\"mqtt-in\",\"description\":\"Emits each message of an MQTT topic as a "
-        "variable\",\"inputs\":[],\"outputs\":[\"VALUE\",\"TOPIC\"],\"params\":{"
-        "\"topic\":{\"type\":\"string\",\"default\":null,\"required\":true,\"description\":"
-        "\"a topic or filter, e.g. sensors/+/temp\"},"
-        "\"broker\":{\"type\":\"string\",\"default\":null,\"description\":\"another broker's URL "
-        "(default: the run's broker)\"},"
-        "\"username\":{\"type\":\"string\",\"default\":null,\"description\":\"user name on "
-        "another broker\"},"
-        "\"password_env\":{\"type\":\"string\",\"default\":null,\"description\":\"environment "
-        "variable holding that user's password\"},"
-        "\"ca_file\":{\"type\":\"string\",\"default\":null,\"description\":\"CA file for "
-        "another broker over TLS\"},"
-        "\"qos\":{\"type\":\"integer\",\"default\":1,\"description\":\"0 or 1\"}},"
-        "\"permissions\":[]}",
+    .manifest = "{\"name\":\"mqtt-in\",\"description\":\"Emits each message of an MQTT topic as a "
+                "variable\",\"inputs\":[],\"outputs\":[\"VALUE\",\"TOPIC\"],\"params\":{"
+                "\"topic\":{\"type\":\"string\",\"default\":null,\"required\":true,\"description\":"
+                "\"a topic or filter, e.g. sensors/+/temp\"}," MQTT_LINK_PARAMS ","
+                "\"qos\":{\"type\":\"integer\",\"default\":1,\"description\":\"0 or 1\"}},"
+                "\"permissions\":[]}",
     .usage = "Emits each message on the param \"topic\" (a filter) as its first declared\n"
              "output (usually VALUE) and its topic as TOPIC, from the run's broker or the\n"
              "param \"broker\". One-shot mode: the first message only.\n",
@@ -55,40 +46,55 @@ static const char *value_output(fb_task *task)
     return NULL;
 }
 
-int main(int argc, char **argv)
-{
-    const char *topic, *out;
-    char err[1024] = "";
-    fb_bus *link;
-    fb_task *task;
-    enum fb_err rc;
+/* What to listen to, from the params. */
+struct source {
+    const char *topic; /* the filter */
+    const char *out;   /* the output for the payload */
+};
 
-    plugin_cli__args(&info, argc, argv);
-    task = plugin_cli__open();
-    topic = fb_task_param(task, "topic");
-    out = value_output(task);
-    if (topic == NULL || *topic == '\0') {
+/* Reads and checks the params before the wait. */
+static int prepare(fb_task *task, void *ctx)
+{
+    struct source *src = ctx;
+
+    src->topic = fb_task_param(task, "topic");
+    src->out = value_output(task);
+    if (src->topic == NULL || *src->topic == '\0') {
         fb_task_fail(task, 1, "the param 'topic' is required (a topic or filter)");
-        fb_task_exit(task, 1);
+        return 1;
     }
-    if (out == NULL) {
+    if (src->out == NULL) {
         fb_task_fail(task, 1, "declare an output for the message (e.g. VALUE)");
-        fb_task_exit(task, 1);
+        return 1;
     }
     if (mqtt_link__qos(task, 1) < 0) {
         fb_task_fail(task, 1, "param 'qos' is '%s'; expected 0 or 1", fb_task_param(task, "qos"));
-        fb_task_exit(task, 1);
+        return 1;
     }
-    plugin_cli__wait(task);
+    return 0;
+}
+
+/*
+ * Once the task runs: connects, subscribes and turns messages into outputs,
+ * the first only (one-shot mode) or each of them until the run stops the task.
+ */
+static int act(fb_task *task, void *ctx)
+{
+    const struct source *src = ctx;
+    const char *topic = src->topic, *out = src->out;
+    char err[1024] = "";
+    fb_bus *link;
+    enum fb_err rc;
+
     link = mqtt_link__open(task, err, sizeof err);
     if (link == NULL) {
         fb_task_fail(task, 1, "%s", err);
-        fb_task_exit(task, 1);
+        return 1;
     }
     rc = fb_bus_subscribe(link, &topic, 1, 10.0);
     if (rc != FB_OK) {
         fb_task_fail(task, 1, "cannot subscribe to '%s': %s", topic, fb_strerror(rc));
-        fb_task_exit(task, 1);
+        return 1;
     }
     fb_task_log(task, "listening on %s", topic);
     for (;;) {
@@ -100,7 +106,7 @@ int main(int argc, char **argv)
 
         if (poll(pfd, n, 1000) < 0 && errno != EINTR) {
             fb_task_fail(task, 1, "poll: %s", strerror(errno));
-            fb_task_exit(task, 1);
+            return 1;
         }
         plugin_cli__poll(task);
         if (fb_task_paused(task))
@@ -110,7 +116,7 @@ int main(int argc, char **argv)
             continue;
         if (rc != FB_OK) {
             fb_task_fail(task, 1, "the connection for '%s' is gone: %s", topic, fb_strerror(rc));
-            fb_task_exit(task, 1);
+            return 1;
         }
         if (strlen(msg->payload) != msg->len) {
             fb_task_log(task, "message on %s skipped: its payload is not text (NUL byte)",
@@ -129,13 +135,22 @@ int main(int argc, char **argv)
         if (rc == FB_OK && !fb_task_reactive(task)) {
             rc = fb_task_done(task);
             fb_bus_close(link, 1.0);
-            fb_task_exit(task, rc == FB_OK ? 0 : 1);
+            return rc == FB_OK ? 0 : 1;
         }
         if (rc == FB_OK)
             rc = fb_task_emit(task);
         if (rc != FB_OK) {
             log_printf(FB_LOG_ERROR, "cannot emit the message: %s", fb_strerror(rc));
-            fb_task_exit(task, 1);
+            return 1;
         }
     }
+}
+
+int main(int argc, char **argv)
+{
+    static struct source source;
+    static const struct plugin plugin = {
+        .info = &info, .source = 1, .prepare = prepare, .act = act, .ctx = &source};
+
+    plugin_main__run(&plugin, argc, argv);
 }

@@ -10,7 +10,7 @@
  * message, as MQTT defines).
  */
 #include "mqtt_link.h"
-#include "plugin_cli.h"
+#include "plugin_main.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -26,14 +26,7 @@ static const struct plugin_info info = {
         "(default: the first)\"},"
         "\"retain\":{\"type\":\"boolean\",\"default\":false,\"description\":\"publish retained\"},"
         "\"qos\":{\"type\":\"integer\",\"default\":1,\"description\":\"0 or 1\"},"
-        "\"broker\":{\"type\":\"string\",\"default\":null,\"description\":\"another broker's URL "
-        "(default: the run's broker)\"},"
-        "\"username\":{\"type\":\"string\",\"default\":null,\"description\":\"user name on "
-        "another broker\"},"
-        "\"password_env\":{\"type\":\"string\",\"default\":null,\"description\":\"environment "
-        "variable holding that user's password\"},"
-        "\"ca_file\":{\"type\":\"string\",\"default\":null,\"description\":\"CA file for "
-        "another broker over TLS\"}},"
+        MQTT_LINK_PARAMS "},"
         "\"permissions\":[]}",
     .usage = "Publishes its input (param \"input\", default the first) to the param \"topic\"\n"
              "on each activation, with params \"retain\" and \"qos\", on the run's broker or\n"
@@ -49,8 +42,9 @@ struct target {
 };
 
 /* Publishes the input once and reports the activation (or the task) done or failed. */
-static int act(fb_task *task, const struct target *t)
+static int act(fb_task *task, void *ctx)
 {
+    const struct target *t = ctx;
     const char *value = fb_task_input(task, t->input);
     enum fb_err rc;
 
@@ -72,49 +66,56 @@ static int act(fb_task *task, const struct target *t)
     return 0;
 }
 
-int main(int argc, char **argv)
+/* Reads and checks the params, then connects (before the wait, so a bad broker fails at once). */
+static int prepare(fb_task *task, void *ctx)
 {
-    struct target t = {0};
+    struct target *t = ctx;
     const char *retain;
     char err[1024] = "";
-    fb_task *task;
-    int code;
 
-    plugin_cli__args(&info, argc, argv);
-    task = plugin_cli__open();
-    t.topic = fb_task_param(task, "topic");
-    t.input = fb_task_param(task, "input");
-    if (t.input == NULL)
-        t.input = fb_task_input_name(task, 0);
+    t->topic = fb_task_param(task, "topic");
+    t->input = fb_task_param(task, "input");
+    if (t->input == NULL)
+        t->input = fb_task_input_name(task, 0);
     retain = fb_task_param(task, "retain");
-    t.qos = mqtt_link__qos(task, 1);
-    t.retain = retain != NULL && strcmp(retain, "true") == 0;
-    if (t.topic == NULL || *t.topic == '\0' || strpbrk(t.topic, "+#") != NULL) {
+    t->qos = mqtt_link__qos(task, 1);
+    t->retain = retain != NULL && strcmp(retain, "true") == 0;
+    if (t->topic == NULL || *t->topic == '\0' || strpbrk(t->topic, "+#") != NULL) {
         fb_task_fail(task, 1, "the param 'topic' must be a topic name (no wildcards)");
-        fb_task_exit(task, 1);
+        return 1;
     }
-    if (t.input == NULL || fb_task_input_name(task, 0) == NULL) {
+    if (t->input == NULL || fb_task_input_name(task, 0) == NULL) {
         fb_task_fail(task, 1, "declare an input to publish (e.g. VALUE)");
-        fb_task_exit(task, 1);
+        return 1;
     }
-    if (t.qos < 0 || (retain != NULL && strcmp(retain, "true") != 0 &&
-                      strcmp(retain, "false") != 0)) {
+    if (t->qos < 0 ||
+        (retain != NULL && strcmp(retain, "true") != 0 && strcmp(retain, "false") != 0)) {
         fb_task_fail(task, 1, "params: 'qos' must be 0 or 1 and 'retain' true or false");
-        fb_task_exit(task, 1);
+        return 1;
     }
-    t.link = mqtt_link__open(task, err, sizeof err);
-    if (t.link == NULL) {
+    t->link = mqtt_link__open(task, err, sizeof err);
+    if (t->link == NULL) {
         fb_task_fail(task, 1, "%s", err);
-        fb_task_exit(task, 1);
+        return 1;
     }
-    if (!fb_task_reactive(task)) {
-        plugin_cli__wait(task);
-        code = act(task, &t);
-        fb_bus_close(t.link, 1.0);
-        fb_task_exit(task, code);
-    }
-    for (;;) {
-        plugin_cli__next(task);
-        act(task, &t);
-    }
+    return 0;
+}
+
+/* One-shot mode: disconnects cleanly once the value is published. */
+static void finish(fb_task *task, void *ctx)
+{
+    const struct target *t = ctx;
+
+    (void)task;
+    if (t->link)
+        fb_bus_close(t->link, 1.0);
+}
+
+int main(int argc, char **argv)
+{
+    static struct target target;
+    static const struct plugin plugin = {
+        .info = &info, .prepare = prepare, .act = act, .finish = finish, .ctx = &target};
+
+    plugin_main__run(&plugin, argc, argv);
 }

@@ -26,7 +26,7 @@
 /* ppoll(2), for a wait with a nanosecond deadline, is a GNU extension. */
 #define _GNU_SOURCE
 
-#include "plugin_cli.h"
+#include "plugin_main.h"
 
 #include <errno.h>
 #include <math.h>
@@ -78,14 +78,6 @@ static int parse_timeout(const char *text, double *out)
     return 0;
 }
 
-static double now_monotonic(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /*
  * After an inotify queue overflow events may have been lost: count the file
  * as touched if its status changed since the watch began (ctime moves on
@@ -111,7 +103,7 @@ static enum watch_result wait_events(int fd, const char *file, const char *dir, 
 {
     /* Aligned as inotify(7) asks; room for many events with names. */
     char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
-    double deadline = now_monotonic() + timeout;
+    double deadline = fb_clock_mono() + timeout;
 
     for (;;) {
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
@@ -121,7 +113,7 @@ static enum watch_result wait_events(int fd, const char *file, const char *dir, 
         int ready;
 
         if (timeout > 0) {
-            double rest = deadline - now_monotonic();
+            double rest = deadline - fb_clock_mono();
 
             if (rest <= 0)
                 return WATCH_TIMEOUT;
@@ -223,7 +215,7 @@ static FB_NORETURN void watch_reactive(fb_task *task, int fd, const char *file, 
     for (;;) {
         struct pollfd pfd[2] = {{.fd = fd, .events = POLLIN},
                                 {.fd = fb_task_fd(task), .events = POLLIN}};
-        double wait = pending && !fb_task_paused(task) ? due - now_monotonic() : 1.0;
+        double wait = pending && !fb_task_paused(task) ? due - fb_clock_mono() : 1.0;
         int ready;
 
         if (pending && !fb_task_paused(task) && wait <= 0) {
@@ -255,12 +247,12 @@ static FB_NORETURN void watch_reactive(fb_task *task, int fd, const char *file, 
             }
             if (hit && !pending) {
                 pending = 1;
-                due = now_monotonic() + debounce;
+                due = fb_clock_mono() + debounce;
             }
         }
         /* A touch held while paused is due as soon as the run resumes. */
-        if (pending && fb_task_paused(task) && due > now_monotonic())
-            due = now_monotonic();
+        if (pending && fb_task_paused(task) && due > fb_clock_mono())
+            due = fb_clock_mono();
     }
 }
 
@@ -275,67 +267,78 @@ static enum fb_err set_outputs(fb_task *task)
     return rc;
 }
 
-int main(int argc, char **argv)
+/* The watch, set up before the wait. */
+struct watch {
+    const char *file;      /* the param */
+    char *dir;             /* the directory watched */
+    const char *name;      /* the name matched in it */
+    int fd;                /* the inotify instance; -1 until made */
+    struct timespec since; /* when the watch began */
+};
+
+/* Reads the param 'file' and starts watching its directory. */
+static int prepare(fb_task *task, void *ctx)
 {
-    const char *file, *timeout_text = NULL, *timeout_from = "";
-    char *dir = NULL, *slash, err[512] = "";
-    const char *name;
-    struct timespec since;
-    double timeout = 0;
-    enum watch_result result;
-    fb_task *task;
-    int fd = -1, code = 1;
+    struct watch *w = ctx;
+    const char *file;
+    char *slash;
 
-    plugin_cli__args(&info, argc, argv);
-    task = plugin_cli__open();
-
-    file = fb_task_param(task, "file");
+    w->file = file = fb_task_param(task, "file");
     if (!file || !*file) {
         fb_task_fail(task, 1, "the param 'file' is required (the file to watch)");
-        goto out;
+        return 1;
     }
     /* Split file into the directory to watch and the name to match. */
-    dir = strdup(file);
-    if (!dir) {
+    w->dir = strdup(file);
+    if (!w->dir) {
         fb_task_fail(task, 1, "out of memory");
-        goto out;
+        return 1;
     }
-    slash = strrchr(dir, '/');
+    slash = strrchr(w->dir, '/');
     if (!slash) {
-        name = file;
-        free(dir);
-        dir = strdup(".");
+        w->name = file;
+        free(w->dir);
+        w->dir = strdup(".");
     } else {
-        name = file + (slash - dir) + 1;
-        if (slash == dir)
+        w->name = file + (slash - w->dir) + 1;
+        if (slash == w->dir)
             slash[1] = '\0'; /* "/x" is watched in "/" */
         else
             *slash = '\0';
     }
-    if (!dir || !*name || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+    if (!w->dir || !*w->name || strcmp(w->name, ".") == 0 || strcmp(w->name, "..") == 0) {
         fb_task_fail(task, 1, "the param 'file' is '%s'; expected a path naming a file", file);
-        goto out;
+        return 1;
     }
 
-    fd = inotify_init1(IN_CLOEXEC);
-    if (fd < 0) {
+    w->fd = inotify_init1(IN_CLOEXEC);
+    if (w->fd < 0) {
         fb_task_fail(task, 1, "cannot start inotify: %s", strerror(errno));
-        goto out;
+        return 1;
     }
-    if (inotify_add_watch(fd, dir, WATCH_MASK | IN_ONLYDIR) < 0) {
-        fb_task_fail(task, 1, "cannot watch the directory '%s' of '%s': %s", dir, file,
+    if (inotify_add_watch(w->fd, w->dir, WATCH_MASK | IN_ONLYDIR) < 0) {
+        fb_task_fail(task, 1, "cannot watch the directory '%s' of '%s': %s", w->dir, file,
                      strerror(errno));
-        goto out;
+        return 1;
     }
     /* The watch starts before the wait: a touch between the task reporting
-     * "running" and a watch set up afterwards would otherwise be lost. A touch
+     * FB_STATE_RUNNING and a watch set up afterwards would otherwise be lost. A touch
      * while the task still waits for its inputs therefore counts too. */
-    clock_gettime(CLOCK_REALTIME, &since);
-    plugin_cli__wait(task);
-    /* No permission of its own; the workflow's (and requires_auth) still apply. */
-    plugin_cli__require(task, NULL, 0);
+    clock_gettime(CLOCK_REALTIME, &w->since);
+    return 0;
+}
+
+/* Once the task runs: waits for the touch (one-shot mode) or emits on every touch. */
+static int act(fb_task *task, void *ctx)
+{
+    const struct watch *w = ctx;
+    const char *file = w->file, *timeout_text = NULL, *timeout_from = "";
+    char err[512] = "";
+    double timeout = 0;
+    enum watch_result result;
+
     if (fb_task_reactive(task))
-        watch_reactive(task, fd, file, dir, name);
+        watch_reactive(task, w->fd, file, w->dir, w->name);
 
     /* After the wait every declared input is set, so NULL means "not an input". */
     if ((timeout_text = fb_task_input(task, "TIMEOUT")) != NULL) {
@@ -347,7 +350,7 @@ int main(int argc, char **argv)
     if (timeout_text && parse_timeout(timeout_text, &timeout) != 0) {
         fb_task_fail(task, 1, "%s is '%s'; expected a number of seconds >= 0", timeout_from,
                      timeout_text);
-        goto out;
+        return 1;
     }
 
     if (timeout > 0)
@@ -355,17 +358,17 @@ int main(int argc, char **argv)
     else
         fb_task_log(task, "watching %s (no timeout)", file);
 
-    result = wait_events(fd, file, dir, name, timeout, &since, err, sizeof err);
+    result = wait_events(w->fd, file, w->dir, w->name, timeout, &w->since, err, sizeof err);
     if (result == WATCH_ERROR) {
         fb_task_fail(task, 1, "%s", err);
-        goto out;
+        return 1;
     }
     if (result == WATCH_TOUCHED) {
         enum fb_err rc = set_outputs(task);
 
         if (rc != FB_OK) {
             fb_task_fail(task, 1, "cannot set outputs: %s", fb_strerror(rc));
-            goto out;
+            return 1;
         }
         fb_task_log(task, "%s was touched", file);
     } else {
@@ -373,12 +376,33 @@ int main(int argc, char **argv)
     }
     if (fb_task_done(task) != FB_OK) {
         log_printf(FB_LOG_ERROR, "cannot report done");
-        goto out;
+        return 1;
     }
-    code = 0;
-out:
-    if (fd >= 0)
-        close(fd);
-    free(dir);
-    fb_task_exit(task, code);
+    return 0;
+}
+
+/* Ends the watch, on every exit the skeleton makes after prepare. */
+static void finish(fb_task *task, void *ctx)
+{
+    struct watch *w = ctx;
+
+    (void)task;
+    if (w->fd >= 0)
+        close(w->fd);
+    free(w->dir);
+}
+
+int main(int argc, char **argv)
+{
+    static struct watch watch = {.fd = -1};
+    /* No permission of its own; the workflow's (and requires_auth) still apply. */
+    static const struct plugin plugin = {.info = &info,
+                                         .check_permissions = 1,
+                                         .source = 1,
+                                         .prepare = prepare,
+                                         .act = act,
+                                         .finish = finish,
+                                         .ctx = &watch};
+
+    plugin_main__run(&plugin, argc, argv);
 }

@@ -1,0 +1,232 @@
+/*
+ * params.c - reads and checks the cmd task's params into the command to run
+ * (see params.h): the argv from "command" or "argv", the environment from
+ * ours, "env" and the inputs, and the working directory from "cwd".
+ */
+#include "params.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+extern char **environ;
+
+void params__clear(struct command *c)
+{
+    size_t i;
+
+    for (i = 0; c->argv && c->argv[i]; i++)
+        free(c->argv[i]);
+    free(c->argv);
+    for (i = 0; i < c->envc; i++)
+        free(c->envp[i]);
+    free(c->envp);
+    free(c->cwd);
+    memset(c, 0, sizeof *c);
+}
+
+/* Sets name=value in c->envp, replacing an entry of the same name. Returns 0 or -1 (memory). */
+int params__setenv(struct command *c, const char *name, const char *value)
+{
+    size_t n = strlen(name), i;
+    char *entry = malloc(n + strlen(value) + 2), **bigger;
+
+    if (!entry)
+        return -1;
+    sprintf(entry, "%s=%s", name, value);
+    for (i = 0; i < c->envc; i++) {
+        if (strncmp(c->envp[i], name, n) == 0 && c->envp[i][n] == '=') {
+            free(c->envp[i]);
+            c->envp[i] = entry;
+            return 0;
+        }
+    }
+    bigger = realloc(c->envp, (c->envc + 2) * sizeof *bigger);
+    if (!bigger) {
+        free(entry);
+        return -1;
+    }
+    c->envp = bigger;
+    c->envp[c->envc++] = entry;
+    c->envp[c->envc] = NULL;
+    return 0;
+}
+
+/* Copies our environment without the broker password. Returns 0 or -1 (memory). */
+static int env_inherit(struct command *c)
+{
+    size_t n = 0, i;
+
+    while (environ && environ[n])
+        n++;
+    c->envp = calloc(n + 1, sizeof *c->envp);
+    if (!c->envp)
+        return -1;
+    for (i = 0; i < n; i++) {
+        if (strncmp(environ[i], "FLOWBUS_PASSWORD=", 17) == 0)
+            continue;
+        c->envp[c->envc] = strdup(environ[i]);
+        if (!c->envp[c->envc])
+            return -1;
+        c->envc++;
+    }
+    return 0;
+}
+
+/* A JSON string's text, or NULL if it is not a string or holds a NUL byte. */
+static const char *json_text(const json_t *v)
+{
+    const char *s = json_string_value(v);
+
+    return s && strlen(s) == json_string_length(v) ? s : NULL;
+}
+
+/* Returns 1 if name can be an environment variable name: non-empty, no '='. */
+static int valid_env_name(const char *name)
+{
+    return *name && !strchr(name, '=');
+}
+
+/*
+ * Builds c from the task's params and inputs. Returns 0, or -1 with a
+ * one-line reason in err.
+ */
+int params__read(fb_task *task, struct command *c, char *err, size_t errlen)
+{
+    json_t *params, *command, *args, *env, *cwd, *v;
+    json_error_t jerr;
+    const char *key;
+    size_t i;
+    int rc = -1;
+
+    params = json_loads(fb_task_params_json(task), 0, &jerr);
+    if (!json_is_object(params)) {
+        snprintf(err, errlen, "the task's params are not a JSON object: %s", jerr.text);
+        goto out;
+    }
+    json_object_foreach(params, key, v)
+    {
+        if (strcmp(key, "command") != 0 && strcmp(key, "argv") != 0 && strcmp(key, "env") != 0 &&
+            strcmp(key, "cwd") != 0)
+            fb_task_log(task, "warning: unknown param '%s' ignored (known: %s)", key,
+                        "command, argv, env, cwd");
+    }
+    command = json_object_get(params, "command");
+    args = json_object_get(params, "argv");
+    env = json_object_get(params, "env");
+    cwd = json_object_get(params, "cwd");
+
+    if (command && args) {
+        snprintf(err, errlen, "params 'command' and 'argv' are both set; give one of them");
+        goto out;
+    }
+    if (command) {
+        if (!json_text(command) || !*json_text(command)) {
+            snprintf(err, errlen, "param 'command' must be a non-empty string");
+            goto out;
+        }
+        c->argv = calloc(4, sizeof *c->argv);
+        if (!c->argv)
+            goto nomem;
+        c->argv[0] = strdup("/bin/sh");
+        c->argv[1] = strdup("-c");
+        c->argv[2] = strdup(json_text(command));
+        if (!c->argv[0] || !c->argv[1] || !c->argv[2])
+            goto nomem;
+    } else if (args) {
+        if (!json_is_array(args) || json_array_size(args) == 0) {
+            snprintf(err, errlen, "param 'argv' must be a non-empty list of strings");
+            goto out;
+        }
+        c->argv = calloc(json_array_size(args) + 1, sizeof *c->argv);
+        if (!c->argv)
+            goto nomem;
+        json_array_foreach(args, i, v)
+        {
+            if (!json_text(v)) {
+                snprintf(err, errlen, "param 'argv' item %zu must be a string (without NUL)", i);
+                goto out;
+            }
+            c->argv[i] = strdup(json_text(v));
+            if (!c->argv[i])
+                goto nomem;
+        }
+        if (!*c->argv[0]) {
+            snprintf(err, errlen, "param 'argv' item 0 (the program) is empty");
+            goto out;
+        }
+    } else {
+        snprintf(err, errlen, "param 'command' (a shell command) or 'argv' (a list) is required");
+        goto out;
+    }
+
+    if (env_inherit(c) != 0)
+        goto nomem;
+    if (env && !json_is_object(env)) {
+        snprintf(err, errlen, "param 'env' must be a mapping of variable names to values");
+        goto out;
+    }
+    json_object_foreach(env, key, v)
+    {
+        char number[64];
+        const char *text = NULL;
+
+        if (json_is_string(v))
+            text = json_text(v);
+        else if (json_is_integer(v))
+            snprintf(number, sizeof number, "%" JSON_INTEGER_FORMAT, json_integer_value(v)),
+                text = number;
+        else if (json_is_real(v))
+            snprintf(number, sizeof number, "%.17g", json_real_value(v)), text = number;
+        else if (json_is_boolean(v))
+            text = json_is_true(v) ? "true" : "false";
+        if (!valid_env_name(key) || !text) {
+            snprintf(err, errlen,
+                     "param 'env': '%s' must be a variable name with a string, number or "
+                     "boolean value",
+                     key);
+            goto out;
+        }
+        if (params__setenv(c, key, text) != 0)
+            goto nomem;
+    }
+    /* Inputs last: they are the task's declared interface and win over env. */
+    for (i = 0; i < fb_task_input_count(task); i++) {
+        const char *name = fb_task_input_name(task, i);
+        const char *value = fb_task_input(task, name);
+
+        /* A NULL value is a secret input: it is already in our environment. */
+        if (value && params__setenv(c, name, value) != 0)
+            goto nomem;
+    }
+
+    if (cwd) {
+        struct stat st;
+
+        if (!json_text(cwd) || !*json_text(cwd)) {
+            snprintf(err, errlen, "param 'cwd' must be a non-empty string");
+            goto out;
+        }
+        if (stat(json_text(cwd), &st) != 0) {
+            snprintf(err, errlen, "param 'cwd' is '%s': %s", json_text(cwd), strerror(errno));
+            goto out;
+        }
+        if (!S_ISDIR(st.st_mode)) {
+            snprintf(err, errlen, "param 'cwd' is '%s': not a directory", json_text(cwd));
+            goto out;
+        }
+        c->cwd = strdup(json_text(cwd));
+        if (!c->cwd)
+            goto nomem;
+    }
+    rc = 0;
+    goto out;
+nomem:
+    snprintf(err, errlen, "out of memory");
+out:
+    json_decref(params);
+    return rc;
+}
