@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,30 +97,58 @@ static enum fb_err read_ids(struct task_env *env, char *errbuf, size_t errlen)
     return FB_OK;
 }
 
+/* 1 if text is a whole number in [min, max] (into *out), else 0. */
+static int whole_number(const char *text, long long min, long long max, long long *out)
+{
+    char *end;
+    long long value;
+
+    errno = 0;
+    value = strtoll(text, &end, 10);
+    if (errno != 0 || *end != '\0' || value < min || value > max)
+        return 0;
+    *out = value;
+    return 1;
+}
+
+/* 1 if text is a number of seconds in [0, max] (into *out), else 0; NaN is not. */
+static int seconds(const char *text, double max, double *out)
+{
+    char *end;
+    double value;
+
+    errno = 0;
+    value = strtod(text, &end);
+    if (errno != 0 || *end != '\0' || !(value >= 0 && value <= max))
+        return 0;
+    *out = value;
+    return 1;
+}
+
+/* The variable's value, or NULL if it is unset or empty (then the default stands). */
+static const char *set_env(const char *name)
+{
+    const char *text = getenv(name);
+
+    return text != NULL && *text != '\0' ? text : NULL;
+}
+
 static enum fb_err read_numbers(struct task_env *env, char *errbuf, size_t errlen)
 {
     const char *text;
-    char *end;
-    long long value;
-    double seconds;
+    long long value = 0;
 
     env->attempt = 1;
-    text = getenv("FLOWBUS_ATTEMPT");
-    if (text != NULL && *text != '\0') {
-        errno = 0;
-        value = strtoll(text, &end, 10);
-        if (errno != 0 || *end != '\0' || value < 1 || value > INT_MAX) {
+    if ((text = set_env("FLOWBUS_ATTEMPT")) != NULL) {
+        if (!whole_number(text, 1, INT_MAX, &value)) {
             err__set(errbuf, errlen, "FLOWBUS_ATTEMPT '%s' is not a positive integer", text);
             return FB_ERR_ENV;
         }
         env->attempt = (long)value;
     }
     env->max_value = TASK_ENV_MAX_VALUE;
-    text = getenv("FLOWBUS_MAX_VALUE");
-    if (text != NULL && *text != '\0') {
-        errno = 0;
-        value = strtoll(text, &end, 10);
-        if (errno != 0 || *end != '\0' || value < 1 || value > INT_MAX) {
+    if ((text = set_env("FLOWBUS_MAX_VALUE")) != NULL) {
+        if (!whole_number(text, 1, INT_MAX, &value)) {
             err__set(errbuf, errlen, "FLOWBUS_MAX_VALUE '%s' is not a positive number of bytes",
                      text);
             return FB_ERR_ENV;
@@ -127,22 +156,14 @@ static enum fb_err read_numbers(struct task_env *env, char *errbuf, size_t errle
         env->max_value = (size_t)value;
     }
     env->reconnect_max = TASK_ENV_RECONNECT_MAX;
-    text = getenv("FLOWBUS_RECONNECT_MAX");
-    if (text != NULL && *text != '\0') {
-        errno = 0;
-        seconds = strtod(text, &end);
-        if (errno != 0 || *end != '\0' || !(seconds >= 0 && seconds <= 86400)) {
-            err__set(errbuf, errlen,
-                     "FLOWBUS_RECONNECT_MAX '%s' is not a number of seconds (0 to 86400)", text);
-            return FB_ERR_ENV;
-        }
-        env->reconnect_max = seconds;
+    if ((text = set_env("FLOWBUS_RECONNECT_MAX")) != NULL &&
+        !seconds(text, 86400, &env->reconnect_max)) {
+        err__set(errbuf, errlen,
+                 "FLOWBUS_RECONNECT_MAX '%s' is not a number of seconds (0 to 86400)", text);
+        return FB_ERR_ENV;
     }
-    text = getenv("FLOWBUS_EXPIRY");
-    if (text != NULL && *text != '\0') {
-        errno = 0;
-        value = strtoll(text, &end, 10);
-        if (errno != 0 || *end != '\0' || value < 0 || value > (long long)UINT32_MAX) {
+    if ((text = set_env("FLOWBUS_EXPIRY")) != NULL) {
+        if (!whole_number(text, 0, UINT32_MAX, &value)) {
             err__set(errbuf, errlen, "FLOWBUS_EXPIRY '%s' is not a number of seconds (0: none)",
                      text);
             return FB_ERR_ENV;
@@ -151,15 +172,9 @@ static enum fb_err read_numbers(struct task_env *env, char *errbuf, size_t errle
     }
     /* The coordinator enforces the timeout; it is only validated here. */
     env->timeout = -1;
-    text = getenv("FLOWBUS_TIMEOUT");
-    if (text != NULL && *text != '\0') {
-        errno = 0;
-        seconds = strtod(text, &end);
-        if (errno != 0 || *end != '\0' || !(seconds >= 0)) {
-            err__set(errbuf, errlen, "FLOWBUS_TIMEOUT '%s' is not a number of seconds", text);
-            return FB_ERR_ENV;
-        }
-        env->timeout = seconds;
+    if ((text = set_env("FLOWBUS_TIMEOUT")) != NULL && !seconds(text, HUGE_VAL, &env->timeout)) {
+        err__set(errbuf, errlen, "FLOWBUS_TIMEOUT '%s' is not a number of seconds", text);
+        return FB_ERR_ENV;
     }
     return FB_OK;
 }
@@ -225,20 +240,15 @@ out:
 static enum fb_err env_long(const char *name, long def, long min, long max, long *out, char *errbuf,
                             size_t errlen)
 {
-    const char *text = getenv(name);
-    char *end;
-    long long value;
+    const char *text = set_env(name);
+    long long value = def;
 
-    *out = def;
-    if (text == NULL || *text == '\0')
-        return FB_OK;
-    errno = 0;
-    value = strtoll(text, &end, 10);
-    if (errno != 0 || *end != '\0' || value < min || value > max) {
+    if (text != NULL && !whole_number(text, min, max, &value)) {
         err__set(errbuf, errlen, "%s '%s' is not a whole number from %ld to %ld", name, text, min,
                  max);
         return FB_ERR_ENV;
     }
+    /* In [min, max], both longs. */
     *out = (long)value;
     return FB_OK;
 }
