@@ -107,6 +107,12 @@ static int by_place(const void *a, const void *b)
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+static void list_sort(const struct list *l)
+{
+    if (*l->n > 1)
+        qsort(*l->items, *l->n, l->size, by_place);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Runs                                                                      */
 /* ------------------------------------------------------------------------ */
@@ -150,14 +156,14 @@ static void record_clear(struct run_view *rv)
 /* Forgets the workflow: its entries go, unless the bus holds something for them. */
 static void workflow_clear(struct run_view *rv)
 {
+    struct list tl = task_list(rv), vl = var_list(rv);
+
     free(rv->workflow);
     free(rv->path);
     rv->has_workflow = 0;
     rv->workflow = rv->path = NULL;
     rv->workflow_mode = VIEW_MODE_UNSAID;
     rv->workflow_started = -1;
-    struct list tl = task_list(rv), vl = var_list(rv);
-
     for (size_t i = rv->n_tasks; i-- > 0;) {
         rv->tasks[i].key.wf_pos = VIEW_NOT_IN_WORKFLOW;
         if (!rv->tasks[i].reported) {
@@ -174,8 +180,8 @@ static void workflow_clear(struct run_view *rv)
         }
     }
     rv->n_workflow_tasks = rv->n_workflow_vars = 0;
-    qsort(rv->tasks, rv->n_tasks, sizeof *rv->tasks, by_place);
-    qsort(rv->vars, rv->n_vars, sizeof *rv->vars, by_place);
+    list_sort(&tl);
+    list_sort(&vl);
 }
 
 static void run_free(struct run_view *rv)
@@ -337,11 +343,11 @@ static struct view_key *workflow_entry(struct list *l, const char *name, size_t 
 static void workflow_var(struct run_view *rv, const char *name, int secret, size_t *pos)
 {
     struct list l = var_list(rv);
-    struct view_var *v;
+    /* The entry's key is its first member: the key is the entry. */
+    struct view_var *v = name ? (struct view_var *)workflow_entry(&l, name, pos) : NULL;
 
-    if (!name || !workflow_entry(&l, name, pos))
+    if (!v)
         return;
-    v = (struct view_var *)key_at(&l, (size_t)list_find(&l, name));
     if (secret || strcmp(name, AUTH_TOKEN_VAR) == 0) {
         v->secret = 1;
         var_clear(v); /* a value seen before the workflow said it is a secret */
@@ -350,7 +356,7 @@ static void workflow_var(struct run_view *rv, const char *name, int secret, size
 
 static enum view_change on_workflow(struct run_view *rv, const char *payload, size_t len)
 {
-    struct list tl = task_list(rv);
+    struct list tl = task_list(rv), vl = var_list(rv);
     size_t i, k, n_tasks = 0, n_vars = 0;
     const char *key;
     json_t *o, *t, *x;
@@ -384,8 +390,8 @@ static enum view_change on_workflow(struct run_view *rv, const char *payload, si
     }
     rv->n_workflow_tasks = n_tasks;
     rv->n_workflow_vars = n_vars;
-    qsort(rv->tasks, rv->n_tasks, sizeof *rv->tasks, by_place);
-    qsort(rv->vars, rv->n_vars, sizeof *rv->vars, by_place);
+    list_sort(&tl);
+    list_sort(&vl);
     json_decref(o);
     return VIEW_OTHER;
 }
@@ -583,10 +589,13 @@ struct run_view **view__list(const struct view *vw, size_t *n)
     for (size_t i = 0; i < vw->n; i++)
         if (view__exists(vw->runs[i]))
             list[(*n)++] = vw->runs[i];
-    qsort(list, *n, sizeof *list, by_start);
+    if (*n > 1)
+        qsort(list, *n, sizeof *list, by_start);
     return list;
 }
 
+/* "unknown" and "paused" are words for people, not states on the bus: a run
+ * without a record has no state, and a paused run is running. */
 const char *view__state_text(const struct run_view *rv)
 {
     return rv->state_name ? rv->state_name : "unknown";

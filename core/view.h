@@ -103,7 +103,7 @@ struct run_view {
 
     enum fb_control control; /* the retained command; FB_CONTROL_NONE if none */
 
-    unsigned long seq; /* the view's own counter for view_key.seq */
+    unsigned long seq; /* internal: the view's counter for view_key.seq */
 };
 
 /* What a message was, for view__feed. */
