@@ -11,8 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
-const char *suggest__closest(const char *word, const char *const *candidates, size_t n,
-                             size_t max)
+const char *suggest__closest(const char *word, const char *const *candidates, size_t n, size_t max)
 {
     size_t best = (size_t)-1, len = strlen(word);
     const char *found = NULL;
@@ -32,8 +31,7 @@ const char *suggest__closest(const char *word, const char *const *candidates, si
     return best <= max ? found : NULL;
 }
 
-void suggest__hint(char *buf, size_t len, const char *word, const char *const *candidates,
-                   size_t n)
+void suggest__hint(char *buf, size_t len, const char *word, const char *const *candidates, size_t n)
 {
     const char *near = suggest__closest(word, candidates, n, strlen(word) <= 4 ? 1 : 2);
     size_t used;

@@ -13,8 +13,7 @@
  * The first of the n candidates closest to word, ignoring case, if it is
  * within max edits (workflow__distance); else NULL.
  */
-const char *suggest__closest(const char *word, const char *const *candidates, size_t n,
-                             size_t max);
+const char *suggest__closest(const char *word, const char *const *candidates, size_t n, size_t max);
 
 /*
  * The end of a "no such name" message, into buf (len bytes): " (did you

@@ -192,8 +192,7 @@ struct tracker *tracker__new(const struct workflow *wf, const struct graph *g, c
     tr->var_value = calloc(nv + 1, sizeof *tr->var_value);
     tr->gstates = calloc(wf->n_tasks + 1, sizeof *tr->gstates);
     tr->reasons = calloc(wf->n_tasks + 1, sizeof *tr->reasons);
-    if (!tr->run_id || !tr->tasks || !tr->var_set || !tr->var_value || !tr->gstates ||
-        !tr->reasons)
+    if (!tr->run_id || !tr->tasks || !tr->var_set || !tr->var_value || !tr->gstates || !tr->reasons)
         goto fail;
     return tr;
 fail:

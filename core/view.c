@@ -373,16 +373,17 @@ static enum view_change on_workflow(struct run_view *rv, const char *payload, si
     rv->path = string_or_null(o, "path");
     rv->workflow_mode = mode_of(o);
     rv->workflow_started = number_or_unknown(o, "started");
-    json_array_foreach(json_object_get(o, "tasks"), i, t) {
+    json_array_foreach(json_object_get(o, "tasks"), i, t)
+    {
         const char *name = json_string_value(json_object_get(t, "name"));
         if (name)
             workflow_entry(&tl, name, &n_tasks);
     }
     /* The variables: env: (secrets masked), then every task's inputs and outputs. */
-    json_object_foreach(json_object_get(o, "env"), key, x)
-        workflow_var(rv, key, json_is_string(x) && strcmp(json_string_value(x), SECRET_MASK) == 0,
-                     &n_vars);
-    json_array_foreach(json_object_get(o, "tasks"), i, t) {
+    json_object_foreach(json_object_get(o, "env"), key, x) workflow_var(
+        rv, key, json_is_string(x) && strcmp(json_string_value(x), SECRET_MASK) == 0, &n_vars);
+    json_array_foreach(json_object_get(o, "tasks"), i, t)
+    {
         json_array_foreach(json_object_get(t, "inputs"), k, x)
             workflow_var(rv, json_string_value(x), 0, &n_vars);
         json_array_foreach(json_object_get(t, "outputs"), k, x)

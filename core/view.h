@@ -62,8 +62,8 @@ struct view_task {
 
 struct view_var {
     struct view_key key;
-    int secret;       /* the workflow marks it secret: its value is never held */
-    char *value;      /* NULL while not set; NUL-terminated, value_len bytes (may hold NULs) */
+    int secret;  /* the workflow marks it secret: its value is never held */
+    char *value; /* NULL while not set; NUL-terminated, value_len bytes (may hold NULs) */
     size_t value_len;
 };
 
@@ -159,7 +159,8 @@ const char *view__state_text(const struct run_view *rv);
 /* The state to show: "paused" says more than "running" while it is. */
 const char *view__shown_state(const struct run_view *rv);
 
-/* 1 if the run is reactive: its record says so, else its workflow, else its tasks count activations. */
+/* 1 if the run is reactive: its record says so, else its workflow, else its tasks count
+ * activations. */
 int view__reactive(const struct run_view *rv);
 
 /* When the run started (its record's, else its workflow's), or -1. */

@@ -15,10 +15,10 @@ static const struct {
     unsigned bit;
     const char *name;
 } members[TM_COUNT] = {
-    {TM_STATE, "state"},     {TM_ATTEMPT, "attempt"},       {TM_PID, "pid"},
-    {TM_AT, "at"},           {TM_STARTED, "started"},       {TM_EXIT, "exit"},
-    {TM_SIGNAL, "signal"},   {TM_ERROR, "error"},           {TM_ACTIVATION, "activation"},
-    {TM_RESULT, "result"},   {TM_QUEUED, "queued"},         {TM_DROPPED, "dropped"},
+    {TM_STATE, "state"},   {TM_ATTEMPT, "attempt"}, {TM_PID, "pid"},
+    {TM_AT, "at"},         {TM_STARTED, "started"}, {TM_EXIT, "exit"},
+    {TM_SIGNAL, "signal"}, {TM_ERROR, "error"},     {TM_ACTIVATION, "activation"},
+    {TM_RESULT, "result"}, {TM_QUEUED, "queued"},   {TM_DROPPED, "dropped"},
     {TM_WORKER, "worker"},
 };
 
@@ -140,7 +140,8 @@ json_t *view__list_json(struct run_view *const *runs, size_t n, const char *brok
         json_t *o = run_json(runs[i], now), *c = json_object();
         /* The states in the order the run's tasks first show them. */
         for (size_t k = 0; k < n_seen; k++)
-            json_object_set_new(c, fb_state_name(seen[k]), json_integer((json_int_t)counts[seen[k]]));
+            json_object_set_new(c, fb_state_name(seen[k]),
+                                json_integer((json_int_t)counts[seen[k]]));
         json_object_set_new(o, "tasks", c);
         json_array_append_new(array, o);
     }

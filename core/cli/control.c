@@ -127,8 +127,8 @@ static int request(const struct client_options *o, enum fb_control cmd)
     }
     if (!session__check_url(o->broker_url))
         goto out;
-    if ((code = session__open(&s, &b, o->run_id, "client", 1)) != 0 ||
-        (code = session__snapshot(&s, kinds, 3, vw, NULL, NULL)) != 0)
+    if ((code = session__open(&s, &b, o->run_id, "client", 1)) != FB_EXIT_OK ||
+        (code = session__snapshot(&s, kinds, 3, vw, NULL, NULL)) != FB_EXIT_OK)
         goto out;
     code = FB_EXIT_INVALID;
     if (!(rv = session__find_run(&s, vw)))

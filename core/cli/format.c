@@ -68,16 +68,17 @@ void format__table(const json_t *rows, const char *indent)
     json_t *row, *cell;
 
     json_array_foreach(rows, i, row)
-        json_array_foreach(row, k, cell)
-            if (k < 16 && json_string_length(cell) > width[k])
-                width[k] = json_string_length(cell);
-    json_array_foreach(rows, i, row) {
+        json_array_foreach(row, k, cell) if (k < 16 && json_string_length(cell) > width[k])
+            width[k] = json_string_length(cell);
+    json_array_foreach(rows, i, row)
+    {
         size_t n = json_array_size(row);
         /* Empty cells at the end of a row would only leave trailing blanks. */
         while (n > 1 && json_string_length(json_array_get(row, n - 1)) == 0)
             n--;
         fputs(indent, stdout);
-        json_array_foreach(row, k, cell) {
+        json_array_foreach(row, k, cell)
+        {
             if (k >= n)
                 break;
             if (k + 1 < n)

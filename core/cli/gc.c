@@ -79,8 +79,8 @@ int gc__main(const struct gc_options *o)
         log_printf(FB_LOG_ERROR, "out of memory");
         goto out;
     }
-    if ((code = session__open(&every, &b, NULL, "gc", 0)) != 0 ||
-        (code = session__snapshot(&every, records, 1, vw, drop_live, NULL)) != 0)
+    if ((code = session__open(&every, &b, NULL, "gc", 0)) != FB_EXIT_OK ||
+        (code = session__snapshot(&every, records, 1, vw, drop_live, NULL)) != FB_EXIT_OK)
         goto out;
     for (size_t i = 0; i < view__count(vw); i++) {
         const struct run_view *rv = view__nth(vw, i);
@@ -99,7 +99,7 @@ int gc__main(const struct gc_options *o)
         every.run_id = rv->run_id;
         code = session__collect(&every, everything, 1, &got);
         every.run_id = NULL;
-        if (code != 0) {
+        if (code != FB_EXIT_OK) {
             session__msgs_free(&got);
             goto out;
         }

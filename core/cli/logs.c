@@ -111,7 +111,7 @@ static int print_run(struct follow *f, const struct run_view *rv)
                f->o->run_id);
     fputc('\n', stdout);
     fflush(stdout);
-    return fb_run_state_is_final(rv->state) ? 0 : SESSION_KEEP_WATCHING;
+    return fb_run_state_is_final(rv->state) ? FB_EXIT_OK : SESSION_KEEP_WATCHING;
 }
 
 static int follow_cb(void *ctx, struct view *vw, const fb_msg *m, enum view_change c,
@@ -207,8 +207,7 @@ static int follow_run(struct session *s, struct view *vw, struct run_view *rv, s
     for (size_t i = 0; i < rv->n_tasks; i++) {
         const struct view_task *t = &rv->tasks[i];
         if (t->reported && selected(f, t->key.name))
-            order[n_order++] =
-                (struct when){t->report.has & TM_AT ? t->report.info.at : -1, t};
+            order[n_order++] = (struct when){t->report.has & TM_AT ? t->report.info.at : -1, t};
     }
     qsort(order, n_order, sizeof *order, by_time);
     for (size_t i = 0; i < n_order; i++)
@@ -244,8 +243,9 @@ int logs__main(const struct client_options *o)
     }
     if (!session__check_url(o->broker_url))
         goto out;
-    if ((code = session__open(&s, &b, o->run_id, "client", o->follow)) != 0 ||
-        (code = session__snapshot(&s, kinds, o->follow ? 4 : 3, vw, session__keep, &live)) != 0)
+    if ((code = session__open(&s, &b, o->run_id, "client", o->follow)) != FB_EXIT_OK ||
+        (code = session__snapshot(&s, kinds, o->follow ? 4 : 3, vw, session__keep, &live)) !=
+            FB_EXIT_OK)
         goto out;
     code = FB_EXIT_INVALID;
     if (!(rv = session__find_run(&s, vw)))

@@ -102,7 +102,7 @@ int session__open(struct session *s, const struct session_broker *b, const char 
         log_printf(FB_LOG_ERROR, "cannot make a barrier token from '%s'", label);
         return FB_EXIT_BROKER;
     }
-    return 0;
+    return FB_EXIT_OK;
 }
 
 void session__close(struct session *s)
@@ -136,19 +136,19 @@ static int subscribe(struct session *s, const enum fb_topic_kind *kinds, size_t 
                    s->broker->url, fb_strerror(e));
         return FB_EXIT_BROKER;
     }
-    return 0;
+    return FB_EXIT_OK;
 }
 
 /* The barrier's outcome as the command's exit code. */
 static int barrier_code(const struct session *s, enum fb_err e)
 {
     if (e == FB_OK)
-        return 0;
+        return FB_EXIT_OK;
     if (e == FB_ERR_NOMEM)
         log_printf(FB_LOG_ERROR, "out of memory");
     else
-        log_printf(FB_LOG_ERROR, "the broker at %s did not answer within %g s: %s",
-                   s->broker->url, SESSION_ANSWER_WAIT, fb_strerror(e));
+        log_printf(FB_LOG_ERROR, "the broker at %s did not answer within %g s: %s", s->broker->url,
+                   SESSION_ANSWER_WAIT, fb_strerror(e));
     return FB_EXIT_BROKER;
 }
 
@@ -176,17 +176,17 @@ int session__collect(struct session *s, const enum fb_topic_kind *kinds, size_t 
 {
     int code = subscribe(s, kinds, n);
 
-    if (code)
+    if (code != FB_EXIT_OK)
         return code;
     return barrier_code(s, fb_barrier(s->bus, s->token, SESSION_ANSWER_WAIT, session__keep, out));
 }
 
-int session__snapshot(struct session *s, const enum fb_topic_kind *kinds, size_t n,
-                      struct view *vw, fb_barrier_fn live, void *ctx)
+int session__snapshot(struct session *s, const enum fb_topic_kind *kinds, size_t n, struct view *vw,
+                      fb_barrier_fn live, void *ctx)
 {
     int code = subscribe(s, kinds, n);
 
-    if (code)
+    if (code != FB_EXIT_OK)
         return code;
     return barrier_code(s, view__read(vw, s->bus, s->token, SESSION_ANSWER_WAIT, live, ctx));
 }
@@ -236,8 +236,7 @@ int session__watch(struct session *s, struct view *vw, double deadline, session_
             enum fb_err e = fb_bus_next(s->bus, 0, &m);
             int code;
             if (e == FB_ERR_LOST) {
-                log_printf(FB_LOG_ERROR, "lost the connection to the broker at %s",
-                           s->broker->url);
+                log_printf(FB_LOG_ERROR, "lost the connection to the broker at %s", s->broker->url);
                 return FB_EXIT_BROKER;
             }
             if (e != FB_OK)

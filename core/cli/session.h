@@ -30,7 +30,7 @@ struct session {
     const struct session_broker *broker;
     const char *run_id; /* the run the command is about; NULL for every run */
     fb_bus *bus;
-    int sigfd;                /* signalfd for Ctrl-C while waiting; -1 when the command does not wait */
+    int sigfd; /* signalfd for Ctrl-C while waiting; -1 when the command does not wait */
     char token[FB_TOPIC_MAX]; /* the barrier topic, ours alone */
 };
 
@@ -54,7 +54,7 @@ int session__check_url(const char *url);
  * blocks SIGINT, SIGTERM and SIGHUP first, so that Paho's threads (which
  * inherit the mask) never take them, and reads them from a signalfd in its
  * poll loop instead: Ctrl-C then ends the wait cleanly; it also rides out a
- * broker restart. Returns 0 or the exit code; session__close either way.
+ * broker restart. Returns FB_EXIT_OK or the exit code; session__close either way.
  */
 int session__open(struct session *s, const struct session_broker *b, const char *run_id,
                   const char *label, int waits);
@@ -64,7 +64,7 @@ void session__close(struct session *s);
  * Subscribes to the topics of the kinds given (of the session's run, or of
  * every run: fb_topic_filter with a NULL name) and to the token, and collects
  * every message that arrives until the token comes back, in arrival order:
- * the retained ones are the snapshot, any others were live. Returns 0 or the
+ * the retained ones are the snapshot, any others were live. Returns FB_EXIT_OK or the
  * exit code.
  */
 int session__collect(struct session *s, const enum fb_topic_kind *kinds, size_t n,
@@ -73,11 +73,11 @@ int session__collect(struct session *s, const enum fb_topic_kind *kinds, size_t 
 /*
  * The same, fed to vw as it arrives (view__read): with live set, the
  * messages that are not retained go to live instead (which owns them), for a
- * command that shows the snapshot before what happened since. Returns 0 or
+ * command that shows the snapshot before what happened since. Returns FB_EXIT_OK or
  * the exit code.
  */
-int session__snapshot(struct session *s, const enum fb_topic_kind *kinds, size_t n,
-                      struct view *vw, fb_barrier_fn live, void *ctx);
+int session__snapshot(struct session *s, const enum fb_topic_kind *kinds, size_t n, struct view *vw,
+                      fb_barrier_fn live, void *ctx);
 
 /* An fb_barrier_fn that appends each message to the struct session_msgs at ctx. */
 enum fb_err session__keep(void *ctx, fb_msg *m);

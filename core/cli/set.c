@@ -115,8 +115,7 @@ static int publish(const struct session *s, const struct client_options *o)
 
 int set__main(const struct client_options *o)
 {
-    static const enum fb_topic_kind kinds[] = {FB_TOPIC_RUN_STATE, FB_TOPIC_WORKFLOW,
-                                               FB_TOPIC_VAR};
+    static const enum fb_topic_kind kinds[] = {FB_TOPIC_RUN_STATE, FB_TOPIC_WORKFLOW, FB_TOPIC_VAR};
     const struct session_broker b = {o->broker_url, o->username, o->password};
     struct session s = {0};
     struct view *vw = view__new();
@@ -131,8 +130,8 @@ int set__main(const struct client_options *o)
     }
     if (!session__check_url(o->broker_url) || !check_assignments(o))
         goto out;
-    if ((code = session__open(&s, &b, o->run_id, "client", 0)) != 0 ||
-        (code = session__snapshot(&s, kinds, 3, vw, NULL, NULL)) != 0)
+    if ((code = session__open(&s, &b, o->run_id, "client", 0)) != FB_EXIT_OK ||
+        (code = session__snapshot(&s, kinds, 3, vw, NULL, NULL)) != FB_EXIT_OK)
         goto out;
     code = FB_EXIT_INVALID;
     if (!(rv = session__find_run(&s, vw)))

@@ -38,9 +38,8 @@ const char status__usage[] =
 static void task_counts(const struct run_view *rv, char *buf, size_t len)
 {
     static const enum fb_state order[] = {
-        FB_STATE_RUNNING, FB_STATE_WAITING, FB_STATE_PENDING, FB_STATE_DONE,
-        FB_STATE_FAILED,  FB_STATE_TIMEOUT, FB_STATE_CRASHED, FB_STATE_SKIPPED,
-        FB_STATE_DENIED,  FB_STATE_STOPPED,
+        FB_STATE_RUNNING, FB_STATE_WAITING, FB_STATE_PENDING, FB_STATE_DONE,   FB_STATE_FAILED,
+        FB_STATE_TIMEOUT, FB_STATE_CRASHED, FB_STATE_SKIPPED, FB_STATE_DENIED, FB_STATE_STOPPED,
     };
     size_t counts[FB_STATE_COUNT], used = 0;
     enum fb_state seen[FB_STATE_COUNT];
@@ -80,7 +79,7 @@ static int status_all(struct session *s, const struct client_options *o)
     size_t n = 0;
     int code = FB_EXIT_BROKER;
 
-    if (!vw || (code = session__snapshot(s, kinds, 3, vw, NULL, NULL)) != 0)
+    if (!vw || (code = session__snapshot(s, kinds, 3, vw, NULL, NULL)) != FB_EXIT_OK)
         goto out;
     list = view__list(vw, &n);
     if (!list) {
@@ -124,7 +123,8 @@ static json_t *task_row(const struct view_task *t, int reactive, double now)
     char attempt[24], dur[32], act[96], code_text[32];
     json_t *row;
 
-    snprintf(attempt, sizeof attempt, "%d", r->has & TM_ATTEMPT && r->info.attempt > 0 ? r->info.attempt : 1);
+    snprintf(attempt, sizeof attempt, "%d",
+             r->has & TM_ATTEMPT && r->info.attempt > 0 ? r->info.attempt : 1);
     format__duration(dur, sizeof dur, view__task_duration(t, now));
     format__activation(t, act, sizeof act);
     format__exit(t, code_text, sizeof code_text);
@@ -150,7 +150,7 @@ static int status_one(struct session *s, const struct client_options *o)
     double now;
     int code = FB_EXIT_BROKER, reactive;
 
-    if (!vw || (code = session__snapshot(s, kinds, 4, vw, NULL, NULL)) != 0)
+    if (!vw || (code = session__snapshot(s, kinds, 4, vw, NULL, NULL)) != FB_EXIT_OK)
         goto out;
     if (!(rv = session__find_run(s, vw))) {
         code = FB_EXIT_INVALID;
@@ -193,11 +193,10 @@ int status__main(const struct client_options *o)
 {
     const struct session_broker b = {o->broker_url, o->username, o->password};
     struct session s = {0};
-    int code = session__check_url(o->broker_url)
-                   ? session__open(&s, &b, o->run_id, "client", 0)
-                   : FB_EXIT_INVALID;
+    int code = session__check_url(o->broker_url) ? session__open(&s, &b, o->run_id, "client", 0)
+                                                 : FB_EXIT_INVALID;
 
-    if (code == 0)
+    if (code == FB_EXIT_OK)
         code = o->run_id ? status_one(&s, o) : status_all(&s, o);
     session__close(&s);
     return code;

@@ -41,9 +41,10 @@ static void test_runs_exist_by_record_or_workflow(void)
     CHECK(feed(vw, "flowbus/r1/tasks/A/state", "{\"state\":\"running\"}", NULL) == VIEW_TASK);
     CHECK(view__run(vw, "r1") == NULL);
     CHECK(view__count(vw) == 1);
-    CHECK(feed(vw, "flowbus/r1/state",
-               "{\"state\":\"running\",\"at\":5,\"started\":1,\"paused\":true,\"mode\":\"reactive\"}",
-               NULL) == VIEW_RUN);
+    CHECK(
+        feed(vw, "flowbus/r1/state",
+             "{\"state\":\"running\",\"at\":5,\"started\":1,\"paused\":true,\"mode\":\"reactive\"}",
+             NULL) == VIEW_RUN);
     rv = view__run(vw, "r1");
     CHECK(rv != NULL);
     CHECK(rv->state == FB_RUN_RUNNING && rv->paused && view__reactive(rv));
@@ -147,7 +148,8 @@ static void test_malformed_and_foreign_messages(void)
     struct view *vw = view__new();
     struct run_view *rv;
 
-    CHECK(feed(vw, "flowbus/r/state", "{\"state\":\"done\",\"at\":2,\"exit\":0}", NULL) == VIEW_RUN);
+    CHECK(feed(vw, "flowbus/r/state", "{\"state\":\"done\",\"at\":2,\"exit\":0}", NULL) ==
+          VIEW_RUN);
     rv = view__run(vw, "r");
     /* Not an object: the record stays as it was, rather than guessed at. */
     CHECK(feed(vw, "flowbus/r/state", "[1]", NULL) == VIEW_NONE);
