@@ -58,6 +58,16 @@ int control__stop(const struct client_options *o);
 /* `flowbus pause RUN`: asks the run to pause and waits for its coordinator to confirm. */
 int control__pause(const struct client_options *o);
 
+/*
+ * `flowbus resume RUN` of a run that is running and paused (its coordinator
+ * is alive): publishes {"cmd":"resume"} and returns FB_EXIT_OK, or the exit
+ * code of a refused publish. For any other run, or when the broker cannot be
+ * read at once, it says nothing and returns CONTROL_TAKE_OVER: resume then
+ * takes the run over (run__main), which tells a lost run from the others.
+ */
+#define CONTROL_TAKE_OVER (-1)
+int control__resume(const struct client_options *o);
+
 /* `flowbus gc`: removes the retained topics of finished runs (gc.c); FB_EXIT_OK or _BROKER. */
 int gc__main(const struct gc_options *o);
 

@@ -1,6 +1,7 @@
 /*
  * control.c - `flowbus stop RUN` and `flowbus pause RUN`: a command on the
- * run's control topic, then its coordinator's confirmation (see commands.h).
+ * run's control topic, then its coordinator's confirmation (see commands.h);
+ * and `flowbus resume RUN` of a paused run, which lifts the pause.
  *
  * The command is retained, so that a task that (re)connects later still
  * learns it; the confirmation is the run's record: a final state for stop,
@@ -17,6 +18,7 @@
 
 #define STOP_WAIT 30.0  /* default --timeout of stop */
 #define PAUSE_WAIT 10.0 /* default --timeout of pause: a coordinator confirms at once */
+#define RESUME_WAIT 5.0 /* seconds for the broker to confirm the resume request */
 
 const char control__usage_stop[] =
     "Usage: flowbus stop RUN [--timeout SECONDS] [--broker URL]\n"
@@ -181,4 +183,40 @@ int control__stop(const struct client_options *o)
 int control__pause(const struct client_options *o)
 {
     return request(o, FB_CONTROL_PAUSE);
+}
+
+int control__resume(const struct client_options *o)
+{
+    static const enum fb_topic_kind kinds[] = {FB_TOPIC_RUN_STATE, FB_TOPIC_WORKFLOW};
+    const struct session_broker b = {o->broker_url, o->username, o->password};
+    struct session s = {.quiet = 1};
+    struct view *vw = view__new();
+    struct run_view *rv;
+    char topic[FB_TOPIC_MAX], payload[32];
+    size_t len;
+    int code = CONTROL_TAKE_OVER;
+
+    /* Any doubt (no broker yet, no such run, not paused) is the takeover's to
+     * settle: it waits for a broker that is starting and says what it found. */
+    if (!vw || session__open(&s, &b, o->run_id, "client", 0) != FB_EXIT_OK ||
+        session__snapshot(&s, kinds, 2, vw, NULL, NULL) != FB_EXIT_OK)
+        goto out;
+    rv = view__run(vw, o->run_id);
+    if (!rv || !rv->has_workflow || rv->state != FB_RUN_RUNNING || !rv->paused)
+        goto out;
+    /* Its coordinator is alive: resuming means lifting the pause. */
+    fb_topic_format(topic, sizeof topic, FB_TOPIC_CONTROL, o->run_id, NULL);
+    len = fb_control_format(payload, sizeof payload, FB_CONTROL_RESUME);
+    if (fb_bus_publish(s.bus, topic, payload, len, 1, 1, 0) != FB_OK ||
+        fb_bus_flush(s.bus, RESUME_WAIT) != FB_OK) {
+        log_printf(FB_LOG_ERROR, "the broker did not take the resume request");
+        code = FB_EXIT_BROKER;
+        goto out;
+    }
+    printf("run %s resumed\n", o->run_id);
+    code = FB_EXIT_OK;
+out:
+    view__free(vw);
+    session__close(&s);
+    return code;
 }

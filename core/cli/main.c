@@ -262,6 +262,20 @@ static int cmd_run(int argc, char **argv, enum run_command which)
     o.password = getenv("FLOWBUS_PASSWORD");
     o.settings = s.items;
     o.n_settings = s.n;
+    if (resume) {
+        /* A paused run whose coordinator is alive is resumed by lifting the
+         * pause, as a client on its control topic would: connecting as its
+         * coordinator would take the live one's connection over. Any other
+         * run is taken over. */
+        struct client_options co = {0};
+        co.broker_url = o.broker_url;
+        co.username = o.username;
+        co.password = o.password;
+        co.run_id = o.run_id;
+        code = control__resume(&co);
+        if (code != CONTROL_TAKE_OVER)
+            goto out;
+    }
     code = run__main(&o);
 out:
     free(s.items);

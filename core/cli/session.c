@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -29,6 +30,20 @@
 
 #define RECONNECT_MAX 30.0 /* seconds a waiting command tries to get the broker back */
 #define MAX_FILTERS 4      /* the most any command subscribes to */
+
+/* Says what went wrong, unless the session is quiet (its caller has another way). */
+__attribute__((format(printf, 2, 3))) static void say(const struct session *s, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    if (s->quiet)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    log_printf(FB_LOG_ERROR, "%s", msg);
+}
 
 void session__msgs_free(struct session_msgs *l)
 {
@@ -91,15 +106,15 @@ int session__open(struct session *s, const struct session_broker *b, const char 
     /* A command that follows a run for minutes should ride out a broker
      * restart, as the run's own processes do; a one-shot look should not. */
     bo.reconnect_max_s = waits ? RECONNECT_MAX : 0;
-    bo.log = log__sdk;
+    bo.log = s->quiet ? NULL : log__sdk;
     if (fb_bus_new(&bo, &s->bus, err, sizeof err) != FB_OK) {
-        log_printf(FB_LOG_ERROR, "cannot connect to the broker at %s: %s", b->url, err);
+        say(s, "cannot connect to the broker at %s: %s", b->url, err);
         return FB_EXIT_BROKER;
     }
     /* The barrier topic is outside every run (a run's sync/ topics belong to
      * its coordinator, which acts on them) and unique to this process. */
     if (fb_barrier_token(s->token, sizeof s->token, NULL, label) == 0) {
-        log_printf(FB_LOG_ERROR, "cannot make a barrier token from '%s'", label);
+        say(s, "cannot make a barrier token from '%s'", label);
         return FB_EXIT_BROKER;
     }
     return FB_EXIT_OK;
@@ -132,8 +147,8 @@ static int subscribe(struct session *s, const enum fb_topic_kind *kinds, size_t 
     all[n] = s->token;
     e = fb_bus_subscribe(s->bus, all, n + 1, SESSION_ANSWER_WAIT);
     if (e != FB_OK) {
-        log_printf(FB_LOG_ERROR, "the broker at %s did not accept our subscription: %s",
-                   s->broker->url, fb_strerror(e));
+        say(s, "the broker at %s did not accept our subscription: %s", s->broker->url,
+            fb_strerror(e));
         return FB_EXIT_BROKER;
     }
     return FB_EXIT_OK;
@@ -145,10 +160,10 @@ static int barrier_code(const struct session *s, enum fb_err e)
     if (e == FB_OK)
         return FB_EXIT_OK;
     if (e == FB_ERR_NOMEM)
-        log_printf(FB_LOG_ERROR, "out of memory");
+        say(s, "out of memory");
     else
-        log_printf(FB_LOG_ERROR, "the broker at %s did not answer within %g s: %s", s->broker->url,
-                   SESSION_ANSWER_WAIT, fb_strerror(e));
+        say(s, "the broker at %s did not answer within %g s: %s", s->broker->url,
+            SESSION_ANSWER_WAIT, fb_strerror(e));
     return FB_EXIT_BROKER;
 }
 

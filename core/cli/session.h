@@ -27,6 +27,7 @@ struct session_broker {
 };
 
 struct session {
+    int quiet; /* set before session__open: say nothing of a failure, only return it */
     const struct session_broker *broker;
     const char *run_id; /* the run the command is about; NULL for every run */
     fb_bus *bus;
