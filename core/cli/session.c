@@ -122,6 +122,10 @@ int session__open(struct session *s, const struct session_broker *b, const char 
 
 void session__close(struct session *s)
 {
+    /* A session never opened (a command that stopped at its arguments) is
+     * all zeros: its sigfd of 0 is stdin, not ours to close. */
+    if (!s->broker)
+        return;
     if (s->bus)
         fb_bus_close(s->bus, 1.0);
     fb_bus_free(s->bus);

@@ -55,7 +55,8 @@ int session__check_url(const char *url);
  * blocks SIGINT, SIGTERM and SIGHUP first, so that Paho's threads (which
  * inherit the mask) never take them, and reads them from a signalfd in its
  * poll loop instead: Ctrl-C then ends the wait cleanly; it also rides out a
- * broker restart. Returns FB_EXIT_OK or the exit code; session__close either way.
+ * broker restart. Returns FB_EXIT_OK or the exit code; session__close either way
+ * (also on a zeroed session that was never opened).
  */
 int session__open(struct session *s, const struct session_broker *b, const char *run_id,
                   const char *label, int waits);
