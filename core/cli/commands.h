@@ -1,7 +1,9 @@
 /*
- * commands.h - `flowbus status`, `set`, `logs`, `stop`, `pause` and `gc`:
- * small bus clients that look at or poke runs through their retained topics
- * (docs/protocol.md), from any machine that reaches their broker.
+ * commands.h - `flowbus status`, `set`, `logs`, `stop`, `pause`, `gc` and the
+ * resume of a paused run: small bus clients that look at or poke runs
+ * through their retained topics (docs/protocol.md), from any machine that
+ * reaches their broker. Each reads the run view (view.h) through a session
+ * (session.h).
  *
  * Each function takes the parsed options, talks to the broker and prints its
  * result; it returns the process exit code (enum fb_exit):
