@@ -33,17 +33,17 @@ struct display {
     double last_draw;
 };
 
-static const char *color(enum task_state s)
+static const char *color(enum fb_state s)
 {
     switch (s) {
-    case TS_RUNNING:
+    case FB_STATE_RUNNING:
         return "\033[36m";
-    case TS_DONE:
+    case FB_STATE_DONE:
         return "\033[32m";
-    case TS_SKIPPED:
+    case FB_STATE_SKIPPED:
         return "\033[33m";
-    case TS_WAITING:
-    case TS_NONE:
+    case FB_STATE_WAITING:
+    case FB_STATE_PENDING:
         return "\033[2m";
     default:
         return "\033[31m";
@@ -135,7 +135,7 @@ void display__task(struct display *d, size_t t)
 
     if (d->mode == DISPLAY_JSON) {
         json_t *o = json_pack("{s:s, s:s, s:s, s:f, s:i}", "event", "task", "task", name, "state",
-                              tracker__state_name(ti->state), "at", ti->at, "attempt",
+                              fb_state_name(ti->state), "at", ti->at, "attempt",
                               ti->attempt > 0 ? ti->attempt : 1);
         if (ti->pid > 0)
             json_object_set_new(o, "pid", json_integer(ti->pid));
@@ -162,17 +162,18 @@ void display__task(struct display *d, size_t t)
         return;
     }
     duration(dur, sizeof dur, ti);
-    if (d->wf->reactive && !tracker__terminal(ti->state)) {
+    if (d->wf->reactive && !fb_state_is_final(ti->state)) {
         /* An activation started, or ended (back to waiting with its result). */
-        if (ti->state == TS_RUNNING)
-            fprintf(d->out, "%8.3fs  %-*s  running  #%lu\n", fb_clock_wall() - d->t0, d->width, name,
-                    ti->activation);
+        if (ti->state == FB_STATE_RUNNING)
+            fprintf(d->out, "%8.3fs  %-*s  %s  #%lu\n", fb_clock_wall() - d->t0, d->width, name,
+                    fb_state_name(FB_STATE_RUNNING), ti->activation);
         else if (ti->result[0])
             fprintf(d->out, "%8.3fs  %-*s  %-8s #%lu  %s%s%s%s\n", fb_clock_wall() - d->t0, d->width,
                     name, ti->result, ti->activation, dur, ti->error ? "  " : "",
                     ti->error ? ti->error : "", ti->dropped ? "  (events dropped)" : "");
         else if (ti->activation == 0)
-            fprintf(d->out, "%8.3fs  %-*s  waiting\n", fb_clock_wall() - d->t0, d->width, name);
+            fprintf(d->out, "%8.3fs  %-*s  %s\n", fb_clock_wall() - d->t0, d->width, name,
+                    fb_state_name(FB_STATE_WAITING));
         else
             fprintf(d->out, "%8.3fs  %-*s  emitted  #%lu\n", fb_clock_wall() - d->t0, d->width, name,
                     ti->activation);
@@ -180,12 +181,12 @@ void display__task(struct display *d, size_t t)
         return;
     }
     fprintf(d->out, "%8.3fs  %-*s  %-8s", fb_clock_wall() - d->t0, d->width, name,
-            tracker__state_name(ti->state));
+            fb_state_name(ti->state));
     if (ti->attempt > 1)
         fprintf(d->out, "  attempt %d", ti->attempt);
-    if (tracker__terminal(ti->state) && ti->started > 0)
+    if (fb_state_is_final(ti->state) && ti->started > 0)
         fprintf(d->out, "  %s", dur);
-    if (ti->error && tracker__terminal(ti->state))
+    if (ti->error && fb_state_is_final(ti->state))
         fprintf(d->out, "  %s", ti->error);
     fputc('\n', d->out);
     fflush(d->out);
@@ -236,8 +237,8 @@ void display__refresh(struct display *d, int force)
         if (d->wf->reactive)
             snprintf(dur, sizeof dur, "#%lu", ti->activation);
         fprintf(d->out, "  %-*s  %s%-8s\033[0m  %8s", d->width, d->wf->tasks[t].name,
-                color(ti->state), tracker__state_name(ti->state), dur);
-        if (ti->error && tracker__terminal(ti->state))
+                color(ti->state), fb_state_name(ti->state), dur);
+        if (ti->error && fb_state_is_final(ti->state))
             fprintf(d->out, "  %.60s", ti->error);
         fputc('\n', d->out);
         d->drawn++;
@@ -278,7 +279,7 @@ void display__summary(struct display *d, const char *state, int code, double sec
         json_t *tasks = json_object();
         for (size_t t = 0; t < d->wf->n_tasks; t++) {
             const struct task_info *ti = tracker__task(d->tr, t);
-            json_t *o = json_pack("{s:s}", "state", tracker__state_name(ti->state));
+            json_t *o = json_pack("{s:s}", "state", fb_state_name(ti->state));
             if (ti->started > 0 && ti->ended > 0)
                 json_object_set_new(o, "duration", json_real(ti->ended - ti->started));
             if (ti->error)
@@ -307,13 +308,13 @@ void display__summary(struct display *d, const char *state, int code, double sec
             char count[32];
             snprintf(count, sizeof count, "%lu", ti->activation);
             fprintf(d->out, "  %-*s  %-8s  %11s  %s\n", d->width, d->wf->tasks[t].name,
-                    tracker__state_name(ti->state), count,
-                    ti->error && ti->state != TS_STOPPED ? ti->error : outs);
+                    fb_state_name(ti->state), count,
+                    ti->error && ti->state != FB_STATE_STOPPED ? ti->error : outs);
             continue;
         }
         fprintf(d->out, "  %-*s  %-8s  %9s  %s\n", d->width, d->wf->tasks[t].name,
-                tracker__state_name(ti->state), dur,
-                ti->state == TS_DONE ? (outs[0] ? outs : "") : (ti->error ? ti->error : ""));
+                fb_state_name(ti->state), dur,
+                ti->state == FB_STATE_DONE ? (outs[0] ? outs : "") : (ti->error ? ti->error : ""));
     }
     fflush(d->out);
 }

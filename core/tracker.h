@@ -14,24 +14,29 @@
 
 #include <stddef.h>
 
+#include <flowbus/protocol.h>
+
 struct workflow;
 struct graph;
 
-enum task_state {
-    TS_NONE = 0, /* nothing reported yet */
-    TS_WAITING,
-    TS_RUNNING,
-    TS_DONE,
-    TS_FAILED,
-    TS_TIMEOUT,
-    TS_CRASHED,
-    TS_SKIPPED,
-    TS_DENIED,
-    TS_STOPPED, /* reactive: the run was stopped while the task was up */
-};
+/*
+ * transitional: core/run uses them; removed by the lead after the merge.
+ * A task's state is protocol.h's enum fb_state; these are its old names.
+ */
+#define task_state fb_state
+#define TS_NONE FB_STATE_PENDING /* nothing reported yet */
+#define TS_WAITING FB_STATE_WAITING
+#define TS_RUNNING FB_STATE_RUNNING
+#define TS_DONE FB_STATE_DONE
+#define TS_FAILED FB_STATE_FAILED
+#define TS_TIMEOUT FB_STATE_TIMEOUT
+#define TS_CRASHED FB_STATE_CRASHED
+#define TS_SKIPPED FB_STATE_SKIPPED
+#define TS_DENIED FB_STATE_DENIED
+#define TS_STOPPED FB_STATE_STOPPED /* reactive: the run was stopped while the task was up */
 
 struct task_info {
-    enum task_state state;
+    enum fb_state state;
     double at;      /* Unix time of the last state change */
     double started; /* Unix time it entered running; 0 if never */
     double ended;   /* Unix time it reached a terminal state; 0 if not yet */
@@ -47,6 +52,51 @@ struct task_info {
     long queued;
     long dropped;
 };
+
+/*
+ * The members of a task's state JSON (docs/protocol.md), one bit each, in
+ * the order the contract writes them.
+ */
+enum task_member {
+    TM_STATE = 1u << 0,
+    TM_ATTEMPT = 1u << 1,
+    TM_PID = 1u << 2,
+    TM_AT = 1u << 3,
+    TM_STARTED = 1u << 4,
+    TM_EXIT = 1u << 5,
+    TM_SIGNAL = 1u << 6,
+    TM_ERROR = 1u << 7,
+    TM_ACTIVATION = 1u << 8,
+    TM_RESULT = 1u << 9,
+    TM_QUEUED = 1u << 10,
+    TM_DROPPED = 1u << 11,
+    TM_WORKER = 1u << 12, /* a pool's worker, reactive */
+};
+#define TM_COUNT 13
+
+/*
+ * One task state message as it was written: what tracker__parse_report
+ * makes of the JSON, for the tracker (which decides what the message changes)
+ * and for the run view (core/view.h, which shows the last message retained).
+ * info holds the members' values as written; a member that is absent, null
+ * or not of its type is 0, NULL or "" there. info.ended is info.at for a
+ * final state, else 0. Integers beyond an int's range are clamped to it.
+ */
+struct task_report {
+    struct task_info info; /* info.error is owned (tracker__report_clear) */
+    long worker;           /* TM_WORKER */
+    unsigned has;          /* TM_* members present with a value of their type */
+    unsigned null;         /* TM_* members present as null */
+    unsigned whole;        /* TM_AT, TM_STARTED: written as integers, not reals */
+};
+
+/*
+ * Parses a task state JSON. Returns 1 and fills *r, or 0 (and *r is empty)
+ * for anything but an object whose "state" is a state name that travels on
+ * the bus (fb_state_parse). Either way, free with tracker__report_clear.
+ */
+int tracker__parse_report(const char *payload, size_t len, struct task_report *r);
+void tracker__report_clear(struct task_report *r);
 
 /* What tracker__on_message found in one message. */
 enum tracker_event {
@@ -88,7 +138,7 @@ enum tracker_event tracker__on_message(struct tracker *tr, const char *topic, co
  * signal, failed or done decided from an exit status). exit_code < 0 means
  * none. Returns 1 if the state changed.
  */
-int tracker__set(struct tracker *tr, size_t t, enum task_state state, double at, int exit_code,
+int tracker__set(struct tracker *tr, size_t t, enum fb_state state, double at, int exit_code,
                  int signal, const char *error);
 
 /*
@@ -113,13 +163,20 @@ void tracker__mark_var(struct tracker *tr, size_t var, const char *value); /* in
 /* 1 when every task is in a terminal state. */
 int tracker__finished(const struct tracker *tr);
 
-/* The run's exit code per the README: 0, 1 (failure), 3 (end task skipped). */
+/* The run's exit code per the README: FB_EXIT_OK, FB_EXIT_FAILED or FB_EXIT_END_SKIPPED. */
 int tracker__exit_code(const struct tracker *tr);
 
 /* The state JSON of a task as the contract spells it; caller frees. */
 char *tracker__state_json(const struct tracker *tr, size_t t);
 
-const char *tracker__state_name(enum task_state s);
-int tracker__terminal(enum task_state s);
+/* transitional: core/run uses them; removed by the lead after the merge. */
+static inline const char *tracker__state_name(enum fb_state s)
+{
+    return fb_state_name(s);
+}
+static inline int tracker__terminal(enum fb_state s)
+{
+    return fb_state_is_final(s);
+}
 
 #endif

@@ -37,7 +37,7 @@ static const char *const state_names[FB_STATE_COUNT] = {
 static const char *const run_state_names[] = {
     [FB_RUN_UNKNOWN] = "?",          [FB_RUN_RUNNING] = "running", [FB_RUN_DONE] = "done",
     [FB_RUN_FAILED] = "failed",      [FB_RUN_INCOMPLETE] = "incomplete",
-    [FB_RUN_STOPPED] = "stopped",
+    [FB_RUN_STOPPED] = "stopped",    [FB_RUN_LOST] = "lost",
 };
 
 static const char *const control_names[] = {

@@ -380,6 +380,25 @@ class TestStopAndPause(ClientTestCase):
         self.assertIn("already paused", res.stdout)
         self.assertExit(self.client("stop", rid), 0)
 
+    def test_resume_lifts_the_pause_of_a_live_run(self):
+        # The coordinator is alive: resume lifts the pause as a client; it never
+        # connects as the coordinator (which would take the live one's place).
+        rid = RID["unpause"]
+        self.start_run("client-slow.yaml", rid)
+        self.recorder.wait_state(rid, "SLEEPER", "running", timeout=15)
+        self.assertExit(self.client("pause", rid), 0)
+        res = fbrun.run(["resume", rid, "--broker", self.broker.url])
+        self.assertExit(res, 0)
+        self.assertEqual(res.stdout, "run %s resumed\n" % rid)
+        self.assertEqual(self.published("flowbus/%s/control" % rid),
+                         [b'{"cmd":"pause"}', b'{"cmd":"resume"}'])
+        state = self.wait_run_state(rid, lambda s: not s.get("paused"), timeout=5)
+        self.assertEqual(state["state"], "running")
+        states = [e.json()["state"] for e in self.recorder.on_topic("flowbus/%s/state" % rid)
+                  if e.payload]
+        self.assertNotIn("lost", states)
+        self.assertExit(self.client("stop", rid), 0)
+
     def test_requests_to_runs_that_cannot_confirm(self):
         # A run whose coordinator does not answer: the client says so after --timeout.
         self.fake_run(RID["mute"], "running")

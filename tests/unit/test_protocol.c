@@ -165,6 +165,10 @@ static void test_run_states(void)
     CHECK(fb_run_state_parse("waiting") == FB_RUN_UNKNOWN);
     CHECK(fb_run_state_parse(NULL) == FB_RUN_UNKNOWN);
     CHECK_STR(fb_run_state_name(FB_RUN_STOPPED), "stopped");
+    /* The coordinator's Last Will: known, and not final (the run can be resumed). */
+    CHECK(fb_run_state_parse("lost") == FB_RUN_LOST);
+    CHECK_STR(fb_run_state_name(FB_RUN_LOST), "lost");
+    CHECK(!fb_run_state_is_final(FB_RUN_LOST));
     CHECK(!fb_run_state_is_final(FB_RUN_RUNNING));
     CHECK(!fb_run_state_is_final(FB_RUN_UNKNOWN));
     CHECK(fb_run_state_is_final(FB_RUN_DONE) && fb_run_state_is_final(FB_RUN_FAILED) &&

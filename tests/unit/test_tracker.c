@@ -63,7 +63,7 @@ static void test_states_from_the_bus(void)
     CHECK(feed(&f, "flowbus/r1/tasks/WORK/state",
                "{\"state\":\"waiting\",\"attempt\":1,\"pid\":42,\"at\":10.5}", &idx) == TRACK_TASK);
     CHECK(idx == 1);
-    CHECK(tracker__task(f.tr, 1)->state == TS_WAITING);
+    CHECK(tracker__task(f.tr, 1)->state == FB_STATE_WAITING);
     CHECK(tracker__task(f.tr, 1)->pid == 42);
     CHECK(feed(&f, "flowbus/r1/tasks/WORK/state", "{\"state\":\"running\",\"at\":11.0}", NULL) ==
           TRACK_TASK);
@@ -71,10 +71,10 @@ static void test_states_from_the_bus(void)
     /* A late "waiting" never undoes "running". */
     CHECK(feed(&f, "flowbus/r1/tasks/WORK/state", "{\"state\":\"waiting\",\"at\":11.1}", NULL) ==
           TRACK_NONE);
-    CHECK(tracker__task(f.tr, 1)->state == TS_RUNNING);
+    CHECK(tracker__task(f.tr, 1)->state == FB_STATE_RUNNING);
     CHECK(feed(&f, "flowbus/r1/tasks/WORK/state",
                "{\"state\":\"failed\",\"at\":12.0,\"exit\":3,\"error\":\"boom\"}", NULL) == TRACK_TASK);
-    CHECK(tracker__task(f.tr, 1)->state == TS_FAILED);
+    CHECK(tracker__task(f.tr, 1)->state == FB_STATE_FAILED);
     CHECK(tracker__task(f.tr, 1)->exit_code == 3);
     CHECK_STR(tracker__task(f.tr, 1)->error, "boom");
     CHECK(tracker__task(f.tr, 1)->ended == 12.0);
@@ -85,7 +85,7 @@ static void test_states_from_the_bus(void)
     /* A non-final state after the end is plain history. */
     CHECK(feed(&f, "flowbus/r1/tasks/WORK/state", "{\"state\":\"running\",\"at\":12.6}", NULL) ==
           TRACK_NONE);
-    CHECK(tracker__task(f.tr, 1)->state == TS_FAILED);
+    CHECK(tracker__task(f.tr, 1)->state == FB_STATE_FAILED);
     teardown(&f);
 }
 
@@ -101,7 +101,7 @@ static void test_malformed_and_foreign_messages_are_ignored(void)
     CHECK(feed(&f, "flowbus/r1/tasks/WORK/state", "[1,2]", NULL) == TRACK_NONE);
     CHECK(feed(&f, "flowbus/r1/vars/UNKNOWN", "x", NULL) == TRACK_NONE);
     CHECK(feed(&f, "flowbus/r1/tasks/WORK", "x", NULL) == TRACK_NONE);
-    CHECK(tracker__task(f.tr, 1)->state == TS_NONE);
+    CHECK(tracker__task(f.tr, 1)->state == FB_STATE_PENDING);
     teardown(&f);
 }
 
@@ -139,8 +139,8 @@ static void test_skip_propagation_and_exit_code(void)
     feed(&f, "flowbus/r1/tasks/WORK/state", "{\"state\":\"failed\",\"at\":3,\"exit\":1}", NULL);
     n = tracker__propagate(f.tr, 4.0, skipped);
     CHECK(n == 2);
-    CHECK(tracker__task(f.tr, 2)->state == TS_SKIPPED);
-    CHECK(tracker__task(f.tr, 3)->state == TS_SKIPPED);
+    CHECK(tracker__task(f.tr, 2)->state == FB_STATE_SKIPPED);
+    CHECK(tracker__task(f.tr, 3)->state == FB_STATE_SKIPPED);
     CHECK_CONTAINS(tracker__task(f.tr, 2)->error, "OUT");
     CHECK_CONTAINS(tracker__task(f.tr, 2)->error, "WORK");
     CHECK_CONTAINS(tracker__task(f.tr, 3)->error, "FINAL");
@@ -173,9 +173,9 @@ static void test_coordinator_states_and_json(void)
 
     setup(&f);
     feed(&f, "flowbus/r1/tasks/WORK/state", "{\"state\":\"running\",\"at\":5,\"pid\":7}", NULL);
-    CHECK(tracker__set(f.tr, 1, TS_TIMEOUT, 6.5, -1, 0, "timed out after 1.5 s") == 1);
+    CHECK(tracker__set(f.tr, 1, FB_STATE_TIMEOUT, 6.5, -1, 0, "timed out after 1.5 s") == 1);
     /* The Last Will of the killed process cannot overwrite the coordinator's decision. */
-    CHECK(tracker__set(f.tr, 1, TS_CRASHED, 6.6, -1, 9, NULL) == 0);
+    CHECK(tracker__set(f.tr, 1, FB_STATE_CRASHED, 6.6, -1, 9, NULL) == 0);
     json = tracker__state_json(f.tr, 1);
     CHECK_CONTAINS(json, "\"state\":\"timeout\"");
     CHECK_CONTAINS(json, "\"pid\":7");
@@ -188,6 +188,52 @@ static void test_coordinator_states_and_json(void)
     teardown(&f);
 }
 
+/* The one parser of a task's state JSON, which the run view shares. */
+static void test_report_parsing(void)
+{
+    struct task_report r;
+    const char *full = "{\"state\":\"running\",\"attempt\":2,\"pid\":42,\"at\":10.5,\"started\":null,"
+                       "\"exit\":null,\"signal\":null,\"error\":null,\"activation\":3,"
+                       "\"result\":\"done\",\"queued\":4,\"dropped\":1,\"worker\":2}";
+
+    CHECK(tracker__parse_report(full, strlen(full), &r) == 1);
+    CHECK(r.info.state == FB_STATE_RUNNING);
+    CHECK(r.info.attempt == 2 && r.info.pid == 42 && r.info.at == 10.5);
+    CHECK(r.info.activation == 3 && r.info.queued == 4 && r.info.dropped == 1 && r.worker == 2);
+    CHECK_STR(r.info.result, "done");
+    CHECK(r.has == (TM_STATE | TM_ATTEMPT | TM_PID | TM_AT | TM_ACTIVATION | TM_RESULT |
+                    TM_QUEUED | TM_DROPPED | TM_WORKER));
+    CHECK(r.null == (TM_STARTED | TM_EXIT | TM_SIGNAL | TM_ERROR));
+    CHECK(r.whole == 0 && r.info.ended == 0 && r.info.error == NULL);
+    tracker__report_clear(&r);
+
+    /* A Last Will: fewer members; a final state's end is its time; integers stay integers. */
+    CHECK(tracker__parse_report("{\"state\":\"crashed\",\"at\":7,\"exit\":3,\"signal\":9,"
+                                "\"error\":\"connection lost\"}",
+                                strlen("{\"state\":\"crashed\",\"at\":7,\"exit\":3,\"signal\":9,"
+                                       "\"error\":\"connection lost\"}"),
+                                &r) == 1);
+    CHECK(r.info.state == FB_STATE_CRASHED && r.info.ended == 7.0 && r.whole == TM_AT);
+    CHECK(r.info.has_exit && r.info.exit_code == 3 && r.info.signal == 9);
+    CHECK_STR(r.info.error, "connection lost");
+    CHECK(!(r.has & TM_ATTEMPT) && !(r.null & TM_ATTEMPT));
+    tracker__report_clear(&r);
+
+    /* A member of the wrong type counts as absent; an absurd integer is clamped. */
+    CHECK(tracker__parse_report("{\"state\":\"done\",\"attempt\":\"2\",\"exit\":99999999999}",
+                                strlen("{\"state\":\"done\",\"attempt\":\"2\",\"exit\":99999999999}"),
+                                &r) == 1);
+    CHECK(!(r.has & TM_ATTEMPT) && r.info.attempt == 0 && r.info.exit_code == 2147483647);
+    tracker__report_clear(&r);
+
+    /* Not a state: nothing, and the report is empty. */
+    CHECK(tracker__parse_report("{\"state\":\"pending\"}", 19, &r) == 0 && r.has == 0);
+    CHECK(tracker__parse_report("{\"state\":\"dancing\"}", 19, &r) == 0);
+    CHECK(tracker__parse_report("[1]", 3, &r) == 0);
+    CHECK(tracker__parse_report("", 0, &r) == 0);
+    tracker__report_clear(&r);
+}
+
 int main(void)
 {
     RUN(test_states_from_the_bus);
@@ -196,5 +242,6 @@ int main(void)
     RUN(test_skip_propagation_and_exit_code);
     RUN(test_end_skipped_without_failure_is_exit_3);
     RUN(test_coordinator_states_and_json);
+    RUN(test_report_parsing);
     return check_summary();
 }

@@ -149,6 +149,7 @@ enum fb_run_state {
     FB_RUN_FAILED,     /* final: a task failed, or the run could not go on */
     FB_RUN_INCOMPLETE, /* final: the end task was skipped */
     FB_RUN_STOPPED,    /* final: stopped (Ctrl-C, flowbus stop, a reactive run's end) */
+    FB_RUN_LOST,       /* not final: the coordinator's Last Will; `flowbus resume` takes it over */
 };
 
 /* The run state's name as it travels; "?" for UNKNOWN or out of range. */

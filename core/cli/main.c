@@ -1,17 +1,20 @@
 /*
- * main.c - the flowbus command line: run, validate, graph, help, version.
+ * main.c - the flowbus command line: the dispatcher of every command (run,
+ * up, resume, validate, graph, the bus clients of commands.h), help, version.
  *
  * Each command parses its own options; every usage error is a one-line
- * message naming what was wrong and exit code 2, the same code as an invalid
- * workflow, so scripts can tell "flowbus refused" from "a task failed".
+ * message naming what was wrong and exit code 2 (FB_EXIT_INVALID), the same
+ * code as an invalid workflow, so scripts can tell "flowbus refused" from "a
+ * task failed".
  */
-#include "client.h"
-#include "gc.h"
+#include "commands.h"
 #include "graph.h"
 #include "log.h"
 #include "plugins.h"
 #include "run.h"
 #include "workflow.h"
+
+#include <flowbus/protocol.h>
 
 #include <getopt.h>
 #include <stdio.h>
@@ -101,19 +104,6 @@ static const char usage_resume[] =
     "  -q, --quiet        print only warnings and errors from flowbus itself\n"
     "  -h, --help         show this help\n";
 
-static const char usage_gc[] =
-    "Usage: flowbus gc [--broker URL] [--older-than SECONDS] [-q]\n"
-    "\n"
-    "Remove the retained topics (variables, states, workflow) of every finished run\n"
-    "from a long-lived broker. Runs still going on, and runs whose coordinator was\n"
-    "lost (they can be resumed), are left alone.\n"
-    "\n"
-    "Options:\n"
-    "  --broker URL          the broker (default: $FLOWBUS_BROKER)\n"
-    "  --older-than SECONDS  only runs that finished at least this long ago (default 0)\n"
-    "  -q, --quiet           print nothing but errors\n"
-    "  -h, --help            show this help\n";
-
 static const char usage_validate[] =
     "Usage: flowbus validate FILE [--set VAR=VALUE]...\n"
     "\n"
@@ -193,7 +183,7 @@ static int cmd_run(int argc, char **argv, enum run_command which)
     int resume = which == CMD_RESUME;
     struct run_options o = {0};
     struct settings s = {0};
-    int c, code = EXIT_INVALID;
+    int c, code = FB_EXIT_INVALID;
 
     o.reactive = which == CMD_UP;
     o.expiry = DEFAULT_EXPIRY;
@@ -233,7 +223,7 @@ static int cmd_run(int argc, char **argv, enum run_command which)
             break;
         case 'h':
             fputs(usage, stdout);
-            code = 0;
+            code = FB_EXIT_OK;
             goto out;
         default:
             fprintf(stderr, "\n%s", usage);
@@ -272,6 +262,20 @@ static int cmd_run(int argc, char **argv, enum run_command which)
     o.password = getenv("FLOWBUS_PASSWORD");
     o.settings = s.items;
     o.n_settings = s.n;
+    if (resume) {
+        /* A paused run whose coordinator is alive is resumed by lifting the
+         * pause, as a client on its control topic would: connecting as its
+         * coordinator would take the live one's connection over. Any other
+         * run is taken over. */
+        struct client_options co = {0};
+        co.broker_url = o.broker_url;
+        co.username = o.username;
+        co.password = o.password;
+        co.run_id = o.run_id;
+        code = control__resume(&co);
+        if (code != CONTROL_TAKE_OVER)
+            goto out;
+    }
     code = run__main(&o);
 out:
     free(s.items);
@@ -306,7 +310,7 @@ static int cmd_validate_or_graph(int argc, char **argv, int graph)
     struct wf_diags diags = {0};
     struct workflow *wf = NULL;
     struct graph *g = NULL;
-    int c, code = EXIT_INVALID;
+    int c, code = FB_EXIT_INVALID;
 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -323,7 +327,7 @@ static int cmd_validate_or_graph(int argc, char **argv, int graph)
             break;
         case 'h':
             fputs(usage, stdout);
-            code = 0;
+            code = FB_EXIT_OK;
             goto out;
         default:
             fprintf(stderr, "\n%s", usage);
@@ -338,7 +342,7 @@ static int cmd_validate_or_graph(int argc, char **argv, int graph)
         goto out;
     if (!graph) {
         printf("%s: valid: %zu tasks, %zu warnings\n", file, wf->n_tasks, diags.n - diags.n_errors);
-        code = 0;
+        code = FB_EXIT_OK;
         goto out;
     }
     g = graph__new(wf);
@@ -350,7 +354,7 @@ static int cmd_validate_or_graph(int argc, char **argv, int graph)
         graph__print_dot(g, stdout);
     else
         graph__print_mermaid(g, stdout);
-    code = 0;
+    code = FB_EXIT_OK;
 out:
     graph__free(g);
     workflow__free(wf);
@@ -377,33 +381,33 @@ static int cmd_gc(int argc, char **argv)
             break;
         case 'o':
             if (!parse_seconds("--older-than", optarg, &o.older_than))
-                return EXIT_INVALID;
+                return FB_EXIT_INVALID;
             break;
         case 'q':
             o.quiet = 1;
             break;
         case 'h':
-            fputs(usage_gc, stdout);
-            return 0;
+            fputs(gc__usage, stdout);
+            return FB_EXIT_OK;
         default:
-            fprintf(stderr, "\n%s", usage_gc);
-            return EXIT_INVALID;
+            fprintf(stderr, "\n%s", gc__usage);
+            return FB_EXIT_INVALID;
         }
     }
     if (optind != argc) {
-        fprintf(stderr, "flowbus: gc takes no arguments\n\n%s", usage_gc);
-        return EXIT_INVALID;
+        fprintf(stderr, "flowbus: gc takes no arguments\n\n%s", gc__usage);
+        return FB_EXIT_INVALID;
     }
     if (!o.broker_url || !*o.broker_url) {
         fprintf(stderr, "flowbus: gc needs a broker: --broker URL or FLOWBUS_BROKER\n");
-        return EXIT_INVALID;
+        return FB_EXIT_INVALID;
     }
     o.username = getenv("FLOWBUS_USERNAME");
     o.password = getenv("FLOWBUS_PASSWORD");
     return gc__main(&o);
 }
 
-/* status, set, logs, stop and pause: small clients of a run on its broker (client.c). */
+/* status, set, logs, stop and pause: small clients of a run on its broker (core/cli/). */
 static int cmd_client(const char *cmd, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -414,11 +418,11 @@ static int cmd_client(const char *cmd, int argc, char **argv)
     };
     const int status = strcmp(cmd, "status") == 0, set = strcmp(cmd, "set") == 0,
               logs = strcmp(cmd, "logs") == 0, stop = strcmp(cmd, "stop") == 0;
-    const char *usage = status ? client__usage_status
-                        : set  ? client__usage_set
-                        : logs ? client__usage_logs
-                        : stop ? client__usage_stop
-                               : client__usage_pause;
+    const char *usage = status ? status__usage
+                        : set  ? set__usage
+                        : logs ? logs__usage
+                        : stop ? control__usage_stop
+                               : control__usage_pause;
     struct client_options o = {0};
     int c, args;
 
@@ -430,7 +434,7 @@ static int cmd_client(const char *cmd, int argc, char **argv)
             for (size_t i = 0; opts[i].name; i++)
                 if (opts[i].val == c)
                     fprintf(stderr, "flowbus: %s takes no --%s\n\n%s", cmd, opts[i].name, usage);
-            return EXIT_INVALID;
+            return FB_EXIT_INVALID;
         }
         switch (c) {
         case 'b':
@@ -447,14 +451,14 @@ static int cmd_client(const char *cmd, int argc, char **argv)
             break;
         case 't':
             if (!parse_seconds("--timeout", optarg, &o.timeout))
-                return EXIT_INVALID;
+                return FB_EXIT_INVALID;
             break;
         case 'h':
             fputs(usage, stdout);
-            return 0;
+            return FB_EXIT_OK;
         default:
             fprintf(stderr, "\n%s", usage);
-            return EXIT_INVALID;
+            return FB_EXIT_INVALID;
         }
     }
     args = argc - optind;
@@ -464,22 +468,22 @@ static int cmd_client(const char *cmd, int argc, char **argv)
                 : set  ? "a RUN id and at least one VAR=VALUE"
                        : "one RUN id",
                 usage);
-        return EXIT_INVALID;
+        return FB_EXIT_INVALID;
     }
     if (!o.broker_url || !*o.broker_url) {
         fprintf(stderr, "flowbus: %s needs a broker: --broker URL or FLOWBUS_BROKER\n", cmd);
-        return EXIT_INVALID;
+        return FB_EXIT_INVALID;
     }
     o.run_id = args > 0 ? argv[optind] : NULL;
     o.assignments = argv + optind + 1;
     o.n_assignments = set ? (size_t)(args - 1) : 0;
     o.username = getenv("FLOWBUS_USERNAME");
     o.password = getenv("FLOWBUS_PASSWORD");
-    return status ? client__status(&o)
-           : set  ? client__set(&o)
-           : logs ? client__logs(&o)
-           : stop ? client__stop(&o)
-                  : client__pause(&o);
+    return status ? status__main(&o)
+           : set  ? set__main(&o)
+           : logs ? logs__main(&o)
+           : stop ? control__stop(&o)
+                  : control__pause(&o);
 }
 
 int main(int argc, char **argv)
@@ -488,11 +492,11 @@ int main(int argc, char **argv)
 
     if (!cmd) {
         fputs(usage_main, stderr);
-        return EXIT_INVALID;
+        return FB_EXIT_INVALID;
     }
     if (strcmp(cmd, "-V") == 0 || strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
         printf("flowbus %s\n", FLOWBUS_VERSION);
-        return 0;
+        return FB_EXIT_OK;
     }
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
         const char *topic = strcmp(cmd, "help") == 0 && argc > 2 ? argv[2] : "";
@@ -501,15 +505,15 @@ int main(int argc, char **argv)
               : strcmp(topic, "graph") == 0    ? usage_graph
               : strcmp(topic, "resume") == 0   ? usage_resume
               : strcmp(topic, "up") == 0       ? usage_up
-              : strcmp(topic, "gc") == 0       ? usage_gc
-              : strcmp(topic, "status") == 0   ? client__usage_status
-              : strcmp(topic, "set") == 0      ? client__usage_set
-              : strcmp(topic, "logs") == 0     ? client__usage_logs
-              : strcmp(topic, "stop") == 0     ? client__usage_stop
-              : strcmp(topic, "pause") == 0    ? client__usage_pause
+              : strcmp(topic, "gc") == 0       ? gc__usage
+              : strcmp(topic, "status") == 0   ? status__usage
+              : strcmp(topic, "set") == 0      ? set__usage
+              : strcmp(topic, "logs") == 0     ? logs__usage
+              : strcmp(topic, "stop") == 0     ? control__usage_stop
+              : strcmp(topic, "pause") == 0    ? control__usage_pause
                                                : usage_main,
               stdout);
-        return 0;
+        return FB_EXIT_OK;
     }
     /* Options are parsed from the command's own arguments. */
     argc--;
@@ -531,5 +535,5 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "graph") == 0)
         return cmd_validate_or_graph(argc, argv, 1);
     fprintf(stderr, "flowbus: unknown command '%s'\n\n%s", cmd, usage_main);
-    return EXIT_INVALID;
+    return FB_EXIT_INVALID;
 }
