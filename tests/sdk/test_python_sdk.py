@@ -399,6 +399,31 @@ class Reactive(PySdkTestCase):
         self.recorder.publish("flowbus/%s/control" % self.run_id, b'{"cmd":"stop"}', retain=True)
         self.assertEqual(self.finish(proc)[0], 0)
 
+    def test_a_worker_pool_shares_the_events(self):
+        procs = [self.spawn(self.reactive_env(extra={"FLOWBUS_WORKERS": "2", "FLOWBUS_WORKER": str(w)}))
+                 for w in (1, 2)]
+        topic = fbtest.state_topic(self.run_id, "R")
+        self.assertTrue(self.recorder.wait_for(lambda ev: len(
+            [e for e in ev if e.topic == topic and e.json()["state"] == "waiting"]) >= 2, WAIT))
+        for i in range(10):
+            self.set_var("TEXT", "v%d" % i)
+        out = fbtest.var_topic(self.run_id, "OUT")
+        self.assertTrue(self.recorder.wait_for(
+            lambda ev: len([e for e in ev if e.topic == out]) >= 10, WAIT), self.var_payloads("OUT"))
+        # Each event handled by exactly one worker.
+        self.assertEqual(sorted(self.var_payloads("OUT")), [("V%d" % i).encode() for i in range(10)])
+        # The states follow their outputs: wait for both workers' last ones.
+        def activations(events):
+            last = {}
+            for e in events:
+                if e.topic == topic and e.payload and e.json()["state"] == "waiting":
+                    last[e.json()["worker"]] = e.json()["activation"]
+            return sum(last.values()) == 10 and last
+        self.assertTrue(self.recorder.wait_for(activations, WAIT), self.states("R"))
+        self.recorder.publish("flowbus/%s/control" % self.run_id, b'{"cmd":"stop"}', retain=True)
+        for p in procs:
+            self.assertEqual(self.finish(p)[0], 0)
+
     def test_denied_before_the_first_activation(self):
         proc = self.spawn(self.reactive_env(extra={"FLOWBUS_REQUIRES_AUTH": "1"}))
         code, _, _ = self.finish(proc)
