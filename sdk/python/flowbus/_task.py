@@ -1,0 +1,426 @@
+"""The task process: the state protocol that runs a plugin class (_plugin.py).
+
+A plugin is a subclass of Task with class attributes that describe it and an
+execute(self, inputs) that returns its outputs; run(cls) does the rest of
+docs/protocol.md: the command line (_cli.py), the connection with its Last
+Will (_bus.py), the states waiting/running/done/failed/denied, depends_on,
+the control topic's stop, pause and resume, the permission check
+(_permissions.py), one-shot and reactive activations, and keeping secrets off
+the bus.
+
+Threads: paho's network thread only records what arrives (_absorb, under
+Engine.cond); the plugin's thread makes every decision, publishes and runs
+execute(). Waits are on the condition with a deadline.
+"""
+
+import collections
+import json
+import os
+import signal
+import sys
+import time
+
+from . import _permissions
+from ._bus import Bus
+from ._env import Env
+from ._errors import (EXIT_DENIED, EXIT_FAILED, EXIT_LOST, EXIT_OK, EXIT_SETUP, Denied, Failed,
+                      Lost, SetupError)
+from ._plugin import read_params
+
+MIN_SECRET = 4  # shorter values are not masked (docs/security.md, "Secrets")
+MAX_ERROR = 1000  # characters of a state's error
+
+
+def encode(value):
+    """Bus encoding: UTF-8 text; the empty string is one NUL byte (docs/protocol.md)."""
+    return value.encode("utf-8") if value else b"\x00"
+
+
+def decode(payload):
+    """None for a zero-length payload (a deleted retained value), "" for one NUL byte."""
+    if not payload:
+        return None
+    if payload == b"\x00":
+        return ""
+    return payload.decode("utf-8", errors="replace")
+
+
+def as_text(value):
+    """An output value as text: str as it is, booleans as true/false, numbers, else JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value) if isinstance(value, float) else str(value)
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8")
+    return json.dumps(value, separators=(",", ":"))
+
+
+class Engine:
+    """One task process: its view of the run and everything it publishes."""
+
+    def __init__(self, env, plugin, stderr_name):
+        self.env = env
+        self.plugin = plugin
+        self.name = stderr_name
+        self.values = {}  # input name -> latest value (None: not set)
+        self.taken = set()  # outputs another producer already set (one-shot)
+        self.deps = {d: False for d in env.depends}
+        self.stopped = False
+        self.paused = False
+        self.queue = collections.deque()  # (input name or None, value)
+        self.dropped = 0
+        self.burst_drops = 0
+        self.initial_fired = False
+        self.activation = 0
+        self.result = None
+        self.started = None
+        self.warned = set()
+        secrets = list(env.secret_values.values()) + [os.environ.get("AUTH_TOKEN") or ""]
+        # Longest first, so a secret that contains another is masked whole.
+        self.secrets = sorted({s for s in secrets if len(s) >= MIN_SECRET}, key=len, reverse=True)
+        self.prefix = env.topic("vars/")
+        filters = [env.topic("vars/" + i) for i in env.inputs if i not in env.secrets]
+        if not env.reactive:  # outputs are watched for "first value wins" (one-shot only)
+            filters += [env.topic("vars/" + o) for o in env.outputs]
+        filters += [env.topic("tasks/%s/state" % d) for d in env.depends]
+        filters.append(env.topic("control"))
+        self.bus = Bus(env, filters, self._absorb)
+        self.cond = self.bus.cond
+        self.events_bus = None
+        if env.reactive and env.workers > 1 and env.triggers:
+            # A pool shares the trigger events through $share subscriptions on a
+            # second connection without a Will (docs/protocol.md, "Reactive mode").
+            group = "$share/%s.%s/" % (env.run_id, env.task)
+            self.events_bus = Bus(env, [group + env.topic("vars/" + t) for t in env.triggers],
+                                  self._absorb_share, will=False, cond=self.cond)
+
+    # ---------------------------------------------------------------- logging
+
+    def mask(self, text):
+        for s in self.secrets:
+            text = text.replace(s, "***")
+        return text
+
+    def stderr(self, level, message):
+        """One line on stderr; the coordinator forwards it to the task's log topic."""
+        sys.stderr.write("flowbus-%s: %s: %s\n" % (self.name, level, self.mask(message)))
+        sys.stderr.flush()
+
+    def log(self, message):
+        for line in message.splitlines():
+            if line:
+                self.bus.publish(self.env.log_topic, self.mask(line).encode("utf-8"), retain=False,
+                                 wait=False)
+
+    # ------------------------------------------------------- what arrives (paho's thread)
+
+    def _absorb(self, topic, payload, retained):
+        env = self.env
+        if topic == env.topic("control"):
+            try:
+                cmd = json.loads(payload.decode("utf-8")).get("cmd")
+            except (ValueError, AttributeError, UnicodeDecodeError):
+                return
+            if cmd == "stop":
+                self.stopped = True
+            elif cmd == "pause":
+                self.paused = True
+            elif cmd == "resume":
+                self.paused = False
+        elif topic.startswith(self.prefix):
+            name = topic[len(self.prefix):]
+            if name in env.outputs and not env.reactive:
+                if payload:
+                    self.taken.add(name)
+                else:
+                    self.taken.discard(name)
+            if name in env.inputs and name not in env.secrets:
+                value = decode(payload)
+                if env.reactive:
+                    self._reactive_value(name, value, retained)
+                else:
+                    self.values[name] = value
+        elif topic.startswith(env.topic("tasks/")) and topic.endswith("/state"):
+            dep = topic[len(env.topic("tasks/")):-len("/state")]
+            if dep in self.deps:
+                try:
+                    st = json.loads(payload.decode("utf-8"))
+                except (ValueError, UnicodeDecodeError):
+                    st = None
+                st = st if isinstance(st, dict) else {}
+                # A reactive dependency counts once an activation of it ended done.
+                self.deps[dep] = st.get("state") == "done" or (
+                    env.reactive and st.get("result") == "done")
+
+    def _reactive_value(self, name, value, retained):
+        """An input's value in reactive mode: the latest value, and maybe an event.
+
+        Alone, a live message is an event, and a retained one if its value
+        differs from the one known (the start, or a value published while the
+        connection was down). In a pool only worker 1 takes retained values as
+        events; the live ones come through the shared subscription.
+        """
+        known = self.values.get(name)
+        if self.env.workers > 1:
+            is_event = retained and self.env.worker == 1 and value != known
+        else:
+            is_event = not retained or value != known
+        self.values[name] = value
+        if is_event:
+            self._event(name, value)
+
+    def _absorb_share(self, topic, payload, retained):
+        name = topic[len(self.prefix):] if topic.startswith(self.prefix) else None
+        if not retained and name in self.env.triggers:
+            self._event(name, decode(payload))
+
+    def _ready(self, except_input=None):
+        return (all(self.values.get(i) is not None for i in self.env.inputs
+                    if i not in self.env.secrets and i != except_input)
+                and all(self.deps.values()))
+
+    def _event(self, name, value):
+        """Queues an event (dropping the oldest when full); one before all inputs are set fires nothing."""
+        if value is None or name not in self.env.triggers or not self._ready(except_input=name):
+            return
+        if len(self.queue) >= self.env.queue:
+            self.queue.popleft()
+            self.dropped += 1
+            self.burst_drops += 1
+        self.queue.append((name, value))
+
+    # ---------------------------------------------------------------- publishing
+
+    def state(self, state, exit_code=None, error=None, with_started=False, wait=True):
+        body = {"state": state, "attempt": self.env.attempt, "pid": os.getpid(),
+                "at": round(time.time(), 6),
+                "started": round(self.started, 6) if with_started and self.started else None,
+                "exit": exit_code, "signal": None,
+                "error": self.mask(error)[:MAX_ERROR] if error is not None else None}
+        if self.env.reactive:
+            with self.cond:
+                body.update({"activation": self.activation, "result": self.result,
+                             "queued": len(self.queue), "dropped": self.dropped})
+            if self.env.workers > 1:
+                body["worker"] = self.env.worker
+        self.bus.publish(self.env.state_topic, json.dumps(body).encode(), wait=wait)
+
+    def outputs_of(self, result):
+        """The plugin's result as {name: text}, checked; raises Failed."""
+        if result is None:
+            result = {}
+        if not isinstance(result, dict):
+            raise Failed("execute() returned %s, expected a dict of outputs" % type(result).__name__)
+        outputs = {}
+        for name, value in result.items():
+            if name not in self.env.outputs:
+                if name not in self.warned:
+                    self.warned.add(name)
+                    self.stderr("warning", "output %s is not declared for this task; not published"
+                                % name)
+                continue
+            if value is None:
+                continue
+            text = as_text(value)
+            if any(s in text for s in self.secrets):
+                self.stderr("error", "output %s contains a secret value; no output was published"
+                            % name)
+                raise Failed("an output contains a secret value")
+            outputs[name] = text
+        return outputs
+
+    def inputs_now(self, trigger=None, value=None):
+        with self.cond:
+            inputs = {i: self.values.get(i) for i in self.env.inputs if i not in self.env.secrets}
+        inputs.update(self.env.secret_values)
+        if trigger is not None:
+            inputs[trigger] = value
+        return inputs
+
+    def close(self):
+        if self.events_bus is not None:
+            self.events_bus.close()
+        self.bus.close()
+
+    # ---------------------------------------------------------------- the steps
+
+    def wait_until(self, predicate):
+        """Waits until predicate(), a stop, or the broker lost for good. Returns "ok", "stop" or "lost"."""
+        with self.cond:
+            while True:
+                if self.stopped:
+                    return "stop"
+                if self.bus.lost():
+                    return "lost"
+                if predicate():
+                    return "ok"
+                left = self.bus.lost_deadline()
+                self.cond.wait(1.0 if left is None else min(1.0, left + 0.001))
+
+    def require(self):
+        """The permission check; on refusal publishes "denied" and returns EXIT_DENIED, else None."""
+        names = list(self.plugin.REQUIRED_PERMISSIONS)
+        environ = os.environ
+        if self.plugin.REQUIRES_AUTH and environ.get("FLOWBUS_REQUIRES_AUTH", "") not in ("1", "true", "yes"):
+            environ = dict(environ, FLOWBUS_REQUIRES_AUTH="1")
+        try:
+            _permissions.check(names, lambda line: self.stderr("warning", line.split(": ", 1)[-1]),
+                               environ)
+            return None
+        except Denied as e:
+            reason = str(e).replace("\n", " ")
+        self.stderr("warning", "denied: " + reason)
+        self.state("denied", EXIT_DENIED, reason, with_started=True)
+        return EXIT_DENIED
+
+    def act(self, inputs):
+        """Runs execute(); returns (outputs, None, None) or (None, exit code, error)."""
+        try:
+            return self.outputs_of(self.plugin.execute(inputs)), None, None
+        except Failed as e:
+            return None, e.exit_code or EXIT_FAILED, str(e).replace("\n", " ") or "failed"
+        except Exception as e:  # any failure of the work is reported; the process goes on
+            text = str(e).replace("\n", " ")
+            return None, EXIT_FAILED, "%s: %s" % (type(e).__name__, text) if text else type(e).__name__
+
+    def oneshot(self):
+        got = self.wait_until(self._ready)
+        if got == "stop":
+            self.stderr("info", "the run asked this task to stop; exiting without acting")
+            return EXIT_OK
+        if got == "lost":
+            self.stderr("error", "lost the connection to the broker while waiting")
+            return EXIT_LOST
+        self.started = time.time()
+        self.state("running")
+        denied = self.require()
+        if denied is not None:
+            return denied
+        self.plugin.activation = 1
+        outputs, code, error = self.act(self.inputs_now())
+        if outputs is None:
+            self.stderr("error", error)
+            self.state("failed", code, error, with_started=True)
+            return code
+        for name, text in outputs.items():
+            with self.cond:
+                taken = name in self.taken
+            if taken:
+                self.log("%s is already set by another task; not overwritten" % name)
+                continue
+            self.bus.publish(self.env.topic("vars/" + name), encode(text))
+        self.state("done", 0, with_started=True)
+        return EXIT_OK
+
+    def _initial_event(self):
+        """The one start event of a task with no trigger inputs (worker 1 of a pool only)."""
+        if not self.env.triggers and not self.initial_fired and self.env.worker == 1 and self._ready():
+            self.initial_fired = True
+            self.queue.append((None, None))
+
+    def reactive(self):
+        denied = self.require()
+        if denied is not None:
+            return denied
+        while True:
+            got = self.wait_until(lambda: self._initial_event() or (not self.paused and self.queue))
+            if got == "stop":
+                self.stderr("info", "the run asked this task to stop")
+                return EXIT_OK
+            if got == "lost":
+                self.stderr("error", "lost the connection to the broker")
+                return EXIT_LOST
+            with self.cond:
+                trigger, value = self.queue.popleft()
+                burst, self.burst_drops = self.burst_drops, 0
+                self.activation += 1
+            if burst:
+                self.log("%d events dropped while busy (queue limit %d); %d in all"
+                         % (burst, self.env.queue, self.dropped))
+            self.started = time.time()
+            self.plugin.activation = self.activation
+            self.plugin.trigger = trigger
+            self.state("running", wait=False)
+            outputs, code, error = self.act(self.inputs_now(trigger, value))
+            if outputs is None:
+                self.stderr("error", "activation %d failed: %s" % (self.activation, error))
+                self.result = "failed"
+                self.state("waiting", code, error, with_started=True, wait=False)
+                continue
+            # Outputs before the activation's state, on the same connection: the
+            # broker has them first (no wait for each acknowledgement).
+            for name, text in outputs.items():
+                self.bus.publish(self.env.topic("vars/" + name), encode(text), wait=False)
+            self.result = "done"
+            self.state("waiting", with_started=True, wait=False)
+
+    def main(self):
+        """Runs the task; returns the exit code."""
+        self.bus.open()
+        if self.events_bus is not None:
+            self.events_bus.open()
+        try:
+            self.state("waiting")
+            try:
+                self.plugin.params = read_params(type(self.plugin), self.env.params)
+            except Failed as e:
+                self.stderr("error", str(e))
+                self.state("failed", e.exit_code, str(e))
+                return e.exit_code
+            code = self.reactive() if self.env.reactive else self.oneshot()
+            self.flush()
+            return code
+        except Lost as e:
+            self.stderr("error", str(e))
+            return EXIT_LOST
+        finally:
+            self.close()
+
+    def flush(self):
+        """Waits until every QoS 1 message sent without waiting is acknowledged."""
+        if not self.bus.flush():
+            self.stderr("warning", "the broker did not acknowledge every message before the exit")
+
+
+def _parent_watch(env):
+    """With the private broker, ends the task when the coordinator dies (as PR_SET_PDEATHSIG in C)."""
+    if not env.parent_pid:
+        return
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != env.parent_pid:
+        raise SetupError("the coordinator (pid %d) is gone" % env.parent_pid)
+
+
+def run(cls, argv=None):
+    """Runs the plugin class cls as a flowbus task process and exits with its code."""
+    from ._cli import handle_args
+    argv = sys.argv if argv is None else argv
+    name = cls.plugin_name()
+    handle_args(cls, argv)  # exits for --describe, --help, --version and usage errors
+    # Ctrl-C ends the process like SIGTERM does (a signal, not a traceback).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        env = Env()
+        _parent_watch(env)
+        plugin = cls()
+        plugin.task, plugin.run_id, plugin.reactive = env.task, env.run_id, env.reactive
+        plugin.activation, plugin.trigger, plugin.params = 0, None, {}
+        plugin.input_names, plugin.output_names = list(env.inputs), list(env.outputs)
+        engine = Engine(env, plugin, name)
+        plugin._engine = engine
+        code = engine.main()
+    except SetupError as e:
+        sys.stderr.write("flowbus-%s: error: cannot open the task: %s\n" % (name, e))
+        code = EXIT_SETUP
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # No interpreter teardown: paho's thread is stopped, nothing is left to run.
+    os._exit(code)
