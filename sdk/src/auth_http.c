@@ -55,9 +55,9 @@ static struct {
 } curl;
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static int curl_loaded;              /* every function resolved */
+static int curl_loaded; /* every function resolved */
 static CURLcode curl_init_result = CURLE_FAILED_INIT;
-static char curl_load_error[200];    /* why loading failed, for the reason */
+static char curl_load_error[200]; /* why loading failed, for the reason */
 
 /*
  * Loads libcurl and runs its global init, exactly once per process (the

@@ -217,7 +217,7 @@ static int keep_options(fb_bus *bus, const fb_bus_options *opts)
 {
 #define KEEP(field)                                                                                \
     do {                                                                                           \
-        if (opts->field != NULL && (bus->field = str__dup(opts->field)) == NULL)                  \
+        if (opts->field != NULL && (bus->field = str__dup(opts->field)) == NULL)                   \
             return 0;                                                                              \
     } while (0)
     KEEP(username);
@@ -325,7 +325,6 @@ out:
     }
     return err;
 }
-
 
 /* ------------------------------------------------------------------------ */
 /* Operations                                                                */
@@ -453,4 +452,3 @@ void fb_bus_free(fb_bus *bus)
     fb_bus_close(bus, 1.0);
     destroy(bus);
 }
-

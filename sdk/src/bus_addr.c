@@ -90,8 +90,7 @@ enum fb_err bus_addr__parse_url(fb_bus *bus, const char *url, char *paho_url, si
         snprintf(paho_url, paho_len, "%s://[%s]:%s", bus->tls ? "ssl" : "tcp", bus->host,
                  bus->port);
     else
-        snprintf(paho_url, paho_len, "%s://%s:%s", bus->tls ? "ssl" : "tcp", bus->host,
-                 bus->port);
+        snprintf(paho_url, paho_len, "%s://%s:%s", bus->tls ? "ssl" : "tcp", bus->host, bus->port);
     return FB_OK;
 
 bad:

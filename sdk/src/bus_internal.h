@@ -76,8 +76,8 @@ struct pending {
     size_t len;
     int retained;
     unsigned expiry_s;
-    int acked;            /* acknowledged, or given up on: no longer counted */
-    int outstanding;      /* Paho sends whose callback has not come yet */
+    int acked;             /* acknowledged, or given up on: no longer counted */
+    int outstanding;       /* Paho sends whose callback has not come yet */
     unsigned long sent_on; /* link generation of its last send; 0: must be (re)sent */
 };
 
@@ -124,17 +124,17 @@ struct fb_bus {
     int have_worker;
 
     /* Everything below is guarded by mu. */
-    int pipe_armed; /* one byte sits in the pipe */
-    int fd_wanted;  /* fb_bus_fd was called: keep the pipe's level; else never write it */
+    int pipe_armed;       /* one byte sits in the pipe */
+    int fd_wanted;        /* fb_bus_fd was called: keep the pipe's level; else never write it */
     unsigned msg_waiters; /* threads waiting in fb_bus_next */
     struct msg_node *head;
     struct msg_node *tail;
-    int link_up;      /* Paho has a connection (maybe still re-syncing) */
-    int connected;    /* usable: connected and re-synced */
-    int reconnecting; /* the worker is trying to get the connection back */
-    int lost;         /* final: no more messages will come (lost, refused, closed) */
-    int closed;       /* fb_bus_close ran */
-    double lost_at;   /* monotonic time the current outage began */
+    int link_up;            /* Paho has a connection (maybe still re-syncing) */
+    int connected;          /* usable: connected and re-synced */
+    int reconnecting;       /* the worker is trying to get the connection back */
+    int lost;               /* final: no more messages will come (lost, refused, closed) */
+    int closed;             /* fb_bus_close ran */
+    double lost_at;         /* monotonic time the current outage began */
     unsigned long link_gen; /* incremented on every successful connect */
     unsigned reconnects;
     int resend_wanted; /* a send failed while connected: the worker re-sends */
@@ -152,8 +152,8 @@ struct fb_bus {
     size_t n_filters;
     struct pending *pend_head;
     struct pending *pend_tail;
-    unsigned unacked; /* pending entries not acked */
-    unsigned max_unacked; /* MAX_UNACKED or the broker's Receive Maximum */
+    unsigned unacked;       /* pending entries not acked */
+    unsigned max_unacked;   /* MAX_UNACKED or the broker's Receive Maximum */
     unsigned room_waiters;  /* publishers waiting for unacked to drop */
     unsigned flush_waiters; /* fb_bus_flush callers waiting for unacked to reach 0 */
     unsigned publish_failures;
@@ -308,8 +308,8 @@ void bus_reconnect__on_broker_disconnect(fb_bus *bus, int taken_over, const char
  * with client_id, its callbacks set. FB_OK, FB_ERR_SYSTEM (Paho could not be
  * loaded) or FB_ERR_INVALID, with the reason in errbuf.
  */
-enum fb_err bus_paho__create(fb_bus *bus, const char *paho_url, const char *client_id,
-                             char *errbuf, size_t errlen);
+enum fb_err bus_paho__create(fb_bus *bus, const char *paho_url, const char *client_id, char *errbuf,
+                             size_t errlen);
 
 /* Destroys the client; afterwards no callback of it can run. Nothing if there is none. */
 void bus_paho__destroy(fb_bus *bus);

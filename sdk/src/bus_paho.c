@@ -41,8 +41,7 @@ static void on_connect_ok(void *ctx, MQTTAsync_successData5 *resp)
 
     if (resp != NULL &&
         bus->paho->props_has(&resp->properties, MQTTPROPERTY_CODE_RECEIVE_MAXIMUM)) {
-        receive_max =
-            bus->paho->props_number(&resp->properties, MQTTPROPERTY_CODE_RECEIVE_MAXIMUM);
+        receive_max = bus->paho->props_number(&resp->properties, MQTTPROPERTY_CODE_RECEIVE_MAXIMUM);
         if (receive_max > 0 && (unsigned)receive_max < max_unacked)
             max_unacked = (unsigned)receive_max;
     }
@@ -75,8 +74,7 @@ static void on_connect_fail(void *ctx, MQTTAsync_failureData5 *resp)
     } else if (resp != NULL && resp->message != NULL) {
         snprintf(reason, sizeof reason, "%s (code %d)", resp->message, resp->code);
     } else {
-        snprintf(reason, sizeof reason, "connect failed (code %d)",
-                 resp != NULL ? resp->code : -1);
+        snprintf(reason, sizeof reason, "connect failed (code %d)", resp != NULL ? resp->code : -1);
     }
     bus__on_connect_failed(bus, refused, reason);
 }
@@ -199,8 +197,8 @@ static void on_disconnect_fail(void *ctx, MQTTAsync_failureData5 *resp)
 /* Calls                                                                     */
 /* ------------------------------------------------------------------------ */
 
-enum fb_err bus_paho__create(fb_bus *bus, const char *paho_url, const char *client_id,
-                             char *errbuf, size_t errlen)
+enum fb_err bus_paho__create(fb_bus *bus, const char *paho_url, const char *client_id, char *errbuf,
+                             size_t errlen)
 {
     MQTTAsync_createOptions create_opts = MQTTAsync_createOptions_initializer5;
 

@@ -181,8 +181,8 @@ static void *reconnect_main(void *arg)
             bus__mark_lost_locked(bus);
             pthread_mutex_unlock(&bus->mu);
             log__emit(bus->log, bus->log_ctx, FB_LOG_ERROR,
-                      "gave up reconnecting to %s after %.1f s: %s", bus->url,
-                      bus->reconnect_max_s, reason);
+                      "gave up reconnecting to %s after %.1f s: %s", bus->url, bus->reconnect_max_s,
+                      reason);
             pthread_mutex_lock(&bus->mu);
             break;
         }
@@ -207,21 +207,20 @@ static void *reconnect_main(void *arg)
         pthread_mutex_lock(&bus->mu);
         refused = err == FB_ERR_CONNECT && bus->connect_refused;
         snprintf(reason, sizeof reason, "%s",
-                 err == FB_OK ? "dropped again while re-syncing"
+                 err == FB_OK                     ? "dropped again while re-syncing"
                  : bus->connect_reason[0] != '\0' ? bus->connect_reason
-                                                   : "no answer");
+                                                  : "no answer");
         if (refused || err == FB_ERR_INVALID) {
             bus__mark_lost_locked(bus);
             pthread_mutex_unlock(&bus->mu);
-            log__emit(bus->log, bus->log_ctx, FB_LOG_ERROR, "cannot reconnect to %s: %s",
-                      bus->url, reason);
+            log__emit(bus->log, bus->log_ctx, FB_LOG_ERROR, "cannot reconnect to %s: %s", bus->url,
+                      reason);
             pthread_mutex_lock(&bus->mu);
             break;
         }
         pthread_mutex_unlock(&bus->mu);
         log__emit(bus->log, bus->log_ctx, FB_LOG_DEBUG,
-                  "reconnect to %s failed: %s; next try in %.0f ms", bus->url, reason,
-                  delay * 1e3);
+                  "reconnect to %s failed: %s; next try in %.0f ms", bus->url, reason, delay * 1e3);
         pthread_mutex_lock(&bus->mu);
         until = fb_clock_mono() + delay;
         while (!bus->closed && !bus->lost && bus__wait(bus, until) != ETIMEDOUT)
@@ -256,4 +255,3 @@ void bus_reconnect__stop(fb_bus *bus)
     pthread_join(bus->worker, NULL);
     bus->have_worker = 0;
 }
-

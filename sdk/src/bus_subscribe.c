@@ -69,8 +69,8 @@ enum fb_err bus_subscribe__again(fb_bus *bus, double deadline)
         pthread_mutex_unlock(&bus->mu);
         /* The connection is up but the broker did not confirm: go on, the messages matter more. */
         if (!done && err == FB_OK)
-            log__emit(bus->log, bus->log_ctx, FB_LOG_ERROR,
-                      "no SUBACK from %s after the reconnect", bus->url);
+            log__emit(bus->log, bus->log_ctx, FB_LOG_ERROR, "no SUBACK from %s after the reconnect",
+                      bus->url);
         else if (done && !ok)
             log__emit(bus->log, bus->log_ctx, FB_LOG_ERROR,
                       "the broker refused a subscription after the reconnect");
@@ -180,8 +180,9 @@ enum fb_err fb_bus_subscribe(fb_bus *bus, const char *const *filters, size_t n, 
         while (!(bus->connected && bus->link_gen != gen) && !bus->lost &&
                bus__wait(bus, deadline) != ETIMEDOUT)
             ;
-        err = bus->lost ? FB_ERR_LOST : bus->connected && bus->link_gen != gen ? FB_OK
-                                                                                : FB_ERR_TIMEOUT;
+        err = bus->lost                                ? FB_ERR_LOST
+              : bus->connected && bus->link_gen != gen ? FB_OK
+                                                       : FB_ERR_TIMEOUT;
         pthread_mutex_unlock(&bus->mu);
         break;
     }

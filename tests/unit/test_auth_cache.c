@@ -266,18 +266,18 @@ static void test_corrupt_entry(void)
         "not json at all",
         "{\"expires\":",
         "[1, 2, 3]",
-        "{\"permissions\":[\"can_read\"]}",                             /* no expiry */
+        "{\"permissions\":[\"can_read\"]}",                          /* no expiry */
         "{\"expires\":\"tomorrow\",\"permissions\":[\"can_read\"]}", /* not a number */
     };
     /* What follows a valid, unexpired "expires", damaged. */
     static const char *const bad_rest[] = {
-        "}",                                      /* no permissions */
-        "\"permissions\":\"can_read\"}",         /* neither array nor object */
-        "\"permissions\":[\"can read\"]}",       /* a blank in a name */
-        "\"permissions\":[\"a,b\"]}",            /* a comma in a name */
-        "\"permissions\":[7]}",                  /* not a string */
+        "}",                                       /* no permissions */
+        "\"permissions\":\"can_read\"}",           /* neither array nor object */
+        "\"permissions\":[\"can read\"]}",         /* a blank in a name */
+        "\"permissions\":[\"a,b\"]}",              /* a comma in a name */
+        "\"permissions\":[7]}",                    /* not a string */
         "\"permissions\":{\"can_read\":\"yes\"}}", /* not a boolean */
-        "\"permissions\":[\"can_read\"]",        /* cut off */
+        "\"permissions\":[\"can_read\"]",          /* cut off */
     };
     struct fixture f;
     char text[256];
