@@ -45,49 +45,42 @@ static void append_name(char *buf, size_t len, const char *name)
         snprintf(buf + used, len - used, "%s%s", used > 0 ? ", " : "", name);
 }
 
-/*
- * Checks names (n of them, or a comma-separated list in text when names is
- * NULL) against perms; appends the missing ones to missing. Returns 0, or
- * -1 if text holds a malformed name.
- */
-static int check_names(const fb_permissions *perms, const char *const *names, size_t n,
-                       const char *text, char *missing, size_t len, size_t *count)
+/* Appends name to missing (counting it) unless perms grants it or it is listed already. */
+static void check_name(const fb_permissions *perms, const char *name, char *missing, size_t len,
+                       size_t *count)
 {
-    const char *p, *start, *end;
-    char name[AUTH_NAME_MAX + 1];
+    if (!fb_permissions_has(perms, name) && !list_has(missing, name)) {
+        append_name(missing, len, name);
+        (*count)++;
+    }
+}
+
+/*
+ * Checks names (n of them) and the comma-separated list text (the workflow's,
+ * read by names__split like every list of the task's environment) against
+ * perms; appends the missing ones to missing. Returns FB_OK, FB_ERR_INVALID
+ * if a name is malformed, or FB_ERR_NOMEM.
+ */
+static enum fb_err check_names(const fb_permissions *perms, const char *const *names, size_t n,
+                               const char *text, char *missing, size_t len, size_t *count)
+{
+    char **listed = NULL;
+    size_t n_listed = 0;
+    enum fb_err err;
     size_t i;
 
-    for (i = 0; names != NULL && i < n; i++) {
+    for (i = 0; names != NULL && i < n; i++)
         if (names[i] == NULL || !auth_perms__valid_name(names[i], strlen(names[i])))
-            return -1;
-        if (!fb_permissions_has(perms, names[i]) && !list_has(missing, names[i])) {
-            append_name(missing, len, names[i]);
-            (*count)++;
-        }
-    }
-    for (p = text; p != NULL && *p != '\0';) {
-        while (*p == ' ' || *p == '\t')
-            p++;
-        start = p;
-        while (*p != '\0' && *p != ',')
-            p++;
-        end = p;
-        if (*p == ',')
-            p++;
-        while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
-            end--;
-        if (end == start)
-            continue;
-        if (!auth_perms__valid_name(start, (size_t)(end - start)))
-            return -1;
-        memcpy(name, start, (size_t)(end - start));
-        name[end - start] = '\0';
-        if (!fb_permissions_has(perms, name) && !list_has(missing, name)) {
-            append_name(missing, len, name);
-            (*count)++;
-        }
-    }
-    return 0;
+            return FB_ERR_INVALID;
+    err = names__split(text, auth_perms__valid_name, &listed, &n_listed, NULL, 0);
+    if (err != FB_OK)
+        return err;
+    for (i = 0; names != NULL && i < n; i++)
+        check_name(perms, names[i], missing, len, count);
+    for (i = 0; i < n_listed; i++)
+        check_name(perms, listed[i], missing, len, count);
+    names__free(listed, n_listed);
+    return FB_OK;
 }
 
 /* Whether a comma-separated list has at least one non-blank item. */
@@ -141,7 +134,12 @@ enum fb_err fb_task_require(fb_task *task, const char *const *names, size_t n)
             snprintf(reason, sizeof reason, "out of memory during the permission check");
         goto deny;
     }
-    if (check_names(perms, names, n, required, missing, sizeof missing, &n_missing) != 0) {
+    err = check_names(perms, names, n, required, missing, sizeof missing, &n_missing);
+    if (err == FB_ERR_NOMEM) {
+        snprintf(reason, sizeof reason, "out of memory during the permission check");
+        goto deny;
+    }
+    if (err != FB_OK) {
         snprintf(reason, sizeof reason,
                  "a required permission name is malformed (in FLOWBUS_PERMISSIONS_REQUIRED or the "
                  "plugin)");
