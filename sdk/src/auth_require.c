@@ -155,7 +155,7 @@ enum fb_err fb_task_require(fb_task *task, const char *const *names, size_t n)
 deny:
     fb_permissions_free(perms);
     log__emit(log, log_ctx, FB_LOG_WARN, "denied: %s", reason);
-    err = task__end(task, fb_state_name(FB_STATE_DENIED), FB_EXIT_DENIED, reason);
+    err = task__finish(task, FB_STATE_DENIED, FB_EXIT_DENIED, reason);
     if (err == FB_ERR_INVALID)
         return FB_ERR_INVALID; /* already finished: nothing was published */
     if (err != FB_OK)
