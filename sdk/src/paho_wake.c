@@ -25,7 +25,7 @@
  * For Paho's threads:
  *
  *  - connect records a socket as connecting (and sets TCP_NODELAY on it before
- *    any byte is sent, which spares bus.c its search for the socket), then
+ *    any byte is sent, which spares bus_addr.c its search for the socket), then
  *    wakes the receive thread;
  *  - while a socket it polls is connecting, the receive thread's input poll
  *    waits at most 200 us instead of 10 ms, so Paho sees the finished TCP

@@ -1,6 +1,6 @@
 /*
  * sha256.h - SHA-256 (FIPS 180-4), the one hash the SDK needs: it names the
- * entries of the run's permission cache (auth__cache_key). It lives here
+ * entries of the run's permission cache (auth_cache__key). It lives here
  * rather than in libcrypto so that a task process does not map libcrypto
  * (4.5 MB, ~1 ms of relocation at every start) to hash a few dozen bytes.
  * tests/unit/test_sha256.c checks it against the FIPS 180-2 vectors.

@@ -2,21 +2,25 @@
  * fuzz_auth.c - libFuzzer target of the Attica permissions response parser.
  *
  * The input is the body of a 2xx answer of the permission service. The
- * parser (parse_answer and perms_from_json in sdk/src/auth.c) is static, so
- * this file includes auth.c itself; the rest of the SDK is linked from an
- * instrumented static copy (tests/fuzz/CMakeLists.txt). Beyond "no crash",
+ * parser (auth_perms__parse_answer and auth_perms__from_json in
+ * sdk/src/auth_perms.c) is linked from an instrumented static copy of the
+ * SDK (tests/fuzz/CMakeLists.txt). Beyond "no crash",
  * it checks that a set read from an answer is sorted and unique, and that it
  * survives the trip through the cache's JSON form unchanged.
  */
-#include "auth.c"
-
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "auth.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void check_set(const fb_permissions *perms)
 {
-    json_t *cached = perms_to_json(perms);
+    json_t *cached = auth_perms__to_json(perms);
     fb_permissions *again = NULL;
     const char *why = NULL;
 
@@ -27,7 +31,7 @@ static void check_set(const fb_permissions *perms)
         if (i > 0 && strcmp(fb_permissions_name(perms, i - 1), name) >= 0)
             abort();
     }
-    if (cached && perms_from_json(cached, &again, &why) == FB_OK) {
+    if (cached && auth_perms__from_json(cached, &again, &why) == FB_OK) {
         if (fb_permissions_count(again) != fb_permissions_count(perms))
             abort();
         for (size_t i = 0; i < fb_permissions_count(perms); i++)
@@ -42,20 +46,18 @@ static void check_set(const fb_permissions *perms)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct body b = {0};
+    char *body;
     fb_permissions *perms = NULL;
     char err[256];
 
     if (size > AUTH_MAX_BODY)
         return 0;
     /* A copy of exactly size bytes, as curl's write callback collects it. */
-    b.data = malloc(size ? size : 1);
-    if (!b.data)
+    body = malloc(size ? size : 1);
+    if (!body)
         return 0;
-    memcpy(b.data, data, size);
-    b.len = size;
-    b.cap = size;
-    if (parse_answer(&b, "attica.test", &perms, err, sizeof err) == FB_OK) {
+    memcpy(body, data, size);
+    if (auth_perms__parse_answer(body, size, "attica.test", &perms, err, sizeof err) == FB_OK) {
         if (!perms)
             abort();
         check_set(perms);
@@ -63,6 +65,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort(); /* a refusal hands out no set */
     }
     fb_permissions_free(perms);
-    free(b.data);
+    free(body);
     return 0;
 }

@@ -212,6 +212,20 @@ class FetchAndRequire(AuthTestCase):
                           extra={"FLOWBUS_PERMISSIONS_REQUIRED": " can_c , can_b,can_ab"})
         self.assert_denied(proc, "missing permissions can_b, can_c, can_ab")
 
+    def test_workflow_required_list_is_read_like_every_list(self):
+        # names__split: blanks and empty items skipped, a repeat (also of a plugin's name) once.
+        a = self.attica({"tokens": {"tok-wf-2": {"permissions": ["can_a"]}}})
+        proc = self.check(["can_b"], token="tok-wf-2", url=a.url,
+                          extra={"FLOWBUS_PERMISSIONS_REQUIRED": ",can_z,, can_a ,can_z,\tcan_b ,"})
+        error = self.assert_denied(proc, "missing permissions can_b, can_z")
+        self.assertEqual(error.count("can_z"), 1, error)
+
+    def test_workflow_required_malformed_name_is_refused(self):
+        a = self.attica({"tokens": {"tok-wf-3": {"permissions": ["can_a"]}}})
+        proc = self.check([], token="tok-wf-3", url=a.url,
+                          extra={"FLOWBUS_PERMISSIONS_REQUIRED": "can_a, can b"})
+        self.assert_denied(proc, "a required permission name is malformed")
+
     def test_workflow_required_adds_to_the_plugins(self):
         a = self.attica({"tokens": {"tok-wf-1": {"permissions": ["can_a"]}}})
         proc = self.check([], token="tok-wf-1", url=a.url,

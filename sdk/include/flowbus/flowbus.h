@@ -86,7 +86,13 @@ typedef void (*fb_log_fn)(void *ctx, enum fb_log_level level, const char *msg);
 
 typedef struct fb_bus fb_bus;
 
-/* Options for fb_bus_new. Zero-initialise, then fill what you need. */
+/*
+ * Options for fb_bus_new. Zero-initialise, then fill what you need.
+ * fb_bus_new copies every string it keeps (url, username, password,
+ * will_topic, will_payload, ca_file, cert_file, key_file) and uses client_id
+ * only during the call, so none of them needs to outlive it; log and log_ctx
+ * are kept as given, and log_ctx must stay valid until fb_bus_free.
+ */
 typedef struct fb_bus_options {
     /*
      * "tcp://host:port" or "mqtt://host:port" (port 1883 if omitted), or with
@@ -96,10 +102,10 @@ typedef struct fb_bus_options {
     const char *url;
     const char *username;  /* NULL for none */
     const char *password;  /* NULL for none; never logged */
-    const char *client_id; /* NULL: a unique id is generated */
+    const char *client_id; /* NULL: a unique id is generated; at most 63 bytes are used */
     /* Last Will: published by the broker if the connection dies uncleanly. */
-    const char *will_topic; /* NULL for none */
-    const char *will_payload;
+    const char *will_topic;   /* NULL for none */
+    const char *will_payload; /* NULL: empty; ignored without will_topic */
     int will_retained;
     int keepalive;          /* seconds; 0 means 10 */
     double connect_timeout; /* seconds; 0 means 5 (each attempt, reconnects too) */
@@ -277,7 +283,7 @@ FB_API enum fb_err fb_task_open(const fb_task_options *opts, fb_task **out, char
  */
 FB_API enum fb_err fb_task_wait(fb_task *task, double timeout);
 
-/* The task's name, run id and broker URL. Owned by the task. */
+/* The task's name and run id. Owned by the task. */
 FB_API const char *fb_task_name(const fb_task *task);
 FB_API const char *fb_task_run_id(const fb_task *task);
 
