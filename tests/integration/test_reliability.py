@@ -39,6 +39,9 @@ class RetryTests(fbtest.BrokerTestCase):
             with open(os.path.join(cwd, "attempts")) as f:
                 self.assertEqual(f.read().strip(), "3")
         self.recorder.wait_state(run_id, "END", "done")
+        # FLAKY and END publish on their own connections: the recorder may see
+        # END's "done" before FLAKY's, so it waits for FLAKY's too.
+        self.recorder.wait_state(run_id, "FLAKY", "done")
         self.assertEqual(self.values(run_id, "RESULT"), ["ok-on-3"])
         states = self.states(run_id, "FLAKY")
         failed = [s for s in states if s["state"] == "failed"]
