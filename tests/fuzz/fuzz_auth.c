@@ -3,7 +3,7 @@
  *
  * The input is the body of a 2xx answer of the permission service. The
  * parser (auth_perms__parse_answer and auth_perms__from_json in
- * sdk/src/auth_perms.c) is linked from an instrumented static copy of the
+ * sdk/src/auth/auth_perms.c) is linked from an instrumented static copy of the
  * SDK (tests/fuzz/CMakeLists.txt). Beyond "no crash",
  * it checks that a set read from an answer is sorted and unique, and that it
  * survives the trip through the cache's JSON form unchanged.

@@ -1,6 +1,6 @@
 /*
  * test_auth_cache.c - unit tests of the run's permission cache
- * (sdk/src/auth_cache.c): entry names (the salted key), a hit, a miss,
+ * (sdk/src/auth/auth_cache.c): entry names (the salted key), a hit, a miss,
  * expiry, damaged and foreign entries, the directory's mode and owner, the
  * per-token lock, and a failed write. The cache is pure file and flock
  * logic, so each test works in a fresh directory of its own under $TMPDIR;

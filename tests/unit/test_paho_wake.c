@@ -1,5 +1,5 @@
 /*
- * test_paho_wake.c - checks sdk/src/paho_wake.c, the SDK's poll, usleep,
+ * test_paho_wake.c - checks sdk/src/bus/paho_wake.c, the SDK's poll, usleep,
  * connect and writev, which shorten Paho's fixed sleeps. The program links
  * libflowbus like any task, so its calls reach those functions the way Paho's
  * do; threads named "MQTTAsync_rcv" and "MQTTAsync_send" stand in for Paho's.

@@ -1,5 +1,5 @@
 /*
- * test_sha256.c - unit tests of the SDK's SHA-256 (sdk/src/sha256.c), which
+ * test_sha256.c - unit tests of the SDK's SHA-256 (sdk/src/auth/sha256.c), which
  * names the permission cache's entries. The vectors are those of FIPS 180-2
  * (appendix B) and NIST's short-message examples; the split-update tests
  * check that feeding the same bytes in any pieces (across the 55/56/64-byte

@@ -1,5 +1,5 @@
 /*
- * test_task_env.c - the task environment (sdk/src/task_env.c): every
+ * test_task_env.c - the task environment (sdk/src/task/task_env.c): every
  * FLOWBUS_* variable a task reads, its default, its bounds and the message
  * that names it when it is wrong; and the comma-list splitter every list
  * goes through (sdk/src/names.c).

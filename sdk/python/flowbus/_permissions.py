@@ -5,7 +5,7 @@ reads AUTH_TOKEN, FLOWBUS_REQUIRES_AUTH and FLOWBUS_PERMISSIONS_REQUIRED and
 raises Denied with the one-line reason, or returns when the task may act.
 The fetch uses urllib (TLS always verified, no redirects, no proxy for the
 loopback, 1 MiB bound, timeout for the whole request) and the run-wide cache
-of the C SDK (sdk/src/auth_cache.c): the same <sha256(salt NUL url NUL token)>.json
+of the C SDK (sdk/src/auth/auth_cache.c): the same <sha256(salt NUL url NUL token)>.json
 entries and .lock files under FLOWBUS_RUN_DIR, the same flock() and rename,
 so a C task and a Python task of one run share one request.
 
@@ -158,7 +158,7 @@ def fetch_permissions(token, log):
     if cache is None:
         return _request(url, token, timeout, ca_file)
     salt = os.environ.get("FLOWBUS_CACHE_SALT") or run_dir
-    # The same entry name as auth_cache__key in sdk/src/auth_cache.c: SHA-256 of salt NUL url NUL token.
+    # The same entry name as auth_cache__key in sdk/src/auth/auth_cache.c: SHA-256 of salt NUL url NUL token.
     key = hashlib.sha256(salt.encode() + b"\0" + url.encode() + b"\0" + token.encode()).hexdigest()
     entry = os.path.join(cache, key + ".json")
     lock = os.open(os.path.join(cache, key + ".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
