@@ -81,6 +81,12 @@ struct proc_process {
     double up_since; /* monotonic time it was started */
 };
 
+/* 1 if a timer (a monotonic time; 0 = none, as every timer below) is set. */
+static inline int timer_set(double at)
+{
+    return at != 0.0;
+}
+
 /* Monotonic times at which the supervisor acts on a process; 0 = none. */
 struct proc_timers {
     double deadline;   /* the execution timeout */

@@ -59,7 +59,7 @@ static void on_sync(struct run *r, const char *label)
         r->sup.final_synced = 1;
     } else if (label[0] == 'p') {
         size_t i = strtoul(label + 1, NULL, 10);
-        if (i < r->n_procs && r->procs[i].timer.sync_at)
+        if (i < r->n_procs && timer_set(r->procs[i].timer.sync_at))
             supervisor__resolve_exit(r, i);
     }
 }
@@ -152,9 +152,9 @@ static int run_over(struct run *r)
         supervisor__finish(r);
     if (r->sup.finishing && supervisor__all_reaped(r)) {
         if (r->sup.final_synced ||
-            (r->sup.final_sync_at && fb_clock_mono() >= r->sup.final_sync_at))
+            (timer_set(r->sup.final_sync_at) && fb_clock_mono() >= r->sup.final_sync_at))
             return 1;
-        if (!r->sup.final_sync_at) {
+        if (!timer_set(r->sup.final_sync_at)) {
             char token[FB_TOPIC_MAX];
             if (fb_barrier_token(token, sizeof token, r->run_id, "final"))
                 fb_bus_publish(r->bus, token, "", 0, 1, 0, 0);
@@ -170,7 +170,7 @@ static int poll_timeout(const struct run *r)
     double next = supervisor__next_wakeup(r);
     int timeout_ms = 1000;
 
-    if (next) {
+    if (timer_set(next)) {
         double d = (next - fb_clock_mono()) * 1000.0 + 1;
         timeout_ms = d < 0 ? 0 : d > 1000 ? 1000 : (int)d;
     }

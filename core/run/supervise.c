@@ -43,7 +43,7 @@ void supervisor__stop_proc(struct run *r, size_t i, enum kill_reason why)
     if (p->process.kill == KILL_NONE)
         p->process.kill = why;
     launcher__signal(p->process.pid, SIGTERM);
-    if (!p->timer.term_at)
+    if (!timer_set(p->timer.term_at))
         p->timer.term_at = fb_clock_mono() + KILL_GRACE;
 }
 
@@ -57,7 +57,7 @@ void supervisor__propagate(struct run *r)
         display__task(r->disp, t);
         if (p->process.pid && !p->process.reaped)
             supervisor__stop_proc(r, t, KILL_SKIP);
-        else if (!p->timer.sync_at)
+        else if (!timer_set(p->timer.sync_at))
             announce__task_state(r, t);
     }
 }
@@ -136,7 +136,7 @@ void supervisor__on_task_state(struct run *r, size_t t)
         supervisor__on_final(r, t);
     /* The timeout counts from the start of execution (of each activation). */
     if (ti->state == TS_RUNNING && limit > 0 && p->process.pid && !p->process.reaped &&
-        !p->timer.deadline) {
+        !timer_set(p->timer.deadline)) {
         double late = fb_clock_wall() - ti->started;
         p->timer.deadline = fb_clock_mono() + limit - (late > 0 && late < limit ? late : 0);
     } else if (ti->state == TS_WAITING) {
@@ -150,7 +150,7 @@ static int task_has_other_process(const struct run *r, size_t t, size_t except)
     for (size_t i = 0; i < r->n_procs; i++) {
         const struct proc *p = &r->procs[i];
         if (i != except && p->task == t &&
-            ((p->process.pid && !p->process.reaped) || p->timer.retry_at))
+            ((p->process.pid && !p->process.reaped) || timer_set(p->timer.retry_at)))
             return 1;
     }
     return 0;
@@ -222,7 +222,7 @@ static int reactive_over(const struct run *r)
         return 1;
     for (size_t i = 0; i < r->n_procs; i++) {
         const struct proc *p = &r->procs[i];
-        if ((p->process.pid && !p->process.reaped) || p->timer.retry_at)
+        if ((p->process.pid && !p->process.reaped) || timer_set(p->timer.retry_at))
             return 0;
     }
     return 1;
@@ -238,7 +238,7 @@ void supervisor__finish(struct run *r)
     r->sup.finishing = 1;
     for (size_t i = 0; i < r->n_procs; i++) {
         struct proc *p = &r->procs[i];
-        if (p->process.pid && !p->process.reaped && !p->timer.term_at)
+        if (p->process.pid && !p->process.reaped && !timer_set(p->timer.term_at))
             p->timer.term_at = fb_clock_mono() + KILL_GRACE;
     }
 }
@@ -302,7 +302,7 @@ void supervisor__probe(struct run *r, size_t i)
 void supervisor__probe_again(struct run *r)
 {
     for (size_t i = 0; i < r->n_procs; i++)
-        if (r->procs[i].timer.sync_at)
+        if (timer_set(r->procs[i].timer.sync_at))
             supervisor__probe(r, i);
 }
 
@@ -446,7 +446,7 @@ int supervisor__all_reaped(const struct run *r)
 {
     for (size_t i = 0; i < r->n_procs; i++) {
         const struct proc *p = &r->procs[i];
-        if ((p->process.pid && !p->process.reaped) || p->timer.sync_at)
+        if ((p->process.pid && !p->process.reaped) || timer_set(p->timer.sync_at))
             return 0;
     }
     return 1;
@@ -481,22 +481,22 @@ void supervisor__check_timers(struct run *r)
     for (size_t i = 0; i < r->n_procs; i++) {
         struct proc *p = &r->procs[i];
         struct proc_timers *tm = &p->timer;
-        if (tm->deadline && now >= tm->deadline && !p->process.reaped) {
+        if (timer_set(tm->deadline) && now >= tm->deadline && !p->process.reaped) {
             tm->deadline = 0;
             deadline_passed(r, i);
         }
-        if (tm->sigterm_at && now >= tm->sigterm_at && !p->process.reaped) {
+        if (timer_set(tm->sigterm_at) && now >= tm->sigterm_at && !p->process.reaped) {
             tm->sigterm_at = 0;
             launcher__signal(p->process.pid, SIGTERM);
             tm->term_at = now + KILL_GRACE;
         }
-        if (tm->term_at && now >= tm->term_at && !p->process.reaped) {
+        if (timer_set(tm->term_at) && now >= tm->term_at && !p->process.reaped) {
             tm->term_at = 0;
             launcher__signal(p->process.pid, SIGKILL);
         }
-        if (tm->sync_at && now >= tm->sync_at)
+        if (timer_set(tm->sync_at) && now >= tm->sync_at)
             supervisor__resolve_exit(r, i);
-        if (tm->retry_at && now >= tm->retry_at && !r->sup.interrupted)
+        if (timer_set(tm->retry_at) && now >= tm->retry_at && !r->sup.interrupted)
             launch__start(r, i, p->attempt + 1);
         if (p->process.adopted && !p->process.reaped && now >= tm->probe_at) {
             tm->probe_at = now + ADOPTED_PROBE;
@@ -504,7 +504,7 @@ void supervisor__check_timers(struct run *r)
                 on_reaped(r, i, 0);
         }
     }
-    if (r->sup.run_deadline && now >= r->sup.run_deadline && !r->sup.interrupted) {
+    if (timer_set(r->sup.run_deadline) && now >= r->sup.run_deadline && !r->sup.interrupted) {
         snprintf(err, sizeof err, "run timed out after %g s", r->o->timeout);
         supervisor__interrupt(r, -1, err);
     }
@@ -512,7 +512,7 @@ void supervisor__check_timers(struct run *r)
 
 double supervisor__next_wakeup(const struct run *r)
 {
-    double next = r->sup.run_deadline && !r->sup.interrupted ? r->sup.run_deadline : 0;
+    double next = timer_set(r->sup.run_deadline) && !r->sup.interrupted ? r->sup.run_deadline : 0;
 
     for (size_t i = 0; i < r->n_procs; i++) {
         const struct proc *p = &r->procs[i];
@@ -521,10 +521,10 @@ double supervisor__next_wakeup(const struct run *r)
                        p->process.adopted && !p->process.reaped ? tm->probe_at : 0,
                        tm->sigterm_at};
         for (int k = 0; k < 6; k++)
-            if (c[k] && (!next || c[k] < next))
+            if (timer_set(c[k]) && (!timer_set(next) || c[k] < next))
                 next = c[k];
     }
-    if (r->sup.final_sync_at && (!next || r->sup.final_sync_at < next))
+    if (timer_set(r->sup.final_sync_at) && (!timer_set(next) || r->sup.final_sync_at < next))
         next = r->sup.final_sync_at;
     return next;
 }
