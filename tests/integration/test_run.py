@@ -237,7 +237,7 @@ class TestSemantics(RunTestCase):
 
 
 class TestLaunchWindow(RunTestCase):
-    """Task processes start in graph order, a few at a time (core/run.c launch_more)."""
+    """Task processes start in graph order, a few at a time (core/run/launch.c launch__more)."""
 
     STAMP = """#!/bin/sh
 # Records when this task's process started (wall clock), then becomes flowbus-cmd.

@@ -2,14 +2,18 @@
  * run.h - `flowbus run`: one execution of a workflow.
  *
  * The run starts (or joins) a broker, publishes the workflow, its run state and
- * initial variables, launches every task process at once, and then follows the
+ * initial variables, launches the task processes (in graph order, a few at a
+ * time), and then follows the
  * run in one event loop on the caller's thread: bus messages, task output
- * pipes, child exits and signals (through a signalfd) and timers.
+ * pipes, child exits and signals (through a signalfd) and timers. Its files
+ * are in core/run/; internal.h says which owns what.
  */
 #ifndef FLOWBUS_CORE_RUN_H
 #define FLOWBUS_CORE_RUN_H
 
 #include <stddef.h>
+
+#include <flowbus/protocol.h>
 
 struct wf_setting;
 
@@ -28,17 +32,18 @@ struct run_options {
     size_t n_settings;
 };
 
-/* Exit codes shared by every command. */
-enum {
-    EXIT_OK = 0,
-    EXIT_TASK_FAILED = 1,
-    EXIT_INVALID = 2,
-    EXIT_END_SKIPPED = 3,
-    EXIT_BROKER = 4,
-    EXIT_INTERRUPTED = 130,
-};
+/*
+ * The exit codes are enum fb_exit (protocol.h). The EXIT_* names are
+ * transitional, removed once main.c/client.c use fb_exit.
+ */
+#define EXIT_OK FB_EXIT_OK
+#define EXIT_TASK_FAILED FB_EXIT_FAILED
+#define EXIT_INVALID FB_EXIT_INVALID
+#define EXIT_END_SKIPPED FB_EXIT_END_SKIPPED
+#define EXIT_BROKER FB_EXIT_BROKER
+#define EXIT_INTERRUPTED FB_EXIT_INTERRUPTED
 
-/* Runs the workflow and returns the process exit code. */
+/* Runs the workflow and returns the process exit code (an enum fb_exit). */
 int run__main(const struct run_options *o);
 
 #endif

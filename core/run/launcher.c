@@ -12,6 +12,8 @@
 #include "access.h"
 #include "workflow.h"
 
+#include <flowbus/protocol.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -170,7 +172,7 @@ static int build_env(const struct launch_context *ctx, const struct wf_task *tas
                      int attempt, struct strvec *env)
 {
     const struct workflow *wf = ctx->wf;
-    char buf[64], *params = NULL, *secrets;
+    char buf[64], root[FB_TOPIC_MAX], *params = NULL, *secrets;
     size_t slen = 32, sn = 0;
     long t = task - wf->tasks;
     const char *user = ctx->access ? access__user(ctx->access, t) : ctx->username;
@@ -189,8 +191,9 @@ static int build_env(const struct launch_context *ctx, const struct wf_task *tas
         !push(env, join("FLOWBUS_OUTPUTS", &task->outputs)) ||
         !push(env, join("FLOWBUS_DEPENDS", &task->depends_on)))
         goto out;
-    snprintf(buf, sizeof buf, "flowbus/%s", ctx->run_id);
-    if (!push(env, kv("FLOWBUS_TOPIC_ROOT", buf)))
+    /* The run's topic root, for plugins that build their topics themselves. */
+    snprintf(root, sizeof root, "%s/%s", FB_TOPIC_ROOT, ctx->run_id);
+    if (!push(env, kv("FLOWBUS_TOPIC_ROOT", root)))
         goto out;
     params = json_dumps(task->params, JSON_COMPACT);
     if (!params || !push(env, kv("FLOWBUS_PARAMS", params)))
