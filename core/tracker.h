@@ -19,22 +19,6 @@
 struct workflow;
 struct graph;
 
-/*
- * transitional: core/run uses them; removed by the lead after the merge.
- * A task's state is protocol.h's enum fb_state; these are its old names.
- */
-#define task_state fb_state
-#define TS_NONE FB_STATE_PENDING /* nothing reported yet */
-#define TS_WAITING FB_STATE_WAITING
-#define TS_RUNNING FB_STATE_RUNNING
-#define TS_DONE FB_STATE_DONE
-#define TS_FAILED FB_STATE_FAILED
-#define TS_TIMEOUT FB_STATE_TIMEOUT
-#define TS_CRASHED FB_STATE_CRASHED
-#define TS_SKIPPED FB_STATE_SKIPPED
-#define TS_DENIED FB_STATE_DENIED
-#define TS_STOPPED FB_STATE_STOPPED /* reactive: the run was stopped while the task was up */
-
 struct task_info {
     enum fb_state state;
     double at;      /* Unix time of the last state change */
@@ -168,15 +152,5 @@ int tracker__exit_code(const struct tracker *tr);
 
 /* The state JSON of a task as the contract spells it; caller frees. */
 char *tracker__state_json(const struct tracker *tr, size_t t);
-
-/* transitional: core/run uses them; removed by the lead after the merge. */
-static inline const char *tracker__state_name(enum fb_state s)
-{
-    return fb_state_name(s);
-}
-static inline int tracker__terminal(enum fb_state s)
-{
-    return fb_state_is_final(s);
-}
 
 #endif

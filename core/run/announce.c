@@ -153,7 +153,7 @@ void announce__again(struct run *r)
     announce__run_state(r, FB_RUN_RUNNING, -1, 0);
     publish_initial_vars(r);
     for (size_t t = 0; t < r->wf->n_tasks; t++)
-        if (tracker__terminal(tracker__task(r->tr, t)->state))
+        if (fb_state_is_final(tracker__task(r->tr, t)->state))
             announce__task_state(r, t);
 }
 

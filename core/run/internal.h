@@ -56,13 +56,6 @@ struct access;
 #define SYNC_WAIT 1.0  /* seconds to wait for a sync token */
 #define MAX_LAUNCH_WINDOW 64
 
-/*
- * The run state of the coordinator's Last Will: its connection died while
- * the run was going on (docs/protocol.md). No live coordinator authors it, so
- * enum fb_run_state has no value for it; `flowbus resume` takes over a run
- * in this state.
- */
-#define RUN_STATE_LOST "lost"
 
 /* ------------------------------------------------------------------------ */
 /* A task process                                                            */

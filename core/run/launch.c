@@ -79,7 +79,7 @@ void launch__start(struct run *r, size_t i, int attempt)
         snprintf(err, sizeof err, "cannot start %s: %s", r->wf->tasks[t].plugin_path,
                  strerror(errno));
         p->process.pid = 0;
-        tracker__set(r->tr, t, TS_FAILED, fb_clock_wall(), -1, 0, err);
+        tracker__set(r->tr, t, FB_STATE_FAILED, fb_clock_wall(), -1, 0, err);
         announce__task_state(r, t);
         display__task(r->disp, t);
         if (!r->reactive)
@@ -139,7 +139,7 @@ void launch__more(struct run *r)
            (w->size == SIZE_MAX || w->n_starting < w->size)) {
         size_t i = w->order[w->next++];
         struct proc *p = &r->procs[i];
-        if (p->process.pid || tracker__terminal(tracker__task(r->tr, p->task)->state))
+        if (p->process.pid || fb_state_is_final(tracker__task(r->tr, p->task)->state))
             continue;
         launch__start(r, i, 1);
         if (p->process.pid > 0 && w->n_starting < MAX_LAUNCH_WINDOW && w->size != SIZE_MAX)

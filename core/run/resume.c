@@ -212,10 +212,10 @@ static int check_state(struct run *r, const struct found *f, int *lifted)
         log_printf(FB_LOG_ERROR,
                    "run '%s' is running and its coordinator is alive: nothing to resume (its "
                    "state becomes '%s' when its coordinator dies)",
-                   r->run_id, RUN_STATE_LOST);
+                   r->run_id, fb_run_state_name(FB_RUN_LOST));
         return FB_EXIT_INVALID;
     }
-    if (strcmp(f->state, RUN_STATE_LOST) != 0) {
+    if (fb_run_state_parse(f->state) != FB_RUN_LOST) {
         log_printf(FB_LOG_ERROR, "run '%s' is not running (its state is '%s'): nothing to resume",
                    r->run_id, f->state);
         return FB_EXIT_INVALID;
@@ -325,25 +325,25 @@ static enum taken take_over_task(struct run *r, size_t t)
     int attempt = ti->attempt > 0 ? ti->attempt : 1;
     pid_t pid;
 
-    if (tracker__terminal(ti->state))
+    if (fb_state_is_final(ti->state))
         return TAKEN_FINISHED;
-    if (ti->state != TS_NONE && ti->pid > 0 && owned((pid_t)ti->pid, r->run_id, task->name)) {
+    if (ti->state != FB_STATE_PENDING && ti->pid > 0 && owned((pid_t)ti->pid, r->run_id, task->name)) {
         adopt(r, t, (pid_t)ti->pid, attempt);
-        if (ti->state == TS_RUNNING && task->timeout > 0) {
+        if (ti->state == FB_STATE_RUNNING && task->timeout > 0) {
             double late = fb_clock_wall() - ti->started;
             p->timer.deadline = fb_clock_mono() + task->timeout - (late > 0 ? late : 0);
         }
         return TAKEN_ADOPTED;
     }
-    if (ti->state == TS_RUNNING) {
-        tracker__set(r->tr, t, TS_CRASHED, fb_clock_wall(), -1, 0,
+    if (ti->state == FB_STATE_RUNNING) {
+        tracker__set(r->tr, t, FB_STATE_CRASHED, fb_clock_wall(), -1, 0,
                      "its process was gone when the coordinator resumed");
         announce__task_state(r, t);
         p->attempt = attempt;
         supervisor__on_final(r, t);
         return TAKEN_LOST;
     }
-    if (ti->state == TS_NONE && (pid = find_task_process(r->run_id, task->name)) != 0) {
+    if (ti->state == FB_STATE_PENDING && (pid = find_task_process(r->run_id, task->name)) != 0) {
         /* Started but not connected yet when its coordinator died. */
         adopt(r, t, pid, 1);
         return TAKEN_ADOPTED;

@@ -32,17 +32,6 @@ struct run_options {
     size_t n_settings;
 };
 
-/*
- * The exit codes are enum fb_exit (protocol.h). The EXIT_* names are
- * transitional, removed once main.c/client.c use fb_exit.
- */
-#define EXIT_OK FB_EXIT_OK
-#define EXIT_TASK_FAILED FB_EXIT_FAILED
-#define EXIT_INVALID FB_EXIT_INVALID
-#define EXIT_END_SKIPPED FB_EXIT_END_SKIPPED
-#define EXIT_BROKER FB_EXIT_BROKER
-#define EXIT_INTERRUPTED FB_EXIT_INTERRUPTED
-
 /* Runs the workflow and returns the process exit code (an enum fb_exit). */
 int run__main(const struct run_options *o);
 

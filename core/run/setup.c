@@ -174,7 +174,7 @@ static int open_bus(struct run *r, const char *url, const char *user, const char
     snprintf(will, sizeof will,
              "{\"state\":\"%s\",\"at\":%.6f,\"started\":%.6f,\"exit\":null,"
              "\"error\":\"the coordinator's connection was lost\"}",
-             RUN_STATE_LOST, fb_clock_wall(), r->t0_wall);
+             fb_run_state_name(FB_RUN_LOST), fb_clock_wall(), r->t0_wall);
     snprintf(client_id, sizeof client_id, "flowbus-coordinator-%s", r->run_id);
     bo.url = url;
     bo.username = user;

@@ -62,9 +62,9 @@ void supervisor__propagate(struct run *r)
     }
 }
 
-static int failed_state(enum task_state s)
+static int failed_state(enum fb_state s)
 {
-    return s == TS_FAILED || s == TS_TIMEOUT || s == TS_CRASHED;
+    return s == FB_STATE_FAILED || s == FB_STATE_TIMEOUT || s == FB_STATE_CRASHED;
 }
 
 /*
@@ -102,7 +102,7 @@ void supervisor__on_final(struct run *r, size_t t)
     if (p->process.pid && !p->process.reaped && p->process.kill != KILL_NONE)
         p->retry.final_json = tracker__state_json(r->tr, t);
     snprintf(note, sizeof note, "attempt %d %s (%s); attempt %d of %d in %g s", p->attempt,
-             tracker__state_name(ti->state), ti->error ? ti->error : "no reason given",
+             fb_state_name(ti->state), ti->error ? ti->error : "no reason given",
              p->attempt + 1, task->retries + 1, p->retry.delay);
     display__note(r->disp, "%s: %s", task->name, note);
     tracker__retry(r->tr, t, p->attempt + 1, fb_clock_wall(), note);
@@ -130,16 +130,16 @@ void supervisor__on_task_state(struct run *r, size_t t)
     struct proc *p = &r->procs[i];
     double limit = r->wf->tasks[t].timeout;
 
-    if (ti->state != TS_NONE)
+    if (ti->state != FB_STATE_PENDING)
         launch__started(r, i);
-    if (tracker__terminal(ti->state) && !r->reactive)
+    if (fb_state_is_final(ti->state) && !r->reactive)
         supervisor__on_final(r, t);
     /* The timeout counts from the start of execution (of each activation). */
-    if (ti->state == TS_RUNNING && limit > 0 && p->process.pid && !p->process.reaped &&
+    if (ti->state == FB_STATE_RUNNING && limit > 0 && p->process.pid && !p->process.reaped &&
         !timer_set(p->timer.deadline)) {
         double late = fb_clock_wall() - ti->started;
         p->timer.deadline = fb_clock_mono() + limit - (late > 0 && late < limit ? late : 0);
-    } else if (ti->state == TS_WAITING) {
+    } else if (ti->state == FB_STATE_WAITING) {
         p->timer.deadline = 0;
     }
 }
@@ -186,17 +186,17 @@ static void reactive_exit(struct run *r, size_t i)
         snprintf(how, sizeof how, "exited with code %d", code);
     else
         snprintf(how, sizeof how, "ended (adopted process)");
-    restart = ti->state != TS_DENIED &&
+    restart = ti->state != FB_STATE_DENIED &&
               (task->restart == WF_RESTART_ALWAYS ||
                (task->restart == WF_RESTART_ON_FAILURE && failure));
     if (!restart) {
-        const char *why = ti->state == TS_DENIED ? tracker__state_name(TS_DENIED)
+        const char *why = ti->state == FB_STATE_DENIED ? fb_state_name(FB_STATE_DENIED)
                           : failure              ? "on-failure"
                                                  : "never";
         display__note(r->disp, "%s (worker %d): process %s; not started again (restart: %s)",
                       task->name, p->worker, how, why);
-        if (!task_has_other_process(r, t, i) && !tracker__terminal(ti->state)) {
-            tracker__set(r->tr, t, !failure ? TS_DONE : signaled ? TS_CRASHED : TS_FAILED,
+        if (!task_has_other_process(r, t, i) && !fb_state_is_final(ti->state)) {
+            tracker__set(r->tr, t, !failure ? FB_STATE_DONE : signaled ? FB_STATE_CRASHED : FB_STATE_FAILED,
                          fb_clock_wall(), code, signaled ? WTERMSIG(status) : 0,
                          failure ? how : NULL);
             announce__task_state(r, t);
@@ -257,13 +257,13 @@ void supervisor__resolve_exit(struct run *r, size_t i)
     /* The attempt's outcome arrived while we waited, and it is being retried. */
     if (p->retry.pending)
         return;
-    if (tracker__terminal(ti->state)) {
+    if (fb_state_is_final(ti->state)) {
         /* A Last Will says "crashed" but not why; add the signal we saw. */
-        if (ti->state == TS_CRASHED && !p->process.adopted && WIFSIGNALED(status) &&
+        if (ti->state == FB_STATE_CRASHED && !p->process.adopted && WIFSIGNALED(status) &&
             !ti->signal) {
             snprintf(err, sizeof err, "killed by signal %d (%s)", WTERMSIG(status),
                      strsignal(WTERMSIG(status)));
-            tracker__set(r->tr, t, TS_CRASHED, ti->at, -1, WTERMSIG(status), err);
+            tracker__set(r->tr, t, FB_STATE_CRASHED, ti->at, -1, WTERMSIG(status), err);
             announce__task_state(r, t);
             display__task(r->disp, t);
         }
@@ -271,18 +271,18 @@ void supervisor__resolve_exit(struct run *r, size_t i)
     }
     if (p->process.adopted) {
         /* Not our child: its exit status is gone with the coordinator that was. */
-        tracker__set(r->tr, t, TS_CRASHED, now, -1, 0,
+        tracker__set(r->tr, t, FB_STATE_CRASHED, now, -1, 0,
                      "process ended without reporting a final state (adopted after a coordinator "
                      "restart)");
     } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-        tracker__set(r->tr, t, TS_DONE, now, 0, 0, NULL);
+        tracker__set(r->tr, t, FB_STATE_DONE, now, 0, 0, NULL);
     } else if (WIFEXITED(status)) {
         snprintf(err, sizeof err, "process exited with code %d", WEXITSTATUS(status));
-        tracker__set(r->tr, t, TS_FAILED, now, WEXITSTATUS(status), 0, err);
+        tracker__set(r->tr, t, FB_STATE_FAILED, now, WEXITSTATUS(status), 0, err);
     } else {
         snprintf(err, sizeof err, "killed by signal %d (%s)", WTERMSIG(status),
                  strsignal(WTERMSIG(status)));
-        tracker__set(r->tr, t, TS_CRASHED, now, -1, WTERMSIG(status), err);
+        tracker__set(r->tr, t, FB_STATE_CRASHED, now, -1, WTERMSIG(status), err);
     }
     announce__task_state(r, t);
     display__task(r->disp, t);
@@ -336,7 +336,7 @@ static void on_reaped(struct run *r, size_t i, int status)
         announce__task_state(r, t);
         return;
     }
-    if (tracker__terminal(tracker__task(r->tr, t)->state)) {
+    if (fb_state_is_final(tracker__task(r->tr, t)->state)) {
         supervisor__resolve_exit(r, t);
         return;
     }
@@ -405,17 +405,17 @@ void supervisor__interrupt(struct run *r, int why, const char *text)
     announce__stop(r);
     for (size_t t = 0; t < r->wf->n_tasks; t++) {
         const struct task_info *ti = tracker__task(r->tr, t);
-        if (tracker__terminal(ti->state))
+        if (fb_state_is_final(ti->state))
             continue;
         if (stopped)
-            stopped[t] = ti->state == TS_RUNNING ? STOPPED_RUNNING : STOPPED_WAITING;
+            stopped[t] = ti->state == FB_STATE_RUNNING ? STOPPED_RUNNING : STOPPED_WAITING;
         if (r->reactive)
             /* A reactive task has nothing left undone: it was stopped. */
-            tracker__set(r->tr, t, TS_STOPPED, now, -1, 0, text);
-        else if (ti->state == TS_RUNNING)
-            tracker__set(r->tr, t, why == -1 ? TS_TIMEOUT : TS_FAILED, now, -1, 0, text);
+            tracker__set(r->tr, t, FB_STATE_STOPPED, now, -1, 0, text);
+        else if (ti->state == FB_STATE_RUNNING)
+            tracker__set(r->tr, t, why == -1 ? FB_STATE_TIMEOUT : FB_STATE_FAILED, now, -1, 0, text);
         else
-            tracker__set(r->tr, t, TS_SKIPPED, now, -1, 0, text);
+            tracker__set(r->tr, t, FB_STATE_SKIPPED, now, -1, 0, text);
         display__task(r->disp, t);
     }
     /*
@@ -464,9 +464,9 @@ static void deadline_passed(struct run *r, size_t i)
         snprintf(err, sizeof err, "activation timed out after %g s", r->wf->tasks[t].timeout);
         output__note(r, i, err);
         supervisor__stop_proc(r, i, KILL_TIMEOUT);
-    } else if (tracker__task(r->tr, t)->state == TS_RUNNING) {
+    } else if (tracker__task(r->tr, t)->state == FB_STATE_RUNNING) {
         snprintf(err, sizeof err, "timed out after %g s", r->wf->tasks[t].timeout);
-        tracker__set(r->tr, t, TS_TIMEOUT, fb_clock_wall(), -1, 0, err);
+        tracker__set(r->tr, t, FB_STATE_TIMEOUT, fb_clock_wall(), -1, 0, err);
         display__task(r->disp, t);
         supervisor__stop_proc(r, t, KILL_TIMEOUT);
         supervisor__on_final(r, t);
