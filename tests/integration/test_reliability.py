@@ -85,6 +85,9 @@ class RetryTests(fbtest.BrokerTestCase):
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.communicate()
         self.assertEqual(proc.returncode, 0, out + err)
+        # The run's end does not order the recorder's copy of VICTIM's states
+        # (another connection): wait for its final one before reading them.
+        self.recorder.wait_state(run_id, "VICTIM", "done")
         states = self.states(run_id, "VICTIM")
         crashed = [s for s in states if s["state"] == "crashed"]
         self.assertTrue(crashed and crashed[0]["attempt"] == 1, states)
