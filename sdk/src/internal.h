@@ -29,7 +29,7 @@ char *str__dup(const char *s);
 
 /*
  * Publishes and confirms a terminal state written by the SDK itself ("failed";
- * "denied" from auth.c) with exit_code (< 0: null) and a one-line error, and
+ * "denied" from auth_require.c) with exit_code (< 0: null) and a one-line error, and
  * marks the task finished (even if the broker did not confirm) so that it
  * can no longer report done.
  */
@@ -38,7 +38,7 @@ enum fb_err task__end(fb_task *task, const char *state, int exit_code, const cha
 /*
  * paho_wake.c: how many of Paho's connects went through the SDK's connect,
  * which sets TCP_NODELAY before CONNECT. While it is 0 (FLOWBUS_PAHO_WAKE=0,
- * or Paho's threads were not recognised) bus.c finds the socket itself.
+ * or Paho's threads were not recognised) bus_addr.c finds the socket itself.
  * Thread-safe.
  */
 unsigned long paho_wake__connects(void);
@@ -48,7 +48,7 @@ fb_log_fn task__log_fn(const fb_task *task, void **ctx);
 
 /*
  * The state-typed form of task__end (task.c): publishes and confirms the
- * terminal state (FB_STATE_FAILED, or FB_STATE_DENIED from auth.c) with
+ * terminal state (FB_STATE_FAILED, or FB_STATE_DENIED from auth_require.c) with
  * exit_code (< 0: null) and a one-line error, and marks the task finished
  * the same way. task__end is this with the state's name.
  */
