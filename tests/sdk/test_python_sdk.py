@@ -214,6 +214,8 @@ class OneShot(PySdkTestCase):
         self.recorder.publish(gate, json.dumps({"state": "done"}).encode(), retain=True)
         code, _, err = self.finish(proc)
         self.assertEqual(code, 0, err)
+        # The process's exit does not order the recorder's deliveries: wait for "done".
+        self.recorder.wait_state(self.run_id, "T", "done", WAIT)
         self.assertEqual([s["state"] for s in self.states("T")], ["waiting", "running", "done"])
 
 
