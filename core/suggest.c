@@ -1,15 +1,48 @@
 /*
  * suggest.c - did-you-mean (see suggest.h).
  *
- * The edit distance is the model's (workflow__distance, core/model/diag.c),
- * so that a hint of `flowbus set` and one of the loader agree on what is
- * close.
+ * The one did-you-mean of flowbus: the loader's hints (core/model) and the
+ * command line's (`flowbus set`, `status`, ...) both come from here, so they
+ * agree on what is close.
  */
 #include "suggest.h"
-#include "workflow.h"
+
+#include <ctype.h>
+#include <stdint.h>
 
 #include <stdio.h>
 #include <string.h>
+
+/*
+ * Edit distance between a and b, ignoring case; strings longer than 64
+ * characters are never close (SIZE_MAX).
+ */
+static size_t distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    size_t row[65];
+
+    if (la > 64 || lb > 64)
+        return SIZE_MAX;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best =
+                diag + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
 
 const char *suggest__closest(const char *word, const char *const *candidates, size_t n, size_t max)
 {
@@ -22,7 +55,7 @@ const char *suggest__closest(const char *word, const char *const *candidates, si
          * skipping them keeps a check against thousands of names cheap. */
         if (other > len + max || len > other + max)
             continue;
-        d = workflow__distance(word, candidates[i]);
+        d = distance(word, candidates[i]);
         if (d < best) {
             best = d;
             found = candidates[i];

@@ -11,7 +11,7 @@
 
 /*
  * The first of the n candidates closest to word, ignoring case, if it is
- * within max edits (workflow__distance); else NULL.
+ * within max edits (case-insensitive edit distance); else NULL.
  */
 const char *suggest__closest(const char *word, const char *const *candidates, size_t n, size_t max);
 

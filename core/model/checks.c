@@ -8,6 +8,7 @@
  */
 #include "checks.h"
 #include "diag.h"
+#include "suggest.h"
 #include "graph.h"
 
 #include <jansson.h>
@@ -111,7 +112,7 @@ static void check_depends(const struct workflow *wf, struct wf_diags *diags)
                 for (size_t k = 0; names && k < wf->n_tasks; k++)
                     names[k] = wf->tasks[k].name;
             }
-            hint = names ? diag__suggest(d->name, names, wf->n_tasks) : NULL;
+            hint = names ? suggest__closest(d->name, names, wf->n_tasks, 2) : NULL;
             if (hint)
                 diag__error(diags, d->pos,
                             "task '%s' depends on unknown task '%s'; did you mean '%s'?", t->name,

@@ -151,55 +151,6 @@ out:
 
 /* ---------------------------------------------------------------- hints */
 
-size_t workflow__distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    size_t row[65];
-
-    if (la > 64 || lb > 64)
-        return SIZE_MAX;
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t best =
-                diag + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
-            if (up + 1 < best)
-                best = up + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    return row[lb];
-}
-
-const char *diag__suggest(const char *word, const char *const *candidates, size_t n)
-{
-    const char *best = NULL;
-    size_t best_d = 3;
-
-    size_t len = strlen(word);
-
-    for (size_t i = 0; i < n; i++) {
-        size_t other = strlen(candidates[i]), d;
-        /* Lengths that differ by more than 2 cannot be within distance 2;
-         * skipping them keeps a check against thousands of tasks cheap. */
-        if (other > len + 2 || len > other + 2)
-            continue;
-        d = workflow__distance(word, candidates[i]);
-        if (d < best_d) {
-            best_d = d;
-            best = candidates[i];
-        }
-    }
-    return best;
-}
-
 const char *diag__clip(const char *s, size_t max, char *buf)
 {
     size_t keep = max - 3;

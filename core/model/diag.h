@@ -34,7 +34,5 @@ void diag__sort(struct wf_diags *d);
 #define NAME_CLIP 80
 const char *diag__clip(const char *s, size_t max, char *buf);
 
-/* The closest of the n candidates to word within edit distance 2, or NULL. */
-const char *diag__suggest(const char *word, const char *const *candidates, size_t n);
 
 #endif

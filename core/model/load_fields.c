@@ -5,6 +5,7 @@
  * when that is not what was expected, and returns.
  */
 #include "diag.h"
+#include "suggest.h"
 #include "load.h"
 
 #include <ctype.h>
@@ -128,7 +129,7 @@ void load__read_fields(struct loader *L, struct ynode *map, const char *const *k
         for (k = 0; k < n_keys && strcmp(name, keys[k]); k++)
             ;
         if (k == n_keys) {
-            const char *hint = diag__suggest(name, keys, n_keys);
+            const char *hint = suggest__closest(name, keys, n_keys, 2);
             if (hint) {
                 diag__error(L->diags, pos_of(key), "unknown key '%s' in %s; did you mean '%s'?",
                             diag__clip(name, NAME_CLIP, clipped), where, hint);

@@ -210,11 +210,6 @@ char *workflow__to_json_text(const struct workflow *wf, json_t *extra);
  */
 int workflow__valid_var_name(const char *name);
 
-/*
- * Edit distance between a and b, ignoring case, for did-you-mean hints;
- * strings longer than 64 characters are never close (SIZE_MAX).
- */
-size_t workflow__distance(const char *a, const char *b);
 
 /* 1 if s is a valid run id: [A-Za-z0-9_-], 1-64 chars (it is an MQTT topic level). */
 int workflow__valid_run_id(const char *s);
