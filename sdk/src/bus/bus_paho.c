@@ -163,9 +163,18 @@ static void on_subscribe_ok(void *ctx, MQTTAsync_successData5 *resp)
     bus_subscribe__on_done(ctx, resp->token, ok);
 }
 
+/*
+ * A refusal by the broker carries its SUBACK reason code (>= 0x80). Paho also
+ * fails every subscribe still pending when the connection drops, with no
+ * reason code, and it can do so before the bus has seen the loss: that is
+ * "no answer" (-1), which fb_bus_subscribe waits out through the reconnect,
+ * not a refusal.
+ */
 static void on_subscribe_fail(void *ctx, MQTTAsync_failureData5 *resp)
 {
-    bus_subscribe__on_done(ctx, resp != NULL ? resp->token : -1, 0);
+    int refused = resp != NULL && resp->reasonCode >= MQTTREASONCODE_UNSPECIFIED_ERROR;
+
+    bus_subscribe__on_done(ctx, resp != NULL ? resp->token : -1, refused ? 0 : -1);
 }
 
 static void on_publish_ok(void *ctx, MQTTAsync_successData5 *resp)

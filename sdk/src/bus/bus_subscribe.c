@@ -16,7 +16,11 @@
 
 #include "bus_internal.h"
 
-/* With bus->mu held: 1 if the subscribe with this token completed; *ok tells how. */
+/*
+ * With bus->mu held: 1 if the subscribe with this token completed; *ok tells
+ * how: 1 confirmed, 0 refused by the broker, -1 failed without an answer
+ * (the connection dropped under it).
+ */
 static int sub_done(const fb_bus *bus, int token, int *ok)
 {
     unsigned i;
@@ -71,7 +75,7 @@ enum fb_err bus_subscribe__again(fb_bus *bus, double deadline)
         if (!done && err == FB_OK)
             log__emit(bus->log, bus->log_ctx, FB_LOG_ERROR, "no SUBACK from %s after the reconnect",
                       bus->url);
-        else if (done && !ok)
+        else if (done && ok == 0)
             log__emit(bus->log, bus->log_ctx, FB_LOG_ERROR,
                       "the broker refused a subscription after the reconnect");
     }
@@ -160,8 +164,10 @@ enum fb_err fb_bus_subscribe(fb_bus *bus, const char *const *filters, size_t n, 
             while (!sub_done(bus, token, &ok) && !bus->lost && bus->link_gen == gen &&
                    bus->link_up && bus__wait(bus, deadline) != ETIMEDOUT)
                 ;
-        if (err == FB_OK && sub_done(bus, token, &ok))
+        if (err == FB_OK && sub_done(bus, token, &ok) && ok >= 0)
             err = ok ? FB_OK : FB_ERR_SUBSCRIBE;
+        else if (err == FB_OK && sub_done(bus, token, &ok))
+            err = FB_ERR_LOST; /* no answer: the link dropped, see below */
         else if (bus->lost)
             err = FB_ERR_LOST;
         else if (bus->link_gen == gen && bus->link_up)
