@@ -362,6 +362,54 @@ const char *fb_name_rule(enum fb_name_kind kind)
     return "?";
 }
 
+/* The reserved names: exact names, then prefixes (a trailing '*'). */
+static const struct {
+    const char *name;
+    const char *why;
+} reserved[] = {
+    {"AUTH_TOKEN", "is the task's Attica token, given only by the workflow's env"},
+    {"PATH", "chooses which programs a command runs"},
+    {"IFS", "changes how the shell splits words"},
+    {"ENV", "names a file every POSIX shell runs at start"},
+    {"BASH_ENV", "names a file bash runs at start"},
+    {"SHELLOPTS", "sets options of every bash started"},
+    {"BASHOPTS", "sets options of every bash started"},
+    {"PS4", "is expanded (and can run commands) by a tracing shell"},
+    {"PROMPT_COMMAND", "is run by an interactive bash"},
+    {"CDPATH", "changes where cd goes"},
+    {"GLOBIGNORE", "changes what the shell's globs match"},
+    {"HOME", "changes which start-up files programs read"},
+    {"SHELL", "chooses the shell programs start"},
+    {"TMPDIR", "chooses where programs write temporary files"},
+    {"GCONV_PATH", "selects code that glibc loads"},
+    {"PERL5OPT", "passes options to every perl"},
+    {"PERL5LIB", "selects the modules perl loads"},
+    {"RUBYOPT", "passes options to every ruby"},
+    {"RUBYLIB", "selects the modules ruby loads"},
+    {"NODE_OPTIONS", "passes options to every node"},
+    {"NODE_PATH", "selects the modules node loads"},
+    {"LD_*", "selects the libraries every program loads"},
+    {"DYLD_*", "selects the libraries every program loads"},
+    {"PYTHON*", "changes what every python runs and loads"},
+    {"FLOWBUS_*", "is flowbus's own contract with the task"},
+};
+
+const char *fb_name_reserved(const char *name)
+{
+    size_t i;
+
+    if (name == NULL)
+        return NULL;
+    for (i = 0; i < sizeof reserved / sizeof reserved[0]; i++) {
+        const char *r = reserved[i].name;
+        size_t n = strlen(r);
+
+        if (r[n - 1] == '*' ? strncmp(name, r, n - 1) == 0 : strcmp(name, r) == 0)
+            return reserved[i].why;
+    }
+    return NULL;
+}
+
 /* ------------------------------------------------------------- log rate */
 
 int fb_rate_allow(fb_rate *rate, unsigned long limit, double now, unsigned long *dropped_before)

@@ -233,6 +233,24 @@ static void test_names(void)
     CHECK_CONTAINS(fb_name_rule(FB_NAME_TASK), "'-'");
 }
 
+static void test_reserved_names(void)
+{
+    CHECK(fb_name_reserved("AUTH_TOKEN") != NULL);
+    CHECK(fb_name_reserved("PATH") != NULL);
+    CHECK(fb_name_reserved("LD_PRELOAD") != NULL);
+    CHECK(fb_name_reserved("LD_") != NULL);
+    CHECK(fb_name_reserved("FLOWBUS_PASSWORD") != NULL);
+    CHECK(fb_name_reserved("PYTHONPATH") != NULL);
+    CHECK(fb_name_reserved("BASH_ENV") != NULL);
+    /* Whole names, case-sensitive: these are ordinary variables. */
+    CHECK(fb_name_reserved("PATHS") == NULL);
+    CHECK(fb_name_reserved("path") == NULL);
+    CHECK(fb_name_reserved("MY_PATH") == NULL);
+    CHECK(fb_name_reserved("ENVIRONMENT") == NULL);
+    CHECK(fb_name_reserved("OLD_PRELOAD") == NULL);
+    CHECK(fb_name_reserved(NULL) == NULL);
+}
+
 static void test_barrier_token(void)
 {
     char a[FB_TOPIC_MAX], b[FB_TOPIC_MAX];
@@ -287,6 +305,7 @@ int main(void)
     RUN(test_control);
     RUN(test_values);
     RUN(test_names);
+    RUN(test_reserved_names);
     RUN(test_barrier_token);
     RUN(test_rate);
     RUN(test_exit_codes);

@@ -222,6 +222,19 @@ FB_API int fb_name_valid(enum fb_name_kind kind, const char *s, size_t len);
 /* The rule of kind in words, for error messages ("use letters, digits and ..."). Static. */
 FB_API const char *fb_name_rule(enum fb_name_kind kind);
 
+/*
+ * Variable names a task may not output and `--set` may not target unless the
+ * workflow declares them for that purpose: a value under such a name would
+ * reach a downstream command's environment and change what it runs or whom it
+ * acts as (AUTH_TOKEN, PATH, IFS, ENV, BASH_ENV, LD_*, FLOWBUS_*, interpreter
+ * hooks like PYTHONPATH or NODE_OPTIONS). Returns a static phrase saying why
+ * ("selects the libraries every program loads"), or NULL when name is not
+ * reserved. The check is on the whole name and is case-sensitive, as the
+ * environment is. Names a workflow makes secret are reserved too, but only the
+ * loader knows them.
+ */
+FB_API const char *fb_name_reserved(const char *name);
+
 /* ------------------------------------------------------------------------ */
 /* The barrier                                                               */
 /* ------------------------------------------------------------------------ */
