@@ -10,6 +10,8 @@
  */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "access.h"
+#include "mask.h"
 #include "broker.h"
 #include "display.h"
 #include "graph.h"
@@ -29,10 +31,19 @@ void launch__context(struct run *r)
 {
     struct launch_context *lc = &r->window.lc;
 
+    /* A resumed run sets up its identities here; a new one has already (run.c). */
+    lc->refused = !identity__setup(r);
     lc->broker_url = r->res.broker ? broker__url(r->res.broker) : r->o->broker_url;
     lc->username = r->o->username;
     lc->password = r->o->password;
     lc->access = r->res.access;
+    /* Whatever a task prints goes through the coordinator's mask (output.c): it knows them all. */
+    mask__add(r->o->password);
+    for (size_t t = 0; r->res.access && t < r->wf->n_tasks; t++)
+        mask__add(access__password(r->res.access, (long)t));
+    for (size_t i = 0; i < r->wf->n_vars; i++)
+        if (r->wf->vars[i].secret)
+            mask__add(r->wf->vars[i].value);
     lc->die_with_parent = r->res.broker != NULL;
     lc->run_dir = r->res.run_dir;
     lc->cache_salt = r->res.cache_salt;
