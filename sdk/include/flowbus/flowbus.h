@@ -299,6 +299,18 @@ FB_API enum fb_err fb_task_open(const fb_task_options *opts, fb_task **out, char
  */
 FB_API enum fb_err fb_task_wait(fb_task *task, double timeout);
 
+/*
+ * Fills the connection fields of *opts (url, username, password, ca_file,
+ * cert_file, key_file) with the task's own, for a plugin that needs a
+ * second connection to the run's broker (mqtt-in, mqtt-out); the other
+ * fields are left as they are. The strings are owned by the task and valid
+ * until fb_task_free. The task's credentials come from the coordinator on
+ * a descriptor that fb_task_open has read and closed (docs/protocol.md
+ * "Credentials"): this is the only way to reach them afterwards, and a
+ * plugin must never pass them to a command it runs.
+ */
+FB_API void fb_task_bus_options(const fb_task *task, fb_bus_options *opts);
+
 /* The task's name and run id. Owned by the task. */
 FB_API const char *fb_task_name(const fb_task *task);
 FB_API const char *fb_task_run_id(const fb_task *task);

@@ -131,3 +131,15 @@ enum fb_err task_credentials__read(struct task_env *env, char *errbuf, size_t er
     explicit_bzero(buf, sizeof buf);
     return err;
 }
+
+void fb_task_bus_options(const fb_task *task, fb_bus_options *opts)
+{
+    if (task == NULL || opts == NULL)
+        return;
+    opts->url = task->env.broker;
+    opts->username = task->env.username;
+    opts->password = task->env.password;
+    opts->ca_file = task->env.tls_ca;
+    opts->cert_file = task->env.tls_cert;
+    opts->key_file = task->env.tls_key;
+}
