@@ -9,10 +9,10 @@ with read and write on flowbus/# added, as docs/security.md says to set it up.
   running as the same user can look: its parent's (the task process's) and
   the coordinator's /proc/<pid>/environ, mem and fd/, and its own environment.
   It then tries to publish VICTIM's output with whatever it found (and
-  anonymously). It finds nothing, and VICTIM's output is VICTIM's. The
-  command drops every capability first (setpriv): the tests run as root, and
+  anonymously). It finds nothing, and VICTIM's output is VICTIM's. That run
+  is started as the user nobody (setpriv): the tests run as root, and
   CAP_SYS_PTRACE reads any process's memory whatever it does (the threat is a
-  command of an ordinary user, docs/security.md).
+  command of the same ordinary user, docs/security.md).
 - A task's client id cannot be derived from the run, the task and the pid: a
   connection under those ids (with the coordinator's own credentials, which
   the attacker cannot have either) does not kick the task off.
@@ -55,11 +55,15 @@ while not os.path.exists(sys.argv[1]) and time.monotonic() < deadline:
     time.sleep(0.05)
 found = []     # texts that may hold credentials
 tried = []     # what each attempt came to
-def grab(path, mode="rb"):
+def grab(path):
+    # Non-blocking: a descriptor may be a pipe nobody writes to.
     try:
-        with open(path, mode) as f:
-            data = f.read(1 << 20)
-        found.append(data.decode("utf-8", "replace") if isinstance(data, bytes) else data)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            data = os.read(fd, 1 << 20)
+        finally:
+            os.close(fd)
+        found.append(data.decode("utf-8", "replace"))
         tried.append("read %s: %d bytes" % (path, len(data)))
     except OSError as e:
         tried.append("read %s: %s" % (path, e.strerror))
@@ -89,6 +93,7 @@ for pid in (task, coordinator):
 found.append("\n".join("%s=%s" % kv for kv in os.environ.items()))
 for fd in range(3, 64):
     try:
+        os.set_blocking(fd, False)
         found.append(os.read(fd, 4096).decode("utf-8", "replace"))
         tried.append("read fd %d" % fd)
     except OSError:
@@ -150,8 +155,7 @@ workflow:
       inputs: [GO, KEY]
       outputs: [FORGED]
       params:
-        argv: ["setpriv", "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all",
-               "--no-new-privs", "%(python)s", "%(evil)s", "%(ready)s"]
+        argv: ["%(python)s", "%(evil)s", "%(ready)s"]
     - name: VICTIM
       plugin: cmd
       inputs: [FORGED]
@@ -323,14 +327,24 @@ class TestIdentity(unittest.TestCase):
             proc.kill()
         proc.fb_reader.join(5)
         out = "".join(proc.fb_lines) + proc.stderr.read()
+        proc.stdout.close()
+        proc.stderr.close()
         self.outputs.append(out)
         return proc.returncode, out
 
     def test_a_task_cannot_find_nor_use_credentials_to_forge_another_tasks_output(self):
         run_id = "evil-%d" % os.getpid()
-        proc = fbrun.start(["run", self.workflow(WORKFLOW), "--broker", self.broker.url,
-                            "--run-id", run_id, "--json"],
-                           env=env_for({"FLOWBUS_TASK_IDENTITIES": "dynsec"}))
+        # Everything of the run, the coordinator included, runs as an ordinary user.
+        os.chmod(self.dir, 0o755)
+        path = self.workflow(WORKFLOW)
+        for name in os.listdir(self.dir):
+            os.chmod(os.path.join(self.dir, name), 0o644)
+        nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        proc = subprocess.Popen(nobody + fbrun.command() + [
+                                "run", path, "--broker", self.broker.url, "--run-id", run_id,
+                                "--json"], env=env_for({"FLOWBUS_TASK_IDENTITIES": "dynsec"}),
+                                cwd="/tmp", stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
         # While the run goes on, its task clients exist in the plugin.
         fbrun.read_json_until(proc, lambda e: e.get("task") == "EVIL" and
                               e.get("state") == "running", timeout=30)
