@@ -25,7 +25,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PROBE_WAIT 2.0   /* seconds the plugin has to answer in auto mode */
+/*
+ * Seconds the plugin has to answer in auto mode. Without the plugin nothing
+ * answers, so every run on such a broker waits this long: short, as a
+ * plugin answers in milliseconds; a broker far away wants dynsec mode.
+ */
+#define PROBE_WAIT 0.5
 #define REQUIRE_WAIT 10.0 /* ... when it is required */
 
 enum mode { MODE_AUTO, MODE_DYNSEC, MODE_SHARED, MODE_BAD };

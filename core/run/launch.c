@@ -31,8 +31,6 @@ void launch__context(struct run *r)
 {
     struct launch_context *lc = &r->window.lc;
 
-    /* A resumed run sets up its identities here; a new one has already (run.c). */
-    lc->refused = !identity__setup(r);
     lc->broker_url = r->res.broker ? broker__url(r->res.broker) : r->o->broker_url;
     lc->username = r->o->username;
     lc->password = r->o->password;
@@ -85,6 +83,17 @@ void launch__start(struct run *r, size_t i, int attempt)
     free(p->retry.final_json);
     p->retry.final_json = NULL;
     p->process.up_since = fb_clock_mono();
+    /*
+     * A new run set its identities up before it announced itself (run.c); a
+     * resumed one does it at its first start, after it has looked at every
+     * process it may adopt, which the plugin's answer must not delay.
+     */
+    if (!r->res.identities_set) {
+        r->window.lc.refused = !identity__setup(r);
+        r->window.lc.access = r->res.access;
+        for (size_t k = 0; r->res.access && k < r->wf->n_tasks; k++)
+            mask__add(access__password(r->res.access, (long)k));
+    }
     p->process.pid = launcher__spawn(&r->window.lc, t, p->worker, attempt, &p->out.fd);
     if (p->process.pid < 0) {
         snprintf(err, sizeof err, "cannot start %s: %s", r->wf->tasks[t].plugin_path,
