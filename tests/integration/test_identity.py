@@ -375,6 +375,26 @@ class TestIdentity(unittest.TestCase):
         # At the end of the run its clients and roles are gone.
         self.assertEqual(self.admin.names(run_id), ([], []))
 
+    def test_on_the_private_broker_a_task_finds_no_credentials_either(self):
+        # Fault 3 as found: the command read its task's FLOWBUS_PASSWORD in /proc/$PPID/environ.
+        os.chmod(self.dir, 0o755)
+        path = self.workflow(WORKFLOW)
+        for name in os.listdir(self.dir):
+            os.chmod(os.path.join(self.dir, name), 0o644)
+        nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        with open(self.ready, "w"):
+            pass  # nobody follows this run: EVIL need not wait
+        res = subprocess.run(nobody + fbrun.command() + ["run", path, "--json"],
+                             env=env_for({"TMPDIR": "/tmp"}), cwd="/tmp",
+                             stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                             timeout=90)
+        self.outputs.append(res.stdout + res.stderr)
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        self.assertIn("EVIL: read /proc/", res.stdout)
+        self.assertNotIn("EVIL password:", res.stdout, res.stdout)
+        self.assertIn('"name":"FORGED","value":"0"', res.stdout)
+        self.assertIn('"name":"V","value":"written-by-VICTIM"', res.stdout)
+
     def test_a_task_cannot_be_kicked_off_under_a_client_id_derived_from_its_names(self):
         run_id = "kick-%d" % os.getpid()
         proc = fbrun.start(["run", self.workflow(SLOW_WORKFLOW), "--broker", self.broker.url,
