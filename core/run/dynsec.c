@@ -256,9 +256,31 @@ out:
     return ok;
 }
 
-/* The names in answer's data.<key> that belong to run_id. */
-static size_t collect(const json_t *answer, const char *key, const char *prefix, json_t *cmds,
-                      const char *del, const char *field)
+/* Which names go: those of one run (prefix), or of the runs gone says. */
+struct selection {
+    const char *prefix; /* "flowbus.<run>." or NULL */
+    dynsec_gone_fn gone;
+    void *ctx;
+};
+
+static int selected(const struct selection *sel, const char *name)
+{
+    size_t len = strlen(ACCESS_DYNSEC_PREFIX);
+    char run[FB_NAME_MAX + 1];
+    const char *dot;
+
+    if (sel->prefix)
+        return strncmp(name, sel->prefix, strlen(sel->prefix)) == 0;
+    if (strncmp(name, ACCESS_DYNSEC_PREFIX, len) != 0 || !(dot = strchr(name + len, '.')) ||
+        (size_t)(dot - name - (long)len) > FB_NAME_MAX)
+        return 0;
+    snprintf(run, sizeof run, "%.*s", (int)(dot - name - (long)len), name + len);
+    return sel->gone(sel->ctx, run);
+}
+
+/* The names in answer's data.<key> that sel takes, as delete commands in cmds. */
+static size_t collect(const json_t *answer, const char *key, const struct selection *sel,
+                      json_t *cmds, const char *del, const char *field)
 {
     size_t i, n = 0;
     json_t *name;
@@ -268,7 +290,7 @@ static size_t collect(const json_t *answer, const char *key, const char *prefix,
         const char *s = json_string_value(name);
         json_t *c;
 
-        if (!s || strncmp(s, prefix, strlen(prefix)) != 0)
+        if (!s || !selected(sel, s))
             continue;
         c = command(del);
         json_object_set_new(c, field, json_string(s));
@@ -278,15 +300,13 @@ static size_t collect(const json_t *answer, const char *key, const char *prefix,
     return n;
 }
 
-int dynsec__remove_run(struct dynsec *d, const char *run_id, size_t *removed, char *err,
-                       size_t errlen)
+static int remove_selected(struct dynsec *d, const struct selection *sel, size_t *removed,
+                           char *err, size_t errlen)
 {
     json_t *list = json_array(), *answers = NULL, *cmds = json_array(), *done = NULL;
-    char prefix[ACCESS_USER_MAX];
     int ok = 0;
 
     *removed = 0;
-    snprintf(prefix, sizeof prefix, "%s%s.", ACCESS_DYNSEC_PREFIX, run_id);
     for (int k = 0; list && k < 2; k++) {
         json_t *c = command(k ? "listRoles" : "listClients");
         json_object_set_new(c, "count", json_integer(-1));
@@ -297,9 +317,9 @@ int dynsec__remove_run(struct dynsec *d, const char *run_id, size_t *removed, ch
     if (!answers || failed(answers, NULL, err, errlen))
         goto out;
     /* Clients first: a role still held by a client cannot go. */
-    *removed = collect(json_array_get(answers, 0), "clients", prefix, cmds, "deleteClient",
+    *removed = collect(json_array_get(answers, 0), "clients", sel, cmds, "deleteClient",
                        "username");
-    collect(json_array_get(answers, 1), "roles", prefix, cmds, "deleteRole", "rolename");
+    collect(json_array_get(answers, 1), "roles", sel, cmds, "deleteRole", "rolename");
     if (json_array_size(cmds) == 0) {
         ok = 1;
         goto out;
@@ -313,6 +333,24 @@ out:
     json_decref(cmds);
     json_decref(list);
     return ok;
+}
+
+int dynsec__remove_run(struct dynsec *d, const char *run_id, size_t *removed, char *err,
+                       size_t errlen)
+{
+    char prefix[ACCESS_USER_MAX];
+    struct selection sel = {prefix, NULL, NULL};
+
+    snprintf(prefix, sizeof prefix, "%s%s.", ACCESS_DYNSEC_PREFIX, run_id);
+    return remove_selected(d, &sel, removed, err, errlen);
+}
+
+int dynsec__remove_gone(struct dynsec *d, dynsec_gone_fn gone, void *ctx, size_t *removed,
+                        char *err, size_t errlen)
+{
+    struct selection sel = {NULL, gone, ctx};
+
+    return remove_selected(d, &sel, removed, err, errlen);
 }
 
 void dynsec__close(struct dynsec *d)

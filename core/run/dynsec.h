@@ -34,6 +34,16 @@ int dynsec__create(struct dynsec *d, const struct access *a, char *err, size_t e
 int dynsec__remove_run(struct dynsec *d, const char *run_id, size_t *removed, char *err,
                        size_t errlen);
 
+/* Says whether the clients and roles of run_id go (1) or stay (0). */
+typedef int (*dynsec_gone_fn)(void *ctx, const char *run_id);
+
+/*
+ * Deletes the clients and roles of every run of flowbus on the broker for
+ * which gone says so (`flowbus gc`); *removed counts the clients. 0 on failure.
+ */
+int dynsec__remove_gone(struct dynsec *d, dynsec_gone_fn gone, void *ctx, size_t *removed,
+                        char *err, size_t errlen);
+
 /* Closes the connection. Accepts NULL. */
 void dynsec__close(struct dynsec *d);
 

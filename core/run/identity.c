@@ -108,6 +108,18 @@ void identity__teardown(struct run *r)
     char err[512] = "";
     size_t removed = 0;
 
+    /*
+     * A resumed run that started nothing has no connection to the plugin yet,
+     * but the coordinator before it (killed: it could not clean up) left the
+     * tasks' identities there: open one to remove them, if the plugin answers.
+     */
+    if (!r->res.broker && !r->res.identities_set && r->o->resume && r->res.took_over &&
+        r->o->broker_url &&
+        mode_of(r->o->task_identities ? r->o->task_identities
+                                      : getenv("FLOWBUS_TASK_IDENTITIES")) != MODE_SHARED)
+        r->res.dynsec = dynsec__open(r->o->broker_url, r->o->username, r->o->password,
+                                     PROBE_WAIT, err, sizeof err);
+
     if (r->res.dynsec && !dynsec__remove_run(r->res.dynsec, r->run_id, &removed, err, sizeof err))
         log_printf(FB_LOG_WARN,
                    "could not remove the run's task clients from the dynamic security plugin "

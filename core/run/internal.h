@@ -129,6 +129,7 @@ struct resources {
     struct access *access; /* the tasks' users: the private broker's, or the dynsec plugin's */
     struct dynsec *dynsec; /* the plugin's admin connection (external broker), or NULL */
     int identities_set;    /* identity__setup ran */
+    int took_over;         /* launch__context ran: this coordinator owns the run's processes */
     int sigfd;             /* SIGCHLD, SIGINT, SIGTERM, SIGHUP; -1 if none */
     char run_dir[256];     /* private (0700) directory of the run: the permission cache */
     char cache_salt[40];

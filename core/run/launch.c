@@ -31,6 +31,7 @@ void launch__context(struct run *r)
 {
     struct launch_context *lc = &r->window.lc;
 
+    r->res.took_over = 1;
     lc->broker_url = r->res.broker ? broker__url(r->res.broker) : r->o->broker_url;
     lc->username = r->o->username;
     lc->password = r->o->password;

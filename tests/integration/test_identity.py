@@ -424,6 +424,38 @@ class TestIdentity(unittest.TestCase):
         # The task's ids end with 64 random bits.
         self.assertRegex(self.broker.log(), r"as fb-%s-SLOW-[0-9a-f]{16} " % re.escape(run_id))
 
+    def test_a_killed_coordinators_identities_are_removed_by_resume_and_gc(self):
+        run_id = "killed-%d" % os.getpid()
+        env = env_for({"FLOWBUS_TASK_IDENTITIES": "dynsec"})
+        proc = fbrun.start(["run", self.workflow(SLOW_WORKFLOW), "--broker", self.broker.url,
+                            "--run-id", run_id, "--json"], env=env)
+        fbrun.read_json_until(proc, lambda e: e.get("task") == "SLOW" and
+                              e.get("state") == "running", timeout=30)
+        os.kill(proc.pid, 9)
+        out, err = fbrun.finish(proc)
+        self.outputs.append(out + err)
+        left, _ = self.admin.names(run_id)
+        self.assertEqual(len(left), 3, left)  # nobody could remove them
+        res = fbrun.run(["resume", run_id, "--broker", self.broker.url], env=env, timeout=60)
+        self.outputs.append(res.stdout + res.stderr)
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        # The resumer removed the run's identities, its predecessor's included.
+        self.assertEqual(self.admin.names(run_id), ([], []))
+        # What a coordinator that could not clean up leaves of a finished run, gc removes;
+        # a run it does not know may be starting: its identities stay.
+        for name in ("flowbus.%s.GHOST.0badc0de" % run_id, "flowbus.nosuchrun.X.0badc0de"):
+            self.assertNotIn("error", self.admin.ask({"command": "createRole", "rolename": name}))
+            self.assertNotIn("error", self.admin.ask({"command": "createClient", "username": name,
+                                                      "password": os.urandom(8).hex(),
+                                                      "roles": [{"rolename": name}]}))
+        res = fbrun.run(["gc", "--broker", self.broker.url], env=env, timeout=60)
+        self.outputs.append(res.stdout + res.stderr)
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        self.assertIn("removed 1 task clients of finished runs", res.stdout)
+        self.assertEqual(self.admin.names(run_id), ([], []))
+        self.assertEqual(self.admin.names("nosuchrun"), (["flowbus.nosuchrun.X.0badc0de"],
+                                                         ["flowbus.nosuchrun.X.0badc0de"]))
+
     def test_without_the_plugins_rights_the_run_is_refused_or_warned_about(self):
         # A user that is not the plugin's admin: create one with flowbus/# only.
         self.assertNotIn("error", self.admin.ask({"command": "createRole", "rolename": "plain",
