@@ -184,6 +184,38 @@ workflow:
 """
 
 
+PLUGINS_WORKFLOW = """
+workflow:
+  name: "identities-plugins"
+  env:
+    TEXT: "hello"
+  tasks:
+    - name: SHOUT
+      plugin: shout
+      inputs: [TEXT]
+      outputs: [SHOUTED]
+    - name: UPPER
+      plugin: upper
+      inputs: [SHOUTED]
+      outputs: [UP]
+    - name: END
+      plugin: end
+      inputs: [UP]
+"""
+
+POOL_WORKFLOW = """
+workflow:
+  name: "identities-pool"
+  mode: reactive
+  tasks:
+    - name: POOL
+      plugin: cmd
+      inputs: [N]
+      params: {command: 'echo "$N $FLOWBUS_WORKER" >> pool.log'}
+      execution: {workers: 2, queue: 1000}
+"""
+
+
 class DynsecBroker(fbtest.Broker):
     """A mosquitto with the dynamic security plugin; ADMIN administers it and may use flowbus/#."""
 
@@ -423,6 +455,46 @@ class TestIdentity(unittest.TestCase):
         self.assertNotIn("crashed", states)
         # The task's ids end with 64 random bits.
         self.assertRegex(self.broker.log(), r"as fb-%s-SLOW-[0-9a-f]{16} " % re.escape(run_id))
+
+    def test_shell_and_python_plugins_connect_with_their_own_identity(self):
+        run_id = "plugins-%d" % os.getpid()
+        res = fbrun.run(["run", self.workflow(PLUGINS_WORKFLOW), "--broker", self.broker.url,
+                         "--run-id", run_id], env=env_for({"FLOWBUS_TASK_IDENTITIES": "dynsec"}),
+                        timeout=60)
+        self.outputs.append(res.stdout + res.stderr)
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        self.assertEqual(self.admin.retained_value(run_id, "UP"), "HELLO!")
+        for task in ("SHOUT", "UPPER", "END"):
+            self.assertRegex(self.broker.log(),
+                             r"u'flowbus\.%s\.%s\.[0-9a-f]{8}'" % (re.escape(run_id), task))
+
+    def test_a_worker_pool_takes_its_events_with_its_own_identity(self):
+        run_id = "pool-%d" % os.getpid()
+        cwd = tempfile.mkdtemp(prefix="fbtest-pool-")
+        self.addCleanup(shutil.rmtree, cwd, True)
+        proc = fbrun.start(["up", self.workflow(POOL_WORKFLOW), "--broker", self.broker.url,
+                            "--run-id", run_id, "--json"], cwd=cwd,
+                           env=env_for({"FLOWBUS_TASK_IDENTITIES": "dynsec"}))
+        seen = set()
+        fbrun.read_json_until(proc, lambda e: e.get("task") == "POOL" and
+                              seen.add(e.get("pid")) is None and len(seen) >= 2, timeout=30)
+        for n in range(1, 21):
+            self.admin.client.publish(fbtest.var_topic(run_id, "N"), str(n), qos=1, retain=True)
+        log = os.path.join(cwd, "pool.log")
+        deadline = time.monotonic() + 30
+        lines = []
+        while len(lines) < 20 and time.monotonic() < deadline:  # the workers append to a file
+            if os.path.exists(log):
+                with open(log) as f:
+                    lines = f.read().splitlines()
+            time.sleep(0.05)
+        self.assertEqual(sorted(int(line.split()[0]) for line in lines), list(range(1, 21)))
+        self.admin.client.publish("flowbus/%s/control" % run_id, b'{"cmd":"stop"}', qos=1,
+                                  retain=True)
+        out, err = fbrun.finish(proc, timeout=30)
+        self.outputs.append(out + err)
+        self.assertEqual(proc.returncode, 0, out + err)
+        self.assertEqual(self.admin.names(run_id), ([], []))
 
     def test_a_killed_coordinators_identities_are_removed_by_resume_and_gc(self):
         run_id = "killed-%d" % os.getpid()
