@@ -6,8 +6,9 @@
  * the workflow's `secret: true` values and the per-task passwords it
  * generated. Every line flowbus prints (log_printf), every task line it
  * forwards to a log topic (run/output.c), every message it receives before
- * the tracker, the display or --json see it (run/loop.c) and every line
- * `flowbus logs` prints goes through mask__apply, which replaces each
+ * the tracker, the display or --json see it (run/loop.c), and every
+ * message a client command (`flowbus logs`, status) reads (view_read.c,
+ * cli/session.c) goes through mask__apply, which replaces each
  * secret by "***". Values shorter than MASK_MIN characters are not
  * secrets worth masking (they would mangle ordinary text and protect
  * nothing), as in the SDK (sdk/src/task/task_log.c).

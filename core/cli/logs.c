@@ -11,7 +11,6 @@
 #include "commands.h"
 #include "format.h"
 #include "log.h"
-#include "mask.h"
 #include "session.h"
 #include "suggest.h"
 #include "view.h"
@@ -91,7 +90,6 @@ static void print_state(struct follow *f, const struct view_task *t)
     used = used < sizeof line ? used : sizeof line - 1;
     while (used > 0 && line[used - 1] == ' ')
         line[--used] = '\0';
-    mask__string(line); /* a third-party plugin's error may hold a secret this process knows */
     puts(line);
     fflush(stdout);
 }
@@ -126,11 +124,7 @@ static int follow_cb(void *ctx, struct view *vw, const fb_msg *m, enum view_chan
     if (!rv || strcmp(rv->run_id, f->o->run_id) != 0)
         return SESSION_KEEP_WATCHING;
     if (c == VIEW_LOG && selected(f, ev->task) && m->len) {
-        char *text = strdup(m->payload);
-        /* A line a plugin published itself, unmasked, still shows no secret of ours. */
-        mask__string(text);
-        printf("[%s] %s\n", ev->task, text ? text : "");
-        free(text);
+        printf("[%s] %s\n", ev->task, m->payload);
         fflush(stdout);
     } else if (c == VIEW_TASK && selected(f, ev->task)) {
         const struct view_task *t = view__task(rv, ev->task);
@@ -161,16 +155,13 @@ static void print_errors(const struct follow *f, const struct run_view *rv)
         char exit_buf[32];
         if (!selected(f, t->key.name) || !t->reported || !t->report.info.error)
             continue;
-        char *error = strdup(t->report.info.error);
         format__exit(t, exit_buf, sizeof exit_buf);
-        mask__string(error);
         printf("[%s] %s%s%s%s: %s\n", t->key.name, fb_state_name(t->report.info.state),
                strcmp(exit_buf, "-") == 0            ? ""
                : isdigit((unsigned char)exit_buf[0]) ? " (exit "
                                                      : " (",
                strcmp(exit_buf, "-") ? exit_buf : "", strcmp(exit_buf, "-") ? ")" : "",
-               error ? error : "");
-        free(error);
+               t->report.info.error);
     }
     log_printf(FB_LOG_INFO,
                "log lines are not kept on the broker; `flowbus logs %s -f` "

@@ -49,11 +49,11 @@ static enum mode mode_of(const char *text)
 static void warn_shared(const struct run *r, const char *why)
 {
     log_printf(FB_LOG_WARN,
-               "SECURITY: every task of this run connects to %s as %s%s%s%s: a task can publish "
+               "SECURITY: every task of this run connects to %s %s%s%s%s: a task can publish "
                "any other task's outputs and states and act as the coordinator. Give this user "
                "the dynamic security plugin's admin rights for per-task identities, or set "
                "FLOWBUS_TASK_IDENTITIES=dynsec to refuse such runs (docs/security.md)",
-               r->o->broker_url, r->o->username ? "user " : "no user name",
+               r->o->broker_url, r->o->username ? "as user " : "anonymously",
                r->o->username ? r->o->username : "", why ? " because " : "", why ? why : "");
 }
 

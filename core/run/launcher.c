@@ -316,6 +316,7 @@ pid_t launcher__spawn(const struct launch_context *ctx, size_t t, int worker, in
         err = EACCES;
         goto out_env;
     }
+    errno = 0;
     if (!build_env(ctx, task, worker, attempt, &env) ||
         !credentials_pipe(ctx, (long)t, &cred_fd)) {
         err = errno ? errno : ENOMEM;
