@@ -102,6 +102,11 @@ static int credentials_pipe(const struct launch_context *ctx, long t, int *out)
     *out = -1;
     if (!user && !pass)
         return 1;
+    /* One option a line: a newline in either would start another option. */
+    if ((user && strchr(user, '\n')) || (pass && strchr(pass, '\n'))) {
+        errno = EINVAL;
+        return 0;
+    }
     n = snprintf(text, sizeof text, "%s%s%s%s%s", user ? "-u " : "", user ? user : "",
                  user ? "\n" : "", pass ? "-P " : "", pass ? pass : "");
     /* A pipe takes 64 KiB before a write blocks: the text always fits. */
