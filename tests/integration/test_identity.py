@@ -19,7 +19,11 @@ with read and write on flowbus/# added, as docs/security.md says to set it up.
 - Everything on flowbus/#, everything flowbus printed (console and --json) and
   `flowbus logs` hold no secret: the broker password, AUTH_TOKEN, a
   `secret: true` value.
-- The run's dynsec clients and roles exist while it runs and are gone after.
+- The run's dynsec clients and roles exist while it runs and are gone after,
+  also after a coordinator killed with SIGKILL (resume, then gc).
+- The same EVIL finds nothing on the private broker either; the shell and
+  Python plugins and a worker pool's shared subscriptions work with their
+  own identities.
 """
 
 import json
@@ -308,6 +312,13 @@ class AdminClient:
         self.client.disconnect()
 
 
+def as_ordinary_user():
+    """The command prefix that runs a run as an ordinary user: nobody when the tests run as root
+    (whose CAP_SYS_PTRACE reads any process), else the tests' own user."""
+    return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] \
+        if os.geteuid() == 0 else []
+
+
 def env_for(extra=None):
     return fbrun.clean_env(dict({"FLOWBUS_USERNAME": ADMIN, "FLOWBUS_PASSWORD": ADMIN_PASSWORD,
                                  "FLOWBUS_TEST_TOKEN": TOKEN, "FLOWBUS_TEST_SECRET": SECRET},
@@ -371,7 +382,7 @@ class TestIdentity(unittest.TestCase):
         path = self.workflow(WORKFLOW)
         for name in os.listdir(self.dir):
             os.chmod(os.path.join(self.dir, name), 0o644)
-        nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        nobody = as_ordinary_user()
         proc = subprocess.Popen(nobody + fbrun.command() + [
                                 "run", path, "--broker", self.broker.url, "--run-id", run_id,
                                 "--json"], env=env_for({"FLOWBUS_TASK_IDENTITIES": "dynsec"}),
@@ -399,6 +410,10 @@ class TestIdentity(unittest.TestCase):
         self.assertEqual(self.admin.retained_value(run_id, "V"), "written-by-VICTIM", out)
         self.assertNotIn("EVIL password:", out, out)
         self.assertIn("EVIL: read /proc/", out)  # it did look
+        # Both its task and the coordinator are non-dumpable: closed to a same-user command.
+        self.assertEqual(len(re.findall(r"EVIL: read /proc/\d+/environ: Permission denied", out)), 2,
+                         out)
+        self.assertEqual(len(re.findall(r"EVIL: read /proc/\d+/mem: Permission denied", out)), 2, out)
         # Its secret input was masked where it printed it.
         self.assertIn("EVIL knows the secret ***", out)
         code, text = self.finish_logs(logs)
@@ -413,7 +428,7 @@ class TestIdentity(unittest.TestCase):
         path = self.workflow(WORKFLOW)
         for name in os.listdir(self.dir):
             os.chmod(os.path.join(self.dir, name), 0o644)
-        nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        nobody = as_ordinary_user()
         with open(self.ready, "w"):
             pass  # nobody follows this run: EVIL need not wait
         res = subprocess.run(nobody + fbrun.command() + ["run", path, "--json"],
@@ -423,6 +438,8 @@ class TestIdentity(unittest.TestCase):
         self.outputs.append(res.stdout + res.stderr)
         self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
         self.assertIn("EVIL: read /proc/", res.stdout)
+        self.assertEqual(len(re.findall(r"EVIL: read /proc/\d+/environ: Permission denied",
+                                        res.stdout)), 2, res.stdout)
         self.assertNotIn("EVIL password:", res.stdout, res.stdout)
         self.assertIn('"name":"FORGED","value":"0"', res.stdout)
         self.assertIn('"name":"V","value":"written-by-VICTIM"', res.stdout)
