@@ -192,6 +192,7 @@ void wf_diags_free(struct wf_diags *diags)
     diags->n_errors = 0;
 }
 
+/* file is the path as given, escaped like the messages: a diagnostic is one line. */
 static void print_diag(FILE *out, const char *file, const struct wf_diag *d)
 {
     const char *sev = d->severity == WF_ERROR ? "error" : "warning";
@@ -206,9 +207,15 @@ void wf_diags_print(const struct wf_diags *diags, const char *file, void *stream
 {
     FILE *out = stream;
     const struct wf_diag **order = NULL;
+    char *shown = NULL;
 
     if (!diags || !out || diags->n == 0)
         goto out;
+    shown = strdup(file ? file : "");
+    if (shown)
+        shown = escape_message(shown);
+    if (shown)
+        file = shown;
     order = malloc(diags->n * sizeof *order);
     if (!order) {
         /* Without memory to sort, the stored order (which the loader already
@@ -224,6 +231,7 @@ void wf_diags_print(const struct wf_diags *diags, const char *file, void *stream
         print_diag(out, file, order[i]);
 out:
     free(order);
+    free(shown);
 }
 
 /* ---------------------------------------------------------------- hints */

@@ -452,12 +452,14 @@ static void test_control_characters(void)
     CHECK_ERROR(d, 4, 55, "task '\\e[31mRED' depends on unknown task 'X\\tY'");
     CHECK_ERROR(d, 5, 42, "'O\\x85K' in 'outputs' of task 'C' is not a valid variable name");
     CHECK(messages_clean(&d));
+    /* Printed, one line each, the file's name escaped too. */
     out = open_memstream(&printed, &size);
-    wf_diags_print(&d, "t.yaml", out);
+    wf_diags_print(&d, "t\n.yaml", out);
     fclose(out);
     for (size_t i = 0; printed && printed[i]; i++)
         lines += printed[i] == '\n';
     CHECK(lines == d.n);
+    CHECK_CONTAINS(printed, "t\\n.yaml:3:14: error: task name 'A\\nB' is not valid");
     free(printed);
     wf_diags_free(&d);
 
