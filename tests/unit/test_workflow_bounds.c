@@ -12,7 +12,8 @@
  *   goes deeper (200,000 levels of [[[ took two minutes);
  * - numeric fields are bounded (workers: 20000000 was accepted);
  * - reserved names (AUTH_TOKEN, PATH, LD_*...) and secrets' names are refused
- *   as outputs, and as --set targets that env: does not declare;
+ *   as outputs, and as --set targets or reactive inputs that env: does not
+ *   declare;
  * - names with control characters give one clean line, the characters
  *   escaped, a NUL included ("A\0B" was reported as "A").
  *
@@ -398,6 +399,31 @@ static void test_reserved_outputs(void)
     wf_diags_free(&d);
 }
 
+/*
+ * In a reactive run an input nobody sets is fed from outside; a reserved one
+ * would let whoever publishes it choose a command's LD_PRELOAD, so it must
+ * come from env:.
+ */
+static void test_reserved_reactive_inputs(void)
+{
+    struct wf_diags d;
+    struct workflow *wf = load("workflow:\n"
+                               "  mode: reactive\n"
+                               "  env: {PATH: \"/usr/bin:/bin\"}\n"
+                               "  tasks:\n"
+                               "    - {name: A, plugin: start, inputs: [LD_PRELOAD, PATH, IN]}\n",
+                               &d);
+
+    CHECK(wf == NULL);
+    CHECK(d.n_errors == 1);
+    CHECK_ERROR(d, 5, 41,
+                "input 'LD_PRELOAD' of task 'A' is a reserved name (it selects the libraries "
+                "every program loads) that env: does not declare: only the outside could set "
+                "it");
+    CHECK_WARNING(d, 5, 59, "input 'IN' of task 'A' is set by no task and not in env");
+    wf_diags_free(&d);
+}
+
 static void test_reserved_set_targets(void)
 {
     struct wf_diags d;
@@ -510,6 +536,7 @@ int main(int argc, char **argv)
     RUN_IF(test_depth_200k);
     RUN_IF(test_numeric_bounds);
     RUN_IF(test_reserved_outputs);
+    RUN_IF(test_reserved_reactive_inputs);
     RUN_IF(test_reserved_set_targets);
     RUN_IF(test_control_characters);
     cleanup_scratch();
