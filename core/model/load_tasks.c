@@ -217,7 +217,7 @@ static json_t *node_to_json(struct loader *L, struct ynode *n, int depth, const 
             }
             if (json_object_getn(out, key->u.value, key->len)) {
                 diag__error(L->diags, pos_of(key), "duplicate key '%s' in %s",
-                            diag__clip(scalar(key), NAME_CLIP, clipped), where);
+                            diag__quote(key->u.value, key->len, NAME_CLIP, clipped), where);
                 goto fail;
             }
             v = node_to_json(L, value, depth + 1, where);

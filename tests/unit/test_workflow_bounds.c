@@ -503,6 +503,16 @@ static void test_control_characters(void)
         CHECK(messages_clean(&d));
         wf_diags_free(&d);
     }
+    {
+        static const char key[] =
+            "workflow:\n"
+            "  tasks:\n"
+            "    - {name: A, plugin: start, params: {\"k\\0x\": 1, \"k\\0x\": 2}}\n";
+        wf = load(key, &d);
+        CHECK(wf == NULL);
+        CHECK_ERROR(d, 3, 52, "duplicate key 'k\\0x' in 'params' of task 'A'");
+        wf_diags_free(&d);
+    }
 }
 
 /* 1 if test is to run: all of them without arguments, else those named. */
