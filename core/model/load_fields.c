@@ -1,9 +1,8 @@
 /*
  * load_fields.c - the loader's readers of single fields: the node budget that
- * every walk goes through, typed scalars (booleans, numbers, bounded
- * integers and durations),
- * strings, and mappings with a fixed set of keys. Each reports what it found
- * when that is not what was expected, and returns.
+ * every walk goes through, typed scalars (booleans, numbers, bounded integers
+ * and durations), strings, and mappings with a fixed set of keys. Each
+ * reports what it found when that is not what was expected, and returns.
  */
 #include "diag.h"
 #include "suggest.h"

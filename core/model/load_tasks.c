@@ -1,9 +1,9 @@
 /*
  * load_tasks.c - reads the workflow's `tasks:` list: each task's name and
  * plugin (looked up through the options), inputs and outputs (no reserved
- * name nor secret's name among the outputs), params
- * (converted to JSON the way YAML's core schema reads scalars), depends_on,
- * execution and permissions; each task goes into the name index as it is read.
+ * name nor secret's name among the outputs), params (converted to JSON the
+ * way YAML's core schema reads scalars), depends_on, execution (its numbers
+ * bounded) and permissions; each task goes into the name index as it is read.
  */
 #include "diag.h"
 #include "load.h"
