@@ -228,6 +228,15 @@ struct workflow *workflow__load_buffer(const char *file, const char *text_, size
     have_parser = 1;
     L.wf = wf;
     wf->file = strdup(file);
+    /* The same bound as a file's (load_file.c), for whoever hands a buffer in. */
+    if (len > WF_MAX_FILE_SIZE) {
+        struct wf_pos start = {1, 1};
+        diag__error(L.diags, start,
+                    "the workflow is %zu bytes, over the limit of %d MiB (%d bytes) for a "
+                    "workflow file",
+                    len, WF_MAX_FILE_SIZE >> 20, WF_MAX_FILE_SIZE);
+        goto out;
+    }
     yaml_parser_set_input_string(&parser, (const unsigned char *)text_, len);
     if (!document__compose(&parser, &doc)) {
         syntax_error(&L, &parser, text_, len);

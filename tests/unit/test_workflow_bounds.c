@@ -160,7 +160,8 @@ static void test_size_bound(void)
     check_file_refused(big, "the file is 16777217 bytes, over the limit of 16 MiB (16777216 "
                             "bytes) for a workflow file");
 
-    /* Exactly the limit: a workflow padded with a comment loads. */
+    /* Exactly the limit: a workflow padded with a comment loads, from a file
+     * and from a buffer; one byte more is refused from a buffer too. */
     text = malloc(limit);
     CHECK(text != NULL);
     if (!text)
@@ -173,6 +174,23 @@ static void test_size_bound(void)
     CHECK(fd >= 0 && write(fd, text, limit) == (ssize_t)limit);
     if (fd >= 0)
         close(fd);
+    memset(&d, 0, sizeof d);
+    wf = workflow__load_buffer("t.yaml", text, limit, NULL, &d);
+    CHECK(wf != NULL && d.n == 0);
+    workflow__free(wf);
+    wf_diags_free(&d);
+    {
+        char *more = realloc(text, limit + 1);
+        CHECK(more != NULL);
+        if (more) {
+            text = more;
+            text[limit] = '\n';
+            wf = workflow__load_buffer("t.yaml", text, limit + 1, NULL, &d);
+            CHECK(wf == NULL && d.n == 1);
+            CHECK_ERROR(d, 1, 1, "the workflow is 16777217 bytes, over the limit of 16 MiB");
+            wf_diags_free(&d);
+        }
+    }
     free(text);
     wf = load_path(edge, &d);
     CHECK(wf != NULL && d.n == 0);
