@@ -41,6 +41,10 @@ struct frame {
 
 struct scan {
     struct emit_source *src;
+    const char *text;
+    size_t len;
+    size_t *lines; /* offset of each line's start */
+    size_t n_lines;
     struct anchor *anchors;
     size_t n_anchors, cap_anchors;
     struct extent *extents;
@@ -235,6 +239,99 @@ static void note_scalar(struct scan *S, const char *path, const char *value, siz
     }
 }
 
+/* The text of line i, without its newline. */
+static const char *line_at(const struct scan *S, size_t i, size_t *n)
+{
+    size_t end = i + 1 < S->n_lines ? S->lines[i + 1] - 1 : S->len;
+
+    *n = end - S->lines[i];
+    return S->text + S->lines[i];
+}
+
+/* Keeps a folded block's lines (struct emit_folded); a form it cannot keep is not kept. */
+static void note_folded(struct scan *S, const char *path, const yaml_event_t *ev)
+{
+    struct emit_source *src = S->src;
+    struct emit_folded *f;
+    const char *rest = "", *p;
+    long task = split_path(path, &rest);
+    size_t l1 = ev->start_mark.line, l2 = ev->end_mark.line, n, indent = 0, last = l1;
+    char *body = NULL;
+    size_t body_len = 0;
+    char header[4] = {0};
+
+    if (task == -2 || l1 >= S->n_lines || strlen((const char *)ev->data.scalar.value) !=
+                                             ev->data.scalar.length)
+        return;
+    p = line_at(S, l1, &n);
+    for (size_t i = 0, col = 0; i < n; i++)
+        if (((unsigned char)p[i] & 0xC0) != 0x80 && col++ == ev->start_mark.column) {
+            size_t k = 0;
+            while (i + k < n && k < 3 && p[i + k] != ' ' && p[i + k] != '\r')
+                k++;
+            memcpy(header, p + i, k);
+            /* Only the header alone on its line: no indentation digit, no comment. */
+            while (i + k < n && (p[i + k] == ' ' || p[i + k] == '\r'))
+                k++;
+            if (i + k < n)
+                return;
+            break;
+        }
+    if (strcmp(header, ">") != 0 && strcmp(header, ">-") != 0)
+        return;
+    /* The content: from the next line to the last non-blank one before the end mark. */
+    for (size_t i = l1 + 1; i < S->n_lines && i <= l2; i++) {
+        size_t k = 0;
+        p = line_at(S, i, &n);
+        while (k < n && p[k] == ' ')
+            k++;
+        if (k == n || (k + 1 == n && p[k] == '\r'))
+            continue;
+        if (!indent)
+            indent = k;
+        if (k < indent)
+            break;
+        last = i;
+    }
+    if (!indent)
+        return;
+    for (size_t i = l1 + 1; i <= last; i++) {
+        const char *line = line_at(S, i, &n);
+        char *bigger;
+        if (n && line[n - 1] == '\r')
+            n--;
+        /* A blank line may be shorter than the indentation. */
+        line = n > indent ? line + indent : line + n;
+        n = n > indent ? n - indent : 0;
+        bigger = realloc(body, body_len + n + 2);
+        if (!bigger) {
+            free(body);
+            S->failed = 1;
+            return;
+        }
+        body = bigger;
+        memcpy(body + body_len, line, n);
+        body_len += n;
+        body[body_len++] = '\n';
+        body[body_len] = 0;
+    }
+    f = realloc(src->folded, (src->n_folded + 1) * sizeof *f);
+    if (!f) {
+        free(body);
+        S->failed = 1;
+        return;
+    }
+    src->folded = f;
+    f = &f[src->n_folded++];
+    f->task = task;
+    f->path = strdup(rest);
+    f->value = strdup((const char *)ev->data.scalar.value);
+    f->header = strdup(header);
+    f->body = body;
+    if (!f->path || !f->value || !f->header || !f->body)
+        S->failed = 1;
+}
+
 /* The path of the node that starts now, registering it as an anchor when it is a key or item. */
 static char *node_path(struct scan *S, yaml_mark_t at, const yaml_event_t *ev, int *is_key)
 {
@@ -287,6 +384,8 @@ static void on_event(struct scan *S, const yaml_event_t *ev)
             if (!is_key)
                 note_scalar(S, path, (const char *)ev->data.scalar.value, ev->data.scalar.length,
                             ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE);
+            if (!is_key && ev->data.scalar.style == YAML_FOLDED_SCALAR_STYLE)
+                note_folded(S, path, ev);
             else if (!strcmp(path, ".workflow.name"))
                 S->src->has_name = 1;
             S->extents = grow(S->extents, &S->cap_extents, S->n_extents, sizeof *S->extents);
@@ -493,6 +592,20 @@ int emit_source__scan(const char *text, size_t len, struct emit_source *src)
     int have_parser = 0, ok = 0, done = 0;
 
     S.src = src;
+    S.text = text;
+    S.len = len;
+    S.lines = malloc(sizeof *S.lines);
+    if (!S.lines)
+        goto out;
+    S.lines[S.n_lines++] = 0;
+    for (size_t i = 0; i < len; i++)
+        if (text[i] == '\n' && i + 1 < len) {
+            size_t *more = realloc(S.lines, (S.n_lines + 1) * sizeof *more);
+            if (!more)
+                goto out;
+            S.lines = more;
+            S.lines[S.n_lines++] = i + 1;
+        }
     if (!yaml_parser_initialize(&parser))
         goto out;
     have_parser = 1;
@@ -514,6 +627,7 @@ out:
         free(S.anchors[i].path);
     free(S.anchors);
     free(S.extents);
+    free(S.lines);
     for (size_t i = 0; i < S.depth; i++) {
         free(S.stack[i].path);
         free(S.stack[i].pending);
@@ -546,6 +660,22 @@ void emit_source__free(struct emit_source *src)
         free(src->env[i].raw);
     }
     free(src->env);
+    for (size_t i = 0; i < src->n_folded; i++) {
+        free(src->folded[i].path);
+        free(src->folded[i].value);
+        free(src->folded[i].header);
+        free(src->folded[i].body);
+    }
+    free(src->folded);
+}
+
+const struct emit_folded *emit_source__folded(const struct emit_source *src, long task,
+                                              const char *path)
+{
+    for (size_t i = 0; src && i < src->n_folded; i++)
+        if (src->folded[i].task == task && !strcmp(src->folded[i].path, path))
+            return &src->folded[i];
+    return NULL;
 }
 
 long emit_source__task(const struct emit_source *src, const char *name)

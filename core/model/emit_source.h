@@ -31,6 +31,19 @@ struct emit_env_entry {
     int secret; /* written {value: ..., secret: true} */
 };
 
+/*
+ * A string the file wrote as a folded block (`>` or `>-`): the canonical layout
+ * has no rule that would fold a long line where its author did, so an
+ * unchanged one is written again with the author's line breaks.
+ */
+struct emit_folded {
+    long task;
+    char *path;
+    char *value;  /* as the parser read it */
+    char *header; /* ">" or ">-" */
+    char *body;   /* the content lines, their common indentation removed, each ending in '\n' */
+};
+
 struct emit_source {
     char *header; /* the comment lines before the first content line, verbatim; NULL if none */
     char *footer; /* those after the last one */
@@ -40,6 +53,8 @@ struct emit_source {
     size_t n_tasks;
     struct emit_env_entry *env;
     size_t n_env;
+    struct emit_folded *folded;
+    size_t n_folded;
     int has_name; /* workflow: has a name: key */
 };
 
@@ -54,6 +69,10 @@ void emit_source__free(struct emit_source *src);
 
 /* The file's task index whose name is name, or -1. */
 long emit_source__task(const struct emit_source *src, const char *name);
+
+/* The folded string at this anchor, or NULL. */
+const struct emit_folded *emit_source__folded(const struct emit_source *src, long task,
+                                              const char *path);
 
 /* The entry of env: called name, or NULL. */
 const struct emit_env_entry *emit_source__env(const struct emit_source *src, const char *name);

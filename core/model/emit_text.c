@@ -3,8 +3,8 @@
  * (emit_text.h).
  *
  * A string stays plain only when every YAML reader reads it back as the same
- * string: a conservative set of characters (letters, digits, _ . / - and
- * single inner spaces), starting with a letter, '_' or '/', and none of the
+ * string: a conservative set of characters (letters, digits, _ . / - = + $ ( )
+ * and single inner spaces), starting with a letter, '_' or '/', and none of the
  * words YAML 1.1 or 1.2 read as booleans or null (yes, on, n, null...). So
  * `10`, `1.0`, `yes`, `on`, `null`, `: x`, `#`, leading spaces and the like
  * are quoted. Quotes are double unless the string holds '"' or '\' and no
@@ -97,7 +97,8 @@ int emit_text__plain_ok(const char *s, size_t len)
     for (size_t i = 0; i < len; i++) {
         c = (unsigned char)s[i];
         if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-            c == '_' || c == '.' || c == '/' || c == '-')
+            c == '_' || c == '.' || c == '/' || c == '-' || c == '=' || c == '+' || c == '$' ||
+            c == '(' || c == ')')
             continue;
         if (c == ' ' && s[i + 1] != ' ')
             continue;

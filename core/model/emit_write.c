@@ -258,19 +258,43 @@ static int multiline(const json_t *v)
     return json_is_string(v) && memchr(json_string_value(v), '\n', json_string_length(v));
 }
 
+/* The file's folded block for the current path, when v is still its value. */
+static const struct emit_folded *folded(const struct writer *w, const json_t *v)
+{
+    const struct emit_folded *f;
+
+    if (!json_is_string(v) || !w->src)
+        return NULL;
+    f = emit_source__folded(w->src, w->task_src, w->path.s ? w->path.s : "");
+    return f && strlen(f->value) == json_string_length(v) && !strcmp(f->value, json_string_value(v))
+               ? f
+               : NULL;
+}
+
 static int literal(const json_t *v)
 {
     return multiline(v) && emit_text__literal_ok(json_string_value(v), json_string_length(v));
 }
 
+/* 1 if v is written as a block scalar, whose header line cannot end in a comment. */
+static int block_scalar(const struct writer *w, const json_t *v)
+{
+    return literal(v) || folded(w, v) != NULL;
+}
+
 /* The width of v in flow style, or -1 when it cannot be written so (a multi-line string). */
-static long flow_width(const json_t *v, int real_dot, long limit)
+/*
+ * The width of v in flow style, or -1 when it cannot be written so: it holds
+ * a multi-line string or a folded block kept from the file (the current path
+ * is v's; it is walked along).
+ */
+static long flow_width(struct writer *w, const json_t *v, int real_dot, long limit)
 {
     struct sbuf b = {0};
     long n = 0;
     const char *key;
     const json_t *item;
-    size_t i;
+    size_t i, at;
 
     if (json_is_object(v)) {
         n = 2;
@@ -278,7 +302,9 @@ static long flow_width(const json_t *v, int real_dot, long limit)
             long k;
             emit_write__pop(&b, 0);
             emit_text__string(&b, key, strlen(key));
-            k = flow_width(item, real_dot, limit);
+            at = emit_write__push_key(&w->path, key);
+            k = flow_width(w, item, real_dot, limit);
+            emit_write__pop(&w->path, at);
             if (k < 0 || b.failed)
                 n = -1;
             if (n < 0 || (n += (long)b.len + 2 + k + (n > 2 ? 2 : 0)) > limit)
@@ -287,13 +313,16 @@ static long flow_width(const json_t *v, int real_dot, long limit)
     } else if (json_is_array(v)) {
         n = 2;
         json_array_foreach (v, i, item) {
-            long k = flow_width(item, real_dot, limit);
+            long k;
+            at = emit_write__push_index(&w->path, i);
+            k = flow_width(w, item, real_dot, limit);
+            emit_write__pop(&w->path, at);
             if (k < 0)
                 n = -1;
             if (n < 0 || (n += k + (i ? 2 : 0)) > limit)
                 break;
         }
-    } else if (multiline(v)) {
+    } else if (multiline(v) || folded(w, v)) {
         n = -1;
     } else {
         emit_text__scalar(&b, v, real_dot);
@@ -396,6 +425,22 @@ static void write_after(struct writer *w, const json_t *v, int ind, int real_dot
     int collection = (json_is_object(v) && json_object_size(v) > 0) ||
                      (json_is_array(v) && json_array_size(v) > 0);
 
+    const struct emit_folded *f = folded(w, v);
+
+    if (f) {
+        emit_write__put(w, " ", 1);
+        emit_write__span(w);
+        emit_write__put(w, f->header, strlen(f->header));
+        emit_write__newline(w);
+        for (const char *p = f->body; *p;) {
+            const char *nl = strchr(p, '\n');
+            if (nl > p)
+                emit_write__indent(w, ind);
+            emit_write__put(w, p, (size_t)(nl - p) + 1);
+            p = nl + 1;
+        }
+        return;
+    }
     if (literal(v)) {
         emit_write__put(w, " ", 1);
         emit_write__span(w);
@@ -404,7 +449,7 @@ static void write_after(struct writer *w, const json_t *v, int ind, int real_dot
     }
     if (collection) {
         long room = EMIT_WIDTH - (long)column(w) - 1;
-        long width = comments_inside(w) ? -1 : flow_width(v, real_dot, room);
+        long width = comments_inside(w) ? -1 : flow_width(w, v, real_dot, room);
         if (width >= 0 && width <= room) {
             emit_write__put(w, " ", 1);
             write_flow(w, v, real_dot);
@@ -425,7 +470,7 @@ static void write_after(struct writer *w, const json_t *v, int ind, int real_dot
 /* `key: value` on a new line at ind; the key's path is pushed by the caller. */
 static void write_entry(struct writer *w, int ind, const char *key, const json_t *v, int real_dot)
 {
-    emit_write__anchor(w, ind, literal(v));
+    emit_write__anchor(w, ind, block_scalar(w, v));
     emit_write__indent(w, ind);
     emit_write__span(w);
     write_key(w, key);
@@ -436,17 +481,17 @@ static void write_entry(struct writer *w, int ind, const char *key, const json_t
 /* `- value` on a new line at ind; the item's path is pushed by the caller. */
 void emit_write__item(struct writer *w, int ind, const json_t *v, int real_dot, int block)
 {
-    emit_write__anchor(w, ind, literal(v));
+    emit_write__anchor(w, ind, block_scalar(w, v));
     if (json_is_object(v) && json_object_size(v) > 0) {
         long room = EMIT_WIDTH - ind - 2;
-        long width = block || comments_inside(w) ? -1 : flow_width(v, real_dot, room);
+        long width = block || comments_inside(w) ? -1 : flow_width(w, v, real_dot, room);
         if ( width < 0 || width > room) {
             /* A block mapping: its first key on the dash's line, so its
              * comments come before that line. */
             void *iter = json_object_iter((json_t *)v);
             const char *key = json_object_iter_key(iter);
             size_t at = emit_write__push_key(&w->path, key);
-            int lit = literal(json_object_iter_value(iter));
+            int lit = block_scalar(w, json_object_iter_value(iter));
             emit_write__anchor(w, ind, lit);
             emit_write__pop(&w->path, at);
             emit_write__indent(w, ind);
