@@ -226,8 +226,14 @@ static void real_text(char *buf, size_t size, double d, int real_dot)
         if (strtod(buf, NULL) == d)
             break;
     }
-    if (real_dot && !strpbrk(buf, ".eEn"))
+    /* YAML 1.1 reads a float only with a dot in it: 1.0e+300, not 1e+300. */
+    if (strchr(buf, 'e') && !strchr(buf, '.')) {
+        char *e = strchr(buf, 'e');
+        memmove(e + 2, e, strlen(e) + 1);
+        memcpy(e, ".0", 2);
+    } else if (real_dot && !strpbrk(buf, ".n")) {
         strncat(buf, ".0", size - strlen(buf) - 1);
+    }
 }
 
 void emit_text__scalar(struct sbuf *b, const json_t *v, int real_dot)

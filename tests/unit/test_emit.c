@@ -243,6 +243,15 @@ static void test_scalars_stay_strings(void)
             CHECK(0);
         }
     }
+    /* Our loader reads plain yes, on, y as strings, YAML 1.1 readers as booleans: quoted. */
+    {
+        static const char *const yaml11[] = {"yes", "no", "on", "off", "y", "N"};
+        for (size_t i = 0; i < sizeof yaml11 / sizeof yaml11[0]; i++) {
+            char quoted[32];
+            snprintf(quoted, sizeof quoted, ": \"%s\"\n", yaml11[i]);
+            CHECK_CONTAINS(text, quoted);
+        }
+    }
     /* Multi-line strings are literal blocks where they can be. */
     CHECK_CONTAINS(text, "|\n");
     CHECK_CONTAINS(text, "# not a comment");
