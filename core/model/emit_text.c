@@ -122,8 +122,10 @@ int emit_text__literal_ok(const char *s, size_t len)
         size_t at = i;
         long c = next_char(s, len, &i);
         if (c == '\n') {
-            /* A line of blanks only reads back as an empty line or as indentation. */
-            if (at > line_start && only_blank)
+            /* A line of blanks only reads back as an empty line or as
+             * indentation; a blank at the end of a line is one an editor
+             * strips, changing the value. */
+            if (at > line_start && (only_blank || s[at - 1] == ' ' || s[at - 1] == '\t'))
                 return 0;
             line_start = i;
             only_blank = 1;
@@ -134,7 +136,7 @@ int emit_text__literal_ok(const char *s, size_t len)
         if (c != ' ' && c != '\t')
             only_blank = 0;
     }
-    if (len > line_start && only_blank)
+    if (len > line_start && (only_blank || s[len - 1] == ' ' || s[len - 1] == '\t'))
         return 0;
     /* Two or more final newlines would need `|+`, which would also keep the
      * blank line between tasks: such a string is written double-quoted. */

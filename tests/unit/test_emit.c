@@ -302,7 +302,11 @@ static void test_short_lists_flow_long_lists_block(void)
     free(text);
     /* Three do. */
     json_array_clear(outs);
-    json_array_extend(outs, json_pack("[s, s, s]", "A", "B", "C"));
+    {
+        json_t *abc = json_pack("[s, s, s]", "A", "B", "C");
+        json_array_extend(outs, abc);
+        json_decref(abc);
+    }
     json_array_clear(long_inputs);
     json_array_append_new(long_inputs, json_string("A"));
     text = emit_ok(m, NULL, "lists.yaml");
@@ -383,6 +387,7 @@ static void test_added_task_is_one_block(void)
     CHECK_STR(removed, source);
     /* Removing T3: only its block (with its comment) goes. */
     free(removed);
+    free(run);
     json_array_remove(json_object_get(m, "tasks"), 3);
     removed = emit_ok(m, source, "ten.yaml");
     run = removed ? inserted_run(removed, source) : NULL;
