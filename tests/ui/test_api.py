@@ -291,10 +291,43 @@ class TestWorkflows(ApiTestCase):
         status, _, _ = self.ui.request("GET", "/api/graph/none.yaml")
         self.assertEqual(status, 404)
 
-    def test_format_is_501_until_the_writer_is_built_in(self):
-        status, _, body = self.ui.request("POST", "/api/format", {"model": {}})
-        self.assertEqual(status, 501)
-        self.assertIn("not available", body["error"])
+    def test_format_model_to_canonical_yaml_and_save(self):
+        _, _, got = self.ui.request("GET", "/api/workflows/split.yaml")
+        # Unchanged: the file's own text comes back, and saving it writes nothing.
+        status, _, body = self.ui.request("POST", "/api/format",
+                                          {"model": got["model"], "file": "split.yaml"})
+        self.assertEqual(status, 200, body)
+        self.assertTrue(body["unchanged"])
+        self.assertEqual(body["yaml"], SPLIT)
+        # An edit in the model: canonical YAML that validates and saves.
+        model = got["model"]
+        model["tasks"][1]["params"]["command"] = "echo X=5"
+        status, _, body = self.ui.request("POST", "/api/format",
+                                          {"model": model, "file": "split.yaml"})
+        self.assertEqual(status, 200, body)
+        self.assertTrue(body["valid"], body)
+        self.assertFalse(body["unchanged"])
+        self.assertIn("echo X=5", body["yaml"])
+        status, _, saved = self.ui.request("PUT", "/api/workflows/split.yaml",
+                                           {"yaml": body["yaml"]},
+                                           headers={"If-Match": got["etag"]})
+        self.assertEqual(status, 200, saved)
+        self.assertTrue(saved["written"])
+        code, lines = validate_cli(os.path.join(self.wf, "split.yaml"))
+        self.assertEqual(code, 0, lines)
+        # A model the loader refuses: the text, with diagnostics at line:col.
+        model["tasks"][3]["inputs"] = ["X", "NOWHERE"]
+        status, _, body = self.ui.request("POST", "/api/format", {"model": model})
+        self.assertEqual(status, 200, body)
+        self.assertFalse(body["valid"])
+        self.assertTrue(any(d["line"] > 0 and "NOWHERE" in d["message"]
+                            for d in body["diagnostics"]), body)
+        # A model of the wrong shape: 422, with JSON paths.
+        status, _, body = self.ui.request("POST", "/api/format", {"model": {"tasks": "x"}})
+        self.assertEqual(status, 422, body)
+        self.assertTrue(body["diagnostics"] and "path" in body["diagnostics"][0])
+        status, _, _ = self.ui.request("POST", "/api/format", {"yaml": "x"})
+        self.assertEqual(status, 400)
 
     def test_unknown_route_and_method(self):
         status, _, _ = self.ui.request("GET", "/api/nothing")
