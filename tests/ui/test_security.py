@@ -228,6 +228,17 @@ class TestHostAndOrigin(SecurityTestCase):
         self.assertEqual(status, 403)
 
 
+    def test_allow_origin_adds_one_origin(self):
+        ui = self.server(broker=self.broker,
+                         extra_args=["--allow-origin", "http://localhost:5173"])
+        status, _, _ = ui.request("POST", "/api/validate", {"yaml": SPLIT},
+                                  headers={"Origin": "http://localhost:5173"})
+        self.assertEqual(status, 200)
+        status, _, _ = ui.request("POST", "/api/validate", {"yaml": SPLIT},
+                                  headers={"Origin": "http://localhost:5174"})
+        self.assertEqual(status, 403)
+
+
 class TestConfinement(SecurityTestCase):
     def test_traversal_and_absolute_paths(self):
         outside = os.path.join(self.dir, "outside.yaml")
