@@ -416,6 +416,8 @@ class TestRuns(ApiTestCase):
                           "END": "done"})
         self.assertEqual({v["name"]: v["value"] for v in body["vars"]}["Z"], "12")
         self.assertTrue(body["started_here"])
+        self.assertEqual(body["model"]["name"], "split join")
+        self.assertEqual(len(body["model"]["tasks"]), 5)
         status, _, listed = self.ui.request("GET", "/api/runs")
         self.assertEqual(status, 200)
         self.assertIn(run_id, [r["run_id"] for r in listed["runs"]])
