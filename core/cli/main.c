@@ -39,7 +39,8 @@ static const char usage_main[] =
     "  validate FILE   check a workflow without running it\n"
     "  graph FILE      print the workflow's graph (Mermaid or DOT)\n"
     "  resume RUN      take over a run whose coordinator died (external broker)\n"
-    "  gc              remove the retained topics of finished runs from a broker\n"
+    "  gc              remove leftovers: dead processes' temporary directories, and\n"
+    "                  the retained topics of finished runs on a broker\n"
     "  status [RUN]    the runs on a broker, or one run and its tasks\n"
     "  set RUN VAR=V   publish variables of a live run\n"
     "  logs RUN [-f]   a run's error lines, or follow its log and states live\n"
@@ -417,10 +418,9 @@ static int cmd_gc(int argc, char **argv)
         fprintf(stderr, "flowbus: gc takes no arguments\n\n%s", gc__usage);
         return FB_EXIT_INVALID;
     }
-    if (!o.broker_url || !*o.broker_url) {
-        fprintf(stderr, "flowbus: gc needs a broker: --broker URL or FLOWBUS_BROKER\n");
-        return FB_EXIT_INVALID;
-    }
+    /* Without a broker gc removes only the local leftovers (gc.c). */
+    if (o.broker_url && !*o.broker_url)
+        o.broker_url = NULL;
     o.username = getenv("FLOWBUS_USERNAME");
     o.password = getenv("FLOWBUS_PASSWORD");
     return gc__main(&o);
