@@ -291,6 +291,39 @@ class FromOutside(ValuesTestCase):
         self.assertEqual(values, [b"0"])
 
 
+class ReactiveFromOutside(ValuesTestCase):
+    """The issue's case: values published into a running reactive flow (`flowbus up`)."""
+
+    def test_oversize_and_nul_values_fire_no_activation(self):
+        import signal
+        rid = "values-up-%d" % os.getpid()
+        proc = fbrun.start(["up", fbrun.workflow("reactive-echo.yaml"), "--broker",
+                            self.broker.url, "--run-id", rid], cwd=self.dir, env=self.env)
+        self.addCleanup(lambda: proc.poll() is None and os.killpg(proc.pid, signal.SIGKILL))
+        for task in ("ECHO", "SINK"):
+            self.recorder.wait_state(rid, task, "waiting", timeout=15)
+        x, log = fbtest.var_topic(rid, "X"), "flowbus/%s/tasks/ECHO/log" % rid
+        lines = lambda: [e.payload.decode("utf-8", "replace") for e in self.recorder.on_topic(log)]
+        self.recorder.publish(x, b"y" * 300000, retain=True)
+        self.recorder.publish(x, b"a\x00b", retain=True)
+        self.recorder.publish(x, b"small", retain=True)
+        got = self.recorder.wait_for(lambda ev: self.recorder.on_topic(fbtest.var_topic(rid, "Y"))
+                                     or None, timeout=15)
+        self.assertTrue(got)
+        # Only the good value fired ECHO: the two others were refused, each with a warning.
+        self.assertEqual([e.payload for e in self.recorder.on_topic(fbtest.var_topic(rid, "Y"))],
+                         [b"got-small"])
+        self.assertTrue([l for l in lines() if "value of X refused: 300000 bytes, over the "
+                         "limit of 262144" in l], lines())
+        self.assertTrue([l for l in lines() if "value of X refused: it contains a NUL byte"
+                         in l], lines())
+        self.recorder.publish("flowbus/%s/control" % rid, b'{"cmd":"stop"}', retain=True)
+        out, err = fbrun.finish(proc, timeout=20)
+        self.assertEqual(proc.returncode, 0, out + err)
+        states = [e.json() for e in self.recorder.on_topic(fbtest.state_topic(rid, "ECHO"))]
+        self.assertEqual(max(s.get("activation", 0) for s in states), 1)
+
+
 class ReservedNames(ValuesTestCase):
     """LD_PRELOAD, PATH, AUTH_TOKEN... never become a task's environment from a value."""
 
