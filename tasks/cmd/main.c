@@ -75,10 +75,10 @@
 static const struct plugin_info info = {
     .name = "cmd",
     .manifest =
-        "{\"name\":\"cmd\",\"description\":\"Runs a command; its KEY=VALUE stdout lines set "
-        "outputs\",\"inputs\":[],\"outputs\":[],\"params\":{"
+        "{\"name\":\"cmd\",\"description\":\"Runs a command; the KEY=VALUE lines it writes to "
+        "$FLOWBUS_OUTPUT (or prints) set outputs\",\"inputs\":[],\"outputs\":[],\"params\":{"
         "\"command\":{\"type\":\"string\",\"default\":null,\"description\":\"run by /bin/sh -c; "
-        "inputs are environment variables\"},"
+        "inputs are environment variables and files in $FLOWBUS_INPUTS_DIR\"},"
         "\"argv\":{\"type\":\"array\",\"default\":null,\"description\":\"program and arguments, "
         "exec'd without a shell (instead of command)\"},"
         "\"env\":{\"type\":\"object\",\"default\":{},\"description\":\"extra environment "
