@@ -378,6 +378,14 @@ class ReservedNames(ValuesTestCase):
             self.assertIn("'%s' is reserved" % name, res.stderr)
         self.assertEqual(self.recorder.on_topic(fbtest.var_topic("some-run", "PATH")), [])
 
+    def test_flowbus_set_of_a_value_over_the_limit_is_refused_before_publishing(self):
+        env = dict(self.env, FLOWBUS_MAX_VALUE="10")
+        res = fbrun.run(["set", "some-run", "X=0123456789a", "--broker", self.broker.url],
+                        cwd=self.dir, env=env)
+        self.assertEqual(res.returncode, 2, res.stderr)
+        self.assertIn("the value of X is 11 bytes, over the limit of 10 bytes", res.stderr)
+        self.assertEqual(self.recorder.on_topic(fbtest.var_topic("some-run", "X")), [])
+
 
 if __name__ == "__main__":
     unittest.main()
