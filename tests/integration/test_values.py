@@ -342,6 +342,8 @@ class ReservedNames(ValuesTestCase):
                                                  'echo "FILE=$(cat "$FLOWBUS_INPUTS_DIR/PATH")"'})
         proc = fbtest.run([fbtest.bin_path("flowbus-cmd")], env, timeout=20)
         self.assertEqual(proc.returncode, 0, proc.stderr)
+        # The exit does not order the recorder's deliveries; done follows the outputs.
+        self.recorder.wait_state(rid, "T", "done", timeout=10)
         seen = [e.payload.decode() for e in self.recorder.on_topic(fbtest.var_topic(rid, "SEEN"))]
         self.assertEqual(len(seen), 1)
         self.assertEqual(seen[0], "unset:" + os.environ["PATH"])

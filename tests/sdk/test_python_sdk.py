@@ -174,6 +174,8 @@ class OneShot(PySdkTestCase):
         self.set_var("TEXT", "ok")
         code, _, err = self.finish(proc)
         self.assertEqual(code, 0, err)
+        # The exit does not order the recorder's deliveries; done follows the outputs.
+        self.recorder.wait_state(self.run_id, "T", "done", WAIT)
         self.assertEqual(self.var_payloads("OUT"), [b"OK"])
 
     def test_an_exception_is_failed_with_its_message(self):
