@@ -254,6 +254,26 @@ out:
     return rc;
 }
 
+/*
+ * 1 if name is a secret input: listed in FLOWBUS_SECRETS (docs/protocol.md),
+ * the inputs the coordinator put in our environment rather than on the bus.
+ */
+static int is_secret(const char *name)
+{
+    const char *list = getenv("FLOWBUS_SECRETS"), *p = list;
+    size_t n = strlen(name);
+
+    while (p && *p) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+
+        if (len == n && strncmp(p, name, n) == 0)
+            return 1;
+        p = comma ? comma + 1 : NULL;
+    }
+    return 0;
+}
+
 /* What exec counts for argv and the environment: each string, its NUL and its pointer. */
 static size_t exec_size(const struct command *c)
 {
@@ -294,7 +314,8 @@ static void fit_exec_limit(fb_task *task, struct command *c)
         for (i = 0; i < fb_task_input_count(task); i++) {
             const char *name = fb_task_input_name(task, i), *v;
 
-            if (!fb_task_input(task, name) || !(v = env_value(c, name)))
+            /* A secret is in the environment only: it stays, whatever its size. */
+            if (!fb_task_input(task, name) || is_secret(name) || !(v = env_value(c, name)))
                 continue;
             if (!largest || strlen(v) > largest_len)
                 largest = name, largest_len = strlen(v);
@@ -318,12 +339,11 @@ int params__add_inputs(fb_task *task, struct command *c, const struct workdir *w
     for (i = 0; i < fb_task_input_count(task); i++) {
         const char *name = fb_task_input_name(task, i);
         const char *value = fb_task_input(task, name), *why;
-        /* A NULL value is a secret input: it is already in our environment, and stays off disk. */
-        const char *seen = value ? value : getenv(name);
 
-        if (seen && !c->newline_input && strchr(seen, '\n'))
+        if (value && !c->newline_input && strchr(value, '\n'))
             c->newline_input = name;
-        if (!value)
+        /* A secret input is already in our environment (inherited), and stays off disk. */
+        if (!value || is_secret(name))
             continue;
         if (workdir__write_input(w, name, value, strlen(value), err, errlen) != 0)
             return -1;

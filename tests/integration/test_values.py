@@ -324,6 +324,29 @@ class ReactiveFromOutside(ValuesTestCase):
         self.assertEqual(max(s.get("activation", 0) for s in states), 1)
 
 
+class SecretInputs(ValuesTestCase):
+    def test_a_secret_input_is_in_the_environment_only_never_on_disk(self):
+        path = self.write("secret.yaml", """workflow:
+  name: secret
+  env:
+    PLAIN: "visible"
+    PASS: {value: "s3cret-value-9", secret: true}
+  tasks:
+    - name: "A"
+      plugin: "cmd"
+      inputs: ["PLAIN", "PASS"]
+      outputs: ["FILES", "HAS"]
+      params:
+        command: |
+          echo "FILES=$(ls "$FLOWBUS_INPUTS_DIR" | tr '\\n' ' ')" >> "$FLOWBUS_OUTPUT"
+          [ "$PASS" = "s3cret-value-9" ] && echo "HAS=yes" >> "$FLOWBUS_OUTPUT"
+          grep -rl "s3cret-value-9" "$FLOWBUS_INPUTS_DIR/.." && exit 9 || true
+""")
+        _, evs = self.run_flow(path, code=0)
+        self.assertEqual(var_values(evs, "FILES"), ["PLAIN "])
+        self.assertEqual(var_values(evs, "HAS"), ["yes"])
+
+
 class ReservedNames(ValuesTestCase):
     """LD_PRELOAD, PATH, AUTH_TOKEN... never become a task's environment from a value."""
 
