@@ -94,10 +94,13 @@ int gc__main(const struct gc_options *o)
     struct session every = {0};
     struct view *vw = view__new();
     double before = fb_clock_wall() - o->older_than;
-    size_t removed = 0, finished = 0, running = 0;
+    size_t removed = 0, finished = 0, running = 0, dirs;
     int code = FB_EXIT_BROKER;
 
-    tmpdirs__sweep(tmpdirs__root(), 1, report_removed, (void *)o);
+    dirs = tmpdirs__sweep(tmpdirs__root(), 1, report_removed, (void *)o);
+    if (!o->quiet)
+        printf("%zu temporary directories of processes that are gone removed from %s%s\n", dirs,
+               tmpdirs__root(), o->broker_url ? "" : " (no broker given: nothing else to do)");
     if (!o->broker_url) {
         code = FB_EXIT_OK;
         goto out;
