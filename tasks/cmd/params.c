@@ -70,24 +70,6 @@ int params__setenv(struct command *c, const char *name, const char *value)
     return 0;
 }
 
-/* Linux's MAX_ARG_STRLEN: the most bytes one environment string may have, its NUL included. */
-#define ENV_STRING_MAX (32 * 4096)
-
-/* Removes name from c->envp if it is there. */
-static void unsetenv_entry(struct command *c, const char *name)
-{
-    size_t n = strlen(name), i;
-
-    for (i = 0; i < c->envc; i++) {
-        if (strncmp(c->envp[i], name, n) == 0 && c->envp[i][n] == '=') {
-            free(c->envp[i]);
-            memmove(&c->envp[i], &c->envp[i + 1], (c->envc - i) * sizeof *c->envp);
-            c->envc--;
-            return;
-        }
-    }
-}
-
 /* Copies our environment without the broker password. Returns 0 or -1 (memory). */
 static int env_inherit(struct command *c)
 {
@@ -252,6 +234,24 @@ nomem:
 out:
     json_decref(params);
     return rc;
+}
+
+/* Linux's MAX_ARG_STRLEN: the most bytes one environment string may have, its NUL included. */
+#define ENV_STRING_MAX (32 * 4096)
+
+/* Removes name from c->envp if it is there. */
+static void unsetenv_entry(struct command *c, const char *name)
+{
+    size_t n = strlen(name), i;
+
+    for (i = 0; i < c->envc; i++) {
+        if (strncmp(c->envp[i], name, n) == 0 && c->envp[i][n] == '=') {
+            free(c->envp[i]);
+            memmove(&c->envp[i], &c->envp[i + 1], (c->envc - i) * sizeof *c->envp);
+            c->envc--;
+            return;
+        }
+    }
 }
 
 /*
