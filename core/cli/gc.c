@@ -53,6 +53,18 @@ static enum fb_err drop_live(void *ctx, fb_msg *m)
     return FB_OK;
 }
 
+static void report_removed(void *ctx, const char *path, long pid)
+{
+    const struct gc_options *o = ctx;
+
+    if (o->quiet)
+        return;
+    if (pid > 0)
+        printf("removed directory %s (its owner, process %ld, is gone)\n", path, pid);
+    else
+        printf("removed directory %s (no owner record, unchanged for a day)\n", path);
+}
+
 /* Deletes the retained topics of run rv (the snapshot in got); returns how many. */
 static size_t delete_run(const struct session *s, const struct run_view *rv,
                          const struct session_msgs *got)
@@ -72,18 +84,6 @@ static size_t delete_run(const struct session *s, const struct run_view *rv,
             n++;
         }
     return n;
-}
-
-static void report_removed(void *ctx, const char *path, long pid)
-{
-    const struct gc_options *o = ctx;
-
-    if (o->quiet)
-        return;
-    if (pid > 0)
-        printf("removed directory %s (its owner, process %ld, is gone)\n", path, pid);
-    else
-        printf("removed directory %s (no owner record, unchanged for a day)\n", path);
 }
 
 int gc__main(const struct gc_options *o)
