@@ -152,10 +152,14 @@ static int set_outputs(struct run *r)
             return -1;
         }
         if (!value) {
-            fb_task_log(r->task,
-                        "warning: no usable %s=... line from the command (in $FLOWBUS_OUTPUT "
-                        "or on stdout); %s is not set",
-                        name, name);
+            /* In a reactive flow an activation that sets no output is the idiom
+             * for "nothing to report" (workflows/iot-thermostat.yaml); the
+             * newcomer branch made the same change to the code before this one. */
+            if (!fb_task_reactive(r->task))
+                fb_task_log(r->task,
+                            "warning: no usable %s=... line from the command (in "
+                            "$FLOWBUS_OUTPUT or on stdout); %s is not set",
+                            name, name);
             continue;
         }
         if ((why = fb_name_reserved(name)) != NULL) {
