@@ -153,8 +153,7 @@ static int set_outputs(struct run *r)
         }
         if (!value) {
             /* In a reactive flow an activation that sets no output is the idiom
-             * for "nothing to report" (workflows/iot-thermostat.yaml); the
-             * newcomer branch made the same change to the code before this one. */
+             * for "nothing to report" (workflows/iot-thermostat.yaml). */
             if (!fb_task_reactive(r->task))
                 fb_task_log(r->task,
                             "warning: no usable %s=... line from the command (in "
