@@ -111,7 +111,7 @@ static void gc_identities(const struct gc_options *o, struct view *vw)
 {
     char err[512];
     size_t removed = 0;
-    struct dynsec *d = dynsec__open(o->broker_url, o->username, o->password, 0.5, err,
+    struct dynsec *d = dynsec__open(o->broker_url, o->username, o->password, 0.5, 1, err,
                                     sizeof err);
 
     if (!d)

@@ -133,6 +133,7 @@ static json_t *command(const char *name)
 }
 
 struct dynsec *dynsec__open(const char *url, const char *user, const char *pass, double wait,
+                            int adaptive,
                             char *err, size_t errlen)
 {
     struct dynsec *d = calloc(1, sizeof *d);
@@ -141,6 +142,7 @@ struct dynsec *dynsec__open(const char *url, const char *user, const char *pass,
     char client_id[FB_CLIENT_ID_MAX + 1], why[256];
     unsigned char rnd[8];
     json_t *probe = json_array(), *answers = NULL;
+    double t0;
     enum fb_err e;
 
     if (!d || !probe || getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd ||
@@ -165,11 +167,16 @@ struct dynsec *dynsec__open(const char *url, const char *user, const char *pass,
         goto fail;
     }
     /* A user without the plugin's admin rights is refused this subscription at once. */
+    t0 = fb_clock_mono();
     e = fb_bus_subscribe(d->bus, filters, 1, wait);
     if (e != FB_OK) {
         snprintf(err, errlen, "cannot subscribe to %s (%s): this user has no admin rights on "
                               "the dynamic security plugin", RESPONSE_TOPIC, fb_strerror(e));
         goto fail;
+    }
+    if (adaptive) {
+        double rtt = fb_clock_mono() - t0, bound = 20 * rtt;
+        wait = bound < 0.05 ? (wait < 0.05 ? wait : 0.05) : bound < wait ? bound : wait;
     }
     json_array_append_new(probe, command("getDefaultACLAccess"));
     answers = request(d, probe, wait, err, errlen);

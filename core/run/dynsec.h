@@ -23,8 +23,12 @@ struct dynsec;
  * Connects to url as user (its own connection and client id) and checks
  * that the plugin answers this user within wait seconds. NULL with a
  * one-line reason in err when it does not (no plugin, no admin rights).
+ * With adaptive set, wait is only a ceiling: the plugin answers in the
+ * broker's own loop, one round trip after the request, so the answer is
+ * awaited for 20 round trips of the subscribe (at least 50 ms): a broker
+ * without the plugin then costs a run tens of milliseconds, not wait.
  */
-struct dynsec *dynsec__open(const char *url, const char *user, const char *pass, double wait,
+struct dynsec *dynsec__open(const char *url, const char *user, const char *pass, double wait, int adaptive,
                             char *err, size_t errlen);
 
 /* Creates every task's role and client of a (access__new_dynsec). 0 with a reason on failure. */

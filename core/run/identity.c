@@ -26,9 +26,10 @@
 #include <string.h>
 
 /*
- * Seconds the plugin has to answer in auto mode. Without the plugin nothing
- * answers, so every run on such a broker waits this long: short, as a
- * plugin answers in milliseconds; a broker far away wants dynsec mode.
+ * The most seconds the plugin has to answer in auto mode. Without the plugin
+ * nothing answers, so every run on such a broker waits: dynsec__open waits
+ * 20 round trips of its subscribe (>= 50 ms) up to this ceiling, as a
+ * plugin answers one round trip after the request; dynsec mode waits longer.
  */
 #define PROBE_WAIT 0.5
 #define REQUIRE_WAIT 10.0 /* ... when it is required */
@@ -77,7 +78,8 @@ int identity__setup(struct run *r)
         return 1;
     }
     r->res.dynsec = dynsec__open(r->o->broker_url, r->o->username, r->o->password,
-                                 mode == MODE_DYNSEC ? REQUIRE_WAIT : PROBE_WAIT, err, sizeof err);
+                                 mode == MODE_DYNSEC ? REQUIRE_WAIT : PROBE_WAIT,
+                                 mode == MODE_AUTO, err, sizeof err);
     if (r->res.dynsec) {
         r->res.access = access__new_dynsec(r->wf, r->run_id);
         if (!r->res.access)
@@ -118,7 +120,7 @@ void identity__teardown(struct run *r)
         mode_of(r->o->task_identities ? r->o->task_identities
                                       : getenv("FLOWBUS_TASK_IDENTITIES")) != MODE_SHARED)
         r->res.dynsec = dynsec__open(r->o->broker_url, r->o->username, r->o->password,
-                                     PROBE_WAIT, err, sizeof err);
+                                     PROBE_WAIT, 1, err, sizeof err);
 
     if (r->res.dynsec && !dynsec__remove_run(r->res.dynsec, r->run_id, &removed, err, sizeof err))
         log_printf(FB_LOG_WARN,
