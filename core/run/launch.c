@@ -38,6 +38,9 @@ void launch__context(struct run *r)
     lc->cache_salt = r->res.cache_salt;
     lc->run_id = r->run_id;
     lc->wf = r->wf;
+    /* A run that can be resumed (an external broker's) records each start
+     * first; a private broker dies with its coordinator and its tasks. */
+    r->window.intents = !r->res.broker && !r->reactive;
 }
 
 void launch__started(struct run *r, size_t i)
@@ -73,6 +76,8 @@ void launch__start(struct run *r, size_t i, int attempt)
     output__reset(p);
     free(p->retry.final_json);
     p->retry.final_json = NULL;
+    if (r->window.intents)
+        announce__intent(r, i, attempt);
     p->process.up_since = fb_clock_mono();
     p->process.pid = launcher__spawn(&r->window.lc, t, p->worker, attempt, &p->out.fd);
     if (p->process.pid < 0) {

@@ -158,7 +158,9 @@ int setup__private_broker(struct run *r)
 }
 
 /*
- * Connects with the Last Will that marks the run lost. A broker that is
+ * Connects with the Last Will that marks the run lost, naming this owner, and
+ * the coordinator's own client id (lease.c): a client id shared with another
+ * coordinator would make each connection throw the other off. A broker that is
  * still starting (a service coming up with flowbus) gets a bounded chance:
  * attempts with a doubling pause, about 10 s in all. A signal during a pause
  * ends the wait.
@@ -166,20 +168,19 @@ int setup__private_broker(struct run *r)
 static int open_bus(struct run *r, const char *url, const char *user, const char *pass)
 {
     fb_bus_options bo = {0};
-    char will_topic[FB_TOPIC_MAX], client_id[96], err[256], will[256];
+    char will_topic[FB_TOPIC_MAX], err[256], will[320];
     enum fb_err e;
 
     if (!fb_topic_format(will_topic, sizeof will_topic, FB_TOPIC_RUN_STATE, r->run_id, NULL))
         return 0;
     snprintf(will, sizeof will,
              "{\"state\":\"%s\",\"at\":%.6f,\"started\":%.6f,\"exit\":null,"
-             "\"error\":\"the coordinator's connection was lost\"}",
-             fb_run_state_name(FB_RUN_LOST), fb_clock_wall(), r->t0_wall);
-    snprintf(client_id, sizeof client_id, "flowbus-coordinator-%s", r->run_id);
+             "\"owner\":\"%s\",\"error\":\"the coordinator's connection was lost\"}",
+             fb_run_state_name(FB_RUN_LOST), fb_clock_wall(), r->t0_wall, r->lease.id);
     bo.url = url;
     bo.username = user;
     bo.password = pass;
-    bo.client_id = client_id;
+    bo.client_id = r->lease.client_id;
     bo.ca_file = getenv("FLOWBUS_TLS_CA");
     bo.cert_file = getenv("FLOWBUS_TLS_CERT");
     bo.key_file = getenv("FLOWBUS_TLS_KEY");
@@ -217,7 +218,8 @@ int setup__connect(struct run *r, const char *url, const char *user, const char 
      * The task states and the run state are enough to see that a run id is used. */
     static const enum fb_topic_kind kinds[] = {FB_TOPIC_TASK_STATE, FB_TOPIC_TASK_LOG,
                                                FB_TOPIC_CONTROL,    FB_TOPIC_SYNC,
-                                               FB_TOPIC_RUN_STATE,  FB_TOPIC_VAR};
+                                               FB_TOPIC_RUN_STATE,  FB_TOPIC_OWNER,
+                                               FB_TOPIC_VAR};
     enum { N_KINDS = sizeof kinds / sizeof kinds[0] };
     char filter[N_KINDS][FB_TOPIC_MAX];
     const char *filters[N_KINDS];

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import unittest
 
@@ -23,6 +24,7 @@ import fbtest
 EXIT_OWNED = 5  # enum fb_exit's FB_EXIT_OWNED (docs/workflow-format.md)
 ROUNDS = int(os.environ.get("FLOWBUS_OWNERSHIP_ROUNDS", "50"))
 N_TASKS = 30
+LANES = 4  # double-resume rounds run at the same time
 
 
 def rid(name):
@@ -45,13 +47,17 @@ def chain_workflow(path):
 
 
 def parallel_workflow(path, n=N_TASKS):
-    """GATE (waits for gate.txt, so the run outlives its resumers' race) and n tiny tasks."""
+    """GATE (holds the run until the test creates gate.txt, so that the run
+    outlives its resumers' race), n tiny tasks, and END joining them all."""
     lines = ["workflow:", "  name: parallel", "  tasks:",
-             "    - name: GATE", "      plugin: touched", "      outputs: [GO]",
-             "      params: {file: gate.txt, timeout: 60}"]
+             "    - name: GATE", "      plugin: cmd", "      outputs: [GO]",
+             "      execution: {timeout: 60}",
+             "      params: {command: 'while [ ! -e gate.txt ]; do sleep 0.01; done; echo GO=1'}"]
     for i in range(1, n + 1):
         lines += ["    - name: T%02d" % i, "      plugin: cmd", "      outputs: [V%02d]" % i,
                   "      params: {command: 'echo T%02d >> runs.log; echo V%02d=1'}" % (i, i)]
+    lines += ["    - name: END", "      plugin: end",
+              "      inputs: [GO, %s]" % ", ".join("V%02d" % i for i in range(1, n + 1))]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
 
@@ -100,9 +106,9 @@ class OwnershipTestCase(fbtest.BrokerTestCase):
     def env(self):
         return fbrun.clean_env({"FLOWBUS_LAUNCH_WINDOW": "1"})
 
-    def wait_lost(self, run_id, timeout=10):
+    def wait_lost(self, run_id, timeout=10, recorder=None):
         topic = "flowbus/%s/state" % run_id
-        self.assertTrue(self.recorder.wait_for(lambda ev: any(
+        self.assertTrue((recorder or self.recorder).wait_for(lambda ev: any(
             e.topic == topic and e.payload and e.json()["state"] == "lost" for e in ev),
             timeout), "the run never became lost")
 
@@ -166,9 +172,9 @@ class LiveOwner(OwnershipTestCase):
 
 
 class DoubleResume(OwnershipTestCase):
-    def kill_at(self, proc, run_id, point):
+    def kill_at(self, proc, run_id, point, recorder):
         """kill -9 of the coordinator after `point` task states reached the bus."""
-        ok = self.recorder.wait_for(lambda ev: len([
+        ok = recorder.wait_for(lambda ev: len([
             e for e in ev if e.topic.startswith("flowbus/%s/tasks/" % run_id) and
             e.topic.endswith("/state")]) >= point and any(
             e.topic == "flowbus/%s/workflow" % run_id for e in ev), 20)
@@ -183,10 +189,13 @@ class DoubleResume(OwnershipTestCase):
         os.mkdir(cwd)
         path = os.path.join(cwd, "parallel.yaml")
         parallel_workflow(path)
-        proc = fbrun.start(["run", path, "--broker", self.broker.url, "--run-id", run_id],
-                           cwd=cwd, env=self.env())
-        self.kill_at(proc, run_id, point)
-        self.wait_lost(run_id)
+        # A recorder of this round's run alone: the rounds' lanes do not wade
+        # through each other's messages.
+        with fbtest.Recorder(self.broker, "flowbus/%s/#" % run_id) as recorder:
+            proc = fbrun.start(["run", path, "--broker", self.broker.url, "--run-id", run_id],
+                               cwd=cwd, env=self.env())
+            self.kill_at(proc, run_id, point, recorder)
+            self.wait_lost(run_id, recorder=recorder)
         resumers = [fbrun.start(["resume", run_id, "--broker", self.broker.url], cwd="/",
                                 env=self.env()) for _ in range(2)]
         try:
@@ -216,9 +225,26 @@ class DoubleResume(OwnershipTestCase):
 
     def test_fifty_double_resumes_elect_one_winner_and_run_nothing_twice(self):
         # Kill points spread over the whole run: before any task reported, while
-        # the first ones start, in the middle, near the end.
-        for n in range(ROUNDS):
-            self.one_round(n, (n * 37) % (3 * N_TASKS))
+        # the first ones start, in the middle, near the end. The rounds are
+        # independent runs (own run id and directory) on the one broker, a few
+        # at a time: most of a round is waiting for processes, not CPU.
+        failures = []
+
+        def lane(k):
+            for n in range(k, ROUNDS, LANES):
+                try:
+                    self.one_round(n, (n * 37) % (3 * N_TASKS))
+                except Exception as e:  # reported below, with every other lane's
+                    failures.append(e)
+                    return
+
+        threads = [threading.Thread(target=lane, args=(k,)) for k in range(LANES)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if failures:
+            raise failures[0]
 
 
 class DeadClaimant(OwnershipTestCase):
