@@ -258,7 +258,7 @@ int lease__on_message(struct run *r, const fb_msg *m);
 /* Connects the claim's own bus and subscribes to the whole run. 1 on success (reason logged). */
 int lease__claim_open(struct run *r, struct claim *c);
 
-/* The index of the first claim still standing among msgs (in arrival order), or -1. */
+/* The index of the first claim among msgs (in arrival order, deleted since or not), or -1. */
 int lease__first_claim(const struct run *r, fb_msg *const *msgs, size_t n);
 
 /*

@@ -229,16 +229,17 @@ static int lost_to(const struct run *r, const fb_msg *winner)
 
 int lease__first_claim(const struct run *r, fb_msg *const *msgs, size_t n)
 {
-    /* A claim counts while its last message has a payload: its claimant's
-     * Will deletes it. The first one still standing is the one to name. */
-    for (size_t i = 0; i < n; i++) {
-        int standing = is_claim(r, msgs[i]);
-        for (size_t k = i + 1; standing && k < n; k++)
-            if (strcmp(msgs[k]->topic, msgs[i]->topic) == 0 && msgs[k]->len == 0)
-                standing = 0;
-        if (standing)
+    /*
+     * Any claim seen since the subscription was made before ours could be,
+     * even one deleted since: a claim is deleted by its claimant's Will, but
+     * also by a winner once its run state says "running", and a resumer whose
+     * snapshot predates that run state must not take the deletion for a
+     * death. Seeing a dead claimant's claim only makes this resume give up;
+     * a later one, which does not see it, wins.
+     */
+    for (size_t i = 0; i < n; i++)
+        if (is_claim(r, msgs[i]))
             return (int)i;
-    }
     return -1;
 }
 

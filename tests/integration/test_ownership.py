@@ -74,16 +74,15 @@ def runs(cwd):
     return counts
 
 
-def wait_first_exit(procs, timeout):
-    """Waits until one of procs has exited; returns it, or None at the deadline."""
+def wait_exits(procs, count, timeout):
+    """Waits until count of procs have exited; returns those, in the order seen."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for p in procs:
-            if p.poll() is not None:
-                return p
+    done = []
+    while len(done) < count and time.monotonic() < deadline:
+        done += [p for p in procs if p not in done and p.poll() is not None]
         # A child's exit has no event a test can wait on together with another's.
         time.sleep(0.01)
-    return None
+    return done
 
 
 class OwnershipTestCase(fbtest.BrokerTestCase):
@@ -171,6 +170,36 @@ class LiveOwner(OwnershipTestCase):
         self.assertEqual(proc.returncode, 0, out + err)
 
 
+    def test_a_coordinator_whose_run_was_taken_over_lets_it_go(self):
+        # What a coordinator cut off from the broker finds when it comes back
+        # after a resume took its run: another owner record. It must stop at
+        # once, publish nothing more and leave the processes to the new owner.
+        run_id = rid("deposed")
+        self.run_ids.append(run_id)
+        path = os.path.join(self.cwd, "chain.yaml")
+        chain_workflow(path)
+        proc = fbrun.start(["run", path, "--broker", self.broker.url, "--run-id", run_id],
+                           cwd=self.cwd, env=self.env())
+        try:
+            _, running = self.recorder.wait_state(run_id, "B", "running", timeout=15)
+            before = len(self.recorder.events)
+            self.recorder.publish("flowbus/%s/owner" % run_id, json.dumps(
+                {"id": "0" * 32, "pid": 1, "host": "elsewhere", "since": time.time(),
+                 "client": "fbc-0000000000000000"}), retain=True)
+            out, err = fbrun.finish(proc, timeout=10)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+        self.assertEqual(proc.returncode, EXIT_OWNED, out + err)
+        self.assertIn("was taken over by another coordinator (pid 1 on host elsewhere", err)
+        self.assertTrue(fbrun.alive(running["pid"]), "B's process was killed")
+        mine = [e for e in self.recorder.events[before:] if e.topic in (
+            "flowbus/%s/state" % run_id, "flowbus/%s/owner" % run_id) and
+            b"0" * 32 not in e.payload]
+        self.assertFalse(mine, "the deposed coordinator published %s" % mine)
+
+
 class DoubleResume(OwnershipTestCase):
     def kill_at(self, proc, run_id, point, recorder):
         """kill -9 of the coordinator after `point` task states reached the bus."""
@@ -182,7 +211,7 @@ class DoubleResume(OwnershipTestCase):
         os.kill(proc.pid, signal.SIGKILL)
         proc.communicate()
 
-    def one_round(self, n, point):
+    def one_round(self, n, point, n_resumers):
         run_id = rid("double%d" % n)
         self.run_ids.append(run_id)
         cwd = os.path.join(self.cwd, "r%d" % n)
@@ -197,18 +226,18 @@ class DoubleResume(OwnershipTestCase):
             self.kill_at(proc, run_id, point, recorder)
             self.wait_lost(run_id, recorder=recorder)
         resumers = [fbrun.start(["resume", run_id, "--broker", self.broker.url], cwd="/",
-                                env=self.env()) for _ in range(2)]
+                                env=self.env()) for _ in range(n_resumers)]
+        what = "round %d (kill at %d, %d resumers)" % (n, point, n_resumers)
         try:
-            loser = wait_first_exit(resumers, 20)
-            self.assertIsNotNone(loser, "round %d (kill at %d): neither resumer gave up" %
-                                 (n, point))
-            winner = resumers[1] if loser is resumers[0] else resumers[0]
-            lout, lerr = fbrun.finish(loser)
-            self.assertEqual(loser.returncode, EXIT_OWNED,
-                             "round %d (kill at %d): %s%s" % (n, point, lout, lerr))
-            self.assertRegex(lerr, r"run %s is (already resumed by|owned by a live "
-                             r"coordinator:) .*pid %d on host %s" %
-                             (run_id, winner.pid, socket.gethostname()))
+            losers = wait_exits(resumers, n_resumers - 1, 20)
+            self.assertEqual(len(losers), n_resumers - 1, "%s: no resumer gave up" % what)
+            winner = [p for p in resumers if p not in losers][0]
+            for loser in losers:
+                lout, lerr = fbrun.finish(loser)
+                self.assertEqual(loser.returncode, EXIT_OWNED, "%s: %s%s" % (what, lout, lerr))
+                self.assertRegex(lerr, r"run %s is (already resumed by|owned by a live "
+                                 r"coordinator:) .*pid %d on host %s" %
+                                 (run_id, winner.pid, socket.gethostname()))
             open(os.path.join(cwd, "gate.txt"), "w").close()
             wout, werr = fbrun.finish(winner, timeout=30)
         finally:
@@ -216,12 +245,11 @@ class DoubleResume(OwnershipTestCase):
                 if p.poll() is None:
                     os.killpg(p.pid, signal.SIGKILL)
                     p.communicate()
-        self.assertEqual(winner.returncode, 0,
-                         "round %d (kill at %d): %s%s" % (n, point, wout, werr))
+        self.assertEqual(winner.returncode, 0, "%s: %s%s" % (what, wout, werr))
         counts = runs(cwd)
         twice = {k: v for k, v in counts.items() if v != 1}
-        self.assertFalse(twice, "round %d (kill at %d): ran twice: %s" % (n, point, twice))
-        self.assertEqual(len(counts), N_TASKS, "round %d: %s" % (n, counts))
+        self.assertFalse(twice, "%s: ran twice: %s" % (what, twice))
+        self.assertEqual(len(counts), N_TASKS, "%s: %s" % (what, counts))
 
     def test_fifty_double_resumes_elect_one_winner_and_run_nothing_twice(self):
         # Kill points spread over the whole run: before any task reported, while
@@ -233,7 +261,8 @@ class DoubleResume(OwnershipTestCase):
         def lane(k):
             for n in range(k, ROUNDS, LANES):
                 try:
-                    self.one_round(n, (n * 37) % (3 * N_TASKS))
+                    # Every fifth round three resumes race instead of two.
+                    self.one_round(n, (n * 37) % (3 * N_TASKS), 3 if n % 5 == 4 else 2)
                 except Exception as e:  # reported below, with every other lane's
                     failures.append(e)
                     return
