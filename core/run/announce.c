@@ -93,6 +93,16 @@ out:
     free(s);
 }
 
+void announce__forget_intents(struct run *r)
+{
+    char tp[FB_TOPIC_MAX];
+
+    /* Only a run that can be resumed reads them, and this one is over. */
+    for (size_t t = 0; r->window.intents && t < r->wf->n_tasks; t++)
+        if (fb_topic_format(tp, sizeof tp, FB_TOPIC_TASK_LAUNCH, r->run_id, r->wf->tasks[t].name))
+            fb_bus_publish(r->bus, tp, "", 0, 1, 1, 0);
+}
+
 void announce__stop(struct run *r)
 {
     char tp[FB_TOPIC_MAX], payload[32];
@@ -261,10 +271,6 @@ void announce__expiring(struct run *r, unsigned expiry)
     if (json && fb_topic_format(tp, sizeof tp, FB_TOPIC_WORKFLOW, r->run_id, NULL))
         fb_bus_publish(r->bus, tp, json, strlen(json), 1, 1, expiry);
     lease__publish(r, expiry);
-    /* The launch records only matter while the run can be resumed: gone. */
-    for (size_t t = 0; r->window.intents && t < r->wf->n_tasks; t++)
-        if (fb_topic_format(tp, sizeof tp, FB_TOPIC_TASK_LAUNCH, r->run_id, r->wf->tasks[t].name))
-            fb_bus_publish(r->bus, tp, "", 0, 1, 1, 0);
     len = control_message(r, FB_CONTROL_STOP, tp, sizeof tp, payload, sizeof payload);
     if (len)
         fb_bus_publish(r->bus, tp, payload, len, 1, 1, expiry);

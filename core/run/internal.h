@@ -378,6 +378,9 @@ void announce__run_state(struct run *r, enum fb_run_state state, int code, unsig
  */
 void announce__intent(struct run *r, size_t i, int attempt);
 
+/* Deletes the launch records of a run that is over. */
+void announce__forget_intents(struct run *r);
+
 /* Publishes {"cmd":"stop"} on the run's control topic (retained). */
 void announce__stop(struct run *r);
 
@@ -421,6 +424,9 @@ int launch__order(struct run *r);
 
 /* Sizes the launch window and starts the first processes. */
 void launch__all(struct run *r);
+
+/* 1 if the run may start a process now (see launch.c: not while its ownership is in doubt). */
+int launch__may_start(const struct run *r);
 
 /* Starts processes while the window has room. */
 void launch__more(struct run *r);

@@ -43,6 +43,16 @@ void launch__context(struct run *r)
     r->window.intents = !r->res.broker && !r->reactive;
 }
 
+int launch__may_start(const struct run *r)
+{
+    /* A run that can be resumed starts nothing while it cannot know that it
+     * is still its coordinator's: cut off from the broker (a resume may be
+     * taking it over), or reconnected but not yet through the owner check of
+     * loop.c. */
+    return !r->window.intents ||
+           (fb_bus_connected(r->bus) && fb_bus_reconnects(r->bus) == r->res.reconnects);
+}
+
 void launch__started(struct run *r, size_t i)
 {
     struct window *w = &r->window;
@@ -140,6 +150,8 @@ void launch__more(struct run *r)
         else
             k++;
     }
+    if (!launch__may_start(r))
+        return;
     while (w->next < r->n_procs && !r->sup.interrupted && !r->sup.finishing &&
            (w->size == SIZE_MAX || w->n_starting < w->size)) {
         size_t i = w->order[w->next++];

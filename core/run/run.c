@@ -110,6 +110,7 @@ static int finish(struct run *r)
                : r->sup.interrupted > 0 ? FB_EXIT_INTERRUPTED
                                         : tracker__exit_code(r->tr);
 
+    announce__forget_intents(r);
     if (expiring) {
         announce__collect_vars(r);
         announce__expiring(r, expiry);
