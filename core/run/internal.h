@@ -210,6 +210,12 @@ int setup__private_broker(struct run *r);
 /* Connects to the broker and subscribes to the run's topics. 1 on success (reason logged). */
 int setup__connect(struct run *r, const char *url, const char *user, const char *pass);
 
+/*
+ * Connects *bus with bo, giving a broker that is still starting about 10 s of
+ * attempts (a signal ends the wait). 1 on success (reason logged).
+ */
+int setup__open_bus(struct run *r, const fb_bus_options *bo, fb_bus **bus);
+
 /* 1 if no retained topic of the run id exists on the broker (reason logged). */
 int setup__run_id_unused(struct run *r);
 

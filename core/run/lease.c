@@ -167,7 +167,7 @@ int lease__claim_open(struct run *r, struct claim *c)
 {
     const struct run_options *o = r->o;
     fb_bus_options bo = {0};
-    char client_id[64], filter[FB_TOPIC_MAX], err[256];
+    char client_id[64], filter[FB_TOPIC_MAX];
     const char *filters[1] = {filter};
     enum fb_err e;
 
@@ -191,11 +191,8 @@ int lease__claim_open(struct run *r, struct claim *c)
     bo.will_payload = NULL;
     bo.will_retained = 1;
     bo.log = log__sdk;
-    e = fb_bus_new(&bo, &c->bus, err, sizeof err);
-    if (e != FB_OK) {
-        log_printf(FB_LOG_ERROR, "cannot connect to the broker at %s: %s", o->broker_url, err);
+    if (!setup__open_bus(r, &bo, &c->bus))
         return 0;
-    }
     /* The whole run, claims included, before anything is decided. */
     e = fb_bus_subscribe(c->bus, filters, 1, 5.0);
     if (e != FB_OK) {

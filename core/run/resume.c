@@ -199,7 +199,7 @@ static int check_state(struct run *r, fb_bus *bus, const struct found *f, const 
                    r->run_id, f->state);
         goto out;
     }
-    /* A claim standing before ours could be published: another resume is first. */
+    /* A claim seen since our subscription came before ours could: another resume is first. */
     if (lease__first_claim(r, kept->msgs, kept->n) >= 0) {
         code = lease__race(r, NULL, kept->msgs, kept->n);
         goto out;

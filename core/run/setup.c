@@ -168,8 +168,7 @@ int setup__private_broker(struct run *r)
 static int open_bus(struct run *r, const char *url, const char *user, const char *pass)
 {
     fb_bus_options bo = {0};
-    char will_topic[FB_TOPIC_MAX], err[256], will[320];
-    enum fb_err e;
+    char will_topic[FB_TOPIC_MAX], will[320];
 
     if (!fb_topic_format(will_topic, sizeof will_topic, FB_TOPIC_RUN_STATE, r->run_id, NULL))
         return 0;
@@ -191,22 +190,30 @@ static int open_bus(struct run *r, const char *url, const char *user, const char
     bo.will_payload = will;
     bo.will_retained = 1;
     bo.log = log__sdk;
+    return setup__open_bus(r, &bo, &r->bus);
+}
+
+int setup__open_bus(struct run *r, const fb_bus_options *bo, fb_bus **bus)
+{
+    char err[256];
+    enum fb_err e;
+
     for (int attempt = 1;; attempt++) {
         double pause = 0.1 * (1 << (attempt - 1));
         struct pollfd pfd = {.fd = r->res.sigfd, .events = POLLIN};
 
-        e = fb_bus_new(&bo, &r->bus, err, sizeof err);
+        e = fb_bus_new(bo, bus, err, sizeof err);
         if (e == FB_OK)
             return 1;
         if (attempt >= CONNECT_ATTEMPTS || e == FB_ERR_INVALID) {
             log_printf(FB_LOG_ERROR, "cannot connect to the broker at %s after %d attempts: %s",
-                       url, attempt, err);
+                       bo->url, attempt, err);
             return 0;
         }
-        log_printf(FB_LOG_INFO, "broker at %s not reachable (%s); trying again in %.1f s", url, err,
-                   pause > 2.0 ? 2.0 : pause);
+        log_printf(FB_LOG_INFO, "broker at %s not reachable (%s); trying again in %.1f s",
+                   bo->url, err, pause > 2.0 ? 2.0 : pause);
         if (poll(&pfd, 1, (int)((pause > 2.0 ? 2.0 : pause) * 1000)) > 0) {
-            log_printf(FB_LOG_ERROR, "interrupted while waiting for the broker at %s", url);
+            log_printf(FB_LOG_ERROR, "interrupted while waiting for the broker at %s", bo->url);
             return 0;
         }
     }
