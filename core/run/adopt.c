@@ -11,12 +11,16 @@
  * it), which the snapshot then holds. Scanning after the snapshot would miss
  * a process that finished in between and start its task a second time.
  *
- * The one process a scan cannot see is one its coordinator had started but
- * that had not yet exec'd when the coordinator died (its environment is still
- * the coordinator's). Such a start is preceded by a launch record
- * (tasks/<T>/launch, confirmed by the broker before the spawn, see launch.c);
- * a record of an attempt that reported nothing and has no process gets
- * INTENT_GRACE to show up before its task is taken for never started.
+ * A scan cannot see a process its coordinator had started but that had not
+ * yet exec'd when the coordinator died (its environment is still the
+ * coordinator's), nor one whose environment it may not read (a non-dumpable
+ * process). So each start has a launch record (tasks/<T>/launch, see
+ * launch.c): one before the spawn, confirmed by the broker, and one after it
+ * naming the process by pid and start time (pid reuse cannot fool that). A
+ * named process still alive is adopted; a record of an attempt that reported
+ * nothing, names no process and has none in the scan gets INTENT_GRACE to
+ * show up before its task is taken for never started. The winner of the race
+ * does this before it reads the run again, and decides from that read.
  */
 #define _GNU_SOURCE
 #include "internal.h"
@@ -58,11 +62,13 @@ static int read_env(long pid, const char *run_id, char *task, size_t size)
     return run_ok && task[0];
 }
 
-/* 1 if pid leads its process group: a task process does (a command it runs may not). */
-static int leads_group(long pid)
+/*
+ * Reads /proc/<pid>/stat: its process group and start time (clock ticks after
+ * boot). 1 on success; 0 if it is gone or a zombie.
+ */
+static int read_stat(long pid, long *pgrp, unsigned long long *start)
 {
-    char path[64], buf[512], *close_paren;
-    long pgrp = -1;
+    char path[64], buf[1024], *close_paren, state = 0;
     FILE *f;
     size_t n;
 
@@ -73,11 +79,32 @@ static int leads_group(long pid)
     n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = '\0';
-    /* pid (comm) state ppid pgrp ...: comm may hold anything, so after the last ')'. */
+    /* pid (comm) state ppid pgrp ... starttime (the 22nd field): comm may
+     * hold anything, so the fields are counted after the last ')'. */
     close_paren = strrchr(buf, ')');
-    if (!close_paren || sscanf(close_paren + 1, " %*c %*d %ld", &pgrp) != 1)
+    if (!close_paren ||
+        sscanf(close_paren + 1,
+               " %c %*d %ld %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+               &state, pgrp, start) != 3)
         return 0;
-    return pgrp == pid;
+    return state != 'Z';
+}
+
+/* 1 if pid leads its process group: a task process does (a command it runs may not). */
+static int leads_group(long pid)
+{
+    long pgrp = -1;
+    unsigned long long start;
+
+    return read_stat(pid, &pgrp, &start) && pgrp == pid;
+}
+
+unsigned long long adopt__start_time(pid_t pid)
+{
+    long pgrp;
+    unsigned long long start = 0;
+
+    return read_stat((long)pid, &pgrp, &start) ? start : 0;
 }
 
 static int known(const struct seen *s, long pid)
@@ -138,13 +165,18 @@ void adopt__free(struct seen *s)
     s->n = 0;
 }
 
-/* The "attempt" of a state or launch record (1 if it has none); 0 for no JSON object. */
-static long attempt_of(const fb_msg *m)
+/*
+ * The "attempt" of a state or launch record (1 if it has none); 0 for no JSON
+ * object. *started (may be NULL): the record names its process.
+ */
+static long attempt_of(const fb_msg *m, int *started)
 {
     json_t *o = json_loadb(m->payload, m->len, 0, NULL);
     json_t *a = json_object_get(o, "attempt");
     long v = json_is_object(o) ? (json_is_integer(a) ? (long)json_integer_value(a) : 1) : 0;
 
+    if (started)
+        *started = json_object_get(o, "process") != NULL;
     json_decref(o);
     return v;
 }
@@ -158,7 +190,7 @@ static int reported(const struct run *r, fb_msg *const *msgs, size_t n, const fb
         if (fb_topic_parse(msgs[i]->topic, &t) == FB_TOPIC_TASK_STATE &&
             fb_topic_is_run(&t, r->run_id) && t.name_len == task->name_len &&
             memcmp(t.name, task->name, t.name_len) == 0 && msgs[i]->len &&
-            attempt_of(msgs[i]) >= attempt)
+            attempt_of(msgs[i], NULL) >= attempt)
             return 1;
     }
     return 0;
@@ -174,13 +206,16 @@ static size_t unanswered(const struct run *r, fb_msg *const *msgs, size_t n,
         fb_topic t;
         char task[FB_NAME_MAX + 1];
         long attempt;
+        int started;
         if (fb_topic_parse(msgs[i]->topic, &t) != FB_TOPIC_TASK_LAUNCH ||
             !fb_topic_is_run(&t, r->run_id) || !msgs[i]->len || t.name_len > FB_NAME_MAX)
             continue;
         memcpy(task, t.name, t.name_len);
         task[t.name_len] = '\0';
-        attempt = attempt_of(msgs[i]);
-        if (attempt <= 0 || reported(r, msgs, n, &t, attempt) || adopt__pid(s, task, 0))
+        attempt = attempt_of(msgs[i], &started);
+        /* A start that completed names its process: found above, or gone. */
+        if (attempt <= 0 || started || reported(r, msgs, n, &t, attempt) ||
+            adopt__pid(s, task, 0))
             continue;
         if (!count++)
             snprintf(first, size, "%s", task);
@@ -188,13 +223,51 @@ static size_t unanswered(const struct run *r, fb_msg *const *msgs, size_t n,
     return count;
 }
 
+/*
+ * The processes that launch records name (pid and start time, written after
+ * each start) and that still live: found even when their environment cannot
+ * be read (a non-dumpable process of another user's, or one that changed it).
+ */
+static void add_recorded(const struct run *r, fb_msg *const *msgs, size_t n, struct seen *s)
+{
+    for (size_t i = 0; i < n; i++) {
+        fb_topic t;
+        json_t *o, *proc;
+        json_int_t pid, start;
+        struct seen_proc *grown;
+
+        if (fb_topic_parse(msgs[i]->topic, &t) != FB_TOPIC_TASK_LAUNCH ||
+            !fb_topic_is_run(&t, r->run_id) || !msgs[i]->len || t.name_len > FB_NAME_MAX)
+            continue;
+        o = json_loadb(msgs[i]->payload, msgs[i]->len, 0, NULL);
+        proc = json_object_get(o, "process");
+        pid = json_integer_value(json_object_get(proc, "pid"));
+        start = json_integer_value(json_object_get(proc, "start"));
+        json_decref(o);
+        if (pid <= 0 || start <= 0 || known(s, (long)pid) ||
+            adopt__start_time((pid_t)pid) != (unsigned long long)start)
+            continue;
+        grown = realloc(s->v, (s->n + 1) * sizeof *s->v);
+        if (!grown)
+            return;
+        s->v = grown;
+        s->v[s->n].pid = (pid_t)pid;
+        s->v[s->n].leader = 1; /* the coordinator started it in a group of its own */
+        memcpy(s->v[s->n].task, t.name, t.name_len);
+        s->v[s->n].task[t.name_len] = '\0';
+        s->n++;
+    }
+}
+
 void adopt__settle_intents(struct run *r, fb_msg *const *msgs, size_t n, struct seen *s)
 {
     double deadline = fb_clock_mono() + INTENT_GRACE;
     char first[FB_NAME_MAX + 1] = "";
-    size_t left = unanswered(r, msgs, n, s, first, sizeof first);
+    size_t left;
     struct pollfd pfd = {.fd = r->res.sigfd, .events = POLLIN};
 
+    add_recorded(r, msgs, n, s);
+    left = unanswered(r, msgs, n, s, first, sizeof first);
     /* Nothing to wait for is the rule: a started process shows its
      * environment within microseconds of its start. */
     while (left && fb_clock_mono() < deadline) {

@@ -74,20 +74,29 @@ static size_t control_message(const struct run *r, enum fb_control cmd, char *tp
 
 #define INTENT_CONFIRM 2.0 /* seconds the broker has to confirm a launch record */
 
-void announce__intent(struct run *r, size_t i, int attempt)
+void announce__intent(struct run *r, size_t i, int attempt, pid_t pid)
 {
     const char *name = r->wf->tasks[r->procs[i].task].name;
     json_t *o = json_pack("{s:i, s:s, s:s, s:f}", "attempt", attempt, "owner", r->lease.id,
                           "host", r->lease.host, "at", fb_clock_wall());
-    char tp[FB_TOPIC_MAX], *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    unsigned long long start = pid > 0 ? adopt__start_time(pid) : 0;
+    char tp[FB_TOPIC_MAX], *s = NULL;
 
+    /* Started: which process it is, robust to pid reuse, for a resume that
+     * cannot read the process's environment (docs/reliability.md). */
+    if (o && pid > 0 && start)
+        json_object_set_new(o, "process", json_pack("{s:I, s:I}", "pid", (json_int_t)pid,
+                                                     "start", (json_int_t)start));
+    s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (!s || !fb_topic_format(tp, sizeof tp, FB_TOPIC_TASK_LAUNCH, r->run_id, name))
         goto out;
     announce__text(r, tp, s, 1);
-    /* While the broker is away the record waits in the bus's queue; the start
-     * does not (docs/reliability.md says what that leaves open). */
-    if (fb_bus_connected(r->bus) && fb_bus_flush(r->bus, INTENT_CONFIRM) != FB_OK)
+    /* Before the start the record must be on the broker; the start's own
+     * record need not: the scan of /proc covers a process it misses. While
+     * the broker is away the record waits in the bus's queue; the start does
+     * not wait (docs/reliability.md says what that leaves open). */
+    if (pid <= 0 && fb_bus_connected(r->bus) && fb_bus_flush(r->bus, INTENT_CONFIRM) != FB_OK)
         log_printf(FB_LOG_WARN, "the broker did not confirm the launch record of %s", name);
 out:
     free(s);

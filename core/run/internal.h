@@ -301,6 +301,9 @@ pid_t adopt__pid(const struct seen *s, const char *task, long hint);
 
 void adopt__free(struct seen *s);
 
+/* The start time of process pid (clock ticks after boot, /proc/<pid>/stat); 0 if gone. */
+unsigned long long adopt__start_time(pid_t pid);
+
 /*
  * Launch records in msgs (the run's retained topics) of attempts that reported
  * nothing and have no process in s: waits up to a second, scanning again,
@@ -378,11 +381,12 @@ void announce__task_json(struct run *r, size_t t, const char *json);
 void announce__run_state(struct run *r, enum fb_run_state state, int code, unsigned expiry);
 
 /*
- * Publishes the launch record of process i's attempt (retained) and waits for
- * the broker to confirm it, so that a resume can tell a start that was under
- * way when this coordinator died (adopt.c).
+ * Publishes the launch record of process i's attempt (retained). pid 0: before
+ * the start, and waits for the broker to confirm it, so that a resume can tell
+ * a start that was under way when this coordinator died; pid > 0: after it,
+ * naming the process (adopt.c).
  */
-void announce__intent(struct run *r, size_t i, int attempt);
+void announce__intent(struct run *r, size_t i, int attempt, pid_t pid);
 
 /* Deletes the launch records of a run that is over. */
 void announce__forget_intents(struct run *r);

@@ -87,9 +87,11 @@ void launch__start(struct run *r, size_t i, int attempt)
     free(p->retry.final_json);
     p->retry.final_json = NULL;
     if (r->window.intents)
-        announce__intent(r, i, attempt);
+        announce__intent(r, i, attempt, 0);
     p->process.up_since = fb_clock_mono();
     p->process.pid = launcher__spawn(&r->window.lc, t, p->worker, attempt, &p->out.fd);
+    if (p->process.pid > 0 && r->window.intents)
+        announce__intent(r, i, attempt, p->process.pid);
     if (p->process.pid < 0) {
         snprintf(err, sizeof err, "cannot start %s: %s", r->wf->tasks[t].plugin_path,
                  strerror(errno));
