@@ -117,13 +117,16 @@ void lease__publish(struct run *r, unsigned expiry)
     free(s);
 }
 
-/* The member key (an owner id) of a JSON payload, copied into id (33 bytes); "" if none. */
-static void id_of(const char *payload, size_t len, const char *key, char id[33])
+/* An owner id: ours are 32 hex digits; a longer one read is cut, never equal to ours. */
+#define ID_READ 80
+
+/* The member key (an owner id) of a JSON payload, copied into id; "" if none. */
+static void id_of(const char *payload, size_t len, const char *key, char id[ID_READ])
 {
     json_t *o = json_loadb(payload, len, 0, NULL);
     json_t *v = json_object_get(o, key);
 
-    snprintf(id, 33, "%s", json_is_string(v) ? json_string_value(v) : "");
+    snprintf(id, ID_READ, "%s", json_is_string(v) ? json_string_value(v) : "");
     json_decref(o);
 }
 
@@ -131,7 +134,7 @@ int lease__on_message(struct run *r, const fb_msg *m)
 {
     fb_topic t;
     enum fb_topic_kind kind = fb_topic_parse(m->topic, &t);
-    char id[33];
+    char id[ID_READ];
 
     if ((kind != FB_TOPIC_OWNER && kind != FB_TOPIC_RUN_STATE) || !fb_topic_is_run(&t, r->run_id))
         return 0;
@@ -143,8 +146,10 @@ int lease__on_message(struct run *r, const fb_msg *m)
             char who[320];
             lease__describe(m->payload, m->len, who, sizeof who);
             log_printf(FB_LOG_ERROR,
-                       "run %s was taken over by another coordinator (%s) while this one "
-                       "was cut off from the broker; leaving the run and its tasks to it",
+                       "run %s was taken over by another coordinator (%s): its owner record "
+                       "is no longer this one's (this coordinator was probably cut off from "
+                       "the broker for longer than its keepalive); leaving the run and its "
+                       "tasks to it",
                        r->run_id, who);
             r->lease.deposed = 1;
         }
