@@ -8,10 +8,12 @@
  * task failed".
  */
 #include "commands.h"
+#include "fmt.h"
 #include "graph.h"
 #include "log.h"
 #include "plugins.h"
 #include "run.h"
+#include "ui_cli.h"
 #include "workflow.h"
 
 #include <flowbus/protocol.h>
@@ -38,6 +40,7 @@ static const char usage_main[] =
     "  up FILE         run a workflow reactively until stopped (tasks fire on every new value)\n"
     "  validate FILE   check a workflow without running it\n"
     "  graph FILE      print the workflow's graph (Mermaid or DOT)\n"
+    "  fmt FILE...     print or rewrite workflow files in the canonical layout\n"
     "  resume RUN      take over a run whose coordinator died (external broker)\n"
     "  gc              remove the retained topics of finished runs from a broker\n"
     "  status [RUN]    the runs on a broker, or one run and its tasks\n"
@@ -45,6 +48,7 @@ static const char usage_main[] =
     "  logs RUN [-f]   a run's error lines, or follow its log and states live\n"
     "  stop RUN        stop a run and wait until it has ended\n"
     "  pause RUN       pause a run (events are held until resume)\n"
+    "  ui              serve the browser editor and its HTTP API\n"
     "  help [COMMAND]  show help\n"
     "\n"
     "Options:\n"
@@ -509,6 +513,7 @@ int main(int argc, char **argv)
         fputs(strcmp(topic, "run") == 0        ? usage_run
               : strcmp(topic, "validate") == 0 ? usage_validate
               : strcmp(topic, "graph") == 0    ? usage_graph
+              : strcmp(topic, "fmt") == 0      ? fmt__usage
               : strcmp(topic, "resume") == 0   ? usage_resume
               : strcmp(topic, "up") == 0       ? usage_up
               : strcmp(topic, "gc") == 0       ? gc__usage
@@ -517,6 +522,7 @@ int main(int argc, char **argv)
               : strcmp(topic, "logs") == 0     ? logs__usage
               : strcmp(topic, "stop") == 0     ? control__usage_stop
               : strcmp(topic, "pause") == 0    ? control__usage_pause
+              : strcmp(topic, "ui") == 0       ? ui__usage
                                                : usage_main,
               stdout);
         return FB_EXIT_OK;
@@ -536,10 +542,14 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "status") == 0 || strcmp(cmd, "set") == 0 || strcmp(cmd, "logs") == 0 ||
         strcmp(cmd, "stop") == 0 || strcmp(cmd, "pause") == 0)
         return cmd_client(cmd, argc, argv);
+    if (strcmp(cmd, "ui") == 0)
+        return ui__command(argc, argv);
     if (strcmp(cmd, "validate") == 0)
         return cmd_validate_or_graph(argc, argv, 0);
     if (strcmp(cmd, "graph") == 0)
         return cmd_validate_or_graph(argc, argv, 1);
+    if (strcmp(cmd, "fmt") == 0)
+        return fmt__main(argc, argv);
     fprintf(stderr, "flowbus: unknown command '%s'\n\n%s", cmd, usage_main);
     return FB_EXIT_INVALID;
 }
