@@ -42,7 +42,8 @@ static const char usage_main[] =
     "  graph FILE      print the workflow's graph (Mermaid or DOT)\n"
     "  fmt FILE...     print or rewrite workflow files in the canonical layout\n"
     "  resume RUN      take over a run whose coordinator died (external broker)\n"
-    "  gc              remove the retained topics of finished runs from a broker\n"
+    "  gc              remove leftovers: dead processes' temporary directories, and\n"
+    "                  the retained topics of finished runs on a broker\n"
     "  status [RUN]    the runs on a broker, or one run and its tasks\n"
     "  set RUN VAR=V   publish variables of a live run\n"
     "  logs RUN [-f]   a run's error lines, or follow its log and states live\n"
@@ -140,6 +141,11 @@ static int add_setting(struct settings *s, char *arg)
         fprintf(stderr, "flowbus: --set expects VAR=VALUE, got '%s'\n", arg);
         return 0;
     }
+    /*
+     * A reserved name (fb_name_reserved) is refused by the loader, with the
+     * workflow's position, unless env: declares it (workflow__apply_settings):
+     * only the loader knows the declarations and the secrets' names.
+     */
     items = realloc(s->items, (s->n + 1) * sizeof *items);
     if (!items)
         return 0;
@@ -408,10 +414,9 @@ static int cmd_gc(int argc, char **argv)
         fprintf(stderr, "flowbus: gc takes no arguments\n\n%s", gc__usage);
         return FB_EXIT_INVALID;
     }
-    if (!o.broker_url || !*o.broker_url) {
-        fprintf(stderr, "flowbus: gc needs a broker: --broker URL or FLOWBUS_BROKER\n");
-        return FB_EXIT_INVALID;
-    }
+    /* Without a broker gc removes only the local leftovers (gc.c). */
+    if (o.broker_url && !*o.broker_url)
+        o.broker_url = NULL;
     o.username = getenv("FLOWBUS_USERNAME");
     o.password = getenv("FLOWBUS_PASSWORD");
     return gc__main(&o);
