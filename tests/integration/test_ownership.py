@@ -151,24 +151,34 @@ class LiveOwner(OwnershipTestCase):
         proc = fbrun.start(["run", path, "--broker", self.broker.url, "--run-id", run_id],
                            cwd=self.cwd, env=self.env())
         try:
-            owner = self.recorder.wait_for(lambda ev: [
-                e for e in ev if e.topic == "flowbus/%s/owner" % run_id and e.payload], 15)
-            self.assertTrue(owner, "no owner record")
-            rec = owner[0].json()
+            self.recorder.wait_state(run_id, "B", "running", timeout=15)
+            # The record is retained: a reader that comes later finds it.
+            with fbtest.Recorder(self.broker, "flowbus/%s/owner" % run_id) as fresh:
+                kept = fresh.wait_for(lambda ev: [e for e in ev if e.retained and e.payload], 5)
+            self.assertEqual(len(kept or []), 1, "no retained owner record")
+            rec = kept[0].json()
             self.assertEqual(rec["pid"], proc.pid)
             self.assertEqual(rec["host"], socket.gethostname())
-            self.assertTrue(owner[0].retained or len(rec["id"]) >= 16)
             self.assertRegex(rec["id"], r"^[0-9a-f]{32}$")
-            # Its client id is its own: it never matches what another coordinator would use.
+            # Its client id is its own, made from its random id: never the one
+            # another coordinator of the run would use.
             self.assertIn(rec["id"][:16], rec["client"])
             self.assertNotEqual(rec["client"], "flowbus-coordinator-%s" % run_id)
-            out, err = fbrun.finish(proc, timeout=30)
+            # The run state names the owner; so does the Will that marks it dead.
+            states = [e.json() for e in self.recorder.on_topic("flowbus/%s/state" % run_id)
+                      if e.payload]
+            self.assertEqual(states[-1]["state"], "running")
+            self.assertEqual(states[-1]["owner"], rec["id"])
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            self.wait_lost(run_id)
+            lost = [e.json() for e in self.recorder.on_topic("flowbus/%s/state" % run_id)
+                    if e.payload][-1]
+            self.assertEqual((lost["state"], lost["owner"]), ("lost", rec["id"]))
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.communicate()
-        self.assertEqual(proc.returncode, 0, out + err)
-
 
     def test_a_coordinator_whose_run_was_taken_over_lets_it_go(self):
         # What a coordinator cut off from the broker finds when it comes back
