@@ -77,18 +77,18 @@ static int same_tasks(const struct workflow *wf, json_t *tasks)
     return 1;
 }
 
-/* fb_barrier's callback of read_retained: keeps the retained messages, and the claims. */
+/*
+ * fb_barrier's callback of read_retained: keeps every message, in arrival
+ * order. The retained ones come first (the broker sends them with the
+ * subscription); what arrives live after them is newer: a claim published
+ * since takes part in the race, and a task that finished meanwhile would
+ * otherwise be taken for one that vanished without a final state.
+ */
 static enum fb_err keep(void *ctx, fb_msg *m)
 {
     struct kept *k = ctx;
     fb_msg **grown;
-    fb_topic t;
 
-    /* A claim published since the subscription takes part in the race. */
-    if (!m->retained && fb_topic_parse(m->topic, &t) != FB_TOPIC_CLAIM) {
-        fb_msg_free(m);
-        return FB_OK;
-    }
     grown = realloc(k->msgs, (k->n + 1) * sizeof *k->msgs);
     if (!grown) {
         fb_msg_free(m);
@@ -126,7 +126,7 @@ static void read_record(const struct run *r, const struct kept *kept, struct fou
             continue;
         if (kind == FB_TOPIC_WORKFLOW && !f->workflow) {
             f->workflow = json_loadb(m->payload, m->len, 0, NULL);
-        } else if (kind == FB_TOPIC_OWNER && m->retained) {
+        } else if (kind == FB_TOPIC_OWNER) {
             f->owner = m->len ? m : NULL;
         } else if (kind == FB_TOPIC_RUN_STATE) {
             json_t *st = json_loadb(m->payload, m->len, 0, NULL);
