@@ -60,7 +60,7 @@ static const char usage_main[] =
     "\n"
     "Exit codes: 0 success, 1 a task failed, timed out, crashed or was denied,\n"
     "2 invalid workflow or usage, 3 finished but the end task was skipped,\n"
-    "4 broker unavailable, 130 interrupted.\n";
+    "4 broker unavailable, 5 (resume) the run has another owner, 130 interrupted.\n";
 
 static const char usage_run[] =
     "Usage: flowbus run FILE [OPTIONS]\n"
@@ -107,14 +107,20 @@ static const char usage_resume[] =
     "its state from the retained topics, adopt the task processes still alive, start\n"
     "the tasks that never started, never run a finished task again, and end with the\n"
     "exit code the run would have had. The workflow file and directory are the ones\n"
-    "the run recorded; secrets come again from this environment.\n"
+    "the run recorded; secrets come again from this environment. A paused run whose\n"
+    "coordinator is alive is only unpaused; any other run with a live coordinator is\n"
+    "refused, and of several resumes of one run exactly one takes it over.\n"
     "\n"
     "Options:\n"
     "  --broker URL       the run's broker (default: $FLOWBUS_BROKER)\n"
     "  --timeout SECONDS  stop the run after this long from now (exit 1)\n"
     "  --json             print machine-readable events\n"
     "  -q, --quiet        print only warnings and errors from flowbus itself\n"
-    "  -h, --help         show this help\n";
+    "  -h, --help         show this help\n"
+    "\n"
+    "Exit codes: as flowbus run's; 2 no such run (or not running, or run on another\n"
+    "host), 5 the run has another owner: its coordinator is alive, or another resume\n"
+    "took it.\n";
 
 static const char usage_validate[] =
     "Usage: flowbus validate FILE [--set VAR=VALUE]...\n"
@@ -291,9 +297,9 @@ static int cmd_run(int argc, char **argv, enum run_command which)
     o.n_settings = s.n;
     if (resume) {
         /* A paused run whose coordinator is alive is resumed by lifting the
-         * pause, as a client on its control topic would: connecting as its
-         * coordinator would take the live one's connection over. Any other
-         * run is taken over. */
+         * pause, as a client on its control topic would (a control message,
+         * not a takeover). Any other run goes to the takeover, which refuses
+         * a live owner (core/run/lease.c). */
         struct client_options co = {0};
         co.broker_url = o.broker_url;
         co.username = o.username;

@@ -47,10 +47,11 @@ void announce__task_state(struct run *r, size_t t)
 void announce__run_state(struct run *r, enum fb_run_state state, int code, unsigned expiry)
 {
     char tp[FB_TOPIC_MAX];
-    json_t *o = json_pack("{s:s, s:f, s:f, s:i, s:s, s:b}", "state", fb_run_state_name(state),
-                          "at", fb_clock_wall(), "started", r->t0_wall, "tasks",
-                          (int)r->wf->n_tasks, "mode", r->reactive ? "reactive" : "oneshot",
-                          "paused", r->record.paused);
+    json_t *o = json_pack("{s:s, s:f, s:f, s:i, s:s, s:b, s:s}", "state",
+                          fb_run_state_name(state), "at", fb_clock_wall(), "started", r->t0_wall,
+                          "tasks", (int)r->wf->n_tasks, "mode",
+                          r->reactive ? "reactive" : "oneshot", "paused", r->record.paused,
+                          "owner", r->lease.id);
     char *s;
 
     json_object_set_new(o, "exit", code >= 0 ? json_integer(code) : json_null());
@@ -69,6 +70,46 @@ static size_t control_message(const struct run *r, enum fb_control cmd, char *tp
     size_t len = fb_control_format(payload, size, cmd);
 
     return len && fb_topic_format(tp, tp_size, FB_TOPIC_CONTROL, r->run_id, NULL) ? len : 0;
+}
+
+#define INTENT_CONFIRM 2.0 /* seconds the broker has to confirm a launch record */
+
+void announce__intent(struct run *r, size_t i, int attempt, pid_t pid)
+{
+    const char *name = r->wf->tasks[r->procs[i].task].name;
+    json_t *o = json_pack("{s:i, s:s, s:s, s:f}", "attempt", attempt, "owner", r->lease.id,
+                          "host", r->lease.host, "at", fb_clock_wall());
+    unsigned long long start = pid > 0 ? adopt__start_time(pid) : 0;
+    char tp[FB_TOPIC_MAX], *s = NULL;
+
+    /* Started: which process it is, robust to pid reuse, for a resume that
+     * cannot read the process's environment (docs/reliability.md). */
+    if (o && pid > 0 && start)
+        json_object_set_new(o, "process", json_pack("{s:I, s:I}", "pid", (json_int_t)pid,
+                                                     "start", (json_int_t)start));
+    s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!s || !fb_topic_format(tp, sizeof tp, FB_TOPIC_TASK_LAUNCH, r->run_id, name))
+        goto out;
+    announce__text(r, tp, s, 1);
+    /* Before the start the record must be on the broker; the start's own
+     * record need not: the scan of /proc covers a process it misses. While
+     * the broker is away the record waits in the bus's queue; the start does
+     * not wait (docs/reliability.md says what that leaves open). */
+    if (pid <= 0 && fb_bus_connected(r->bus) && fb_bus_flush(r->bus, INTENT_CONFIRM) != FB_OK)
+        log_printf(FB_LOG_WARN, "the broker did not confirm the launch record of %s", name);
+out:
+    free(s);
+}
+
+void announce__forget_intents(struct run *r)
+{
+    char tp[FB_TOPIC_MAX];
+
+    /* Only a run that can be resumed reads them, and this one is over. */
+    for (size_t t = 0; r->window.intents && t < r->wf->n_tasks; t++)
+        if (fb_topic_format(tp, sizeof tp, FB_TOPIC_TASK_LAUNCH, r->run_id, r->wf->tasks[t].name))
+            fb_bus_publish(r->bus, tp, "", 0, 1, 1, 0);
 }
 
 void announce__stop(struct run *r)
@@ -131,6 +172,8 @@ void announce__start(struct run *r)
     if (!getcwd(r->record.cwd, sizeof r->record.cwd))
         r->record.cwd[0] = '\0';
     publish_workflow(r);
+    /* Who holds the run, before the run state that says it is alive. */
+    lease__publish(r, 0);
     announce__run_state(r, FB_RUN_RUNNING, -1, 0);
     for (size_t i = 0; i < r->wf->n_vars; i++) {
         long vi = graph__var_index(r->g, r->wf->vars[i].name);
@@ -144,11 +187,13 @@ void announce__start(struct run *r)
  * After a reconnect the broker may be a restarted one that lost what it had
  * not saved. Retained messages arrive again (the tracker takes them as the
  * repeats they are); the coordinator publishes again what it alone knows:
- * the workflow, the run state, the initial variables and every final task
+ * its owner record, the workflow, the run state, the initial variables and every final task
  * state it holds. (Its pending sync probes are the supervisor's.)
  */
 void announce__again(struct run *r)
 {
+    /* The owner record too: loop.c read it back first, so it is still ours. */
+    lease__publish(r, 0);
     publish_workflow(r);
     announce__run_state(r, FB_RUN_RUNNING, -1, 0);
     publish_initial_vars(r);
@@ -234,6 +279,7 @@ void announce__expiring(struct run *r, unsigned expiry)
     json = r->record.workflow_json;
     if (json && fb_topic_format(tp, sizeof tp, FB_TOPIC_WORKFLOW, r->run_id, NULL))
         fb_bus_publish(r->bus, tp, json, strlen(json), 1, 1, expiry);
+    lease__publish(r, expiry);
     len = control_message(r, FB_CONTROL_STOP, tp, sizeof tp, payload, sizeof payload);
     if (len)
         fb_bus_publish(r->bus, tp, payload, len, 1, 1, expiry);

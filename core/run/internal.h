@@ -11,6 +11,10 @@
  *   setup.c      what a run needs before it starts: its tables, signals, run
  *                directory, private broker and connection (setup__*)
  *   resume.c     `flowbus resume`: a run rebuilt from its retained topics (resume__*)
+ *   adopt.c      the run's live processes on this host, and the launch records
+ *                a resume reads (adopt__*)
+ *   lease.c      one owner per run: the coordinator's owner record and client id,
+ *                and the race of resumes for a lost run (lease__*)
  *   loop.c       the event loop: signals, bus messages, output pipes, timers (loop__*)
  *   supervise.c  the processes: kill escalation, reaping, exits, retries,
  *                restarts, stopping the run, and every timer (supervisor__*)
@@ -145,6 +149,7 @@ struct window {
     size_t starting[MAX_LAUNCH_WINDOW];
     size_t n_starting;
     size_t size; /* how many may be starting at once; SIZE_MAX: no bound; 0: none (resume) */
+    int intents; /* a launch record goes before each start (a one-shot run, external broker) */
 };
 
 /* How the run as a whole is going (supervise.c). */
@@ -166,6 +171,15 @@ struct record {
     int paused; /* the run state's "paused", as the control topic set it */
 };
 
+/* The coordinator's lease on its run (lease.c). */
+struct lease {
+    char id[33];        /* its owner id: 16 random bytes in hex, never reused */
+    char client_id[64]; /* its own broker client id, made from the owner id */
+    char host[256];
+    double since;    /* wall time it took the run */
+    int deposed;     /* another coordinator holds the run now: this one lets it go */
+};
+
 struct run {
     const struct run_options *o;
     char run_id[72];
@@ -182,6 +196,7 @@ struct run {
     struct window window;
     struct supervisor sup;
     struct record record;
+    struct lease lease;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -199,6 +214,12 @@ int setup__private_broker(struct run *r);
 
 /* Connects to the broker and subscribes to the run's topics. 1 on success (reason logged). */
 int setup__connect(struct run *r, const char *url, const char *user, const char *pass);
+
+/*
+ * Connects *bus with bo, giving a broker that is still starting about 10 s of
+ * attempts (a signal ends the wait). 1 on success (reason logged).
+ */
+int setup__open_bus(struct run *r, const fb_bus_options *bo, fb_bus **bus);
 
 /* 1 if no retained topic of the run id exists on the broker (reason logged). */
 int setup__run_id_unused(struct run *r);
@@ -230,6 +251,84 @@ void identity__teardown(struct run *r);
  * only lifted its pause (there is nothing else to do).
  */
 int resume__start(struct run *r, struct wf_diags *diags, int *lifted);
+
+/* ------------------------------------------------------------------------ */
+/* lease.c                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* A `flowbus resume`'s bid for a lost run: its own connection, whose Will deletes the claim. */
+struct claim {
+    fb_bus *bus;
+    char id[33];
+    char topic[FB_TOPIC_MAX]; /* flowbus/<run>/claims/<id> */
+    int published;            /* our claim is on the broker: remove it when done */
+};
+
+/* Makes this coordinator's owner id, client id, host and time. 1 on success. */
+int lease__init(struct run *r);
+
+/* Publishes the owner record (retained; expiry 0: for ever). */
+void lease__publish(struct run *r, unsigned expiry);
+
+/* "pid P on host H since T" of an owner record or claim payload, into buf. */
+void lease__describe(const char *json, size_t len, char *buf, size_t size);
+
+/*
+ * A message of the event loop: an owner record not ours means the run was
+ * taken over (r->lease.deposed); a run state not ours is written over with
+ * ours. Returns 1 if the message is an owner record (nothing else to do).
+ */
+int lease__on_message(struct run *r, const fb_msg *m);
+
+/* Connects the claim's own bus and subscribes to the whole run. 1 on success (reason logged). */
+int lease__claim_open(struct run *r, struct claim *c);
+
+/* The index of the first claim among msgs (in arrival order, deleted since or not), or -1. */
+int lease__first_claim(const struct run *r, fb_msg *const *msgs, size_t n);
+
+/*
+ * Races for the run (c NULL: only says who won, if earlier holds a claim): earlier are the messages the claim's bus received since
+ * its subscription. Returns FB_EXIT_OK if this resume won, FB_EXIT_OWNED if
+ * another did (said on stderr), FB_EXIT_BROKER if the broker failed.
+ */
+int lease__race(struct run *r, struct claim *c, fb_msg *const *earlier, size_t n_earlier);
+
+/* Removes the claim if it was published, and closes its bus. Accepts a claim never opened. */
+void lease__claim_close(struct claim *c);
+
+/* ------------------------------------------------------------------------ */
+/* adopt.c                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* A live process of the run on this host, found by its environment. */
+struct seen_proc {
+    pid_t pid;
+    int leader; /* it leads its process group, as a task process does */
+    char task[FB_NAME_MAX + 1];
+};
+
+struct seen {
+    struct seen_proc *v;
+    size_t n;
+};
+
+/* Adds the run's live processes that s does not hold yet (read from /proc). */
+void adopt__scan(const char *run_id, struct seen *s);
+
+/* The process of task in s: pid hint if it is one, else its group leader, else any; 0 if none. */
+pid_t adopt__pid(const struct seen *s, const char *task, long hint);
+
+void adopt__free(struct seen *s);
+
+/* The start time of process pid (clock ticks after boot, /proc/<pid>/stat); 0 if gone. */
+unsigned long long adopt__start_time(pid_t pid);
+
+/*
+ * Launch records in msgs (the run's retained topics) of attempts that reported
+ * nothing and have no process in s: waits up to a second, scanning again,
+ * for their processes to show up (added to s).
+ */
+void adopt__settle_intents(struct run *r, fb_msg *const *msgs, size_t n, struct seen *s);
 
 /* ------------------------------------------------------------------------ */
 /* loop.c                                                                    */
@@ -300,6 +399,17 @@ void announce__task_json(struct run *r, size_t t, const char *json);
 /* Publishes the run state (retained); code < 0: no exit code yet. expiry 0: for ever. */
 void announce__run_state(struct run *r, enum fb_run_state state, int code, unsigned expiry);
 
+/*
+ * Publishes the launch record of process i's attempt (retained). pid 0: before
+ * the start, and waits for the broker to confirm it, so that a resume can tell
+ * a start that was under way when this coordinator died; pid > 0: after it,
+ * naming the process (adopt.c).
+ */
+void announce__intent(struct run *r, size_t i, int attempt, pid_t pid);
+
+/* Deletes the launch records of a run that is over. */
+void announce__forget_intents(struct run *r);
+
 /* Publishes {"cmd":"stop"} on the run's control topic (retained). */
 void announce__stop(struct run *r);
 
@@ -343,6 +453,9 @@ int launch__order(struct run *r);
 
 /* Sizes the launch window and starts the first processes. */
 void launch__all(struct run *r);
+
+/* 1 if the run may start a process now (see launch.c: not while its ownership is in doubt). */
+int launch__may_start(const struct run *r);
 
 /* Starts processes while the window has room. */
 void launch__more(struct run *r);

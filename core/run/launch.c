@@ -48,6 +48,19 @@ void launch__context(struct run *r)
     lc->cache_salt = r->res.cache_salt;
     lc->run_id = r->run_id;
     lc->wf = r->wf;
+    /* A run that can be resumed (an external broker's) records each start
+     * first; a private broker dies with its coordinator and its tasks. */
+    r->window.intents = !r->res.broker && !r->reactive;
+}
+
+int launch__may_start(const struct run *r)
+{
+    /* A run that can be resumed starts nothing while it cannot know that it
+     * is still its coordinator's: cut off from the broker (a resume may be
+     * taking it over), or reconnected but not yet through the owner check of
+     * loop.c. */
+    return !r->window.intents ||
+           (fb_bus_connected(r->bus) && fb_bus_reconnects(r->bus) == r->res.reconnects);
 }
 
 void launch__started(struct run *r, size_t i)
@@ -83,6 +96,8 @@ void launch__start(struct run *r, size_t i, int attempt)
     output__reset(p);
     free(p->retry.final_json);
     p->retry.final_json = NULL;
+    if (r->window.intents)
+        announce__intent(r, i, attempt, 0);
     p->process.up_since = fb_clock_mono();
     /*
      * A new run set its identities up before it announced itself (run.c); a
@@ -96,6 +111,8 @@ void launch__start(struct run *r, size_t i, int attempt)
             mask__add(access__password(r->res.access, (long)k));
     }
     p->process.pid = launcher__spawn(&r->window.lc, t, p->worker, attempt, &p->out.fd);
+    if (p->process.pid > 0 && r->window.intents)
+        announce__intent(r, i, attempt, p->process.pid);
     if (p->process.pid < 0) {
         snprintf(err, sizeof err, "cannot start %s: %s", r->wf->tasks[t].plugin_path,
                  strerror(errno));
@@ -156,6 +173,8 @@ void launch__more(struct run *r)
         else
             k++;
     }
+    if (!launch__may_start(r))
+        return;
     while (w->next < r->n_procs && !r->sup.interrupted && !r->sup.finishing &&
            (w->size == SIZE_MAX || w->n_starting < w->size)) {
         size_t i = w->order[w->next++];

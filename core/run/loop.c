@@ -69,8 +69,11 @@ static void handle_message(struct run *r, fb_msg *m)
 {
     size_t idx = 0;
     const char *text = NULL;
-    enum tracker_event ev = tracker__on_message(r->tr, m->topic, m->payload, m->len, &idx, &text);
+    enum tracker_event ev;
 
+    if (lease__on_message(r, m))
+        return;
+    ev = tracker__on_message(r->tr, m->topic, m->payload, m->len, &idx, &text);
     switch (ev) {
     case TRACK_TASK:
         display__task(r->disp, idx);
@@ -96,18 +99,45 @@ static void handle_message(struct run *r, fb_msg *m)
     }
 }
 
+/* fb_barrier's callback of still_ours: every message is handled as the loop would. */
+static enum fb_err handle_barrier_message(void *ctx, fb_msg *m)
+{
+    handle_message(ctx, m);
+    fb_msg_free(m);
+    return FB_OK;
+}
+
+/*
+ * After a reconnect, before publishing anything again: the connection may
+ * have been gone long enough for the broker to fire our Will and for a
+ * `flowbus resume` to take the run over. The owner record comes back with
+ * the subscriptions, before a token published after them; one not ours
+ * deposes this coordinator (lease__on_message). 1 if the run is still ours.
+ */
+static int still_ours(struct run *r)
+{
+    char token[FB_TOPIC_MAX];
+
+    if (fb_barrier_token(token, sizeof token, r->run_id, "owner") &&
+        fb_barrier(r->bus, token, SYNC_WAIT, handle_barrier_message, r) != FB_OK)
+        log_printf(FB_LOG_WARN, "could not read the run's owner record back after reconnecting");
+    return !r->lease.deposed;
+}
+
 static void drain_bus(struct run *r)
 {
     unsigned reconnects = fb_bus_reconnects(r->bus);
 
     if (reconnects != r->res.reconnects) {
         r->res.reconnects = reconnects;
+        if (!still_ours(r))
+            return;
         display__note(r->disp,
                       "flowbus: reconnected to the broker; publishing the run's state again");
         announce__again(r);
         supervisor__probe_again(r);
     }
-    for (int i = 0; i < MSGS_PER_TURN; i++) {
+    for (int i = 0; i < MSGS_PER_TURN && !r->lease.deposed; i++) {
         fb_msg *m = NULL;
         enum fb_err e = fb_bus_next(r->bus, 0, &m);
         if (e == FB_ERR_LOST) {
@@ -196,7 +226,8 @@ void loop__run(struct run *r)
         r->sup.fatal = FB_EXIT_BROKER;
         goto out;
     }
-    while (!run_over(r)) {
+    /* A deposed coordinator stops at once: the run and its processes are another's. */
+    while (!r->lease.deposed && !run_over(r)) {
         nfds_t nfds = 0;
 
         display__refresh(r->disp, 0);

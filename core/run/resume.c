@@ -7,8 +7,13 @@
  * same directory, adopts the task processes that are still alive, starts
  * those that never started, and carries on in the ordinary event loop. A
  * task that finished is never run again. A run whose coordinator is alive
- * but paused is only unpaused. The steps, in order: read_retained,
- * read_record, check_state, load_workflow, rebuild, take_over.
+ * but paused is only unpaused; any other run with a live owner is refused,
+ * and resumes of the same lost run race for it (lease.c): one wins, the
+ * others change nothing. The steps, in order: scan the run's processes
+ * (adopt.c), open the claim's connection and read what the run left
+ * (read_retained, read_record), check_state, load_workflow, race, and for
+ * the winner: wait for starts under way (adopt__settle_intents), connect as
+ * the run's coordinator, read the run again, rebuild, take_over.
  */
 #include "internal.h"
 #include "display.h"
@@ -17,7 +22,6 @@
 #include "plugins.h"
 #include "workflow.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -38,59 +42,12 @@ struct found {
     json_t *workflow; /* the workflow topic's JSON, or NULL */
     char state[32];   /* the run state's name, or "" */
     int paused;
+    const fb_msg *owner; /* the owner record (in kept), or NULL */
 };
-
-/* 1 if pid is this run's process for task (its environment says so). */
-static int owned(pid_t pid, const char *run_id, const char *task)
-{
-    char path[64], want_run[128], want_task[128], buf[65536];
-    FILE *f;
-    size_t n;
-    int run_ok = 0, task_ok = 0;
-
-    snprintf(path, sizeof path, "/proc/%ld/environ", (long)pid);
-    snprintf(want_run, sizeof want_run, "FLOWBUS_RUN_ID=%s", run_id);
-    snprintf(want_task, sizeof want_task, "FLOWBUS_TASK=%s", task);
-    f = fopen(path, "r");
-    if (!f)
-        return 0;
-    n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    for (size_t i = 0; i < n; i += strlen(buf + i) + 1) {
-        run_ok |= strcmp(buf + i, want_run) == 0;
-        task_ok |= strcmp(buf + i, want_task) == 0;
-    }
-    return run_ok && task_ok;
-}
 
 static int same_text(json_t *j, const char *s)
 {
     return json_is_string(j) && strcmp(json_string_value(j), s) == 0;
-}
-
-/*
- * A process of this run's task on this host that has not reported yet (the
- * dead coordinator started it just before dying): found by its environment.
- * Returns its pid, or 0.
- */
-static pid_t find_task_process(const char *run_id, const char *task)
-{
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    pid_t found = 0;
-
-    while (d && !found && (e = readdir(d)) != NULL) {
-        char *end;
-        long pid = strtol(e->d_name, &end, 10);
-        if (*end || pid <= 0 || pid == (long)getpid())
-            continue;
-        if (owned((pid_t)pid, run_id, task))
-            found = (pid_t)pid;
-    }
-    if (d)
-        closedir(d);
-    return found;
 }
 
 /* 1 if the loaded workflow has the tasks the run was started with. */
@@ -120,16 +77,18 @@ static int same_tasks(const struct workflow *wf, json_t *tasks)
     return 1;
 }
 
-/* fb_barrier's callback of read_retained: keeps the retained messages. */
+/*
+ * fb_barrier's callback of read_retained: keeps every message, in arrival
+ * order. The retained ones come first (the broker sends them with the
+ * subscription); what arrives live after them is newer: a claim published
+ * since takes part in the race, and a task that finished meanwhile would
+ * otherwise be taken for one that vanished without a final state.
+ */
 static enum fb_err keep(void *ctx, fb_msg *m)
 {
     struct kept *k = ctx;
     fb_msg **grown;
 
-    if (!m->retained) {
-        fb_msg_free(m);
-        return FB_OK;
-    }
     grown = realloc(k->msgs, (k->n + 1) * sizeof *k->msgs);
     if (!grown) {
         fb_msg_free(m);
@@ -140,14 +99,14 @@ static enum fb_err keep(void *ctx, fb_msg *m)
     return FB_OK;
 }
 
-/* Everything retained under the run (it subscribed to all of it) is here once our token is back. */
-static int read_retained(struct run *r, struct kept *kept)
+/* Everything retained under the run (bus subscribed to all of it) is here once our token is back. */
+static int read_retained(struct run *r, fb_bus *bus, struct kept *kept)
 {
     char token[FB_TOPIC_MAX];
     enum fb_err e = FB_ERR_INVALID;
 
     if (fb_barrier_token(token, sizeof token, r->run_id, "resume"))
-        e = fb_barrier(r->bus, token, RESUME_WAIT, keep, kept);
+        e = fb_barrier(bus, token, RESUME_WAIT, keep, kept);
     if (e == FB_ERR_TIMEOUT)
         log_printf(FB_LOG_ERROR, "the broker did not answer within 5 s");
     else if (e != FB_OK)
@@ -167,6 +126,8 @@ static void read_record(const struct run *r, const struct kept *kept, struct fou
             continue;
         if (kind == FB_TOPIC_WORKFLOW && !f->workflow) {
             f->workflow = json_loadb(m->payload, m->len, 0, NULL);
+        } else if (kind == FB_TOPIC_OWNER) {
+            f->owner = m->len ? m : NULL;
         } else if (kind == FB_TOPIC_RUN_STATE) {
             json_t *st = json_loadb(m->payload, m->len, 0, NULL);
             json_t *name = json_object_get(st, "state");
@@ -180,47 +141,81 @@ static void read_record(const struct run *r, const struct kept *kept, struct fou
 
 /*
  * Decides from the run state whether there is something to take over.
- * Returns FB_EXIT_OK to go on (the run is lost), or the exit code to end
- * with; *lifted is set when the run's live coordinator was only paused.
+ * Returns FB_EXIT_OK to go on (the run is lost and nobody claims it), or the
+ * exit code to end with; *lifted is set when the run's live coordinator was
+ * only paused.
  */
-static int check_state(struct run *r, const struct found *f, int *lifted)
+static int check_state(struct run *r, fb_bus *bus, const struct found *f, const struct kept *kept,
+                       int *lifted)
 {
-    char tp[FB_TOPIC_MAX], payload[32];
+    char tp[FB_TOPIC_MAX], payload[32], who[320] = "";
     size_t len;
     int running = fb_run_state_parse(f->state) == FB_RUN_RUNNING;
+    json_t *owner = f->owner ? json_loadb(f->owner->payload, f->owner->len, 0, NULL) : NULL;
+    const char *host = json_string_value(json_object_get(owner, "host"));
+    int code = FB_EXIT_INVALID;
 
+    if (f->owner)
+        lease__describe(f->owner->payload, f->owner->len, who, sizeof who);
     if (!f->workflow) {
         fb_topic_format(tp, sizeof tp, FB_TOPIC_WORKFLOW, r->run_id, NULL);
         log_printf(FB_LOG_ERROR, "there is no run '%s' on %s (no retained %s)", r->run_id,
                    r->o->broker_url, tp);
-        return FB_EXIT_INVALID;
+        goto out;
     }
     if (running && f->paused) {
-        /* Its coordinator is alive: resuming means lifting the pause. */
+        /* Its coordinator is alive: resuming means lifting the pause (a control
+         * message, not a takeover). */
         len = fb_control_format(payload, sizeof payload, FB_CONTROL_RESUME);
         if (!fb_topic_format(tp, sizeof tp, FB_TOPIC_CONTROL, r->run_id, NULL) ||
-            fb_bus_publish(r->bus, tp, payload, len, 1, 1, 0) != FB_OK ||
-            fb_bus_flush(r->bus, 5.0) != FB_OK) {
+            fb_bus_publish(bus, tp, payload, len, 1, 1, 0) != FB_OK ||
+            fb_bus_flush(bus, 5.0) != FB_OK) {
             log_printf(FB_LOG_ERROR, "the broker did not take the resume request");
-            return FB_EXIT_BROKER;
+            code = FB_EXIT_BROKER;
+            goto out;
         }
         printf("run %s resumed\n", r->run_id);
         *lifted = 1;
-        return FB_EXIT_OK;
+        code = FB_EXIT_OK;
+        goto out;
     }
     if (running) {
-        log_printf(FB_LOG_ERROR,
-                   "run '%s' is running and its coordinator is alive: nothing to resume (its "
-                   "state becomes '%s' when its coordinator dies)",
-                   r->run_id, fb_run_state_name(FB_RUN_LOST));
-        return FB_EXIT_INVALID;
+        /* The lease is held: the run state's Will has not fired. */
+        if (who[0])
+            log_printf(FB_LOG_ERROR,
+                       "run %s is owned by a live coordinator: %s; nothing to resume (`flowbus "
+                       "stop %s` ends it; its state becomes '%s' if its coordinator dies)",
+                       r->run_id, who, r->run_id, fb_run_state_name(FB_RUN_LOST));
+        else
+            log_printf(FB_LOG_ERROR,
+                       "run %s is owned by a live coordinator (one that publishes no owner "
+                       "record); nothing to resume (its state becomes '%s' if it dies)",
+                       r->run_id, fb_run_state_name(FB_RUN_LOST));
+        code = FB_EXIT_OWNED;
+        goto out;
     }
     if (fb_run_state_parse(f->state) != FB_RUN_LOST) {
         log_printf(FB_LOG_ERROR, "run '%s' is not running (its state is '%s'): nothing to resume",
                    r->run_id, f->state);
-        return FB_EXIT_INVALID;
+        goto out;
     }
-    return FB_EXIT_OK;
+    /* A claim seen since our subscription came before ours could: another resume is first. */
+    if (lease__first_claim(r, kept->msgs, kept->n) >= 0) {
+        code = lease__race(r, NULL, kept->msgs, kept->n);
+        goto out;
+    }
+    if (host && strcmp(host, r->lease.host) != 0) {
+        /* Its processes can be seen, and adopted, only there. */
+        log_printf(FB_LOG_ERROR,
+                   "run %s was run by a coordinator on host %s, where its task processes "
+                   "live: resume it there (from here they cannot be seen, and would run twice)",
+                   r->run_id, host);
+        goto out;
+    }
+    code = FB_EXIT_OK;
+out:
+    json_decref(owner);
+    return code;
 }
 
 /*
@@ -316,8 +311,13 @@ static void adopt(struct run *r, size_t t, pid_t pid, int attempt)
     p->timer.probe_at = fb_clock_mono();
 }
 
-/* Takes over task t as its last state says: finished, adopted, lost or (re)started. */
-static enum taken take_over_task(struct run *r, size_t t)
+/*
+ * Takes over task t as its last state says: finished, adopted, lost or
+ * (re)started. seen is the scan made before the run was read: a process of
+ * the task alive then is adopted even if it has exited since (its final
+ * state, published before it exited, arrives through the subscription).
+ */
+static enum taken take_over_task(struct run *r, size_t t, const struct seen *seen)
 {
     const struct task_info *ti = tracker__task(r->tr, t);
     const struct wf_task *task = &r->wf->tasks[t];
@@ -327,8 +327,9 @@ static enum taken take_over_task(struct run *r, size_t t)
 
     if (fb_state_is_final(ti->state))
         return TAKEN_FINISHED;
-    if (ti->state != FB_STATE_PENDING && ti->pid > 0 && owned((pid_t)ti->pid, r->run_id, task->name)) {
-        adopt(r, t, (pid_t)ti->pid, attempt);
+    if ((pid = adopt__pid(seen, task->name, ti->pid)) != 0) {
+        /* Also a process started but not connected yet when its coordinator died. */
+        adopt(r, t, pid, attempt);
         if (ti->state == FB_STATE_RUNNING && task->timeout > 0) {
             double late = fb_clock_wall() - ti->started;
             p->timer.deadline = fb_clock_mono() + task->timeout - (late > 0 ? late : 0);
@@ -343,24 +344,21 @@ static enum taken take_over_task(struct run *r, size_t t)
         supervisor__on_final(r, t);
         return TAKEN_LOST;
     }
-    if (ti->state == FB_STATE_PENDING && (pid = find_task_process(r->run_id, task->name)) != 0) {
-        /* Started but not connected yet when its coordinator died. */
-        adopt(r, t, pid, 1);
-        return TAKEN_ADOPTED;
-    }
     launch__start(r, t, attempt);
     return TAKEN_STARTED;
 }
 
-/* Announces the run as running again and takes over every task. */
-static void take_over(struct run *r)
+/* Announces the run as ours and running again, and takes over every task. */
+static void take_over(struct run *r, const struct seen *seen)
 {
     size_t counts[TAKEN_KINDS] = {0};
 
     launch__context(r);
+    /* Who holds the run, then the run state that says it is alive again. */
+    lease__publish(r, 0);
     announce__run_state(r, FB_RUN_RUNNING, -1, 0);
     for (size_t t = 0; t < r->wf->n_tasks; t++)
-        counts[take_over_task(r, t)]++;
+        counts[take_over_task(r, t, seen)]++;
     display__note(r->disp,
                   "Resumed run %s of %s on %s: %zu finished, %zu adopted, %zu lost, %zu started",
                   r->run_id, r->wf->name, r->o->broker_url, counts[TAKEN_FINISHED],
@@ -369,11 +367,22 @@ static void take_over(struct run *r)
         display__task(r->disp, t);
 }
 
+static void free_kept(struct kept *kept)
+{
+    for (size_t i = 0; i < kept->n; i++)
+        fb_msg_free(kept->msgs[i]);
+    free(kept->msgs);
+    kept->msgs = NULL;
+    kept->n = 0;
+}
+
 int resume__start(struct run *r, struct wf_diags *diags, int *lifted)
 {
     const struct run_options *o = r->o;
     struct kept kept = {NULL, 0};
-    struct found found = {NULL, "", 0};
+    struct found found = {NULL, "", 0, NULL};
+    struct claim claim = {0};
+    struct seen seen = {NULL, 0};
     int code = FB_EXIT_INVALID;
 
     *lifted = 0;
@@ -384,25 +393,38 @@ int resume__start(struct run *r, struct wf_diags *diags, int *lifted)
     }
     snprintf(r->run_id, sizeof r->run_id, "%s", o->run_id);
     code = FB_EXIT_BROKER;
-    if (!setup__signals(r) || !setup__connect(r, o->broker_url, o->username, o->password) ||
-        !read_retained(r, &kept))
+    if (!setup__signals(r) || !lease__init(r))
+        goto out;
+    /* The processes first, the run's record after (adopt.c says why). */
+    adopt__scan(r->run_id, &seen);
+    if (!lease__claim_open(r, &claim) || !read_retained(r, claim.bus, &kept))
         goto out;
     read_record(r, &kept, &found);
-    code = check_state(r, &found, lifted);
+    code = check_state(r, claim.bus, &found, &kept, lifted);
     if (code != FB_EXIT_OK || *lifted)
         goto out;
     code = FB_EXIT_INVALID;
     if (!load_workflow(r, found.workflow, diags))
         goto out;
-    code = FB_EXIT_BROKER;
-    if (!rebuild(r, found.workflow, &kept))
+    code = lease__race(r, &claim, kept.msgs, kept.n);
+    if (code != FB_EXIT_OK)
         goto out;
-    take_over(r);
+    /* Won: nobody else acts on the run from here. */
+    adopt__settle_intents(r, kept.msgs, kept.n, &seen);
+    free_kept(&kept);
+    code = FB_EXIT_BROKER;
+    if (!setup__connect(r, o->broker_url, o->username, o->password) ||
+        !read_retained(r, r->bus, &kept) || !rebuild(r, found.workflow, &kept))
+        goto out;
+    take_over(r, &seen);
+    /* The run state says who owns the run before the claim goes. */
+    if (fb_bus_flush(r->bus, 5.0) != FB_OK)
+        log_printf(FB_LOG_WARN, "the broker did not confirm the run's new owner record");
     code = FB_EXIT_OK;
 out:
-    for (size_t i = 0; i < kept.n; i++)
-        fb_msg_free(kept.msgs[i]);
-    free(kept.msgs);
+    lease__claim_close(&claim);
+    adopt__free(&seen);
+    free_kept(&kept);
     json_decref(found.workflow);
     return code;
 }

@@ -62,7 +62,7 @@ static int start_new(struct run *r, struct wf_diags *diags)
         snprintf(r->run_id, sizeof r->run_id, "%s", o->run_id);
     else
         generate_run_id(r->run_id, sizeof r->run_id);
-    if (!setup__tables(r) || !setup__signals(r)) {
+    if (!lease__init(r) || !setup__tables(r) || !setup__signals(r)) {
         log_printf(FB_LOG_ERROR, "cannot set up the run: %s", strerror(errno ? errno : ENOMEM));
         return FB_EXIT_BROKER;
     }
@@ -112,6 +112,7 @@ static int finish(struct run *r)
                : r->sup.interrupted > 0 ? FB_EXIT_INTERRUPTED
                                         : tracker__exit_code(r->tr);
 
+    announce__forget_intents(r);
     if (expiring) {
         announce__collect_vars(r);
         announce__expiring(r, expiry);
@@ -143,10 +144,11 @@ static void teardown(struct run *r, struct wf_diags *diags)
      * would only add Paho's ~100 ms thread teardown to every run. */
 #endif
     /* Nothing this coordinator started may outlive the run: kill any group
-     * still alive (adopted processes included). */
+     * still alive (adopted processes included), unless the run was taken over:
+     * its processes are the new owner's now. */
     for (size_t i = 0; r->procs && i < r->n_procs; i++) {
         struct proc *p = &r->procs[i];
-        if (p->process.pid && !p->process.reaped) {
+        if (p->process.pid && !p->process.reaped && !r->lease.deposed) {
             launcher__signal(p->process.pid, SIGKILL);
             if (!p->process.adopted)
                 waitpid(p->process.pid, NULL, 0);
@@ -192,7 +194,8 @@ int run__main(const struct run_options *o)
     if (o->timeout > 0)
         r.sup.run_deadline = r.t0_mono + o->timeout;
     loop__run(&r);
-    code = finish(&r);
+    /* Taken over: the new owner publishes how the run ends. */
+    code = r.lease.deposed ? FB_EXIT_OWNED : finish(&r);
 out:
     teardown(&r, &diags);
     return code;

@@ -171,7 +171,9 @@ int setup__private_broker(struct run *r)
 }
 
 /*
- * Connects with the Last Will that marks the run lost. A broker that is
+ * Connects with the Last Will that marks the run lost, naming this owner, and
+ * the coordinator's own client id (lease.c): a client id shared with another
+ * coordinator would make each connection throw the other off. A broker that is
  * still starting (a service coming up with flowbus) gets a bounded chance:
  * attempts with a doubling pause, about 10 s in all. A signal during a pause
  * ends the wait.
@@ -179,26 +181,18 @@ int setup__private_broker(struct run *r)
 static int open_bus(struct run *r, const char *url, const char *user, const char *pass)
 {
     fb_bus_options bo = {0};
-    char will_topic[FB_TOPIC_MAX], client_id[96], err[256], will[256];
-    enum fb_err e;
+    char will_topic[FB_TOPIC_MAX], will[320];
 
     if (!fb_topic_format(will_topic, sizeof will_topic, FB_TOPIC_RUN_STATE, r->run_id, NULL))
         return 0;
     snprintf(will, sizeof will,
              "{\"state\":\"%s\",\"at\":%.6f,\"started\":%.6f,\"exit\":null,"
-             "\"error\":\"the coordinator's connection was lost\"}",
-             fb_run_state_name(FB_RUN_LOST), fb_clock_wall(), r->t0_wall);
-    /* Unguessable: whoever took this id would kick the coordinator off and fire its Will. */
-    {
-        char prefix[96];
-        snprintf(prefix, sizeof prefix, "flowbus-coordinator-%s", r->run_id);
-        if (fb_client_id(client_id, FB_CLIENT_ID_MAX + 1, prefix) != FB_OK)
-            return 0;
-    }
+             "\"owner\":\"%s\",\"error\":\"the coordinator's connection was lost\"}",
+             fb_run_state_name(FB_RUN_LOST), fb_clock_wall(), r->t0_wall, r->lease.id);
     bo.url = url;
     bo.username = user;
     bo.password = pass;
-    bo.client_id = client_id;
+    bo.client_id = r->lease.client_id;
     bo.ca_file = getenv("FLOWBUS_TLS_CA");
     bo.cert_file = getenv("FLOWBUS_TLS_CERT");
     bo.key_file = getenv("FLOWBUS_TLS_KEY");
@@ -209,22 +203,30 @@ static int open_bus(struct run *r, const char *url, const char *user, const char
     bo.will_payload = will;
     bo.will_retained = 1;
     bo.log = log__sdk;
+    return setup__open_bus(r, &bo, &r->bus);
+}
+
+int setup__open_bus(struct run *r, const fb_bus_options *bo, fb_bus **bus)
+{
+    char err[256];
+    enum fb_err e;
+
     for (int attempt = 1;; attempt++) {
         double pause = 0.1 * (1 << (attempt - 1));
         struct pollfd pfd = {.fd = r->res.sigfd, .events = POLLIN};
 
-        e = fb_bus_new(&bo, &r->bus, err, sizeof err);
+        e = fb_bus_new(bo, bus, err, sizeof err);
         if (e == FB_OK)
             return 1;
         if (attempt >= CONNECT_ATTEMPTS || e == FB_ERR_INVALID) {
             log_printf(FB_LOG_ERROR, "cannot connect to the broker at %s after %d attempts: %s",
-                       url, attempt, err);
+                       bo->url, attempt, err);
             return 0;
         }
-        log_printf(FB_LOG_INFO, "broker at %s not reachable (%s); trying again in %.1f s", url, err,
-                   pause > 2.0 ? 2.0 : pause);
+        log_printf(FB_LOG_INFO, "broker at %s not reachable (%s); trying again in %.1f s",
+                   bo->url, err, pause > 2.0 ? 2.0 : pause);
         if (poll(&pfd, 1, (int)((pause > 2.0 ? 2.0 : pause) * 1000)) > 0) {
-            log_printf(FB_LOG_ERROR, "interrupted while waiting for the broker at %s", url);
+            log_printf(FB_LOG_ERROR, "interrupted while waiting for the broker at %s", bo->url);
             return 0;
         }
     }
@@ -236,7 +238,8 @@ int setup__connect(struct run *r, const char *url, const char *user, const char 
      * The task states and the run state are enough to see that a run id is used. */
     static const enum fb_topic_kind kinds[] = {FB_TOPIC_TASK_STATE, FB_TOPIC_TASK_LOG,
                                                FB_TOPIC_CONTROL,    FB_TOPIC_SYNC,
-                                               FB_TOPIC_RUN_STATE,  FB_TOPIC_VAR};
+                                               FB_TOPIC_RUN_STATE,  FB_TOPIC_OWNER,
+                                               FB_TOPIC_VAR};
     enum { N_KINDS = sizeof kinds / sizeof kinds[0] };
     char filter[N_KINDS][FB_TOPIC_MAX];
     const char *filters[N_KINDS];

@@ -496,8 +496,12 @@ void supervisor__check_timers(struct run *r)
         }
         if (timer_set(tm->sync_at) && now >= tm->sync_at)
             supervisor__resolve_exit(r, i);
-        if (timer_set(tm->retry_at) && now >= tm->retry_at && !r->sup.interrupted)
-            launch__start(r, i, p->attempt + 1);
+        if (timer_set(tm->retry_at) && now >= tm->retry_at && !r->sup.interrupted) {
+            if (launch__may_start(r))
+                launch__start(r, i, p->attempt + 1);
+            else
+                tm->retry_at = now + 0.1; /* once the run is known to be ours (launch.c) */
+        }
         if (p->process.adopted && !p->process.reaped && now >= tm->probe_at) {
             tm->probe_at = now + ADOPTED_PROBE;
             if (kill(p->process.pid, 0) != 0 && errno == ESRCH)

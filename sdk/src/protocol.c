@@ -25,6 +25,9 @@
 #define L_TASKS "tasks"
 #define L_LOG "log"
 #define L_SYNC "sync"
+#define L_OWNER "owner"
+#define L_CLAIMS "claims"
+#define L_LAUNCH "launch"
 
 static const char *const state_names[FB_STATE_COUNT] = {
     [FB_STATE_PENDING] = "pending", [FB_STATE_WAITING] = "waiting",
@@ -98,10 +101,15 @@ static size_t format_topic(char *buf, size_t size, enum fb_topic_kind kind, cons
         if (filter)
             len = snprintf(buf, size, "%s/%s/#", root, r);
         break;
+    case FB_TOPIC_OWNER:
+        len = snprintf(buf, size, "%s/%s/" L_OWNER, root, r);
+        break;
     case FB_TOPIC_VAR:
     case FB_TOPIC_TASK_STATE:
     case FB_TOPIC_TASK_LOG:
+    case FB_TOPIC_TASK_LAUNCH:
     case FB_TOPIC_SYNC:
+    case FB_TOPIC_CLAIM:
         if (!(level_ok(n) || (filter && name == NULL)))
             break;
         if (kind == FB_TOPIC_VAR)
@@ -110,6 +118,10 @@ static size_t format_topic(char *buf, size_t size, enum fb_topic_kind kind, cons
             len = snprintf(buf, size, "%s/%s/" L_TASKS "/%s/" L_STATE, root, r, n);
         else if (kind == FB_TOPIC_TASK_LOG)
             len = snprintf(buf, size, "%s/%s/" L_TASKS "/%s/" L_LOG, root, r, n);
+        else if (kind == FB_TOPIC_TASK_LAUNCH)
+            len = snprintf(buf, size, "%s/%s/" L_TASKS "/%s/" L_LAUNCH, root, r, n);
+        else if (kind == FB_TOPIC_CLAIM)
+            len = snprintf(buf, size, "%s/%s/" L_CLAIMS "/%s", root, r, n);
         else
             len = snprintf(buf, size, "%s/%s/" L_SYNC "/%s", root, r, n);
         break;
@@ -179,10 +191,13 @@ enum fb_topic_kind fb_topic_parse(const char *topic, fb_topic *out)
         t.kind = FB_TOPIC_WORKFLOW;
     } else if (strcmp(rest, L_CONTROL) == 0) {
         t.kind = FB_TOPIC_CONTROL;
-    } else if (level_is(rest, L_VARS, &p) || level_is(rest, L_SYNC, &p)) {
+    } else if (strcmp(rest, L_OWNER) == 0) {
+        t.kind = FB_TOPIC_OWNER;
+    } else if (level_is(rest, L_VARS, &p) || level_is(rest, L_SYNC, &p) ||
+               level_is(rest, L_CLAIMS, &p)) {
         if (*p != '/' || (n = level_len(p + 1)) == 0 || p[1 + n] != '\0')
             goto out;
-        t.kind = rest[0] == 'v' ? FB_TOPIC_VAR : FB_TOPIC_SYNC;
+        t.kind = rest[0] == 'v' ? FB_TOPIC_VAR : rest[0] == 's' ? FB_TOPIC_SYNC : FB_TOPIC_CLAIM;
         t.name = p + 1;
         t.name_len = n;
     } else if (level_is(rest, L_TASKS, &p)) {
@@ -192,6 +207,8 @@ enum fb_topic_kind fb_topic_parse(const char *topic, fb_topic *out)
             t.kind = FB_TOPIC_TASK_STATE;
         else if (strcmp(p + 2 + n, L_LOG) == 0)
             t.kind = FB_TOPIC_TASK_LOG;
+        else if (strcmp(p + 2 + n, L_LAUNCH) == 0)
+            t.kind = FB_TOPIC_TASK_LAUNCH;
         else
             goto out;
         t.name = p + 1;

@@ -75,7 +75,8 @@ static void test_parse_round_trip(void)
     static const enum fb_topic_kind kinds[] = {FB_TOPIC_RUN_STATE, FB_TOPIC_WORKFLOW,
                                                FB_TOPIC_CONTROL,   FB_TOPIC_VAR,
                                                FB_TOPIC_TASK_STATE, FB_TOPIC_TASK_LOG,
-                                               FB_TOPIC_SYNC};
+                                               FB_TOPIC_SYNC,       FB_TOPIC_OWNER,
+                                               FB_TOPIC_CLAIM,      FB_TOPIC_TASK_LAUNCH};
     char b[FB_TOPIC_MAX];
     fb_topic t;
 
@@ -87,7 +88,8 @@ static void test_parse_round_trip(void)
         CHECK(!fb_topic_is_run(&t, "run-"));
         CHECK(!fb_topic_is_run(&t, "run-77"));
         if (kinds[i] == FB_TOPIC_VAR || kinds[i] == FB_TOPIC_TASK_STATE ||
-            kinds[i] == FB_TOPIC_TASK_LOG || kinds[i] == FB_TOPIC_SYNC) {
+            kinds[i] == FB_TOPIC_TASK_LOG || kinds[i] == FB_TOPIC_SYNC ||
+            kinds[i] == FB_TOPIC_CLAIM || kinds[i] == FB_TOPIC_TASK_LAUNCH) {
             CHECK(fb_topic_is_name(&t, "Name_1"));
             CHECK(!fb_topic_is_name(&t, "Name_"));
         } else {
@@ -95,6 +97,17 @@ static void test_parse_round_trip(void)
         }
     }
     CHECK(fb_topic_parse("flowbus/r/vars/X", NULL) == FB_TOPIC_VAR);
+    fb_topic_format(b, sizeof b, FB_TOPIC_OWNER, "r1", NULL);
+    CHECK_STR(b, "flowbus/r1/owner");
+    fb_topic_format(b, sizeof b, FB_TOPIC_CLAIM, "r1", "c0ffee");
+    CHECK_STR(b, "flowbus/r1/claims/c0ffee");
+    fb_topic_filter(b, sizeof b, FB_TOPIC_CLAIM, "r1", NULL);
+    CHECK_STR(b, "flowbus/r1/claims/+");
+    fb_topic_format(b, sizeof b, FB_TOPIC_TASK_LAUNCH, "r1", "T");
+    CHECK_STR(b, "flowbus/r1/tasks/T/launch");
+    CHECK(fb_topic_parse("flowbus/r1/claims", NULL) == FB_TOPIC_NONE);
+    CHECK(fb_topic_parse("flowbus/r1/claims/a/b", NULL) == FB_TOPIC_NONE);
+    CHECK(fb_topic_parse("flowbus/r1/owner/x", NULL) == FB_TOPIC_NONE);
 }
 
 static void test_parse_refuses(void)

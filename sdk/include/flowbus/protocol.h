@@ -16,6 +16,12 @@
  *   tasks/<TASK>/state    a task's state (retained JSON; see enum fb_state)
  *   tasks/<TASK>/log      a task's log lines (not retained)
  *   sync/<TOKEN>          barrier tokens of the run's coordinator (never retained)
+ *   owner                 the coordinator that holds the run (retained JSON: its id, pid,
+ *                         host, since, client id); see docs/reliability.md
+ *   claims/<ID>           a `flowbus resume` bidding for a lost run (retained JSON; its
+ *                         Last Will deletes it)
+ *   tasks/<TASK>/launch   the coordinator's intent to start the task's process, written
+ *                         and confirmed before the process starts (retained JSON)
  * A client that needs a barrier outside every run uses
  * flowbus/<label>-<pid>-<random>/sync (fb_barrier_token).
  *
@@ -53,12 +59,15 @@ enum fb_topic_kind {
     FB_TOPIC_TASK_LOG,   /* flowbus/<run>/tasks/<name>/log */
     FB_TOPIC_SYNC,       /* flowbus/<run>/sync/<name> */
     FB_TOPIC_ALL,        /* filters only: flowbus/<run>/# */
+    FB_TOPIC_OWNER,       /* flowbus/<run>/owner */
+    FB_TOPIC_CLAIM,       /* flowbus/<run>/claims/<id> */
+    FB_TOPIC_TASK_LAUNCH, /* flowbus/<run>/tasks/<name>/launch */
 };
 
 /*
  * Writes the topic of kind for run into buf (size bytes, NUL-terminated).
- * name is the variable, task or token for VAR, TASK_STATE, TASK_LOG and SYNC,
- * and is ignored for the others. As a filter (fb_topic_filter) a NULL run or
+ * name is the variable, task, token or claim id for VAR, TASK_STATE, TASK_LOG,
+ * TASK_LAUNCH, SYNC and CLAIM, and is ignored for the others. As a filter (fb_topic_filter) a NULL run or
  * name stands for the single-level wildcard "+".
  * Returns the length written, or 0 if buf is too small, kind is FB_TOPIC_NONE
  * (or FB_TOPIC_ALL, which is only a filter), or run or a needed name is NULL
@@ -85,7 +94,7 @@ typedef struct fb_topic {
     enum fb_topic_kind kind;
     const char *run;
     size_t run_len;
-    const char *name; /* VAR, TASK_STATE, TASK_LOG, SYNC; else NULL */
+    const char *name; /* VAR, TASK_STATE, TASK_LOG, TASK_LAUNCH, SYNC, CLAIM; else NULL */
     size_t name_len;
 } fb_topic;
 
@@ -317,6 +326,8 @@ enum fb_exit {
     FB_EXIT_INVALID = 2,     /* a usage error or an invalid workflow; nothing ran */
     FB_EXIT_END_SKIPPED = 3, /* the run ended but its end task was skipped */
     FB_EXIT_BROKER = 4,      /* the broker (or the run's own resources) could not be had */
+    FB_EXIT_OWNED = 5,       /* resume: the run has another owner (a live coordinator, or
+                                the resume that won the race for it); nothing was done */
     FB_EXIT_INTERRUPTED = 130, /* Ctrl-C or SIGTERM (128 + SIGINT) */
 };
 
