@@ -270,10 +270,10 @@ static void note_folded(struct scan *S, const char *path, const yaml_event_t *ev
             while (i + k < n && k < 3 && p[i + k] != ' ' && p[i + k] != '\r')
                 k++;
             memcpy(header, p + i, k);
-            /* Only the header alone on its line: no indentation digit, no comment. */
-            while (i + k < n && (p[i + k] == ' ' || p[i + k] == '\r'))
+            /* Only a header without an indentation digit, then maybe a comment. */
+            while (i + k < n && (p[i + k] == ' ' || p[i + k] == '\t' || p[i + k] == '\r'))
                 k++;
-            if (i + k < n)
+            if (i + k < n && p[i + k] != '#')
                 return;
             break;
         }
@@ -397,6 +397,13 @@ static void on_event(struct scan *S, const yaml_event_t *ev)
             x = &S->extents[S->n_extents++];
             x->l1 = ev->start_mark.line;
             x->c1 = ev->start_mark.column;
+            /* A block scalar's text starts on the line after its header,
+             * which may end in a comment. */
+            if (ev->data.scalar.style == YAML_LITERAL_SCALAR_STYLE ||
+                ev->data.scalar.style == YAML_FOLDED_SCALAR_STYLE) {
+                x->l1++;
+                x->c1 = 0;
+            }
             x->l2 = ev->end_mark.line;
             x->c2 = ev->end_mark.column;
         }

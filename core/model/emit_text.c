@@ -260,6 +260,12 @@ void emit_text__scalar(struct sbuf *b, const json_t *v, int real_dot)
     case JSON_FALSE:
         sbuf__puts(b, "false");
         break;
+    case JSON_OBJECT:
+        sbuf__puts(b, "{}"); /* only an empty one is a scalar to the writer */
+        break;
+    case JSON_ARRAY:
+        sbuf__puts(b, "[]");
+        break;
     default:
         sbuf__puts(b, "null");
         break;
