@@ -407,6 +407,38 @@ static int is_default_name(const char *name, const char *file)
     return strlen(name) == n && !strncmp(name, base, n);
 }
 
+/* 1 if a task of the model is called name. */
+static int model_has_task(const struct canon *c, const char *name)
+{
+    size_t i;
+    json_t *t;
+
+    json_array_foreach (c->tasks, i, t)
+        if (name && json_is_string(json_object_get(t, "name")) &&
+            !strcmp(json_string_value(json_object_get(t, "name")), name))
+            return 1;
+    return 0;
+}
+
+/*
+ * A renamed task keeps its comments: a task of the model that no task of the
+ * file is called takes the comments of the file's task at the same place,
+ * when no task of the model has that one's name (it was renamed, or removed
+ * and another put in its place, which cannot be told apart).
+ */
+static void match_renamed(struct canon *c, const struct emit_source *src)
+{
+    for (size_t i = 0; i < json_array_size(c->tasks) && i < src->n_tasks; i++) {
+        int taken = 0;
+        if (c->task_src[i] != NO_TASK || model_has_task(c, src->task_names[i]))
+            continue;
+        for (size_t k = 0; k < json_array_size(c->tasks); k++)
+            taken |= c->task_src[k] == (long)i;
+        if (!taken)
+            c->task_src[i] = (long)i;
+    }
+}
+
 static int build(struct canon *c, const json_t *m, const struct emit_source *src,
                  const struct emit_options *o, struct emit_diags *d)
 {
@@ -498,6 +530,8 @@ static int build(struct canon *c, const json_t *m, const struct emit_source *src
         if (!t || json_array_append_new(c->tasks, t))
             return 0;
     }
+    if (src)
+        match_renamed(c, src);
     return d->n == before;
 }
 

@@ -387,6 +387,16 @@ static void test_added_task_is_one_block(void)
     json_array_remove(json_object_get(m, "tasks"), 5);
     removed = emit_ok(m, edited, "ten.yaml");
     CHECK_STR(removed, source);
+    /* Renaming T3 (and what names it) changes the lines of the name only: its comment stays. */
+    {
+        json_t *copy = json_deep_copy(m), *tasks = json_object_get(copy, "tasks");
+        char *renamed;
+        json_object_set_new(json_array_get(tasks, 3), "name", json_string("THIRD"));
+        renamed = emit_ok(copy, source, "ten.yaml");
+        CHECK_CONTAINS(renamed, "    # task 3\n    - name: THIRD\n      plugin: cmd\n");
+        json_decref(copy);
+        free(renamed);
+    }
     /* Removing T3: only its block (with its comment) goes. */
     free(removed);
     free(run);
@@ -826,11 +836,25 @@ static void test_random_comments_in_shipped_workflows(void)
 {
     static const char *const files[] = {"disk-monitor.yaml", "iot-thermostat.yaml",
                                         "parallel-pipeline.yaml", "secured.yaml"};
+    DIR *d = opendir(INTEGRATION_DIR);
+    struct dirent *e;
+
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char path[1024];
         snprintf(path, sizeof path, "%s/%s", SHIPPED_DIR, files[i]);
         test_random_comments(path);
     }
+    /* The test workflows are not canonical: comments are kept through the rewrite too. */
+    while (d && (e = readdir(d)) != NULL) {
+        char path[1024];
+        size_t len = strlen(e->d_name);
+        if (len < 6 || strcmp(e->d_name + len - 5, ".yaml") != 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", INTEGRATION_DIR, e->d_name);
+        test_random_comments(path);
+    }
+    if (d)
+        closedir(d);
 }
 
 int main(void)
