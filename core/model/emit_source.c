@@ -591,6 +591,53 @@ out:
     return ok;
 }
 
+/*
+ * Orders the comments by task (a counting sort, stable: by line within a
+ * task), so that writing a task looks at its own comments only.
+ */
+static int index_comments(struct emit_source *src)
+{
+    size_t slots = src->n_tasks + 2;
+
+    src->by_task = malloc((src->n_comments + 1) * sizeof *src->by_task);
+    src->task_start = calloc(slots + 1, sizeof *src->task_start);
+    if (!src->by_task || !src->task_start)
+        return 0;
+    for (size_t i = 0; i < src->n_comments; i++) {
+        long t = src->comments[i].task;
+        /* A task past the last named one has no name the emitter can match. */
+        if (t >= (long)src->n_tasks)
+            t = (long)src->n_tasks;
+        src->task_start[(size_t)(t + 1) + 1]++;
+    }
+    for (size_t s = 1; s <= slots; s++)
+        src->task_start[s] += src->task_start[s - 1];
+    {
+        size_t *fill = calloc(slots, sizeof *fill);
+        if (!fill)
+            return 0;
+        for (size_t i = 0; i < src->n_comments; i++) {
+            long t = src->comments[i].task;
+            size_t slot = (size_t)((t >= (long)src->n_tasks ? (long)src->n_tasks : t) + 1);
+            src->by_task[src->task_start[slot] + fill[slot]++] = i;
+        }
+        free(fill);
+    }
+    return 1;
+}
+
+const size_t *emit_source__comments(const struct emit_source *src, long task, size_t *n)
+{
+    size_t slot;
+
+    *n = 0;
+    if (!src || !src->by_task || task < -1 || task >= (long)src->n_tasks)
+        return NULL;
+    slot = (size_t)(task + 1);
+    *n = src->task_start[slot + 1] - src->task_start[slot];
+    return src->by_task + src->task_start[slot];
+}
+
 int emit_source__scan(const char *text, size_t len, struct emit_source *src)
 {
     struct scan S = {0};
@@ -624,7 +671,7 @@ int emit_source__scan(const char *text, size_t len, struct emit_source *src)
         on_event(&S, &ev);
         yaml_event_delete(&ev);
     }
-    if (S.failed || !attach_comments(&S, text, len))
+    if (S.failed || !attach_comments(&S, text, len) || !index_comments(src))
         goto out;
     ok = 1;
 out:
@@ -659,6 +706,8 @@ void emit_source__free(struct emit_source *src)
         free(src->comments[i].at_path);
     }
     free(src->comments);
+    free(src->by_task);
+    free(src->task_start);
     for (size_t i = 0; i < src->n_tasks; i++)
         free(src->task_names[i]);
     free(src->task_names);

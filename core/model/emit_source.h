@@ -53,6 +53,8 @@ struct emit_source {
     size_t n_tasks;
     struct emit_env_entry *env;
     size_t n_env;
+    size_t *by_task;    /* comment indices ordered by task (outside tasks first), then by line */
+    size_t *task_start; /* task t's are by_task[task_start[t + 1] .. task_start[t + 2]) */
     struct emit_folded *folded;
     size_t n_folded;
     int has_name; /* workflow: has a name: key */
@@ -69,6 +71,9 @@ void emit_source__free(struct emit_source *src);
 
 /* The file's task index whose name is name, or -1. */
 long emit_source__task(const struct emit_source *src, const char *name);
+
+/* The comments of task (-1: outside tasks), as indices into src->comments; *n of them. */
+const size_t *emit_source__comments(const struct emit_source *src, long task, size_t *n);
 
 /* The folded string at this anchor, or NULL. */
 const struct emit_folded *emit_source__folded(const struct emit_source *src, long task,

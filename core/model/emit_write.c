@@ -147,8 +147,10 @@ void emit_write__span(struct writer *w)
     struct emit_span *s;
 
     if (w->pass == 1) {
-        for (size_t i = 0; w->src && i < w->src->n_comments; i++) {
-            struct emit_comment *c = &w->src->comments[i];
+        size_t n;
+        const size_t *mine = emit_source__comments(w->src, w->task_src, &n);
+        for (size_t i = 0; i < n; i++) {
+            struct emit_comment *c = &w->src->comments[mine[i]];
             if (c->task == w->task_src && emit_write__is_parent(p, c->path) && strlen(p) + 1 > c->written)
                 c->written = strlen(p) + 1;
         }
@@ -194,9 +196,11 @@ void emit_write__span(struct writer *w)
 static void each_comment(struct writer *w, int trailing, int ind)
 {
     const char *p = path_of(w);
+    size_t count;
+    const size_t *mine = emit_source__comments(w->src, w->task_src, &count);
 
-    for (size_t i = 0; w->pass == 2 && w->src && i < w->src->n_comments; i++) {
-        struct emit_comment *c = &w->src->comments[i];
+    for (size_t i = 0; w->pass == 2 && i < count; i++) {
+        struct emit_comment *c = &w->src->comments[mine[i]];
         int moved;
         if (!c->at_path || c->at_task != w->task_src || strcmp(c->at_path, p) != 0)
             continue;
@@ -241,10 +245,11 @@ void emit_write__anchor(struct writer *w, int ind, int as_leading)
 static int comments_inside(const struct writer *w)
 {
     const char *p = path_of(w);
-    size_t n = strlen(p);
+    size_t n = strlen(p), k;
+    const size_t *mine = emit_source__comments(w->src, w->task_src, &k);
 
-    for (size_t i = 0; w->pass == 2 && w->src && i < w->src->n_comments; i++) {
-        const struct emit_comment *c = &w->src->comments[i];
+    for (size_t i = 0; w->pass == 2 && i < k; i++) {
+        const struct emit_comment *c = &w->src->comments[mine[i]];
         if (c->at_path && c->at_task == w->task_src && emit_write__is_parent(p, c->at_path) && c->at_path[n])
             return 1;
     }
