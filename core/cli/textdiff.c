@@ -107,11 +107,10 @@ int textdiff__unified(const char *at, size_t a_len, const char *bt, size_t b_len
         /* t[i][j]: the longest common subsequence of x[i..] and y[j..]. */
         for (i = n; table && i-- > 0;)
             for (j = m; j-- > 0;)
-                t[i * (m + 1) + j] = same(&x[i], &y[j])
-                                         ? t[(i + 1) * (m + 1) + j + 1] + 1
-                                         : t[(i + 1) * (m + 1) + j] > t[i * (m + 1) + j + 1]
-                                               ? t[(i + 1) * (m + 1) + j]
-                                               : t[i * (m + 1) + j + 1];
+                t[i * (m + 1) + j] = same(&x[i], &y[j]) ? t[(i + 1) * (m + 1) + j + 1] + 1
+                                     : t[(i + 1) * (m + 1) + j] > t[i * (m + 1) + j + 1]
+                                         ? t[(i + 1) * (m + 1) + j]
+                                         : t[i * (m + 1) + j + 1];
         for (size_t k = 0; k < pre; k++)
             ops[n_ops++] = (struct op){' ', k, k};
         i = j = 0;
@@ -119,8 +118,8 @@ int textdiff__unified(const char *at, size_t a_len, const char *bt, size_t b_len
             if (table && i < n && j < m && same(&x[i], &y[j])) {
                 ops[n_ops++] = (struct op){' ', pre + i, pre + j};
                 i++, j++;
-            } else if (i < n && (j == m || !table ||
-                                 t[(i + 1) * (m + 1) + j] >= t[i * (m + 1) + j + 1])) {
+            } else if (i < n &&
+                       (j == m || !table || t[(i + 1) * (m + 1) + j] >= t[i * (m + 1) + j + 1])) {
                 ops[n_ops++] = (struct op){'-', pre + i, pre + j};
                 i++;
             } else {

@@ -179,8 +179,7 @@ static void add_anchor(struct scan *S, yaml_mark_t at, const char *path)
 }
 
 /* What a scalar's value says about the file: a task's name, an env entry, name:. */
-static void note_scalar(struct scan *S, const char *path, const char *value, size_t len,
-                        int plain)
+static void note_scalar(struct scan *S, const char *path, const char *value, size_t len, int plain)
 {
     struct emit_source *src = S->src;
     const char *rest = "";
@@ -260,8 +259,8 @@ static void note_folded(struct scan *S, const char *path, const yaml_event_t *ev
     size_t body_len = 0;
     char header[4] = {0};
 
-    if (task == -2 || l1 >= S->n_lines || strlen((const char *)ev->data.scalar.value) !=
-                                             ev->data.scalar.length)
+    if (task == -2 || l1 >= S->n_lines ||
+        strlen((const char *)ev->data.scalar.value) != ev->data.scalar.length)
         return;
     p = line_at(S, l1, &n);
     for (size_t i = 0, col = 0; i < n; i++)
@@ -351,9 +350,10 @@ static char *node_path(struct scan *S, yaml_mark_t at, const yaml_event_t *ev, i
         return f->pending ? strdup(f->pending) : strdup("?");
     *is_key = 1;
     free(f->pending);
-    f->pending = ev->type == YAML_SCALAR_EVENT
-                     ? join_key(f->path, (const char *)ev->data.scalar.value, ev->data.scalar.length)
-                     : strdup("[?]");
+    f->pending =
+        ev->type == YAML_SCALAR_EVENT
+            ? join_key(f->path, (const char *)ev->data.scalar.value, ev->data.scalar.length)
+            : strdup("[?]");
     if (f->pending)
         add_anchor(S, at, f->pending);
     return f->pending ? strdup(f->pending) : NULL;

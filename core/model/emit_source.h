@@ -15,14 +15,14 @@
 #include <stddef.h>
 
 struct emit_comment {
-    long task;     /* index of the task in the file, -1 outside tasks */
-    char *path;    /* the anchor (see above) */
-    char *text;    /* comment lines from '#', joined by '\n'; an empty line is a blank line */
-    int trailing;  /* 1: at the end of the anchor's first line */
+    long task;      /* index of the task in the file, -1 outside tasks */
+    char *path;     /* the anchor (see above) */
+    char *text;     /* comment lines from '#', joined by '\n'; an empty line is a blank line */
+    int trailing;   /* 1: at the end of the anchor's first line */
     size_t written; /* emitter, first pass: 1 + length of the longest path written that is
                      * its anchor or a parent of it; 0: none */
-    long at_task;  /* emitter: where it is placed (its anchor, or the nearest written parent) */
-    char *at_path; /* NULL: dropped with its task or entry */
+    long at_task;   /* emitter: where it is placed (its anchor, or the nearest written parent) */
+    char *at_path;  /* NULL: dropped with its task or entry */
 };
 
 struct emit_env_entry {

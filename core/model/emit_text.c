@@ -83,8 +83,8 @@ static int printable(long c)
 
 int emit_text__plain_ok(const char *s, size_t len)
 {
-    static const char *const words[] = {"y",    "n",     "yes",  "no", "on", "off",
-                                        "true", "false", "null", "~"};
+    static const char *const words[] = {"y",   "n",    "yes",   "no",   "on",
+                                        "off", "true", "false", "null", "~"};
     unsigned char c;
 
     if (len == 0)

@@ -1,22 +1,10 @@
 /*
- * emit.c - the canonical layout writer (emit__workflow_yaml, emit.h): the
- * model JSON, checked for shape, written as YAML with the comments and env:
- * entries of the file's text (emit_source.c) and every scalar as emit_text.c
- * writes it.
- *
- * The layout is docs/workflow-format.md's "Canonical layout": workflow keys in
- * the order name, description, version, mode, env, auth, tasks; one block per
- * task, a blank line between tasks, task keys in the order name, plugin,
- * description, inputs, outputs, depends_on, execution, permissions,
- * requires_auth, params; default values left out; a list or mapping in flow
- * style ([A, B]) when its line fits in EMIT_WIDTH columns, holds no multi-line
- * string and no comment, else in block style; multi-line strings as literal
- * blocks.
- *
- * The text is written twice. The first pass only records which anchors
- * (keys, items) are written, so that a comment whose key the layout leaves
- * out (a default value) moves up to the nearest key that is written; the
- * second pass writes, comments in place.
+ * emit_write.c - the canonical emitter's line writer (emit_write.h): any JSON
+ * value as YAML, in flow style ([A, B], {k: v}) when it fits on its line in
+ * EMIT_WIDTH columns and holds no multi-line string, kept folded block or
+ * comment, else in block style; multi-line strings as literal blocks. Each
+ * key and item it writes is an anchor: its comments (emit_source.h) are
+ * written around it, and where it starts is recorded with its JSON path.
  */
 #include "emit_write.h"
 
@@ -151,7 +139,8 @@ void emit_write__span(struct writer *w)
         const size_t *mine = emit_source__comments(w->src, w->task_src, &n);
         for (size_t i = 0; i < n; i++) {
             struct emit_comment *c = &w->src->comments[mine[i]];
-            if (c->task == w->task_src && emit_write__is_parent(p, c->path) && strlen(p) + 1 > c->written)
+            if (c->task == w->task_src && emit_write__is_parent(p, c->path) &&
+                strlen(p) + 1 > c->written)
                 c->written = strlen(p) + 1;
         }
         return;
@@ -250,7 +239,8 @@ static int comments_inside(const struct writer *w)
 
     for (size_t i = 0; w->pass == 2 && i < k; i++) {
         const struct emit_comment *c = &w->src->comments[mine[i]];
-        if (c->at_path && c->at_task == w->task_src && emit_write__is_parent(p, c->at_path) && c->at_path[n])
+        if (c->at_path && c->at_task == w->task_src && emit_write__is_parent(p, c->at_path) &&
+            c->at_path[n])
             return 1;
     }
     return 0;
@@ -303,7 +293,8 @@ static long flow_width(struct writer *w, const json_t *v, int real_dot, long lim
 
     if (json_is_object(v)) {
         n = 2;
-        json_object_foreach ((json_t *)v, key, item) {
+        json_object_foreach((json_t *)v, key, item)
+        {
             long k;
             emit_write__pop(&b, 0);
             emit_text__string(&b, key, strlen(key));
@@ -317,7 +308,8 @@ static long flow_width(struct writer *w, const json_t *v, int real_dot, long lim
         }
     } else if (json_is_array(v)) {
         n = 2;
-        json_array_foreach (v, i, item) {
+        json_array_foreach(v, i, item)
+        {
             long k;
             at = emit_write__push_index(&w->path, i);
             k = flow_width(w, item, real_dot, limit);
@@ -371,7 +363,8 @@ static void write_flow(struct writer *w, const json_t *v, int real_dot)
     emit_write__span(w);
     if (json_is_object(v)) {
         emit_write__put(w, "{", 1);
-        json_object_foreach ((json_t *)v, key, item) {
+        json_object_foreach((json_t *)v, key, item)
+        {
             at = emit_write__push_key(&w->path, key);
             if (!first)
                 emit_write__put(w, ", ", 2);
@@ -385,7 +378,8 @@ static void write_flow(struct writer *w, const json_t *v, int real_dot)
         emit_write__put(w, "}", 1);
     } else if (json_is_array(v)) {
         emit_write__put(w, "[", 1);
-        json_array_foreach (v, i, item) {
+        json_array_foreach(v, i, item)
+        {
             at = emit_write__push_index(&w->path, i);
             if (i)
                 emit_write__put(w, ", ", 2);
@@ -490,7 +484,7 @@ void emit_write__item(struct writer *w, int ind, const json_t *v, int real_dot, 
     if (json_is_object(v) && json_object_size(v) > 0) {
         long room = EMIT_WIDTH - ind - 2;
         long width = block || comments_inside(w) ? -1 : flow_width(w, v, real_dot, room);
-        if ( width < 0 || width > room) {
+        if (width < 0 || width > room) {
             /* A block mapping: its first key on the dash's line, so its
              * comments come before that line. */
             void *iter = json_object_iter((json_t *)v);
@@ -531,13 +525,15 @@ static void write_block(struct writer *w, const json_t *v, int ind, int real_dot
     size_t i, at;
 
     if (json_is_object(v)) {
-        json_object_foreach ((json_t *)v, key, item) {
+        json_object_foreach((json_t *)v, key, item)
+        {
             at = emit_write__push_key(&w->path, key);
             write_entry(w, ind, key, item, real_dot);
             emit_write__pop(&w->path, at);
         }
     } else {
-        json_array_foreach (v, i, item) {
+        json_array_foreach(v, i, item)
+        {
             at = emit_write__push_index(&w->path, i);
             emit_write__item(w, ind, item, real_dot, 0);
             emit_write__pop(&w->path, at);
@@ -553,4 +549,3 @@ void emit_write__field(struct writer *w, int ind, const char *key, const json_t 
     write_entry(w, ind, key, v, real_dot);
     emit_write__pop(&w->path, at);
 }
-

@@ -76,8 +76,7 @@ static json_t *model_of(const char *file, const char *text)
 }
 
 /* emit__workflow_yaml of model, with source (may be NULL); the text or NULL. */
-static char *emit(const json_t *model, const char *source, const char *file,
-                  struct emit_diags *d)
+static char *emit(const json_t *model, const char *source, const char *file, struct emit_diags *d)
 {
     struct emit_options o = {0};
     struct emit_out out = {0};
@@ -205,16 +204,95 @@ static const json_t *params_of(const json_t *model)
 static void test_scalars_stay_strings(void)
 {
     static const char *const values[] = {
-        "yes", "no", "on", "off", "y", "N", "true", "TRUE", "False", "null", "Null", "~", "",
-        "1.0", "10", "-3", "+1", "0x1f", "0o17", "1e3", ".5", ".inf", "-.inf", ".nan", "1_000",
-        "12:30", "2026-01-01", ": x", "a: b", "a:b", "#", "a #b", "a#b", " lead", "trail ",
-        "two  spaces", "-", "- a", "--", "?", "? x", "|", ">", "*alias", "&anchor", "!tag",
-        "%dir", "@at", "`tick", "[x]", "{x}", "a, b", "'q'", "\"dq\"", "it's", "back\\slash",
-        "tab\there", "ctl\x01", "del\x7f", "é unicode", "line\xe2\x80\xa8sep", "nel\xc2\x85",
-        "bom\xef\xbb\xbf", "a\nb", "a\nb\n", "a\nb\n\n", "\nlead newline", " a\nb", "a\n  \nb",
-        "a \nb", "a\r\nb", "x\n", "\n", "\n\n", "tabs\n\tindented\n", "# not a comment\nline\n",
-        "<secret>x", "{{ENV:X}}", "Disk Monitoring Workflow", "sensors/room1/temp", "/",
-        "http://x:1/y", "=", "a=b", "%", "e10", "E", "NaN", "inf",
+        "yes",
+        "no",
+        "on",
+        "off",
+        "y",
+        "N",
+        "true",
+        "TRUE",
+        "False",
+        "null",
+        "Null",
+        "~",
+        "",
+        "1.0",
+        "10",
+        "-3",
+        "+1",
+        "0x1f",
+        "0o17",
+        "1e3",
+        ".5",
+        ".inf",
+        "-.inf",
+        ".nan",
+        "1_000",
+        "12:30",
+        "2026-01-01",
+        ": x",
+        "a: b",
+        "a:b",
+        "#",
+        "a #b",
+        "a#b",
+        " lead",
+        "trail ",
+        "two  spaces",
+        "-",
+        "- a",
+        "--",
+        "?",
+        "? x",
+        "|",
+        ">",
+        "*alias",
+        "&anchor",
+        "!tag",
+        "%dir",
+        "@at",
+        "`tick",
+        "[x]",
+        "{x}",
+        "a, b",
+        "'q'",
+        "\"dq\"",
+        "it's",
+        "back\\slash",
+        "tab\there",
+        "ctl\x01",
+        "del\x7f",
+        "é unicode",
+        "line\xe2\x80\xa8sep",
+        "nel\xc2\x85",
+        "bom\xef\xbb\xbf",
+        "a\nb",
+        "a\nb\n",
+        "a\nb\n\n",
+        "\nlead newline",
+        " a\nb",
+        "a\n  \nb",
+        "a \nb",
+        "a\r\nb",
+        "x\n",
+        "\n",
+        "\n\n",
+        "tabs\n\tindented\n",
+        "# not a comment\nline\n",
+        "<secret>x",
+        "{{ENV:X}}",
+        "Disk Monitoring Workflow",
+        "sensors/room1/temp",
+        "/",
+        "http://x:1/y",
+        "=",
+        "a=b",
+        "%",
+        "e10",
+        "E",
+        "NaN",
+        "inf",
     };
     char *text;
     json_t *m, *params = json_object(), *back;
@@ -235,7 +313,8 @@ static void test_scalars_stay_strings(void)
     CHECK(text != NULL);
     back = text ? model_of("edge.yaml", text) : NULL;
     CHECK(back != NULL);
-    json_object_foreach (params, key, v) {
+    json_object_foreach(params, key, v)
+    {
         const json_t *got = json_object_get(params_of(back), key);
         if (!got || !json_equal(got, v)) {
             char *want = json_dumps(v, JSON_ENCODE_ANY), *have = json_dumps(got, JSON_ENCODE_ANY);
@@ -413,38 +492,37 @@ static void test_added_task_is_one_block(void)
     free(removed);
 }
 
-static const char COMMENTED[] =
-    "# header line 1\n"
-    "#\n"
-    "# header line 3\n"
-    "\n"
-    "workflow:   # on workflow\n"
-    "  name: \"commented\"\n"
-    "  env:\n"
-    "    # about A\n"
-    "    A: \"1\"   # trailing A\n"
-    "    HOME_DIR: \"{{ENV:HOME_DIR}}\"\n"
-    "    KEY: {value: \"k3y\", secret: true}  # the key\n"
-    "  tasks:\n"
-    "    # about S\n"
-    "    - name: S\n"
-    "      plugin: start\n"
-    "      outputs: [\"TRUE\"]  # what S sets\n"
-    "      execution:\n"
-    "        retries: 0   # no retries: a default, left out\n"
-    "    # about C, line 1\n"
-    "\n"
-    "    # about C, line 2\n"
-    "    - plugin: cmd\n"
-    "      name: C\n"
-    "      inputs: [\"TRUE\", A, KEY, HOME_DIR]\n"
-    "      params:\n"
-    "        # about the command\n"
-    "        command: |   # runs in sh\n"
-    "          # a line of the script, not a comment\n"
-    "          echo \"a # b\"  # still the script\n"
-    "        argv_note: 'x # y'  # a real comment\n"
-    "# footer\n";
+static const char COMMENTED[] = "# header line 1\n"
+                                "#\n"
+                                "# header line 3\n"
+                                "\n"
+                                "workflow:   # on workflow\n"
+                                "  name: \"commented\"\n"
+                                "  env:\n"
+                                "    # about A\n"
+                                "    A: \"1\"   # trailing A\n"
+                                "    HOME_DIR: \"{{ENV:HOME_DIR}}\"\n"
+                                "    KEY: {value: \"k3y\", secret: true}  # the key\n"
+                                "  tasks:\n"
+                                "    # about S\n"
+                                "    - name: S\n"
+                                "      plugin: start\n"
+                                "      outputs: [\"TRUE\"]  # what S sets\n"
+                                "      execution:\n"
+                                "        retries: 0   # no retries: a default, left out\n"
+                                "    # about C, line 1\n"
+                                "\n"
+                                "    # about C, line 2\n"
+                                "    - plugin: cmd\n"
+                                "      name: C\n"
+                                "      inputs: [\"TRUE\", A, KEY, HOME_DIR]\n"
+                                "      params:\n"
+                                "        # about the command\n"
+                                "        command: |   # runs in sh\n"
+                                "          # a line of the script, not a comment\n"
+                                "          echo \"a # b\"  # still the script\n"
+                                "        argv_note: 'x # y'  # a real comment\n"
+                                "# footer\n";
 
 static void test_comments_kept(void)
 {
@@ -456,7 +534,8 @@ static void test_comments_kept(void)
     if (!text)
         goto out;
     {
-        static const char head[] = "# header line 1\n#\n# header line 3\nworkflow:  # on workflow\n";
+        static const char head[] =
+            "# header line 1\n#\n# header line 3\nworkflow:  # on workflow\n";
         CHECK(strncmp(text, head, strlen(head)) == 0);
     }
     CHECK_CONTAINS(text, "    # about A\n    A: \"1\"  # trailing A\n");
@@ -601,7 +680,8 @@ static void test_model_to_yaml_maps_loader_errors(void)
     eo.file = "loader.yaml";
     CHECK(emit__model_to_yaml(m, &eo, NULL, &yaml, &diags) == 1);
     CHECK(yaml != NULL);
-    json_array_foreach (diags, i, d) {
+    json_array_foreach(diags, i, d)
+    {
         if (!strcmp(json_string_value(json_object_get(d, "path")), "tasks[1].inputs[0]") &&
             json_integer_value(json_object_get(d, "line")) > 0)
             found = 1;
@@ -680,10 +760,10 @@ static unsigned rnd(unsigned n)
 
 static json_t *random_value(int depth)
 {
-    static const char *const pieces[] = {"a", "Z", " ", "  ", "#", ":", "-", "\n", "'", "\"",
-                                         "\\", "\t", "\xc3\xa9", "0", "1", ".", "y", "e",
-                                         "{", "[", ",", "&", "*", "!", "|", ">", "%", "@", "`",
-                                         "~", "\r", "\x01", "null", "yes", "=", "$", "/"};
+    static const char *const pieces[] = {
+        "a", "Z", " ", "  ", "#",  ":",    "-",    "\n",  "'", "\"", "\\", "\t", "\xc3\xa9",
+        "0", "1", ".", "y",  "e",  "{",    "[",    ",",   "&", "*",  "!",  "|",  ">",
+        "%", "@", "`", "~",  "\r", "\x01", "null", "yes", "=", "$",  "/"};
     unsigned kind = rnd(depth > 2 ? 5 : 7);
     char buf[128];
     size_t len = 0;
