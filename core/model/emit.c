@@ -129,11 +129,13 @@ static const json_t *names(struct emit_diags *d, const char *path, const json_t 
         diag_add(d, path, "expected an array of names, got %s", type_name(v));
         return NULL;
     }
-    json_array_foreach(v, i, item) if (!json_is_string(item))
+    json_array_foreach(v, i, item)
     {
-        snprintf(at, sizeof at, "%s[%zu]", path, i);
-        diag_add(d, at, "expected a name (a string), got %s", type_name(item));
-        return NULL;
+        if (!json_is_string(item)) {
+            snprintf(at, sizeof at, "%s[%zu]", path, i);
+            diag_add(d, at, "expected a name (a string), got %s", type_name(item));
+            return NULL;
+        }
     }
     return json_array_size(v) ? v : NULL;
 }
@@ -212,7 +214,10 @@ static json_t *build_execution(struct emit_diags *d, const char *tpath, const js
             size_t k;
             const json_t *have;
             int dup = 0;
-            json_array_foreach(depends_on, k, have) dup |= json_equal(have, name);
+            json_array_foreach(depends_on, k, have)
+            {
+                dup |= json_equal(have, name);
+            }
             if (!dup)
                 json_array_append(depends_on, (json_t *)name);
         }
@@ -412,9 +417,12 @@ static int model_has_task(const struct canon *c, const char *name)
     size_t i;
     json_t *t;
 
-    json_array_foreach(
-        c->tasks, i, t) if (name && json_is_string(json_object_get(t, "name")) &&
-                            !strcmp(json_string_value(json_object_get(t, "name")), name)) return 1;
+    json_array_foreach(c->tasks, i, t)
+    {
+        const char *have = json_string_value(json_object_get(t, "name"));
+        if (name && have && !strcmp(have, name))
+            return 1;
+    }
     return 0;
 }
 
@@ -559,7 +567,10 @@ static void write_env(struct writer *w, const json_t *env)
     emit_write__span(w);
     emit_write__put(w, "env:", 4);
     emit_write__newline(w);
-    json_object_foreach((json_t *)env, name, value) emit_write__field(w, 4, name, value, 1);
+    json_object_foreach((json_t *)env, name, value)
+    {
+        emit_write__field(w, 4, name, value, 1);
+    }
     emit_write__pop(&w->path, at);
 }
 
@@ -580,8 +591,11 @@ static void write_workflow(struct writer *w, const struct canon *c)
     emit_write__span(w);
     emit_write__put(w, "workflow:", 9);
     emit_write__newline(w);
-    json_object_foreach(c->top, key, v) if (strcmp(key, "auth") != 0)
-        emit_write__field(w, 2, key, v, 1);
+    json_object_foreach(c->top, key, v)
+    {
+        if (strcmp(key, "auth") != 0)
+            emit_write__field(w, 2, key, v, 1);
+    }
     write_env(w, c->env);
     if ((v = json_object_get(c->top, "auth")) != NULL)
         emit_write__field(w, 2, "auth", v, 1);

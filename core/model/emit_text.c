@@ -142,7 +142,7 @@ int emit_text__literal_ok(const char *s, size_t len)
      * blank line between tasks: such a string is written double-quoted. */
     while (trailing < len && s[len - 1 - trailing] == '\n')
         trailing++;
-    return trailing <= 1 && memchr(s, '\n', len - trailing) != NULL;
+    return trailing <= 1;
 }
 
 static void put_double(struct sbuf *b, const char *s, size_t len)

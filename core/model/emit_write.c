@@ -18,7 +18,12 @@
 /* Appends a key segment to the path; returns the length to restore. */
 size_t emit_write__push_key(struct sbuf *p, const char *key)
 {
-    size_t at = p->len, n = strlen(key);
+    return emit_write__push_keyn(p, key, strlen(key));
+}
+
+size_t emit_write__push_keyn(struct sbuf *p, const char *key, size_t n)
+{
+    size_t at = p->len;
     int word = n > 0;
 
     for (size_t i = 0; i < n && word; i++) {
@@ -288,17 +293,18 @@ static long flow_width(struct writer *w, const json_t *v, int real_dot, long lim
     struct sbuf b = {0};
     long n = 0;
     const char *key;
+    size_t key_len;
     const json_t *item;
     size_t i, at;
 
     if (json_is_object(v)) {
         n = 2;
-        json_object_foreach((json_t *)v, key, item)
+        json_object_keylen_foreach((json_t *)v, key, key_len, item)
         {
             long k;
             emit_write__pop(&b, 0);
-            emit_text__string(&b, key, strlen(key));
-            at = emit_write__push_key(&w->path, key);
+            emit_text__string(&b, key, key_len);
+            at = emit_write__push_keyn(&w->path, key, key_len);
             k = flow_width(w, item, real_dot, limit);
             emit_write__pop(&w->path, at);
             if (k < 0 || b.failed)
@@ -341,11 +347,11 @@ static void write_scalar(struct writer *w, const json_t *v, int real_dot)
     free(b.s);
 }
 
-static void write_key(struct writer *w, const char *key)
+static void write_key(struct writer *w, const char *key, size_t len)
 {
     struct sbuf b = {0};
 
-    emit_text__string(&b, key, strlen(key));
+    emit_text__string(&b, key, len);
     if (b.failed)
         w->failed = 1;
     else
@@ -356,6 +362,7 @@ static void write_key(struct writer *w, const char *key)
 static void write_flow(struct writer *w, const json_t *v, int real_dot)
 {
     const char *key;
+    size_t key_len;
     const json_t *item;
     size_t i, at;
     int first = 1;
@@ -363,14 +370,14 @@ static void write_flow(struct writer *w, const json_t *v, int real_dot)
     emit_write__span(w);
     if (json_is_object(v)) {
         emit_write__put(w, "{", 1);
-        json_object_foreach((json_t *)v, key, item)
+        json_object_keylen_foreach((json_t *)v, key, key_len, item)
         {
-            at = emit_write__push_key(&w->path, key);
+            at = emit_write__push_keyn(&w->path, key, key_len);
             if (!first)
                 emit_write__put(w, ", ", 2);
             first = 0;
             emit_write__span(w);
-            write_key(w, key);
+            write_key(w, key, key_len);
             emit_write__put(w, ": ", 2);
             write_flow(w, item, real_dot);
             emit_write__pop(&w->path, at);
@@ -467,12 +474,13 @@ static void write_after(struct writer *w, const json_t *v, int ind, int real_dot
 }
 
 /* `key: value` on a new line at ind; the key's path is pushed by the caller. */
-static void write_entry(struct writer *w, int ind, const char *key, const json_t *v, int real_dot)
+static void write_entry(struct writer *w, int ind, const char *key, size_t key_len, const json_t *v,
+                        int real_dot)
 {
     emit_write__anchor(w, ind, block_scalar(w, v));
     emit_write__indent(w, ind);
     emit_write__span(w);
-    write_key(w, key);
+    write_key(w, key, key_len);
     emit_write__put(w, ":", 1);
     write_after(w, v, ind + 2, real_dot);
 }
@@ -489,24 +497,26 @@ void emit_write__item(struct writer *w, int ind, const json_t *v, int real_dot, 
              * comments come before that line. */
             void *iter = json_object_iter((json_t *)v);
             const char *key = json_object_iter_key(iter);
-            size_t at = emit_write__push_key(&w->path, key);
+            size_t key_len = json_object_iter_key_len(iter);
+            size_t at = emit_write__push_keyn(&w->path, key, key_len);
             int lit = block_scalar(w, json_object_iter_value(iter));
             emit_write__anchor(w, ind, lit);
             emit_write__pop(&w->path, at);
             emit_write__indent(w, ind);
             emit_write__span(w);
             emit_write__put(w, "- ", 2);
-            at = emit_write__push_key(&w->path, key);
+            at = emit_write__push_keyn(&w->path, key, key_len);
             emit_write__span(w);
-            write_key(w, key);
+            write_key(w, key, key_len);
             emit_write__put(w, ":", 1);
             write_after(w, json_object_iter_value(iter), ind + 4, real_dot);
             emit_write__pop(&w->path, at);
             for (iter = json_object_iter_next((json_t *)v, iter); iter;
                  iter = json_object_iter_next((json_t *)v, iter)) {
                 key = json_object_iter_key(iter);
-                at = emit_write__push_key(&w->path, key);
-                write_entry(w, ind + 2, key, json_object_iter_value(iter), real_dot);
+                key_len = json_object_iter_key_len(iter);
+                at = emit_write__push_keyn(&w->path, key, key_len);
+                write_entry(w, ind + 2, key, key_len, json_object_iter_value(iter), real_dot);
                 emit_write__pop(&w->path, at);
             }
             return;
@@ -521,14 +531,15 @@ void emit_write__item(struct writer *w, int ind, const json_t *v, int real_dot, 
 static void write_block(struct writer *w, const json_t *v, int ind, int real_dot)
 {
     const char *key;
+    size_t key_len;
     const json_t *item;
     size_t i, at;
 
     if (json_is_object(v)) {
-        json_object_foreach((json_t *)v, key, item)
+        json_object_keylen_foreach((json_t *)v, key, key_len, item)
         {
-            at = emit_write__push_key(&w->path, key);
-            write_entry(w, ind, key, item, real_dot);
+            at = emit_write__push_keyn(&w->path, key, key_len);
+            write_entry(w, ind, key, key_len, item, real_dot);
             emit_write__pop(&w->path, at);
         }
     } else {
@@ -546,6 +557,6 @@ void emit_write__field(struct writer *w, int ind, const char *key, const json_t 
 {
     size_t at = emit_write__push_key(&w->path, key);
 
-    write_entry(w, ind, key, v, real_dot);
+    write_entry(w, ind, key, strlen(key), v, real_dot);
     emit_write__pop(&w->path, at);
 }

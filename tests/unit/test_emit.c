@@ -341,6 +341,24 @@ static void test_scalars_stay_strings(void)
     free(text);
 }
 
+static void test_literal_blocks(void)
+{
+    json_t *m = params_model("{\"one\": \"echo hi\\n\", \"two\": \"a\\nb\", "
+                             "\"kept\": \"a\\n\\n\", \"blank\": \"a \\nb\"}");
+    char *text = emit_ok(m, NULL, "lit.yaml");
+    json_t *back = text ? model_of("lit.yaml", text) : NULL;
+
+    CHECK_CONTAINS(text, "        one: |\n          echo hi\n");
+    CHECK_CONTAINS(text, "        two: |-\n          a\n          b\n");
+    /* Two final newlines would need |+, a blank at a line's end is one editors strip. */
+    CHECK_CONTAINS(text, "        kept: \"a\\n\\n\"\n");
+    CHECK_CONTAINS(text, "        blank: \"a \\nb\"\n");
+    CHECK(back && json_equal(params_of(back), params_of(m)));
+    json_decref(m);
+    json_decref(back);
+    free(text);
+}
+
 static void test_numbers_keep_their_type(void)
 {
     json_t *m = params_model("{\"real\": 2.0, \"int\": 2, \"small\": 0.1, \"neg\": -0.5, "
@@ -941,6 +959,7 @@ int main(void)
 {
     RUN(test_roundtrip_every_workflow);
     RUN(test_scalars_stay_strings);
+    RUN(test_literal_blocks);
     RUN(test_numbers_keep_their_type);
     RUN(test_short_lists_flow_long_lists_block);
     RUN(test_added_task_is_one_block);
