@@ -247,6 +247,48 @@ static const char *line_at(const struct scan *S, size_t i, size_t *n)
     return S->text + S->lines[i];
 }
 
+/*
+ * 1 if header and body, written under a key as the emitter writes them, read
+ * back as value: the check that what is kept is the string the file meant
+ * (libyaml is lenient with an under-indented first line, for one).
+ */
+static int folded_reproduces(const char *header, const char *body, const char *value, size_t len)
+{
+    size_t n = strlen(body), at = 0;
+    char *doc = malloc(2 * n + 16);
+    yaml_parser_t parser;
+    yaml_event_t ev;
+    int same = 0, done = 0, scalars = 0;
+
+    if (!doc)
+        return 0;
+    at += (size_t)sprintf(doc, "k: %s\n", header);
+    for (const char *p = body; *p;) {
+        const char *nl = strchr(p, '\n');
+        if (nl > p) {
+            memcpy(doc + at, "  ", 2);
+            at += 2;
+        }
+        memcpy(doc + at, p, (size_t)(nl - p) + 1);
+        at += (size_t)(nl - p) + 1;
+        p = nl + 1;
+    }
+    if (!yaml_parser_initialize(&parser)) {
+        free(doc);
+        return 0;
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)doc, at);
+    while (!done && yaml_parser_parse(&parser, &ev)) {
+        done = ev.type == YAML_STREAM_END_EVENT;
+        if (ev.type == YAML_SCALAR_EVENT && ++scalars == 2)
+            same = ev.data.scalar.length == len && !memcmp(ev.data.scalar.value, value, len);
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&parser);
+    free(doc);
+    return done && same;
+}
+
 /* Keeps a folded block's lines (struct emit_folded); a form it cannot keep is not kept. */
 static void note_folded(struct scan *S, const char *path, const yaml_event_t *ev)
 {
@@ -313,6 +355,11 @@ static void note_folded(struct scan *S, const char *path, const yaml_event_t *ev
         body_len += n;
         body[body_len++] = '\n';
         body[body_len] = 0;
+    }
+    if (!body || !folded_reproduces(header, body, (const char *)ev->data.scalar.value,
+                                    ev->data.scalar.length)) {
+        free(body);
+        return;
     }
     f = realloc(src->folded, (src->n_folded + 1) * sizeof *f);
     if (!f) {
