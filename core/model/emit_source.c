@@ -243,6 +243,8 @@ static const char *line_at(const struct scan *S, size_t i, size_t *n)
 {
     size_t end = i + 1 < S->n_lines ? S->lines[i + 1] - 1 : S->len;
 
+    if (end > S->lines[i] && S->text[end - 1] == '\n')
+        end--; /* the last line's newline */
     *n = end - S->lines[i];
     return S->text + S->lines[i];
 }

@@ -759,6 +759,16 @@ static void test_folded_block_kept(void)
         json_decref(back);
         free(ot);
     }
+    /* A folded block on the file's last line (found by fuzz_emit: a blank line was added). */
+    {
+        static const char end[] = "workflow:\n  tasks:\n    - name: S\n      plugin: custom\n"
+                                  "      params:\n        cmd: >-\n          a\n          b\n";
+        json_t *em = model_of("end.yaml", end);
+        char *et = em ? emit_ok(em, end, "end.yaml") : NULL;
+        CHECK_STR(et, end);
+        json_decref(em);
+        free(et);
+    }
 }
 
 static void test_same_model(void)
