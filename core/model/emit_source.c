@@ -44,6 +44,7 @@ struct scan {
     const char *text;
     size_t len;
     size_t *lines; /* offset of each line's start */
+    size_t *ends;  /* and of its end, before its line break */
     size_t n_lines;
     struct anchor *anchors;
     size_t n_anchors, cap_anchors;
@@ -238,15 +239,68 @@ static void note_scalar(struct scan *S, const char *path, const char *value, siz
     }
 }
 
-/* The text of line i, without its newline. */
+/* The text of line i, without its line break. */
 static const char *line_at(const struct scan *S, size_t i, size_t *n)
 {
-    size_t end = i + 1 < S->n_lines ? S->lines[i + 1] - 1 : S->len;
-
-    if (end > S->lines[i] && S->text[end - 1] == '\n')
-        end--; /* the last line's newline */
-    *n = end - S->lines[i];
+    *n = S->ends[i] - S->lines[i];
     return S->text + S->lines[i];
+}
+
+/*
+ * The length of the line break at t[i], or 0: libyaml's breaks, so that lines
+ * are counted as its marks count them (\r\n, \r, \n, NEL, LS, PS).
+ */
+static size_t line_break(const char *t, size_t len, size_t i)
+{
+    const unsigned char *u = (const unsigned char *)t + i;
+
+    if (u[0] == '\r')
+        return i + 1 < len && u[1] == '\n' ? 2 : 1;
+    if (u[0] == '\n')
+        return 1;
+    if (u[0] == 0xC2 && i + 1 < len && u[1] == 0x85)
+        return 2;
+    if (u[0] == 0xE2 && i + 2 < len && u[1] == 0x80 && (u[2] == 0xA8 || u[2] == 0xA9))
+        return 3;
+    return 0;
+}
+
+/* Splits the text into lines (S->lines, S->ends); 0 when out of memory. */
+static int split_lines(struct scan *S)
+{
+    size_t cap = 64, start = 0;
+
+    S->lines = malloc(cap * sizeof *S->lines);
+    S->ends = malloc(cap * sizeof *S->ends);
+    if (!S->lines || !S->ends)
+        return 0;
+    for (size_t i = 0; i <= S->len;) {
+        size_t b = i < S->len ? line_break(S->text, S->len, i) : 0;
+        if (i < S->len && !b) {
+            i++;
+            continue;
+        }
+        /* No empty line after a final break. */
+        if (i == S->len && start == S->len && S->n_lines > 0)
+            break;
+        if (S->n_lines == cap) {
+            size_t *l = realloc(S->lines, 2 * cap * sizeof *l), *e;
+            if (l)
+                S->lines = l;
+            e = l ? realloc(S->ends, 2 * cap * sizeof *e) : NULL;
+            if (!e)
+                return 0;
+            S->ends = e;
+            cap *= 2;
+        }
+        S->lines[S->n_lines] = start;
+        S->ends[S->n_lines++] = i;
+        if (i == S->len)
+            break;
+        i += b;
+        start = i;
+    }
+    return 1;
 }
 
 /*
@@ -553,19 +607,18 @@ static int add_comment(struct scan *S, const struct anchor *a, char *text, int t
 }
 
 /* Finds the comments line by line and attaches them to the anchors (see the top). */
-static int attach_comments(struct scan *S, const char *text, size_t len)
+static int attach_comments(struct scan *S)
 {
     struct lines pending = {0}, header = {0};
-    size_t line = 0, next = 0, at = 0, header_blanks = 0;
+    size_t line, next = 0, header_blanks = 0;
     int seen_content = 0, blank_before = 0, ok = 0;
 
-    while (at < len) {
-        const char *p = text + at, *nl = memchr(p, '\n', len - at);
-        size_t n = nl ? (size_t)(nl - p) : len - at, col = 0, comment = SIZE_MAX, first = SIZE_MAX;
+    for (line = 0; line < S->n_lines; line++) {
+        size_t n, col = 0, comment = SIZE_MAX, first = SIZE_MAX;
+        const char *p = line_at(S, line, &n);
         int content = 0;
 
-        at += n + (nl ? 1 : 0);
-        while (n > 0 && (p[n - 1] == '\r' || p[n - 1] == ' ' || p[n - 1] == '\t'))
+        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
             n--;
         for (size_t i = 0; i < n; i++) {
             unsigned char c = (unsigned char)p[i];
@@ -627,7 +680,6 @@ static int attach_comments(struct scan *S, const char *text, size_t len)
                     free(t);
             }
         }
-        line++;
     }
     S->src->header = header.s;
     header.s = NULL;
@@ -697,18 +749,8 @@ int emit_source__scan(const char *text, size_t len, struct emit_source *src)
     S.src = src;
     S.text = text;
     S.len = len;
-    S.lines = malloc(sizeof *S.lines);
-    if (!S.lines)
+    if (!split_lines(&S))
         goto out;
-    S.lines[S.n_lines++] = 0;
-    for (size_t i = 0; i < len; i++)
-        if (text[i] == '\n' && i + 1 < len) {
-            size_t *more = realloc(S.lines, (S.n_lines + 1) * sizeof *more);
-            if (!more)
-                goto out;
-            S.lines = more;
-            S.lines[S.n_lines++] = i + 1;
-        }
     if (!yaml_parser_initialize(&parser))
         goto out;
     have_parser = 1;
@@ -720,7 +762,7 @@ int emit_source__scan(const char *text, size_t len, struct emit_source *src)
         on_event(&S, &ev);
         yaml_event_delete(&ev);
     }
-    if (S.failed || !attach_comments(&S, text, len) || !index_comments(src))
+    if (S.failed || !attach_comments(&S) || !index_comments(src))
         goto out;
     ok = 1;
 out:
@@ -731,6 +773,7 @@ out:
     free(S.anchors);
     free(S.extents);
     free(S.lines);
+    free(S.ends);
     for (size_t i = 0; i < S.depth; i++) {
         free(S.stack[i].path);
         free(S.stack[i].pending);

@@ -588,6 +588,27 @@ out:
     free(again);
 }
 
+/* Lines are counted as libyaml counts them: a lone \r, NEL, LS and PS break lines too. */
+static void test_line_breaks_as_yaml_counts_them(void)
+{
+    static const char src[] = "# one\r# two\xc2\x85# three\n"
+                              "workflow:\r\n"
+                              "  env:\n"
+                              "    T: \"1\"  # t\r"
+                              "  tasks:\n"
+                              "    - {name: S, plugin: start, outputs: [\"TRUE\"]}  # s\n";
+    json_t *m = model_of("breaks.yaml", src);
+    char *text = m ? emit_ok(m, src, "breaks.yaml") : NULL, *again;
+
+    CHECK_STR(text, "# one\n# two\n# three\nworkflow:\n  env:\n    T: \"1\"  # t\n  tasks:\n"
+                    "    - name: S  # s\n      plugin: start\n      outputs: [\"TRUE\"]\n");
+    again = text ? emit_ok(m, text, "breaks.yaml") : NULL;
+    CHECK_STR(again, text);
+    json_decref(m);
+    free(text);
+    free(again);
+}
+
 static void test_env_from_source(void)
 {
     static const char src[] = "workflow:\n"
@@ -988,6 +1009,7 @@ int main(void)
     RUN(test_short_lists_flow_long_lists_block);
     RUN(test_added_task_is_one_block);
     RUN(test_comments_kept);
+    RUN(test_line_breaks_as_yaml_counts_them);
     RUN(test_env_from_source);
     RUN(test_defaults_left_out);
     RUN(test_shape_errors_have_paths);
