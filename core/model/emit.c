@@ -247,9 +247,10 @@ static json_t *build_task(struct emit_diags *d, size_t i, const json_t *t)
         const char *key = k ? "plugin" : "name";
         snprintf(path, sizeof path, "%s.%s", tpath, key);
         v = json_object_get(t, key);
-        if (!json_is_string(v))
-            diag_add(d, v ? path : tpath, v ? "expected a string, got %s" : "has no '%s'",
-                     v ? type_name(v) : key);
+        if (!v)
+            diag_add(d, tpath, "the task has no '%s' (a string)", key);
+        else if (!json_is_string(v))
+            diag_add(d, path, "expected a string, got %s", type_name(v));
         else
             json_object_set_new(out, key, json_deep_copy(v));
     }
