@@ -270,11 +270,15 @@ static int split_lines(struct scan *S)
 {
     size_t cap = 64, start = 0;
 
+    /* libyaml's reader consumes a byte order mark before its first mark. */
+    if (S->len >= 3 && !memcmp(S->text, "\xEF\xBB\xBF", 3))
+        start = 3;
+
     S->lines = malloc(cap * sizeof *S->lines);
     S->ends = malloc(cap * sizeof *S->ends);
     if (!S->lines || !S->ends)
         return 0;
-    for (size_t i = 0; i <= S->len;) {
+    for (size_t i = start; i <= S->len;) {
         size_t b = i < S->len ? line_break(S->text, S->len, i) : 0;
         if (i < S->len && !b) {
             i++;

@@ -607,6 +607,17 @@ static void test_line_breaks_as_yaml_counts_them(void)
     json_decref(m);
     free(text);
     free(again);
+    /* A byte order mark is not part of the first line (libyaml drops it). */
+    {
+        static const char bom[] = "\xEF\xBB\xBF# header\nworkflow:  # w\n  tasks:\n"
+                                  "    - {name: S, plugin: start, outputs: [\"TRUE\"]}\n";
+        json_t *bm = model_of("bom.yaml", bom);
+        char *bt = bm ? emit_ok(bm, bom, "bom.yaml") : NULL;
+        CHECK_STR(bt, "# header\nworkflow:  # w\n  tasks:\n    - name: S\n      plugin: start\n"
+                      "      outputs: [\"TRUE\"]\n");
+        json_decref(bm);
+        free(bt);
+    }
 }
 
 static void test_env_from_source(void)
