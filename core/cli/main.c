@@ -13,6 +13,7 @@
 #include "log.h"
 #include "plugins.h"
 #include "run.h"
+#include "ui_cli.h"
 #include "workflow.h"
 
 #include <flowbus/protocol.h>
@@ -41,12 +42,14 @@ static const char usage_main[] =
     "  graph FILE      print the workflow's graph (Mermaid or DOT)\n"
     "  fmt FILE...     print or rewrite workflow files in the canonical layout\n"
     "  resume RUN      take over a run whose coordinator died (external broker)\n"
-    "  gc              remove the retained topics of finished runs from a broker\n"
+    "  gc              remove leftovers: dead processes' temporary directories, and\n"
+    "                  the retained topics of finished runs on a broker\n"
     "  status [RUN]    the runs on a broker, or one run and its tasks\n"
     "  set RUN VAR=V   publish variables of a live run\n"
     "  logs RUN [-f]   a run's error lines, or follow its log and states live\n"
     "  stop RUN        stop a run and wait until it has ended\n"
     "  pause RUN       pause a run (events are held until resume)\n"
+    "  ui              serve the browser editor and its HTTP API\n"
     "  help [COMMAND]  show help\n"
     "\n"
     "Options:\n"
@@ -128,10 +131,29 @@ static int add_setting(struct settings *s, char *arg)
     char *eq = strchr(arg, '=');
     struct wf_setting *items;
 
+    const char *why;
+
     if (!eq || eq == arg) {
         fprintf(stderr, "flowbus: --set expects VAR=VALUE, got '%s'\n", arg);
         return 0;
     }
+    /*
+     * A value under a reserved name would reach the tasks' environment (a
+     * library to preload, a PATH to search, a token to act with): refused
+     * here, before the workflow is read. AUTH_TOKEN comes from the
+     * coordinator's environment ({{ENV:AUTH_TOKEN}}), never from --set.
+     */
+    *eq = '\0';
+    why = fb_name_reserved(arg);
+    if (why) {
+        fprintf(stderr,
+                "flowbus: --set %s: the name is reserved (it %s); a variable cannot be given "
+                "this name\n",
+                arg, why);
+        *eq = '=';
+        return 0;
+    }
+    *eq = '=';
     items = realloc(s->items, (s->n + 1) * sizeof *items);
     if (!items)
         return 0;
@@ -400,10 +422,9 @@ static int cmd_gc(int argc, char **argv)
         fprintf(stderr, "flowbus: gc takes no arguments\n\n%s", gc__usage);
         return FB_EXIT_INVALID;
     }
-    if (!o.broker_url || !*o.broker_url) {
-        fprintf(stderr, "flowbus: gc needs a broker: --broker URL or FLOWBUS_BROKER\n");
-        return FB_EXIT_INVALID;
-    }
+    /* Without a broker gc removes only the local leftovers (gc.c). */
+    if (o.broker_url && !*o.broker_url)
+        o.broker_url = NULL;
     o.username = getenv("FLOWBUS_USERNAME");
     o.password = getenv("FLOWBUS_PASSWORD");
     return gc__main(&o);
@@ -514,6 +535,7 @@ int main(int argc, char **argv)
               : strcmp(topic, "logs") == 0     ? logs__usage
               : strcmp(topic, "stop") == 0     ? control__usage_stop
               : strcmp(topic, "pause") == 0    ? control__usage_pause
+              : strcmp(topic, "ui") == 0       ? ui__usage
                                                : usage_main,
               stdout);
         return FB_EXIT_OK;
@@ -533,6 +555,8 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "status") == 0 || strcmp(cmd, "set") == 0 || strcmp(cmd, "logs") == 0 ||
         strcmp(cmd, "stop") == 0 || strcmp(cmd, "pause") == 0)
         return cmd_client(cmd, argc, argv);
+    if (strcmp(cmd, "ui") == 0)
+        return ui__command(argc, argv);
     if (strcmp(cmd, "validate") == 0)
         return cmd_validate_or_graph(argc, argv, 0);
     if (strcmp(cmd, "graph") == 0)
