@@ -13,6 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* YAML allows an implicit key of at most 1024 characters; longer is written `? key`. */
+#define LONG_KEY 1000
+
 /* ---------------------------------------------------------------- paths */
 
 /* Appends a key segment to the path; returns the length to restore. */
@@ -307,7 +310,7 @@ static long flow_width(struct writer *w, const json_t *v, int real_dot, long lim
             at = emit_write__push_keyn(&w->path, key, key_len);
             k = flow_width(w, item, real_dot, limit);
             emit_write__pop(&w->path, at);
-            if (k < 0 || b.failed)
+            if (k < 0 || b.failed || b.len > LONG_KEY)
                 n = -1;
             if (n < 0 || (n += (long)b.len + 2 + k + (n > 2 ? 2 : 0)) > limit)
                 break;
@@ -356,6 +359,29 @@ static void write_key(struct writer *w, const char *key, size_t len)
         w->failed = 1;
     else
         emit_write__put(w, b.s, b.len);
+    free(b.s);
+}
+
+/*
+ * A block mapping's key and its colon, the key at column ind: `key:`, or for
+ * a key too long to be implicit `? key` and `:` on the next line.
+ */
+static void write_key_colon(struct writer *w, const char *key, size_t len, int ind)
+{
+    struct sbuf b = {0};
+
+    emit_text__string(&b, key, len);
+    if (b.failed) {
+        w->failed = 1;
+    } else if (b.len > LONG_KEY) {
+        emit_write__put(w, "? ", 2);
+        emit_write__put(w, b.s, b.len);
+        emit_write__newline(w);
+        emit_write__indent(w, ind);
+    } else {
+        emit_write__put(w, b.s, b.len);
+    }
+    emit_write__put(w, ":", 1);
     free(b.s);
 }
 
@@ -480,8 +506,7 @@ static void write_entry(struct writer *w, int ind, const char *key, size_t key_l
     emit_write__anchor(w, ind, block_scalar(w, v));
     emit_write__indent(w, ind);
     emit_write__span(w);
-    write_key(w, key, key_len);
-    emit_write__put(w, ":", 1);
+    write_key_colon(w, key, key_len, ind);
     write_after(w, v, ind + 2, real_dot);
 }
 
@@ -507,8 +532,7 @@ void emit_write__item(struct writer *w, int ind, const json_t *v, int real_dot, 
             emit_write__put(w, "- ", 2);
             at = emit_write__push_keyn(&w->path, key, key_len);
             emit_write__span(w);
-            write_key(w, key, key_len);
-            emit_write__put(w, ":", 1);
+            write_key_colon(w, key, key_len, ind + 2);
             write_after(w, json_object_iter_value(iter), ind + 4, real_dot);
             emit_write__pop(&w->path, at);
             for (iter = json_object_iter_next((json_t *)v, iter); iter;

@@ -359,6 +359,32 @@ static void test_literal_blocks(void)
     free(text);
 }
 
+/* A key over 1024 characters cannot be implicit in YAML: `? key` (found by fuzz_emit). */
+static void test_long_keys(void)
+{
+    char key[1500];
+    json_t *params = json_object(), *m, *back, *item = json_object();
+    char *text;
+
+    memset(key, 'k', sizeof key - 1);
+    key[sizeof key - 1] = 0;
+    json_object_set_new(params, key, json_string("v"));
+    json_object_set_new(item, key, json_integer(1));
+    json_object_set_new(item, "b", json_integer(2));
+    json_object_set_new(params, "list", json_pack("[o]", item));
+    m = json_pack("{s:s, s:[{s:s, s:s, s:O}]}", "name", "long", "tasks", "name", "T", "plugin",
+                  "custom", "params", params);
+    text = emit_ok(m, NULL, "long.yaml");
+    back = text ? model_of("long.yaml", text) : NULL;
+    CHECK(back && json_equal(params_of(back), params));
+    CHECK_CONTAINS(text, "        ? kkkk");
+    CHECK_CONTAINS(text, "          - ? kkkk");
+    json_decref(back);
+    json_decref(m);
+    json_decref(params);
+    free(text);
+}
+
 static void test_numbers_keep_their_type(void)
 {
     json_t *m = params_model("{\"real\": 2.0, \"int\": 2, \"small\": 0.1, \"neg\": -0.5, "
@@ -1016,6 +1042,7 @@ int main(void)
     RUN(test_roundtrip_every_workflow);
     RUN(test_scalars_stay_strings);
     RUN(test_literal_blocks);
+    RUN(test_long_keys);
     RUN(test_numbers_keep_their_type);
     RUN(test_short_lists_flow_long_lists_block);
     RUN(test_added_task_is_one_block);
