@@ -131,29 +131,15 @@ static int add_setting(struct settings *s, char *arg)
     char *eq = strchr(arg, '=');
     struct wf_setting *items;
 
-    const char *why;
-
     if (!eq || eq == arg) {
         fprintf(stderr, "flowbus: --set expects VAR=VALUE, got '%s'\n", arg);
         return 0;
     }
     /*
-     * A value under a reserved name would reach the tasks' environment (a
-     * library to preload, a PATH to search, a token to act with): refused
-     * here, before the workflow is read. AUTH_TOKEN comes from the
-     * coordinator's environment ({{ENV:AUTH_TOKEN}}), never from --set.
+     * A reserved name (fb_name_reserved) is refused by the loader, with the
+     * workflow's position, unless env: declares it (workflow__apply_settings):
+     * only the loader knows the declarations and the secrets' names.
      */
-    *eq = '\0';
-    why = fb_name_reserved(arg);
-    if (why) {
-        fprintf(stderr,
-                "flowbus: --set %s: the name is reserved (it %s); a variable cannot be given "
-                "this name\n",
-                arg, why);
-        *eq = '=';
-        return 0;
-    }
-    *eq = '=';
     items = realloc(s->items, (s->n + 1) * sizeof *items);
     if (!items)
         return 0;

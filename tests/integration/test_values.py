@@ -396,7 +396,7 @@ class ReservedNames(ValuesTestCase):
             res = fbrun.run(["run", path, "--broker", self.broker.url, "--set", name + "=x"],
                             cwd=self.dir, env=self.env)
             self.assertEqual(res.returncode, 2, res.stderr)
-            self.assertIn("--set %s: the name is reserved" % name, res.stderr)
+            self.assertIn("--set %s: '%s' is a reserved name" % (name, name), res.stderr)
             res = fbrun.run(["set", "some-run", name + "=x", "--broker", self.broker.url],
                             cwd=self.dir, env=self.env)
             self.assertEqual(res.returncode, 2, res.stderr)
