@@ -310,7 +310,8 @@ static int split_lines(struct scan *S)
 /*
  * 1 if header and body, written under a key as the emitter writes them, read
  * back as value: the check that what is kept is the string the file meant
- * (libyaml is lenient with an under-indented first line, for one).
+ * (libyaml is lenient with an under-indented first line, for one); and none
+ * of its lines ends in a blank.
  */
 static int folded_reproduces(const char *header, const char *body, const char *value, size_t len)
 {
@@ -325,6 +326,11 @@ static int folded_reproduces(const char *header, const char *body, const char *v
     at += (size_t)sprintf(doc, "k: %s\n", header);
     for (const char *p = body; *p;) {
         const char *nl = strchr(p, '\n');
+        /* A blank at a line's end is one an editor strips: not kept. */
+        if (nl > p && (nl[-1] == ' ' || nl[-1] == '\t')) {
+            free(doc);
+            return 0;
+        }
         if (nl > p) {
             memcpy(doc + at, "  ", 2);
             at += 2;
