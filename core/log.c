@@ -6,6 +6,7 @@
  * lock, which keeps lines whole.
  */
 #include "log.h"
+#include "mask.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -42,6 +43,7 @@ void log_printf(enum fb_log_level level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    mask__string(msg);
     snprintf(line, sizeof line, "flowbus: %s%s\n", level_prefix(level), msg);
     fputs(line, stderr);
 }

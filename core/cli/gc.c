@@ -20,6 +20,7 @@
  * never touched. Without a broker, that is all it does.
  */
 #include "commands.h"
+#include "dynsec.h"
 #include "log.h"
 #include "session.h"
 #include "tmpdirs.h"
@@ -86,6 +87,43 @@ static size_t delete_run(const struct session *s, const struct run_view *rv,
     return n;
 }
 
+/* dynsec__remove_gone's callback: the identities of a finished run go (its coordinator is gone). */
+static int run_finished(void *ctx, const char *run_id)
+{
+    struct view *vw = ctx;
+
+    for (size_t i = 0; i < view__count(vw); i++) {
+        const struct run_view *rv = view__nth(vw, i);
+        if (strcmp(rv->run_id, run_id) == 0)
+            return rv->state_name && fb_run_state_is_final(rv->state);
+    }
+    return 0;
+}
+
+/*
+ * A coordinator that could not clean up (killed, or the broker away at its
+ * end) leaves its tasks' clients and roles in the dynamic security plugin:
+ * those of finished runs go. Those of a lost run stay (`flowbus resume`
+ * removes them at its end), and so do those of a run without a record (it
+ * may be starting). Without the plugin, or its admin rights, nothing to do.
+ */
+static void gc_identities(const struct gc_options *o, struct view *vw)
+{
+    char err[512];
+    size_t removed = 0;
+    struct dynsec *d = dynsec__open(o->broker_url, o->username, o->password, 0.5, err,
+                                    sizeof err);
+
+    if (!d)
+        return;
+    if (!dynsec__remove_gone(d, run_finished, vw, &removed, err, sizeof err))
+        log_printf(FB_LOG_WARN, "could not remove the task clients of finished runs: %s", err);
+    else if (!o->quiet && removed)
+        printf("removed %zu task clients of finished runs from the dynamic security plugin\n",
+               removed);
+    dynsec__close(d);
+}
+
 int gc__main(const struct gc_options *o)
 {
     static const enum fb_topic_kind records[] = {FB_TOPIC_RUN_STATE};
@@ -149,6 +187,7 @@ int gc__main(const struct gc_options *o)
         printf("%zu finished runs removed (%zu retained topics); %zu runs not finished left "
                "alone\n",
                finished, removed, running);
+    gc_identities(o, vw);
     code = FB_EXIT_OK;
 out:
     view__free(vw);

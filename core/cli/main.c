@@ -11,6 +11,7 @@
 #include "fmt.h"
 #include "graph.h"
 #include "log.h"
+#include "mask.h"
 #include "plugins.h"
 #include "run.h"
 #include "ui_cli.h"
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 /* One day: long enough to look at a finished run, short enough not to pile up. */
 #define DEFAULT_EXPIRY 86400.0
@@ -76,6 +78,11 @@ static const char usage_run[] =
     "  --json             print machine-readable events, one JSON object a line\n"
     "  --expiry SECONDS   how long the finished run's retained topics stay on an external\n"
     "                     broker (MQTT v5 message expiry; default 86400; 0: for ever)\n"
+    "  --task-identities auto|dynsec|shared\n"
+    "                     on --broker: a user per task through the broker's dynamic\n"
+    "                     security plugin, else the coordinator's own with a warning\n"
+    "                     (auto, the default; $FLOWBUS_TASK_IDENTITIES), the plugin or\n"
+    "                     refuse the run (dynsec), or the coordinator's own (shared)\n"
     "  -q, --quiet        print only warnings and errors from flowbus itself\n"
     "  -h, --help         show this help\n"
     "\n"
@@ -187,6 +194,7 @@ static int cmd_run(int argc, char **argv, enum run_command which)
         {"run-id", required_argument, 0, 'r'}, {"timeout", required_argument, 0, 't'},
         {"json", no_argument, 0, 'j'},         {"quiet", no_argument, 0, 'q'},
         {"expiry", required_argument, 0, 'e'}, {"help", no_argument, 0, 'h'},
+        {"task-identities", required_argument, 0, 'i'},
         {0, 0, 0, 0},
     };
     const char *usage = which == CMD_RESUME ? usage_resume : which == CMD_UP ? usage_up : usage_run;
@@ -227,6 +235,15 @@ static int cmd_run(int argc, char **argv, enum run_command which)
             break;
         case 'j':
             o.json = 1;
+            break;
+        case 'i':
+            if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "dynsec") != 0 &&
+                strcmp(optarg, "shared") != 0) {
+                fprintf(stderr, "flowbus: --task-identities expects auto, dynsec or shared, got "
+                                "'%s'\n", optarg);
+                goto out;
+            }
+            o.task_identities = optarg;
             break;
         case 'q':
             log__set_level(FB_LOG_WARN);
@@ -499,6 +516,13 @@ int main(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : NULL;
 
+    /*
+     * flowbus holds broker passwords and tokens: processes of the same user
+     * (the commands its tasks run) must not read them in /proc/<pid>/environ
+     * or mem. And whatever it prints or forwards masks them.
+     */
+    (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    mask__add_environment();
     if (!cmd) {
         fputs(usage_main, stderr);
         return FB_EXIT_INVALID;

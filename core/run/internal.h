@@ -19,7 +19,9 @@
  *   output.c     a task's output lines: cut, rate-limited, redacted, forwarded (output__*)
  *   launch.c     the launch window: which process starts when, in graph order (launch__*)
  *   launcher.c   spawning one task process in its own process group (launcher.h)
- *   access.c     the private broker's users and ACL (access.h)
+ *   access.c     the tasks' users and rights, the private broker's ACL (access.h)
+ *   identity.c   which identity tasks get on an external broker (identity__*)
+ *   dynsec.c     the dynamic security plugin of an external Mosquitto (dynsec.h)
  *   broker.c     the private mosquitto (broker.h)
  *
  * The coordinator decides as little as it can and derives the rest from the
@@ -124,7 +126,10 @@ struct proc {
 /* What setup.c acquires and run__main gives back. */
 struct resources {
     struct broker *broker; /* the private broker; NULL on an external one */
-    struct access *access; /* its users and ACL */
+    struct access *access; /* the tasks' users: the private broker's, or the dynsec plugin's */
+    struct dynsec *dynsec; /* the plugin's admin connection (external broker), or NULL */
+    int identities_set;    /* identity__setup ran */
+    int took_over;         /* launch__context ran: this coordinator owns the run's processes */
     int sigfd;             /* SIGCHLD, SIGINT, SIGTERM, SIGHUP; -1 if none */
     char run_dir[256];     /* private (0700) directory of the run: the permission cache */
     char cache_salt[40];
@@ -200,6 +205,20 @@ int setup__run_id_unused(struct run *r);
 
 /* Removes the run directory and the files the tasks left in it (one level). */
 void setup__remove_run_dir(struct run *r);
+
+/* ------------------------------------------------------------------------ */
+/* identity.c                                                                */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * On an external broker: per-task identities through the dynamic security
+ * plugin, or the coordinator's own with a warning (FLOWBUS_TASK_IDENTITIES).
+ * 0 if the run must be refused (reason logged). Does nothing a second time.
+ */
+int identity__setup(struct run *r);
+
+/* Removes the run's task clients and roles from the plugin (all processes are gone). */
+void identity__teardown(struct run *r);
 
 /* ------------------------------------------------------------------------ */
 /* resume.c                                                                  */

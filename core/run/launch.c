@@ -10,6 +10,8 @@
  */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "access.h"
+#include "mask.h"
 #include "broker.h"
 #include "display.h"
 #include "graph.h"
@@ -29,10 +31,18 @@ void launch__context(struct run *r)
 {
     struct launch_context *lc = &r->window.lc;
 
+    r->res.took_over = 1;
     lc->broker_url = r->res.broker ? broker__url(r->res.broker) : r->o->broker_url;
     lc->username = r->o->username;
     lc->password = r->o->password;
     lc->access = r->res.access;
+    /* Whatever a task prints goes through the coordinator's mask (output.c): it knows them all. */
+    mask__add(r->o->password);
+    for (size_t t = 0; r->res.access && t < r->wf->n_tasks; t++)
+        mask__add(access__password(r->res.access, (long)t));
+    for (size_t i = 0; i < r->wf->n_vars; i++)
+        if (r->wf->vars[i].secret)
+            mask__add(r->wf->vars[i].value);
     lc->die_with_parent = r->res.broker != NULL;
     lc->run_dir = r->res.run_dir;
     lc->cache_salt = r->res.cache_salt;
@@ -74,6 +84,17 @@ void launch__start(struct run *r, size_t i, int attempt)
     free(p->retry.final_json);
     p->retry.final_json = NULL;
     p->process.up_since = fb_clock_mono();
+    /*
+     * A new run set its identities up before it announced itself (run.c); a
+     * resumed one does it at its first start, after it has looked at every
+     * process it may adopt, which the plugin's answer must not delay.
+     */
+    if (!r->res.identities_set) {
+        r->window.lc.refused = !identity__setup(r);
+        r->window.lc.access = r->res.access;
+        for (size_t k = 0; r->res.access && k < r->wf->n_tasks; k++)
+            mask__add(access__password(r->res.access, (long)k));
+    }
     p->process.pid = launcher__spawn(&r->window.lc, t, p->worker, attempt, &p->out.fd);
     if (p->process.pid < 0) {
         snprintf(err, sizeof err, "cannot start %s: %s", r->wf->tasks[t].plugin_path,

@@ -6,6 +6,13 @@
  * AUTH_TOKEN), plus the FLOWBUS_* variables of docs/protocol.md. Secret
  * variables reach only the tasks that take them as inputs (AUTH_TOKEN also the
  * tasks that require permissions), and only through the environment.
+ *
+ * The broker password is never in the environment, which every process of
+ * the same user can read in /proc/<pid>/environ for the task's whole life.
+ * It goes through a pipe the task inherits as descriptor CREDENTIALS_FD
+ * (FLOWBUS_CREDENTIALS_FD names it), filled and closed for writing before
+ * the task starts, in mosquitto_pub's options-file format; the task reads it
+ * once and closes it (docs/protocol.md "Credentials").
  */
 #define _GNU_SOURCE
 #include "launcher.h"
@@ -24,6 +31,10 @@
 #include <unistd.h>
 
 extern char **environ;
+
+/* The descriptor number a task finds its credentials on. */
+#define CREDENTIALS_FD 3
+#define CREDENTIALS_FD_TEXT "3"
 
 struct strvec {
     char **v;
@@ -73,6 +84,50 @@ static char *join(const char *key, const struct wf_list *l)
     for (size_t i = 0; i < l->n; i++)
         p += sprintf(p, "%s%s", i ? "," : "", l->items[i].name);
     return s;
+}
+
+/*
+ * A pipe holding task t's credentials as mosquitto_pub options ("-u USER",
+ * "-P PASSWORD"), closed for writing: its read end (close-on-exec, above
+ * CREDENTIALS_FD so that the dup2 of posix_spawn always clears the flag) in
+ * *out, or -1 when the task connects without credentials. 0 on failure.
+ */
+static int credentials_pipe(const struct launch_context *ctx, long t, int *out)
+{
+    const char *user = ctx->access ? access__user(ctx->access, t) : ctx->username;
+    const char *pass = ctx->access ? access__password(ctx->access, t) : ctx->password;
+    char text[1024];
+    int fds[2] = {-1, -1}, rd = -1, n, ok = 0;
+
+    *out = -1;
+    if (!user && !pass)
+        return 1;
+    /* One option a line: a newline in either would start another option. */
+    if ((user && strchr(user, '\n')) || (pass && strchr(pass, '\n'))) {
+        errno = EINVAL;
+        return 0;
+    }
+    n = snprintf(text, sizeof text, "%s%s%s%s%s", user ? "-u " : "", user ? user : "",
+                 user ? "\n" : "", pass ? "-P " : "", pass ? pass : "");
+    /* A pipe takes 64 KiB before a write blocks: the text always fits. */
+    if (n < 0 || (size_t)n + 2 > sizeof text || pipe2(fds, O_CLOEXEC) != 0)
+        goto out;
+    if (pass)
+        text[n++] = '\n';
+    rd = fcntl(fds[0], F_DUPFD_CLOEXEC, CREDENTIALS_FD + 1);
+    if (rd < 0 || write(fds[1], text, (size_t)n) != n)
+        goto out;
+    *out = rd;
+    rd = -1;
+    ok = 1;
+out:
+    explicit_bzero(text, sizeof text);
+    if (rd >= 0)
+        close(rd);
+    for (int i = 0; i < 2; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    return ok;
 }
 
 /* Settings of the coordinator's environment that its tasks share. */
@@ -184,7 +239,7 @@ static int build_env(const struct launch_context *ctx, const struct wf_task *tas
             goto out;
     if (!push(env, kv("FLOWBUS_BROKER", ctx->broker_url)) ||
         (user && !push(env, kv("FLOWBUS_USERNAME", user))) ||
-        (pass && !push(env, kv("FLOWBUS_PASSWORD", pass))) ||
+        ((user || pass) && !push(env, kv("FLOWBUS_CREDENTIALS_FD", CREDENTIALS_FD_TEXT))) ||
         !push(env, kv("FLOWBUS_RUN_ID", ctx->run_id)) || !push(env, kv("FLOWBUS_TASK", task->name)) ||
         !push(env, kv("FLOWBUS_PLUGIN", task->plugin)) ||
         !push(env, join("FLOWBUS_INPUTS", &task->inputs)) ||
@@ -256,14 +311,20 @@ pid_t launcher__spawn(const struct launch_context *ctx, size_t t, int worker, in
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
     sigset_t none, defaults;
-    int pipefd[2] = {-1, -1};
+    int pipefd[2] = {-1, -1}, cred_fd = -1;
     char *argv[2];
     pid_t pid = -1;
     int err = 0;
 
     *out_fd = -1;
-    if (!build_env(ctx, task, worker, attempt, &env)) {
-        err = ENOMEM;
+    if (ctx->refused) {
+        err = EACCES;
+        goto out_env;
+    }
+    errno = 0;
+    if (!build_env(ctx, task, worker, attempt, &env) ||
+        !credentials_pipe(ctx, (long)t, &cred_fd)) {
+        err = errno ? errno : ENOMEM;
         goto out_env;
     }
     if (pipe2(pipefd, O_CLOEXEC) != 0) {
@@ -274,10 +335,12 @@ pid_t launcher__spawn(const struct launch_context *ctx, size_t t, int worker, in
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
     posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
+    if (cred_fd >= 0)
+        posix_spawn_file_actions_adddup2(&fa, cred_fd, CREDENTIALS_FD);
     /* Paho opens its socket without close-on-exec: a task inheriting the
      * coordinator's broker connection would keep it open after the
      * coordinator died, and delay its Last Will until the task exits. */
-    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+    posix_spawn_file_actions_addclosefrom_np(&fa, cred_fd >= 0 ? CREDENTIALS_FD + 1 : 3);
     posix_spawnattr_init(&attr);
     sigemptyset(&none);
     sigemptyset(&defaults);
@@ -307,6 +370,8 @@ pid_t launcher__spawn(const struct launch_context *ctx, size_t t, int worker, in
     fcntl(pipefd[0], F_SETFL, fcntl(pipefd[0], F_GETFL) | O_NONBLOCK);
     *out_fd = pipefd[0];
 out_env:
+    if (cred_fd >= 0)
+        close(cred_fd);
     free_vec(&env);
     if (pid < 0)
         errno = err;

@@ -20,7 +20,8 @@ struct launch_context {
     const char *broker_url;
     const char *username; /* may be NULL */
     const char *password; /* may be NULL */
-    const struct access *access; /* per-task credentials (private broker), or NULL */
+    const struct access *access; /* per-task credentials (private broker, dynsec), or NULL */
+    int refused;                 /* no identity may be given: every start fails (EACCES) */
     int die_with_parent;         /* tasks end when the coordinator dies (private broker) */
     const char *run_dir;         /* the run's private directory (permission cache), or NULL */
     const char *cache_salt;      /* per-run salt for the permission cache's file names */

@@ -13,6 +13,7 @@
  */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "mask.h"
 #include "display.h"
 #include "log.h"
 
@@ -118,6 +119,8 @@ static void drain_bus(struct run *r)
         }
         if (e != FB_OK)
             return;
+        /* Before the tracker, the display and --json see it: no secret of the run is shown. */
+        m->len = mask__apply(m->payload, m->len);
         handle_message(r, m);
         fb_msg_free(m);
     }

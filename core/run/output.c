@@ -4,12 +4,13 @@
  * Every task process writes into one pipe (launcher.c). What comes out is
  * cut into lines; a line longer than MAX_LINE is cut and marked; past
  * FB_LOG_LINES_PER_S lines a second the rest are dropped and counted (the
- * same bound the SDK's fb_task_log keeps); every secret value is masked
+ * same bound the SDK's fb_task_log keeps); every secret the coordinator knows is masked
  * before the line goes on the bus, so a task that prints its token does not
  * publish it.
  */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "mask.h"
 #include "workflow.h"
 
 #include <errno.h>
@@ -34,33 +35,6 @@ static void publish_log(struct run *r, size_t i, const char *text, size_t len)
 void output__note(struct run *r, size_t i, const char *text)
 {
     publish_log(r, i, text, strlen(text));
-}
-
-/*
- * Masks every secret value (AUTH_TOKEN, `secret: true` variables) in a line a
- * task wrote, in place, so a task that prints its token does not put it on
- * the bus. Masking only shortens the line.
- */
-static void redact(const struct run *r, char *line, size_t *len)
-{
-    static const char mask[] = "***";
-
-    for (size_t i = 0; i < r->wf->n_vars; i++) {
-        const struct wf_var *v = &r->wf->vars[i];
-        size_t vlen = strlen(v->value);
-        char *hit;
-
-        /* Very short values would mask ordinary text and protect nothing. */
-        if (!v->secret || vlen < 4)
-            continue;
-        while ((hit = memmem(line, *len, v->value, vlen)) != NULL) {
-            size_t tail = *len - (size_t)(hit - line) - vlen;
-            memcpy(hit, mask, sizeof mask - 1);
-            memmove(hit + sizeof mask - 1, hit + vlen, tail);
-            *len -= vlen - (sizeof mask - 1);
-        }
-    }
-    line[*len] = '\0';
 }
 
 /*
@@ -98,7 +72,8 @@ static void flush_line(struct run *r, size_t i)
         return;
     }
     out->line[out->len] = '\0';
-    redact(r, out->line, &out->len);
+    /* Every secret the coordinator knows (mask.h): a task that prints one does not publish it. */
+    out->len = mask__apply(out->line, out->len);
     if (out->cut) {
         static const char mark[] = " [line cut]";
         memcpy(out->line + out->len, mark, sizeof mark);

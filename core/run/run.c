@@ -74,6 +74,8 @@ static int start_new(struct run *r, struct wf_diags *diags)
         return FB_EXIT_BROKER;
     if (!setup__run_id_unused(r))
         return FB_EXIT_INVALID;
+    if (!identity__setup(r))
+        return FB_EXIT_BROKER;
     display__note(r->disp, "Run %s of %s: %zu tasks on %s", r->run_id, r->wf->name, r->wf->n_tasks,
                   r->res.broker ? "a private broker" : o->broker_url);
     announce__start(r);
@@ -152,6 +154,8 @@ static void teardown(struct run *r, struct wf_diags *diags)
         output__free(p);
         free(p->retry.final_json);
     }
+    /* Every process is gone: the identities they had go too. */
+    identity__teardown(r);
     broker__stop(r->res.broker);
     access__free(r->res.access);
     setup__remove_run_dir(r);

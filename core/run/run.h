@@ -23,6 +23,8 @@ struct run_options {
     const char *username;   /* for an external broker; may be NULL */
     const char *password;   /* for an external broker; may be NULL; never printed */
     const char *run_id;     /* NULL: generated */
+    const char *task_identities; /* external broker: auto, dynsec or shared; NULL: the
+                                    environment's FLOWBUS_TASK_IDENTITIES (core/run/identity.c) */
     double timeout;         /* seconds for the whole run; 0 = none */
     int json;
     int resume; /* adopt the run run_id on broker_url (flowbus resume) */

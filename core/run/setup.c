@@ -188,7 +188,13 @@ static int open_bus(struct run *r, const char *url, const char *user, const char
              "{\"state\":\"%s\",\"at\":%.6f,\"started\":%.6f,\"exit\":null,"
              "\"error\":\"the coordinator's connection was lost\"}",
              fb_run_state_name(FB_RUN_LOST), fb_clock_wall(), r->t0_wall);
-    snprintf(client_id, sizeof client_id, "flowbus-coordinator-%s", r->run_id);
+    /* Unguessable: whoever took this id would kick the coordinator off and fire its Will. */
+    {
+        char prefix[96];
+        snprintf(prefix, sizeof prefix, "flowbus-coordinator-%s", r->run_id);
+        if (fb_client_id(client_id, FB_CLIENT_ID_MAX + 1, prefix) != FB_OK)
+            return 0;
+    }
     bo.url = url;
     bo.username = user;
     bo.password = pass;

@@ -17,8 +17,10 @@
  * 128 KiB per variable) and its name is not reserved (fb_name_reserved:
  * LD_PRELOAD, PATH, ...); an input left out of the environment is said on
  * the task's log. Precedence in the environment: inherited, then the env
- * param, then inputs. FLOWBUS_PASSWORD is removed: the command has no
- * business with the broker's credentials. The directory is private to this
+ * param, then inputs. FLOWBUS_PASSWORD, FLOWBUS_CREDENTIALS_FD and (unless
+ * it is an input) AUTH_TOKEN are removed, and no descriptor above 2 is
+ * inherited: the command has no business with the task's credentials
+ * (docs/protocol.md "Credentials"). The directory is private to this
  * run of the command and removed after it (workdir.h).
  *
  * The command sets outputs by writing KEY=VALUE lines, or KEY<<DELIMITER

@@ -70,8 +70,28 @@ int params__setenv(struct command *c, const char *name, const char *value)
     return 0;
 }
 
-/* Copies our environment without the broker password. Returns 0 or -1 (memory). */
-static int env_inherit(struct command *c)
+/*
+ * The task's own secrets stay with the task: the broker password of a
+ * plugin started by hand (FLOWBUS_PASSWORD), the number of the credentials
+ * descriptor the SDK has already read and closed, and the permission token,
+ * unless the workflow hands AUTH_TOKEN to this task as an input.
+ */
+static int withheld(const fb_task *task, const char *entry)
+{
+    if (strncmp(entry, "FLOWBUS_PASSWORD=", 17) == 0 ||
+        strncmp(entry, "FLOWBUS_CREDENTIALS_FD=", 23) == 0)
+        return 1;
+    if (strncmp(entry, "AUTH_TOKEN=", 11) == 0) {
+        for (size_t i = 0; i < fb_task_input_count(task); i++)
+            if (strcmp(fb_task_input_name(task, i), "AUTH_TOKEN") == 0)
+                return 0;
+        return 1;
+    }
+    return 0;
+}
+
+/* Copies our environment without the task's own secrets. Returns 0 or -1 (memory). */
+static int env_inherit(const fb_task *task, struct command *c)
 {
     size_t n = 0, i;
 
@@ -81,7 +101,7 @@ static int env_inherit(struct command *c)
     if (!c->envp)
         return -1;
     for (i = 0; i < n; i++) {
-        if (strncmp(environ[i], "FLOWBUS_PASSWORD=", 17) == 0)
+        if (withheld(task, environ[i]))
             continue;
         c->envp[c->envc] = strdup(environ[i]);
         if (!c->envp[c->envc])
@@ -178,7 +198,7 @@ int params__read(fb_task *task, struct command *c, char *err, size_t errlen)
         goto out;
     }
 
-    if (env_inherit(c) != 0)
+    if (env_inherit(task, c) != 0)
         goto nomem;
     if (env && !json_is_object(env)) {
         snprintf(err, errlen, "param 'env' must be a mapping of variable names to values");

@@ -35,7 +35,7 @@ fb_bus *mqtt_link__open(fb_task *task, char *err, size_t errlen)
     const char *broker = fb_task_param(task, "broker");
     const char *password_env = fb_task_param(task, "password_env");
     const char *reconnect = getenv("FLOWBUS_RECONNECT_MAX");
-    char client_id[200];
+    char client_id[FB_CLIENT_ID_MAX + 1], prefix[200];
     char why[512] = "";
 
     if (fb_task_param(task, "password") != NULL) {
@@ -44,24 +44,17 @@ fb_bus *mqtt_link__open(fb_task *task, char *err, size_t errlen)
         return NULL;
     }
     memset(&opts, 0, sizeof opts);
-    snprintf(client_id, sizeof client_id, "fb-%s-%s-%ld-link", fb_task_run_id(task),
-             fb_task_name(task), (long)getpid());
+    snprintf(prefix, sizeof prefix, "fb-%s-%s-link", fb_task_run_id(task), fb_task_name(task));
+    if (fb_client_id(client_id, sizeof client_id, prefix) != FB_OK) {
+        snprintf(err, errlen, "cannot make a client id");
+        return NULL;
+    }
     opts.client_id = client_id;
     opts.log = link_log;
     opts.reconnect_max_s = reconnect && *reconnect ? atof(reconnect) : 30.0;
     if (broker == NULL || *broker == '\0') {
-        opts.url = getenv("FLOWBUS_BROKER");
-        opts.username = getenv("FLOWBUS_USERNAME");
-        opts.password = getenv("FLOWBUS_PASSWORD");
-        opts.ca_file = getenv("FLOWBUS_TLS_CA");
-        opts.cert_file = getenv("FLOWBUS_TLS_CERT");
-        opts.key_file = getenv("FLOWBUS_TLS_KEY");
-        if (opts.ca_file && !*opts.ca_file)
-            opts.ca_file = NULL;
-        if (opts.cert_file && !*opts.cert_file)
-            opts.cert_file = NULL;
-        if (opts.key_file && !*opts.key_file)
-            opts.key_file = NULL;
+        /* The run's own broker, as the task itself: its identity, its rights. */
+        fb_task_bus_options(task, &opts);
     } else {
         opts.url = broker;
         opts.username = fb_task_param(task, "username");

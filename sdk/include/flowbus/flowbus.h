@@ -102,7 +102,7 @@ typedef struct fb_bus_options {
     const char *url;
     const char *username;  /* NULL for none */
     const char *password;  /* NULL for none; never logged */
-    const char *client_id; /* NULL: a unique id is generated; at most 63 bytes are used */
+    const char *client_id; /* NULL: an unguessable one (fb_client_id); at most 63 bytes are used */
     /* Last Will: published by the broker if the connection dies uncleanly. */
     const char *will_topic;   /* NULL for none */
     const char *will_payload; /* NULL: empty; ignored without will_topic */
@@ -141,6 +141,22 @@ typedef struct fb_bus_options {
      */
     long guardian_pid;
 } fb_bus_options;
+
+/* The length of the random part fb_client_id appends: '-' and 16 hex digits. */
+#define FB_CLIENT_ID_SUFFIX 17
+/* The longest client id fb_bus_new uses (opts->client_id is cut there). */
+#define FB_CLIENT_ID_MAX 63
+
+/*
+ * Writes into buf (len bytes, at least FB_CLIENT_ID_SUFFIX + 1) an MQTT
+ * client id that cannot be guessed: prefix (NULL or "": "fb"), cut so the
+ * whole fits, then '-' and 64 random bits from getrandom in hex. Whoever
+ * connects with another client's id kicks it off the broker (and fires its
+ * Last Will), so ids must never be derived from names or pids alone.
+ * Returns FB_OK, FB_ERR_INVALID (len too small) or FB_ERR_SYSTEM (errno
+ * set). Thread-safe.
+ */
+FB_API enum fb_err fb_client_id(char *buf, size_t len, const char *prefix);
 
 /* A received message. Owned by the caller after fb_bus_next; free with fb_msg_free. */
 typedef struct fb_msg {
@@ -282,6 +298,18 @@ FB_API enum fb_err fb_task_open(const fb_task_options *opts, fb_task **out, char
  * FB_ERR_TIMEOUT on the deadline, FB_ERR_LOST if the broker went away.
  */
 FB_API enum fb_err fb_task_wait(fb_task *task, double timeout);
+
+/*
+ * Fills the connection fields of *opts (url, username, password, ca_file,
+ * cert_file, key_file) with the task's own, for a plugin that needs a
+ * second connection to the run's broker (mqtt-in, mqtt-out); the other
+ * fields are left as they are. The strings are owned by the task and valid
+ * until fb_task_free. The task's credentials come from the coordinator on
+ * a descriptor that fb_task_open has read and closed (docs/protocol.md
+ * "Credentials"): this is the only way to reach them afterwards, and a
+ * plugin must never pass them to a command it runs.
+ */
+FB_API void fb_task_bus_options(const fb_task *task, fb_bus_options *opts);
 
 /* The task's name and run id. Owned by the task. */
 FB_API const char *fb_task_name(const fb_task *task);

@@ -52,7 +52,10 @@ class Bus:
         self.pending = []  # (info, sent_at) of messages published without waiting
         host, port, tls = env.hostport()
         self.host, self.port = host, port
-        client_id = "fb-%s-%s-%d%s" % (env.run_id, env.task, os.getpid(), "" if will else "-events")
+        # Whoever connects with this id kicks us off (and fires our Will): it ends with 64
+        # random bits, as fb_client_id's do, so nobody can guess it from the names or the pid.
+        prefix = "fb-%s-%s%s" % (env.run_id, env.task, "" if will else "-events")
+        client_id = "%s-%s" % (prefix[:46], os.urandom(8).hex())
         self.client = mqtt.Client(client_id=client_id, clean_session=True, protocol=mqtt.MQTTv311)
         if tls:
             # Verification always on (tls_set's default): against FLOWBUS_TLS_CA,

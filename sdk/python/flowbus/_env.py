@@ -9,6 +9,7 @@ import json
 import os
 import re
 
+from . import _credentials
 from ._errors import SetupError
 
 RUN_ID_RULE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
@@ -79,7 +80,13 @@ class Env:
         self.root = env.get("FLOWBUS_TOPIC_ROOT") or "flowbus/" + self.run_id
         self.plugin = env.get("FLOWBUS_PLUGIN", "")
         self.username = env.get("FLOWBUS_USERNAME") or None
+        # FLOWBUS_PASSWORD only for a plugin started by hand; flowbus passes a pipe (_credentials).
         self.password = env.get("FLOWBUS_PASSWORD")
+        user, password = _credentials.read(env)
+        if user is not None:
+            self.username = user
+        if password is not None:
+            self.password = password
         self.tls_ca = env.get("FLOWBUS_TLS_CA") or None
         self.tls_cert = env.get("FLOWBUS_TLS_CERT") or None
         self.tls_key = env.get("FLOWBUS_TLS_KEY") or None

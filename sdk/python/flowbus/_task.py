@@ -20,7 +20,7 @@ import signal
 import sys
 import time
 
-from . import _permissions
+from . import _credentials, _permissions
 from ._bus import Bus
 from ._env import Env
 from ._errors import (EXIT_DENIED, EXIT_FAILED, EXIT_LOST, EXIT_OK, EXIT_SETUP, Denied, Failed,
@@ -78,7 +78,8 @@ class Engine:
         self.result = None
         self.started = None
         self.warned = set()
-        secrets = list(env.secret_values.values()) + [os.environ.get("AUTH_TOKEN") or ""]
+        secrets = list(env.secret_values.values()) + [os.environ.get("AUTH_TOKEN") or "",
+                                                      env.password or ""]
         # Longest first, so a secret that contains another is masked whole.
         self.secrets = sorted({s for s in secrets if len(s) >= MIN_SECRET}, key=len, reverse=True)
         self.prefix = env.topic("vars/")
@@ -424,6 +425,8 @@ def run(cls, argv=None):
     # Ctrl-C ends the process like SIGTERM does (a signal, not a traceback).
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
+        # Before any secret is read: the commands the plugin runs cannot read it in /proc.
+        _credentials.protect()
         env = Env()
         _parent_watch(env)
         plugin = cls()

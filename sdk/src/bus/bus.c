@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -136,13 +137,34 @@ enum fb_err bus__connect_once(fb_bus *bus)
 /* Setup                                                                     */
 /* ------------------------------------------------------------------------ */
 
-static void make_client_id(char *buf, size_t len)
+/*
+ * A client id is the broker's key for a session: a second connection with
+ * the same id kicks the first off, and the first one's Last Will fires. So
+ * the id ends with 64 random bits (getrandom), which nobody can guess from
+ * the run, the task or the pid; the prefix only helps whoever reads the
+ * broker's log. The suffix always fits: the prefix is cut first.
+ */
+enum fb_err fb_client_id(char *buf, size_t len, const char *prefix)
 {
-    struct timespec ts;
+    unsigned char rnd[8];
+    size_t keep;
+    size_t i;
 
-    clock_gettime(CLOCK_REALTIME, &ts);
-    snprintf(buf, len, "fb-%ld-%lx", (long)getpid(),
-             (unsigned long)ts.tv_nsec ^ ((unsigned long)ts.tv_sec << 20));
+    if (buf == NULL || len < FB_CLIENT_ID_SUFFIX + 1)
+        return FB_ERR_INVALID;
+    if (prefix == NULL || *prefix == '\0')
+        prefix = "fb";
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
+        return FB_ERR_SYSTEM;
+    keep = strlen(prefix);
+    if (keep > len - 1 - FB_CLIENT_ID_SUFFIX)
+        keep = len - 1 - FB_CLIENT_ID_SUFFIX;
+    memcpy(buf, prefix, keep);
+    buf[keep] = '-';
+    for (i = 0; i < sizeof rnd; i++)
+        snprintf(buf + keep + 1 + 2 * i, 3, "%02x", rnd[i]);
+    explicit_bzero(rnd, sizeof rnd);
+    return FB_OK;
 }
 
 static enum fb_err init_sync(fb_bus *bus, char *errbuf, size_t errlen)
@@ -286,10 +308,13 @@ enum fb_err fb_bus_new(const fb_bus_options *opts, fb_bus **out, char *errbuf, s
         err = FB_ERR_NOMEM;
         goto out;
     }
-    if (opts->client_id != NULL)
+    if (opts->client_id != NULL) {
         snprintf(client_id, sizeof client_id, "%s", opts->client_id);
-    else
-        make_client_id(client_id, sizeof client_id);
+    } else if (fb_client_id(client_id, sizeof client_id, "fb") != FB_OK) {
+        err__set(errbuf, errlen, "getrandom: %s", strerror(errno));
+        err = FB_ERR_SYSTEM;
+        goto out;
+    }
 
     err = bus_paho__create(bus, paho_url, client_id, errbuf, errlen);
     if (err != FB_OK)
@@ -313,7 +338,7 @@ enum fb_err fb_bus_new(const fb_bus_options *opts, fb_bus **out, char *errbuf, s
         if (err != FB_OK)
             goto out;
     }
-    log__emit(bus->log, bus->log_ctx, FB_LOG_DEBUG, "connected to %s as %s", bus->url, client_id);
+    log__emit(bus->log, bus->log_ctx, FB_LOG_DEBUG, "connected to %s", bus->url);
     *out = bus;
     bus = NULL;
 out:

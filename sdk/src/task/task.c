@@ -138,6 +138,8 @@ enum fb_err fb_task_open(const fb_task_options *opts, fb_task **out, char *errbu
         err__set(errbuf, errlen, "fb_task_open: out is required");
         return FB_ERR_INVALID;
     }
+    /* Before any secret is read: nothing of this process may show in /proc to its children. */
+    task_credentials__protect();
     /*
      * If the coordinator that started us dies (even by SIGKILL), the kernel
      * sends SIGTERM, so a task never outlives its run. The parent check
@@ -168,6 +170,8 @@ enum fb_err fb_task_open(const fb_task_options *opts, fb_task **out, char *errbu
     task->pid = (long)getpid();
     task->guardian_pid = guardian;
     err = task_env__read(&task->env, errbuf, errlen);
+    if (err == FB_OK)
+        err = task_credentials__read(&task->env, errbuf, errlen);
     if (err != FB_OK)
         goto out;
     task->flush_timeout = FLUSH_TIMEOUT + task->env.reconnect_max;

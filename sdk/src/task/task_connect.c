@@ -47,7 +47,16 @@ static enum fb_err connect_events(fb_task *task, fb_bus_options *opts, char *cli
         err__set(errbuf, errlen, "out of memory");
         return FB_ERR_NOMEM;
     }
-    snprintf(client_id, id_len, "fb-%s-%s-%ld-events", task->env.run_id, task->env.name, task->pid);
+    {
+        char prefix[FB_TOPIC_MAX];
+
+        snprintf(prefix, sizeof prefix, "fb-%s-%s-events", task->env.run_id, task->env.name);
+        if (fb_client_id(client_id, id_len, prefix) != FB_OK) {
+            err__set(errbuf, errlen, "getrandom: %s", strerror(errno));
+            err = FB_ERR_SYSTEM;
+            goto out;
+        }
+    }
     opts->client_id = client_id;
     opts->will_topic = NULL;
     opts->will_payload = NULL;
@@ -135,7 +144,17 @@ enum fb_err task_connect__open(fb_task *task, char *errbuf, size_t errlen)
         err = FB_ERR_NOMEM;
         goto out;
     }
-    snprintf(client_id, sizeof client_id, "fb-%s-%s-%ld", env->run_id, env->name, task->pid);
+    {
+        /* The names only help a reader of the broker's log; the random end makes it unguessable. */
+        char prefix[FB_TOPIC_MAX];
+
+        snprintf(prefix, sizeof prefix, "fb-%s-%s", env->run_id, env->name);
+        if (fb_client_id(client_id, FB_CLIENT_ID_MAX + 1, prefix) != FB_OK) {
+            err__set(errbuf, errlen, "getrandom: %s", strerror(errno));
+            err = FB_ERR_SYSTEM;
+            goto out;
+        }
+    }
     memset(&bus_opts, 0, sizeof bus_opts);
     bus_opts.url = env->broker;
     bus_opts.username = env->username;
@@ -198,7 +217,7 @@ enum fb_err task_connect__open(fb_task *task, char *errbuf, size_t errlen)
      * find them.
      */
     if (env->reactive && env->workers > 1 && env->n_triggers > 0) {
-        err = connect_events(task, &bus_opts, client_id, sizeof client_id, errbuf, errlen);
+        err = connect_events(task, &bus_opts, client_id, FB_CLIENT_ID_MAX + 1, errbuf, errlen);
         if (err != FB_OK)
             goto out;
     }

@@ -446,6 +446,8 @@ void task_env__free(struct task_env *env)
     free(env->name);
     free(env->broker);
     free(env->username);
+    if (env->password != NULL)
+        explicit_bzero(env->password, strlen(env->password));
     free(env->password);
     free(env->tls_ca);
     free(env->tls_cert);

@@ -73,8 +73,9 @@ struct task_env {
 
     /* The connection. FLOWBUS_BROKER is required; the others are NULL when unset. */
     char *broker;
-    char *username; /* FLOWBUS_USERNAME (may be empty) */
-    char *password; /* FLOWBUS_PASSWORD (may be empty) */
+    char *username; /* FLOWBUS_USERNAME (may be empty); the credentials pipe overrides it */
+    char *password; /* FLOWBUS_PASSWORD (by hand; may be empty), or from the credentials pipe
+                       (task_credentials.c) */
     char *tls_ca;   /* FLOWBUS_TLS_CA, FLOWBUS_TLS_CERT, FLOWBUS_TLS_KEY: NULL when empty too */
     char *tls_cert;
     char *tls_key;

@@ -9,6 +9,7 @@
  *   task_state.c    what the task says: its state JSON, its outputs, re-asserting
  *   task_reactive.c reactive mode: the event queue, activations, coalescing
  *   task_log.c      the log topic (rate-limited) and keeping secrets out of it
+ *   task_credentials.c  the broker credentials (inherited pipe) and PR_SET_DUMPABLE
  * Only these files include this header; the rest of the SDK sees fb_task
  * through internal.h.
  */
@@ -188,6 +189,17 @@ enum fb_err task_reactive__end(fb_task *task, enum fb_state result, int exit_cod
                                const char *error);
 
 /* task_log.c */
+
+/* Makes the process non-dumpable, so commands it runs cannot read its memory in /proc. */
+void task_credentials__protect(void);
+
+/*
+ * Reads the credentials pipe FLOWBUS_CREDENTIALS_FD (if set) into
+ * env->username and env->password, closes it and removes the variable and
+ * FLOWBUS_PASSWORD from the environment. FB_ERR_ENV with a message on a bad
+ * descriptor.
+ */
+enum fb_err task_credentials__read(struct task_env *env, char *errbuf, size_t errlen);
 
 /* Replaces every secret value in text (NUL-terminated, modified in place) by "***". */
 void task_log__mask(const fb_task *task, char *text);

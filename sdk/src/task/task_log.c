@@ -8,8 +8,9 @@
  * lines are dropped and counted, and the count is published when the next
  * second begins or the task ends.
  *
- * The values of the secret inputs and AUTH_TOKEN are masked in every line
- * and error a task publishes, and refused as outputs (task_log__has_secret).
+ * The values of the secret inputs, AUTH_TOKEN and the task's broker
+ * password are masked in every line and error a task publishes, and refused
+ * as outputs (task_log__has_secret).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,22 +18,26 @@
 
 #include "task_internal.h"
 
+/* The slots after the inputs: AUTH_TOKEN, then the broker password. */
+#define EXTRA_SECRETS 2
+
 /*
- * Secret i of the task (0 <= i <= n_inputs): its secret inputs, then
- * AUTH_TOKEN. NULL when that slot holds no secret. Values shorter than 4
- * characters do not count (masking them would mangle ordinary text and
- * protect nothing).
+ * Secret i of the task (0 <= i < n_inputs + EXTRA_SECRETS): its secret
+ * inputs, then AUTH_TOKEN, then its broker password. NULL when that slot
+ * holds no secret. Values shorter than 4 characters do not count (masking
+ * them would mangle ordinary text and protect nothing).
  */
 static const char *secret_at(const fb_task *task, size_t i)
 {
-    const char *v = i < task->n_inputs ? (task->inputs[i].secret ? task->inputs[i].value : NULL)
-                                       : getenv("AUTH_TOKEN");
+    const char *v = i < task->n_inputs   ? (task->inputs[i].secret ? task->inputs[i].value : NULL)
+                    : i == task->n_inputs ? getenv("AUTH_TOKEN")
+                                          : task->env.password;
     return v != NULL && strlen(v) >= 4 ? v : NULL;
 }
 
 void task_log__mask(const fb_task *task, char *text)
 {
-    for (size_t i = 0; i <= task->n_inputs; i++) {
+    for (size_t i = 0; i < task->n_inputs + EXTRA_SECRETS; i++) {
         const char *secret = secret_at(task, i);
         size_t len = secret ? strlen(secret) : 0;
         char *hit;
@@ -46,7 +51,7 @@ void task_log__mask(const fb_task *task, char *text)
 
 int task_log__has_secret(const fb_task *task, const char *value)
 {
-    for (size_t i = 0; i <= task->n_inputs; i++) {
+    for (size_t i = 0; i < task->n_inputs + EXTRA_SECRETS; i++) {
         const char *secret = secret_at(task, i);
         if (secret != NULL && strstr(value, secret) != NULL)
             return 1;

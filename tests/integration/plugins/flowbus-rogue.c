@@ -27,9 +27,7 @@ int main(void)
     if (fb_task_wait(task, -1) != FB_OK)
         fb_task_exit(task, 3);
     steal = fb_task_param(task, "steal") ? fb_task_param(task, "steal") : "STOLEN";
-    bo.url = getenv("FLOWBUS_BROKER");
-    bo.username = getenv("FLOWBUS_USERNAME");
-    bo.password = getenv("FLOWBUS_PASSWORD");
+    fb_task_bus_options(task, &bo);
     if (fb_bus_new(&bo, &bus, err, sizeof err) != FB_OK) {
         fb_task_fail(task, 1, "cannot open a second connection: %s", err);
         goto out;
