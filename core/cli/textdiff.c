@@ -16,10 +16,11 @@
 
 struct line {
     const char *s;
-    size_t n; /* without the newline */
+    size_t n;       /* without the newline */
+    int no_newline; /* the text's last line, and the text does not end in a newline */
 };
 
-/* Splits text into lines; *nl says whether the last one ended with a newline. */
+/* Splits text into lines. */
 static struct line *split(const char *t, size_t len, size_t *count)
 {
     size_t n = 0, cap = 16;
@@ -38,6 +39,7 @@ static struct line *split(const char *t, size_t len, size_t *count)
         }
         l[n].s = p;
         l[n].n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        l[n].no_newline = !nl;
         n++;
         p = nl ? nl + 1 : end;
     }
@@ -47,7 +49,7 @@ static struct line *split(const char *t, size_t len, size_t *count)
 
 static int same(const struct line *a, const struct line *b)
 {
-    return a->n == b->n && memcmp(a->s, b->s, a->n) == 0;
+    return a->n == b->n && a->no_newline == b->no_newline && memcmp(a->s, b->s, a->n) == 0;
 }
 
 /* One line of the edit script: ' ' kept, '-' removed (from a), '+' added (from b). */
@@ -71,7 +73,7 @@ static void print_hunk(FILE *out, const struct op *ops, size_t from, size_t to,
         const struct line *l = ops[i].kind == '+' ? &b[ops[i].b] : &a[ops[i].a];
         fputc(ops[i].kind, out);
         fwrite(l->s, 1, l->n, out);
-        fputc('\n', out);
+        fputs(l->no_newline ? "\n\\ No newline at end of file\n" : "\n", out);
     }
 }
 
@@ -107,11 +109,10 @@ int textdiff__unified(const char *at, size_t a_len, const char *bt, size_t b_len
         /* t[i][j]: the longest common subsequence of x[i..] and y[j..]. */
         for (i = n; table && i-- > 0;)
             for (j = m; j-- > 0;)
-                t[i * (m + 1) + j] = same(&x[i], &y[j])
-                                         ? t[(i + 1) * (m + 1) + j + 1] + 1
-                                         : t[(i + 1) * (m + 1) + j] > t[i * (m + 1) + j + 1]
-                                               ? t[(i + 1) * (m + 1) + j]
-                                               : t[i * (m + 1) + j + 1];
+                t[i * (m + 1) + j] = same(&x[i], &y[j]) ? t[(i + 1) * (m + 1) + j + 1] + 1
+                                     : t[(i + 1) * (m + 1) + j] > t[i * (m + 1) + j + 1]
+                                         ? t[(i + 1) * (m + 1) + j]
+                                         : t[i * (m + 1) + j + 1];
         for (size_t k = 0; k < pre; k++)
             ops[n_ops++] = (struct op){' ', k, k};
         i = j = 0;
@@ -119,8 +120,8 @@ int textdiff__unified(const char *at, size_t a_len, const char *bt, size_t b_len
             if (table && i < n && j < m && same(&x[i], &y[j])) {
                 ops[n_ops++] = (struct op){' ', pre + i, pre + j};
                 i++, j++;
-            } else if (i < n && (j == m || !table ||
-                                 t[(i + 1) * (m + 1) + j] >= t[i * (m + 1) + j + 1])) {
+            } else if (i < n &&
+                       (j == m || !table || t[(i + 1) * (m + 1) + j] >= t[i * (m + 1) + j + 1])) {
                 ops[n_ops++] = (struct op){'-', pre + i, pre + j};
                 i++;
             } else {

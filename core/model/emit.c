@@ -30,9 +30,9 @@
 
 /* The model, checked and in canonical order: what both passes write. */
 struct canon {
-    json_t *top;   /* name, description, version, mode, auth: in order */
-    json_t *env;   /* name -> string or {value, secret: true}, in the model's order */
-    json_t *tasks; /* canonical task objects */
+    json_t *top;    /* name, description, version, mode, auth: in order */
+    json_t *env;    /* name -> string or {value, secret: true}, in the model's order */
+    json_t *tasks;  /* canonical task objects */
     long *task_src; /* each task's index in the file, or NO_TASK */
 };
 
@@ -104,7 +104,8 @@ static void known_keys(struct emit_diags *d, const char *where, const json_t *ob
     const json_t *v;
     char path[256];
 
-    json_object_foreach ((json_t *)obj, key, v) {
+    json_object_foreach((json_t *)obj, key, v)
+    {
         size_t i = 0;
         while (i < n && strcmp(keys[i], key) != 0)
             i++;
@@ -128,12 +129,14 @@ static const json_t *names(struct emit_diags *d, const char *path, const json_t 
         diag_add(d, path, "expected an array of names, got %s", type_name(v));
         return NULL;
     }
-    json_array_foreach (v, i, item)
+    json_array_foreach(v, i, item)
+    {
         if (!json_is_string(item)) {
             snprintf(at, sizeof at, "%s[%zu]", path, i);
             diag_add(d, at, "expected a name (a string), got %s", type_name(item));
             return NULL;
         }
+    }
     return json_array_size(v) ? v : NULL;
 }
 
@@ -170,10 +173,9 @@ static void set_number(json_t *obj, const char *key, const json_t *v, double def
 static json_t *build_execution(struct emit_diags *d, const char *tpath, const json_t *e,
                                json_t *depends_on)
 {
-    static const char *const keys[] = {"timeout",         "retries", "retry_delay",
-                                       "retry_max_delay", "trigger", "queue",
-                                       "workers",         "restart", "async",
-                                       "depends_on"};
+    static const char *const keys[] = {"timeout", "retries",   "retry_delay", "retry_max_delay",
+                                       "trigger", "queue",     "workers",     "restart",
+                                       "async",   "depends_on"};
     json_t *out = json_object();
     const json_t *v;
     char path[300];
@@ -207,12 +209,15 @@ static json_t *build_execution(struct emit_diags *d, const char *tpath, const js
     if ((v = names(d, path, json_object_get(e, "depends_on"))) != NULL) {
         size_t i;
         const json_t *name;
-        json_array_foreach (v, i, name) {
+        json_array_foreach(v, i, name)
+        {
             size_t k;
             const json_t *have;
             int dup = 0;
-            json_array_foreach (depends_on, k, have)
+            json_array_foreach(depends_on, k, have)
+            {
                 dup |= json_equal(have, name);
+            }
             if (!dup)
                 json_array_append(depends_on, (json_t *)name);
         }
@@ -222,8 +227,8 @@ static json_t *build_execution(struct emit_diags *d, const char *tpath, const js
 
 static json_t *build_task(struct emit_diags *d, size_t i, const json_t *t)
 {
-    static const char *const keys[] = {"name",       "plugin",    "description", "inputs",
-                                       "outputs",    "depends_on", "execution",  "permissions",
+    static const char *const keys[] = {"name",          "plugin",     "description", "inputs",
+                                       "outputs",       "depends_on", "execution",   "permissions",
                                        "requires_auth", "params"};
     static const char *const lists[] = {"inputs", "outputs"};
     json_t *out = json_object(), *deps = json_array(), *exec;
@@ -234,8 +239,7 @@ static json_t *build_task(struct emit_diags *d, size_t i, const json_t *t)
     if (!out || !deps)
         goto out;
     if (!json_is_object(t)) {
-        diag_add(d, tpath, "expected a task object with 'name' and 'plugin', got %s",
-                 type_name(t));
+        diag_add(d, tpath, "expected a task object with 'name' and 'plugin', got %s", type_name(t));
         goto out;
     }
     known_keys(d, tpath, t, keys, sizeof keys / sizeof keys[0]);
@@ -243,9 +247,10 @@ static json_t *build_task(struct emit_diags *d, size_t i, const json_t *t)
         const char *key = k ? "plugin" : "name";
         snprintf(path, sizeof path, "%s.%s", tpath, key);
         v = json_object_get(t, key);
-        if (!json_is_string(v))
-            diag_add(d, v ? path : tpath, v ? "expected a string, got %s" : "has no '%s'",
-                     v ? type_name(v) : key);
+        if (!v)
+            diag_add(d, tpath, "the task has no '%s' (a string)", key);
+        else if (!json_is_string(v))
+            diag_add(d, path, "expected a string, got %s", type_name(v));
         else
             json_object_set_new(out, key, json_deep_copy(v));
     }
@@ -407,11 +412,45 @@ static int is_default_name(const char *name, const char *file)
     return strlen(name) == n && !strncmp(name, base, n);
 }
 
+/* 1 if a task of the model is called name. */
+static int model_has_task(const struct canon *c, const char *name)
+{
+    size_t i;
+    json_t *t;
+
+    json_array_foreach(c->tasks, i, t)
+    {
+        const char *have = json_string_value(json_object_get(t, "name"));
+        if (name && have && !strcmp(have, name))
+            return 1;
+    }
+    return 0;
+}
+
+/*
+ * A renamed task keeps its comments: a task of the model that no task of the
+ * file is called takes the comments of the file's task at the same place,
+ * when no task of the model has that one's name (it was renamed, or removed
+ * and another put in its place, which cannot be told apart).
+ */
+static void match_renamed(struct canon *c, const struct emit_source *src)
+{
+    for (size_t i = 0; i < json_array_size(c->tasks) && i < src->n_tasks; i++) {
+        int taken = 0;
+        if (c->task_src[i] != NO_TASK || model_has_task(c, src->task_names[i]))
+            continue;
+        for (size_t k = 0; k < json_array_size(c->tasks); k++)
+            taken |= c->task_src[k] == (long)i;
+        if (!taken)
+            c->task_src[i] = (long)i;
+    }
+}
+
 static int build(struct canon *c, const json_t *m, const struct emit_source *src,
                  const struct emit_options *o, struct emit_diags *d)
 {
-    static const char *const keys[] = {"name", "file",  "description", "version",
-                                       "mode", "auth",  "env",         "tasks"};
+    static const char *const keys[] = {"name", "file", "description", "version",
+                                       "mode", "auth", "env",         "tasks"};
     static const char *const auth_keys[] = {"url", "timeout", "cache_ttl", "ca_file"};
     const json_t *v, *tasks;
     const char *file = o && o->file ? o->file : json_string_value(json_object_get(m, "file"));
@@ -442,8 +481,8 @@ static int build(struct canon *c, const json_t *m, const struct emit_source *src
     }
     v = json_object_get(m, "mode");
     if (v && !json_is_null(v) &&
-        !(json_is_string(v) && (!strcmp(json_string_value(v), "oneshot") ||
-                                !strcmp(json_string_value(v), "reactive"))))
+        !(json_is_string(v) &&
+          (!strcmp(json_string_value(v), "oneshot") || !strcmp(json_string_value(v), "reactive"))))
         diag_add(d, "mode", "expected \"oneshot\" or \"reactive\", got %s", type_name(v));
     else if (v && json_is_string(v) && !strcmp(json_string_value(v), "reactive"))
         json_object_set(c->top, "mode", (json_t *)v);
@@ -453,7 +492,8 @@ static int build(struct canon *c, const json_t *m, const struct emit_source *src
     } else if (v) {
         const char *name;
         const json_t *value;
-        json_object_foreach ((json_t *)v, name, value) {
+        json_object_foreach((json_t *)v, name, value)
+        {
             json_t *e = build_env_entry(d, src, o, name, value);
             if (e)
                 json_object_set_new(c->env, name, e);
@@ -471,8 +511,8 @@ static int build(struct canon *c, const json_t *m, const struct emit_source *src
         set_number(auth, "timeout", json_object_get(v, "timeout"), 0);
         /* A negative cache_ttl is the SDK's default: what no cache_ttl: means. */
         if (ttl && !(json_is_number(ttl) && json_number_value(ttl) < 0))
-            json_object_set_new(auth, "cache_ttl", json_is_number(ttl) ? number(ttl)
-                                                                       : json_deep_copy(ttl));
+            json_object_set_new(auth, "cache_ttl",
+                                json_is_number(ttl) ? number(ttl) : json_deep_copy(ttl));
         if (json_object_get(v, "ca_file"))
             json_object_set(auth, "ca_file", json_object_get(v, "ca_file"));
         json_object_set_new(c->top, "auth", auth);
@@ -486,7 +526,8 @@ static int build(struct canon *c, const json_t *m, const struct emit_source *src
     c->task_src = calloc(json_array_size(tasks) + 1, sizeof *c->task_src);
     if (!c->task_src)
         return 0;
-    json_array_foreach (tasks, i, v) {
+    json_array_foreach(tasks, i, v)
+    {
         json_t *t = build_task(d, i, v);
         const char *name = json_string_value(json_object_get(t, "name"));
         long s = src ? emit_source__task(src, name) : -1;
@@ -498,6 +539,8 @@ static int build(struct canon *c, const json_t *m, const struct emit_source *src
         if (!t || json_array_append_new(c->tasks, t))
             return 0;
     }
+    if (src)
+        match_renamed(c, src);
     return d->n == before;
 }
 
@@ -525,8 +568,10 @@ static void write_env(struct writer *w, const json_t *env)
     emit_write__span(w);
     emit_write__put(w, "env:", 4);
     emit_write__newline(w);
-    json_object_foreach ((json_t *)env, name, value)
+    json_object_foreach((json_t *)env, name, value)
+    {
         emit_write__field(w, 4, name, value, 1);
+    }
     emit_write__pop(&w->path, at);
 }
 
@@ -547,9 +592,11 @@ static void write_workflow(struct writer *w, const struct canon *c)
     emit_write__span(w);
     emit_write__put(w, "workflow:", 9);
     emit_write__newline(w);
-    json_object_foreach (c->top, key, v)
+    json_object_foreach(c->top, key, v)
+    {
         if (strcmp(key, "auth") != 0)
             emit_write__field(w, 2, key, v, 1);
+    }
     write_env(w, c->env);
     if ((v = json_object_get(c->top, "auth")) != NULL)
         emit_write__field(w, 2, "auth", v, 1);
@@ -560,7 +607,8 @@ static void write_workflow(struct writer *w, const struct canon *c)
     emit_write__put(w, n ? "tasks:" : "tasks: []", n ? 6 : 9);
     emit_write__newline(w);
     emit_write__pop(&w->path, at);
-    json_array_foreach (c->tasks, i, v) {
+    json_array_foreach(c->tasks, i, v)
+    {
         w->task_src = c->task_src[i];
         w->task_model = (long)i;
         if (i)
@@ -647,8 +695,8 @@ static int run_pass(struct writer *w, struct emit_source *src, const struct cano
     return !w->failed && !w->b.failed && !w->path.failed && !w->trail.failed;
 }
 
-int emit__workflow_yaml(const json_t *model, const struct emit_options *opts,
-                        struct emit_out *out, struct emit_diags *diags)
+int emit__workflow_yaml(const json_t *model, const struct emit_options *opts, struct emit_out *out,
+                        struct emit_diags *diags)
 {
     struct emit_source source = {0}, *src = NULL;
     struct canon c = {0};

@@ -33,9 +33,9 @@
 #define EMIT_WIDTH 100
 
 struct emit_options {
-    const char *source;   /* the file's current text, or NULL for a new file */
+    const char *source; /* the file's current text, or NULL for a new file */
     size_t source_len;
-    const char *file;     /* its name: the default `name:` is its base name (NULL: model's "file") */
+    const char *file; /* its name: the default `name:` is its base name (NULL: model's "file") */
     /* Resolves {{ENV:X}} to recognise an env: value the model did not change
      * (the JSON holds it resolved); as wf_load_options; NULL: getenv. */
     const char *(*getenv_fn)(void *ctx, const char *name);
@@ -72,8 +72,8 @@ struct emit_out {
  * to diags, which the caller zeroes and frees with emit__diags_free) or memory
  * ran out (a diag with an empty path says so). out is empty after a failure.
  */
-int emit__workflow_yaml(const json_t *model, const struct emit_options *opts,
-                        struct emit_out *out, struct emit_diags *diags);
+int emit__workflow_yaml(const json_t *model, const struct emit_options *opts, struct emit_out *out,
+                        struct emit_diags *diags);
 
 void emit__out_free(struct emit_out *out);
 void emit__diags_free(struct emit_diags *diags);

@@ -83,7 +83,8 @@ int emit__model_to_yaml(const json_t *model, const struct emit_options *eo,
     struct emit_diags ed = {0};
     struct wf_diags wd = {0};
     struct workflow *wf = NULL;
-    const char *file = eo && eo->file ? eo->file : json_string_value(json_object_get(model, "file"));
+    const char *file =
+        eo && eo->file ? eo->file : json_string_value(json_object_get(model, "file"));
     int rc = -1;
 
     *yaml = NULL;
@@ -129,17 +130,21 @@ static int same(const json_t *a, const json_t *b)
     if (json_is_object(a)) {
         if (json_object_size(a) != json_object_size(b))
             return 0;
-        json_object_foreach ((json_t *)a, key, v)
+        json_object_foreach((json_t *)a, key, v)
+        {
             if (!json_object_get(b, key) || !same(v, json_object_get(b, key)))
                 return 0;
+        }
         return 1;
     }
     if (json_is_array(a)) {
         if (json_array_size(a) != json_array_size(b))
             return 0;
-        json_array_foreach (a, i, v)
+        json_array_foreach(a, i, v)
+        {
             if (!same(v, json_array_get(b, i)))
                 return 0;
+        }
         return 1;
     }
     return json_equal(a, b);

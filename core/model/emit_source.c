@@ -44,6 +44,7 @@ struct scan {
     const char *text;
     size_t len;
     size_t *lines; /* offset of each line's start */
+    size_t *ends;  /* and of its end, before its line break */
     size_t n_lines;
     struct anchor *anchors;
     size_t n_anchors, cap_anchors;
@@ -179,8 +180,7 @@ static void add_anchor(struct scan *S, yaml_mark_t at, const char *path)
 }
 
 /* What a scalar's value says about the file: a task's name, an env entry, name:. */
-static void note_scalar(struct scan *S, const char *path, const char *value, size_t len,
-                        int plain)
+static void note_scalar(struct scan *S, const char *path, const char *value, size_t len, int plain)
 {
     struct emit_source *src = S->src;
     const char *rest = "";
@@ -239,13 +239,120 @@ static void note_scalar(struct scan *S, const char *path, const char *value, siz
     }
 }
 
-/* The text of line i, without its newline. */
+/* The text of line i, without its line break. */
 static const char *line_at(const struct scan *S, size_t i, size_t *n)
 {
-    size_t end = i + 1 < S->n_lines ? S->lines[i + 1] - 1 : S->len;
-
-    *n = end - S->lines[i];
+    *n = S->ends[i] - S->lines[i];
     return S->text + S->lines[i];
+}
+
+/*
+ * The length of the line break at t[i], or 0: libyaml's breaks, so that lines
+ * are counted as its marks count them (\r\n, \r, \n, NEL, LS, PS).
+ */
+static size_t line_break(const char *t, size_t len, size_t i)
+{
+    const unsigned char *u = (const unsigned char *)t + i;
+
+    if (u[0] == '\r')
+        return i + 1 < len && u[1] == '\n' ? 2 : 1;
+    if (u[0] == '\n')
+        return 1;
+    if (u[0] == 0xC2 && i + 1 < len && u[1] == 0x85)
+        return 2;
+    if (u[0] == 0xE2 && i + 2 < len && u[1] == 0x80 && (u[2] == 0xA8 || u[2] == 0xA9))
+        return 3;
+    return 0;
+}
+
+/* Splits the text into lines (S->lines, S->ends); 0 when out of memory. */
+static int split_lines(struct scan *S)
+{
+    size_t cap = 64, start = 0;
+
+    /* libyaml's reader consumes a byte order mark before its first mark. */
+    if (S->len >= 3 && !memcmp(S->text, "\xEF\xBB\xBF", 3))
+        start = 3;
+
+    S->lines = malloc(cap * sizeof *S->lines);
+    S->ends = malloc(cap * sizeof *S->ends);
+    if (!S->lines || !S->ends)
+        return 0;
+    for (size_t i = start; i <= S->len;) {
+        size_t b = i < S->len ? line_break(S->text, S->len, i) : 0;
+        if (i < S->len && !b) {
+            i++;
+            continue;
+        }
+        /* No empty line after a final break. */
+        if (i == S->len && start == S->len && S->n_lines > 0)
+            break;
+        if (S->n_lines == cap) {
+            size_t *l = realloc(S->lines, 2 * cap * sizeof *l), *e;
+            if (l)
+                S->lines = l;
+            e = l ? realloc(S->ends, 2 * cap * sizeof *e) : NULL;
+            if (!e)
+                return 0;
+            S->ends = e;
+            cap *= 2;
+        }
+        S->lines[S->n_lines] = start;
+        S->ends[S->n_lines++] = i;
+        if (i == S->len)
+            break;
+        i += b;
+        start = i;
+    }
+    return 1;
+}
+
+/*
+ * 1 if header and body, written under a key as the emitter writes them, read
+ * back as value: the check that what is kept is the string the file meant
+ * (libyaml is lenient with an under-indented first line, for one); and none
+ * of its lines ends in a blank.
+ */
+static int folded_reproduces(const char *header, const char *body, const char *value, size_t len)
+{
+    size_t n = strlen(body), at = 0;
+    char *doc = malloc(2 * n + 16);
+    yaml_parser_t parser;
+    yaml_event_t ev;
+    int same = 0, done = 0, scalars = 0;
+
+    if (!doc)
+        return 0;
+    at += (size_t)sprintf(doc, "k: %s\n", header);
+    for (const char *p = body; *p;) {
+        const char *nl = strchr(p, '\n');
+        /* A blank at a line's end is one an editor strips: not kept. */
+        if (nl > p && (nl[-1] == ' ' || nl[-1] == '\t')) {
+            free(doc);
+            return 0;
+        }
+        if (nl > p) {
+            memcpy(doc + at, "  ", 2);
+            at += 2;
+        }
+        memcpy(doc + at, p, (size_t)(nl - p) + 1);
+        at += (size_t)(nl - p) + 1;
+        p = nl + 1;
+    }
+    if (!yaml_parser_initialize(&parser)) {
+        free(doc);
+        return 0;
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)doc, at);
+    while (!done && yaml_parser_parse(&parser, &ev)) {
+        done = ev.type == YAML_STREAM_END_EVENT;
+        if (ev.type == YAML_SCALAR_EVENT && ++scalars == 2)
+            same = ev.data.scalar.length == len && !memcmp(ev.data.scalar.value, value, len);
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&parser);
+    free(doc);
+    return done && same;
 }
 
 /* Keeps a folded block's lines (struct emit_folded); a form it cannot keep is not kept. */
@@ -260,8 +367,8 @@ static void note_folded(struct scan *S, const char *path, const yaml_event_t *ev
     size_t body_len = 0;
     char header[4] = {0};
 
-    if (task == -2 || l1 >= S->n_lines || strlen((const char *)ev->data.scalar.value) !=
-                                             ev->data.scalar.length)
+    if (task == -2 || l1 >= S->n_lines ||
+        strlen((const char *)ev->data.scalar.value) != ev->data.scalar.length)
         return;
     p = line_at(S, l1, &n);
     for (size_t i = 0, col = 0; i < n; i++)
@@ -270,10 +377,10 @@ static void note_folded(struct scan *S, const char *path, const yaml_event_t *ev
             while (i + k < n && k < 3 && p[i + k] != ' ' && p[i + k] != '\r')
                 k++;
             memcpy(header, p + i, k);
-            /* Only the header alone on its line: no indentation digit, no comment. */
-            while (i + k < n && (p[i + k] == ' ' || p[i + k] == '\r'))
+            /* Only a header without an indentation digit, then maybe a comment. */
+            while (i + k < n && (p[i + k] == ' ' || p[i + k] == '\t' || p[i + k] == '\r'))
                 k++;
-            if (i + k < n)
+            if (i + k < n && p[i + k] != '#')
                 return;
             break;
         }
@@ -315,6 +422,11 @@ static void note_folded(struct scan *S, const char *path, const yaml_event_t *ev
         body[body_len++] = '\n';
         body[body_len] = 0;
     }
+    if (!body || !folded_reproduces(header, body, (const char *)ev->data.scalar.value,
+                                    ev->data.scalar.length)) {
+        free(body);
+        return;
+    }
     f = realloc(src->folded, (src->n_folded + 1) * sizeof *f);
     if (!f) {
         free(body);
@@ -351,9 +463,10 @@ static char *node_path(struct scan *S, yaml_mark_t at, const yaml_event_t *ev, i
         return f->pending ? strdup(f->pending) : strdup("?");
     *is_key = 1;
     free(f->pending);
-    f->pending = ev->type == YAML_SCALAR_EVENT
-                     ? join_key(f->path, (const char *)ev->data.scalar.value, ev->data.scalar.length)
-                     : strdup("[?]");
+    f->pending =
+        ev->type == YAML_SCALAR_EVENT
+            ? join_key(f->path, (const char *)ev->data.scalar.value, ev->data.scalar.length)
+            : strdup("[?]");
     if (f->pending)
         add_anchor(S, at, f->pending);
     return f->pending ? strdup(f->pending) : NULL;
@@ -397,6 +510,13 @@ static void on_event(struct scan *S, const yaml_event_t *ev)
             x = &S->extents[S->n_extents++];
             x->l1 = ev->start_mark.line;
             x->c1 = ev->start_mark.column;
+            /* A block scalar's text starts on the line after its header,
+             * which may end in a comment. */
+            if (ev->data.scalar.style == YAML_LITERAL_SCALAR_STYLE ||
+                ev->data.scalar.style == YAML_FOLDED_SCALAR_STYLE) {
+                x->l1++;
+                x->c1 = 0;
+            }
             x->l2 = ev->end_mark.line;
             x->c2 = ev->end_mark.column;
         }
@@ -497,19 +617,18 @@ static int add_comment(struct scan *S, const struct anchor *a, char *text, int t
 }
 
 /* Finds the comments line by line and attaches them to the anchors (see the top). */
-static int attach_comments(struct scan *S, const char *text, size_t len)
+static int attach_comments(struct scan *S)
 {
     struct lines pending = {0}, header = {0};
-    size_t line = 0, next = 0, at = 0, header_blanks = 0;
+    size_t line, next = 0, header_blanks = 0;
     int seen_content = 0, blank_before = 0, ok = 0;
 
-    while (at < len) {
-        const char *p = text + at, *nl = memchr(p, '\n', len - at);
-        size_t n = nl ? (size_t)(nl - p) : len - at, col = 0, comment = SIZE_MAX, first = SIZE_MAX;
+    for (line = 0; line < S->n_lines; line++) {
+        size_t n, col = 0, comment = SIZE_MAX, first = SIZE_MAX;
+        const char *p = line_at(S, line, &n);
         int content = 0;
 
-        at += n + (nl ? 1 : 0);
-        while (n > 0 && (p[n - 1] == '\r' || p[n - 1] == ' ' || p[n - 1] == '\t'))
+        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
             n--;
         for (size_t i = 0; i < n; i++) {
             unsigned char c = (unsigned char)p[i];
@@ -571,7 +690,6 @@ static int attach_comments(struct scan *S, const char *text, size_t len)
                     free(t);
             }
         }
-        line++;
     }
     S->src->header = header.s;
     header.s = NULL;
@@ -584,6 +702,53 @@ out:
     return ok;
 }
 
+/*
+ * Orders the comments by task (a counting sort, stable: by line within a
+ * task), so that writing a task looks at its own comments only.
+ */
+static int index_comments(struct emit_source *src)
+{
+    size_t slots = src->n_tasks + 2;
+
+    src->by_task = malloc((src->n_comments + 1) * sizeof *src->by_task);
+    src->task_start = calloc(slots + 1, sizeof *src->task_start);
+    if (!src->by_task || !src->task_start)
+        return 0;
+    for (size_t i = 0; i < src->n_comments; i++) {
+        long t = src->comments[i].task;
+        /* A task past the last named one has no name the emitter can match. */
+        if (t >= (long)src->n_tasks)
+            t = (long)src->n_tasks;
+        src->task_start[(size_t)(t + 1) + 1]++;
+    }
+    for (size_t s = 1; s <= slots; s++)
+        src->task_start[s] += src->task_start[s - 1];
+    {
+        size_t *fill = calloc(slots, sizeof *fill);
+        if (!fill)
+            return 0;
+        for (size_t i = 0; i < src->n_comments; i++) {
+            long t = src->comments[i].task;
+            size_t slot = (size_t)((t >= (long)src->n_tasks ? (long)src->n_tasks : t) + 1);
+            src->by_task[src->task_start[slot] + fill[slot]++] = i;
+        }
+        free(fill);
+    }
+    return 1;
+}
+
+const size_t *emit_source__comments(const struct emit_source *src, long task, size_t *n)
+{
+    size_t slot;
+
+    *n = 0;
+    if (!src || !src->by_task || task < -1 || task >= (long)src->n_tasks)
+        return NULL;
+    slot = (size_t)(task + 1);
+    *n = src->task_start[slot + 1] - src->task_start[slot];
+    return src->by_task + src->task_start[slot];
+}
+
 int emit_source__scan(const char *text, size_t len, struct emit_source *src)
 {
     struct scan S = {0};
@@ -594,18 +759,8 @@ int emit_source__scan(const char *text, size_t len, struct emit_source *src)
     S.src = src;
     S.text = text;
     S.len = len;
-    S.lines = malloc(sizeof *S.lines);
-    if (!S.lines)
+    if (!split_lines(&S))
         goto out;
-    S.lines[S.n_lines++] = 0;
-    for (size_t i = 0; i < len; i++)
-        if (text[i] == '\n' && i + 1 < len) {
-            size_t *more = realloc(S.lines, (S.n_lines + 1) * sizeof *more);
-            if (!more)
-                goto out;
-            S.lines = more;
-            S.lines[S.n_lines++] = i + 1;
-        }
     if (!yaml_parser_initialize(&parser))
         goto out;
     have_parser = 1;
@@ -617,7 +772,7 @@ int emit_source__scan(const char *text, size_t len, struct emit_source *src)
         on_event(&S, &ev);
         yaml_event_delete(&ev);
     }
-    if (S.failed || !attach_comments(&S, text, len))
+    if (S.failed || !attach_comments(&S) || !index_comments(src))
         goto out;
     ok = 1;
 out:
@@ -628,6 +783,7 @@ out:
     free(S.anchors);
     free(S.extents);
     free(S.lines);
+    free(S.ends);
     for (size_t i = 0; i < S.depth; i++) {
         free(S.stack[i].path);
         free(S.stack[i].pending);
@@ -652,6 +808,8 @@ void emit_source__free(struct emit_source *src)
         free(src->comments[i].at_path);
     }
     free(src->comments);
+    free(src->by_task);
+    free(src->task_start);
     for (size_t i = 0; i < src->n_tasks; i++)
         free(src->task_names[i]);
     free(src->task_names);

@@ -15,14 +15,14 @@
 #include <stddef.h>
 
 struct emit_comment {
-    long task;     /* index of the task in the file, -1 outside tasks */
-    char *path;    /* the anchor (see above) */
-    char *text;    /* comment lines from '#', joined by '\n'; an empty line is a blank line */
-    int trailing;  /* 1: at the end of the anchor's first line */
+    long task;      /* index of the task in the file, -1 outside tasks */
+    char *path;     /* the anchor (see above) */
+    char *text;     /* comment lines from '#', joined by '\n'; an empty line is a blank line */
+    int trailing;   /* 1: at the end of the anchor's first line */
     size_t written; /* emitter, first pass: 1 + length of the longest path written that is
                      * its anchor or a parent of it; 0: none */
-    long at_task;  /* emitter: where it is placed (its anchor, or the nearest written parent) */
-    char *at_path; /* NULL: dropped with its task or entry */
+    long at_task;   /* emitter: where it is placed (its anchor, or the nearest written parent) */
+    char *at_path;  /* NULL: dropped with its task or entry */
 };
 
 struct emit_env_entry {
@@ -53,6 +53,8 @@ struct emit_source {
     size_t n_tasks;
     struct emit_env_entry *env;
     size_t n_env;
+    size_t *by_task;    /* comment indices ordered by task (outside tasks first), then by line */
+    size_t *task_start; /* task t's are by_task[task_start[t + 1] .. task_start[t + 2]) */
     struct emit_folded *folded;
     size_t n_folded;
     int has_name; /* workflow: has a name: key */
@@ -69,6 +71,9 @@ void emit_source__free(struct emit_source *src);
 
 /* The file's task index whose name is name, or -1. */
 long emit_source__task(const struct emit_source *src, const char *name);
+
+/* The comments of task (-1: outside tasks), as indices into src->comments; *n of them. */
+const size_t *emit_source__comments(const struct emit_source *src, long task, size_t *n);
 
 /* The folded string at this anchor, or NULL. */
 const struct emit_folded *emit_source__folded(const struct emit_source *src, long task,

@@ -83,8 +83,8 @@ static int printable(long c)
 
 int emit_text__plain_ok(const char *s, size_t len)
 {
-    static const char *const words[] = {"y",    "n",     "yes",  "no", "on", "off",
-                                        "true", "false", "null", "~"};
+    static const char *const words[] = {"y",   "n",    "yes",   "no",   "on",
+                                        "off", "true", "false", "null", "~"};
     unsigned char c;
 
     if (len == 0)
@@ -142,7 +142,7 @@ int emit_text__literal_ok(const char *s, size_t len)
      * blank line between tasks: such a string is written double-quoted. */
     while (trailing < len && s[len - 1 - trailing] == '\n')
         trailing++;
-    return trailing <= 1 && memchr(s, '\n', len - trailing) != NULL;
+    return trailing <= 1;
 }
 
 static void put_double(struct sbuf *b, const char *s, size_t len)
@@ -259,6 +259,12 @@ void emit_text__scalar(struct sbuf *b, const json_t *v, int real_dot)
         break;
     case JSON_FALSE:
         sbuf__puts(b, "false");
+        break;
+    case JSON_OBJECT:
+        sbuf__puts(b, "{}"); /* only an empty one is a scalar to the writer */
+        break;
+    case JSON_ARRAY:
+        sbuf__puts(b, "[]");
         break;
     default:
         sbuf__puts(b, "null");

@@ -1,22 +1,10 @@
 /*
- * emit.c - the canonical layout writer (emit__workflow_yaml, emit.h): the
- * model JSON, checked for shape, written as YAML with the comments and env:
- * entries of the file's text (emit_source.c) and every scalar as emit_text.c
- * writes it.
- *
- * The layout is docs/workflow-format.md's "Canonical layout": workflow keys in
- * the order name, description, version, mode, env, auth, tasks; one block per
- * task, a blank line between tasks, task keys in the order name, plugin,
- * description, inputs, outputs, depends_on, execution, permissions,
- * requires_auth, params; default values left out; a list or mapping in flow
- * style ([A, B]) when its line fits in EMIT_WIDTH columns, holds no multi-line
- * string and no comment, else in block style; multi-line strings as literal
- * blocks.
- *
- * The text is written twice. The first pass only records which anchors
- * (keys, items) are written, so that a comment whose key the layout leaves
- * out (a default value) moves up to the nearest key that is written; the
- * second pass writes, comments in place.
+ * emit_write.c - the canonical emitter's line writer (emit_write.h): any JSON
+ * value as YAML, in flow style ([A, B], {k: v}) when it fits on its line in
+ * EMIT_WIDTH columns and holds no multi-line string, kept folded block or
+ * comment, else in block style; multi-line strings as literal blocks. Each
+ * key and item it writes is an anchor: its comments (emit_source.h) are
+ * written around it, and where it starts is recorded with its JSON path.
  */
 #include "emit_write.h"
 
@@ -25,12 +13,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* YAML allows an implicit key of at most 1024 characters; longer is written `? key`. */
+#define LONG_KEY 1000
+
 /* ---------------------------------------------------------------- paths */
 
 /* Appends a key segment to the path; returns the length to restore. */
 size_t emit_write__push_key(struct sbuf *p, const char *key)
 {
-    size_t at = p->len, n = strlen(key);
+    return emit_write__push_keyn(p, key, strlen(key));
+}
+
+size_t emit_write__push_keyn(struct sbuf *p, const char *key, size_t n)
+{
+    size_t at = p->len;
     int word = n > 0;
 
     for (size_t i = 0; i < n && word; i++) {
@@ -147,9 +143,12 @@ void emit_write__span(struct writer *w)
     struct emit_span *s;
 
     if (w->pass == 1) {
-        for (size_t i = 0; w->src && i < w->src->n_comments; i++) {
-            struct emit_comment *c = &w->src->comments[i];
-            if (c->task == w->task_src && emit_write__is_parent(p, c->path) && strlen(p) + 1 > c->written)
+        size_t n;
+        const size_t *mine = emit_source__comments(w->src, w->task_src, &n);
+        for (size_t i = 0; i < n; i++) {
+            struct emit_comment *c = &w->src->comments[mine[i]];
+            if (c->task == w->task_src && emit_write__is_parent(p, c->path) &&
+                strlen(p) + 1 > c->written)
                 c->written = strlen(p) + 1;
         }
         return;
@@ -194,9 +193,11 @@ void emit_write__span(struct writer *w)
 static void each_comment(struct writer *w, int trailing, int ind)
 {
     const char *p = path_of(w);
+    size_t count;
+    const size_t *mine = emit_source__comments(w->src, w->task_src, &count);
 
-    for (size_t i = 0; w->pass == 2 && w->src && i < w->src->n_comments; i++) {
-        struct emit_comment *c = &w->src->comments[i];
+    for (size_t i = 0; w->pass == 2 && i < count; i++) {
+        struct emit_comment *c = &w->src->comments[mine[i]];
         int moved;
         if (!c->at_path || c->at_task != w->task_src || strcmp(c->at_path, p) != 0)
             continue;
@@ -241,11 +242,13 @@ void emit_write__anchor(struct writer *w, int ind, int as_leading)
 static int comments_inside(const struct writer *w)
 {
     const char *p = path_of(w);
-    size_t n = strlen(p);
+    size_t n = strlen(p), k;
+    const size_t *mine = emit_source__comments(w->src, w->task_src, &k);
 
-    for (size_t i = 0; w->pass == 2 && w->src && i < w->src->n_comments; i++) {
-        const struct emit_comment *c = &w->src->comments[i];
-        if (c->at_path && c->at_task == w->task_src && emit_write__is_parent(p, c->at_path) && c->at_path[n])
+    for (size_t i = 0; w->pass == 2 && i < k; i++) {
+        const struct emit_comment *c = &w->src->comments[mine[i]];
+        if (c->at_path && c->at_task == w->task_src && emit_write__is_parent(p, c->at_path) &&
+            c->at_path[n])
             return 1;
     }
     return 0;
@@ -293,26 +296,29 @@ static long flow_width(struct writer *w, const json_t *v, int real_dot, long lim
     struct sbuf b = {0};
     long n = 0;
     const char *key;
+    size_t key_len;
     const json_t *item;
     size_t i, at;
 
     if (json_is_object(v)) {
         n = 2;
-        json_object_foreach ((json_t *)v, key, item) {
+        json_object_keylen_foreach((json_t *)v, key, key_len, item)
+        {
             long k;
             emit_write__pop(&b, 0);
-            emit_text__string(&b, key, strlen(key));
-            at = emit_write__push_key(&w->path, key);
+            emit_text__string(&b, key, key_len);
+            at = emit_write__push_keyn(&w->path, key, key_len);
             k = flow_width(w, item, real_dot, limit);
             emit_write__pop(&w->path, at);
-            if (k < 0 || b.failed)
+            if (k < 0 || b.failed || b.len > LONG_KEY)
                 n = -1;
             if (n < 0 || (n += (long)b.len + 2 + k + (n > 2 ? 2 : 0)) > limit)
                 break;
         }
     } else if (json_is_array(v)) {
         n = 2;
-        json_array_foreach (v, i, item) {
+        json_array_foreach(v, i, item)
+        {
             long k;
             at = emit_write__push_index(&w->path, i);
             k = flow_width(w, item, real_dot, limit);
@@ -344,11 +350,11 @@ static void write_scalar(struct writer *w, const json_t *v, int real_dot)
     free(b.s);
 }
 
-static void write_key(struct writer *w, const char *key)
+static void write_key(struct writer *w, const char *key, size_t len)
 {
     struct sbuf b = {0};
 
-    emit_text__string(&b, key, strlen(key));
+    emit_text__string(&b, key, len);
     if (b.failed)
         w->failed = 1;
     else
@@ -356,9 +362,33 @@ static void write_key(struct writer *w, const char *key)
     free(b.s);
 }
 
+/*
+ * A block mapping's key and its colon, the key at column ind: `key:`, or for
+ * a key too long to be implicit `? key` and `:` on the next line.
+ */
+static void write_key_colon(struct writer *w, const char *key, size_t len, int ind)
+{
+    struct sbuf b = {0};
+
+    emit_text__string(&b, key, len);
+    if (b.failed) {
+        w->failed = 1;
+    } else if (b.len > LONG_KEY) {
+        emit_write__put(w, "? ", 2);
+        emit_write__put(w, b.s, b.len);
+        emit_write__newline(w);
+        emit_write__indent(w, ind);
+    } else {
+        emit_write__put(w, b.s, b.len);
+    }
+    emit_write__put(w, ":", 1);
+    free(b.s);
+}
+
 static void write_flow(struct writer *w, const json_t *v, int real_dot)
 {
     const char *key;
+    size_t key_len;
     const json_t *item;
     size_t i, at;
     int first = 1;
@@ -366,13 +396,14 @@ static void write_flow(struct writer *w, const json_t *v, int real_dot)
     emit_write__span(w);
     if (json_is_object(v)) {
         emit_write__put(w, "{", 1);
-        json_object_foreach ((json_t *)v, key, item) {
-            at = emit_write__push_key(&w->path, key);
+        json_object_keylen_foreach((json_t *)v, key, key_len, item)
+        {
+            at = emit_write__push_keyn(&w->path, key, key_len);
             if (!first)
                 emit_write__put(w, ", ", 2);
             first = 0;
             emit_write__span(w);
-            write_key(w, key);
+            write_key(w, key, key_len);
             emit_write__put(w, ": ", 2);
             write_flow(w, item, real_dot);
             emit_write__pop(&w->path, at);
@@ -380,7 +411,8 @@ static void write_flow(struct writer *w, const json_t *v, int real_dot)
         emit_write__put(w, "}", 1);
     } else if (json_is_array(v)) {
         emit_write__put(w, "[", 1);
-        json_array_foreach (v, i, item) {
+        json_array_foreach(v, i, item)
+        {
             at = emit_write__push_index(&w->path, i);
             if (i)
                 emit_write__put(w, ", ", 2);
@@ -468,13 +500,13 @@ static void write_after(struct writer *w, const json_t *v, int ind, int real_dot
 }
 
 /* `key: value` on a new line at ind; the key's path is pushed by the caller. */
-static void write_entry(struct writer *w, int ind, const char *key, const json_t *v, int real_dot)
+static void write_entry(struct writer *w, int ind, const char *key, size_t key_len, const json_t *v,
+                        int real_dot)
 {
     emit_write__anchor(w, ind, block_scalar(w, v));
     emit_write__indent(w, ind);
     emit_write__span(w);
-    write_key(w, key);
-    emit_write__put(w, ":", 1);
+    write_key_colon(w, key, key_len, ind);
     write_after(w, v, ind + 2, real_dot);
 }
 
@@ -485,29 +517,30 @@ void emit_write__item(struct writer *w, int ind, const json_t *v, int real_dot, 
     if (json_is_object(v) && json_object_size(v) > 0) {
         long room = EMIT_WIDTH - ind - 2;
         long width = block || comments_inside(w) ? -1 : flow_width(w, v, real_dot, room);
-        if ( width < 0 || width > room) {
+        if (width < 0 || width > room) {
             /* A block mapping: its first key on the dash's line, so its
              * comments come before that line. */
             void *iter = json_object_iter((json_t *)v);
             const char *key = json_object_iter_key(iter);
-            size_t at = emit_write__push_key(&w->path, key);
+            size_t key_len = json_object_iter_key_len(iter);
+            size_t at = emit_write__push_keyn(&w->path, key, key_len);
             int lit = block_scalar(w, json_object_iter_value(iter));
             emit_write__anchor(w, ind, lit);
             emit_write__pop(&w->path, at);
             emit_write__indent(w, ind);
             emit_write__span(w);
             emit_write__put(w, "- ", 2);
-            at = emit_write__push_key(&w->path, key);
+            at = emit_write__push_keyn(&w->path, key, key_len);
             emit_write__span(w);
-            write_key(w, key);
-            emit_write__put(w, ":", 1);
+            write_key_colon(w, key, key_len, ind + 2);
             write_after(w, json_object_iter_value(iter), ind + 4, real_dot);
             emit_write__pop(&w->path, at);
             for (iter = json_object_iter_next((json_t *)v, iter); iter;
                  iter = json_object_iter_next((json_t *)v, iter)) {
                 key = json_object_iter_key(iter);
-                at = emit_write__push_key(&w->path, key);
-                write_entry(w, ind + 2, key, json_object_iter_value(iter), real_dot);
+                key_len = json_object_iter_key_len(iter);
+                at = emit_write__push_keyn(&w->path, key, key_len);
+                write_entry(w, ind + 2, key, key_len, json_object_iter_value(iter), real_dot);
                 emit_write__pop(&w->path, at);
             }
             return;
@@ -522,17 +555,20 @@ void emit_write__item(struct writer *w, int ind, const json_t *v, int real_dot, 
 static void write_block(struct writer *w, const json_t *v, int ind, int real_dot)
 {
     const char *key;
+    size_t key_len;
     const json_t *item;
     size_t i, at;
 
     if (json_is_object(v)) {
-        json_object_foreach ((json_t *)v, key, item) {
-            at = emit_write__push_key(&w->path, key);
-            write_entry(w, ind, key, item, real_dot);
+        json_object_keylen_foreach((json_t *)v, key, key_len, item)
+        {
+            at = emit_write__push_keyn(&w->path, key, key_len);
+            write_entry(w, ind, key, key_len, item, real_dot);
             emit_write__pop(&w->path, at);
         }
     } else {
-        json_array_foreach (v, i, item) {
+        json_array_foreach(v, i, item)
+        {
             at = emit_write__push_index(&w->path, i);
             emit_write__item(w, ind, item, real_dot, 0);
             emit_write__pop(&w->path, at);
@@ -545,7 +581,6 @@ void emit_write__field(struct writer *w, int ind, const char *key, const json_t 
 {
     size_t at = emit_write__push_key(&w->path, key);
 
-    write_entry(w, ind, key, v, real_dot);
+    write_entry(w, ind, key, strlen(key), v, real_dot);
     emit_write__pop(&w->path, at);
 }
-

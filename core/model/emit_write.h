@@ -34,6 +34,7 @@ struct writer {
 
 /* Appends a key (or index) segment to a path; returns the length emit_write__pop restores. */
 size_t emit_write__push_key(struct sbuf *path, const char *key);
+size_t emit_write__push_keyn(struct sbuf *path, const char *key, size_t len);
 size_t emit_write__push_index(struct sbuf *path, size_t i);
 void emit_write__pop(struct sbuf *path, size_t at);
 

@@ -14,6 +14,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import stat
 import subprocess
 import tempfile
@@ -77,6 +78,9 @@ def apply_unified(old, diff):
         i += 1
         while i < len(body) and not body[i].startswith("@@"):
             kind, text = body[i][0], body[i][1:]
+            if kind == "\\":  # "\ No newline at end of file"
+                i += 1
+                continue
             if kind in " -":
                 assert lines[at] == text, (lines[at], text)
                 at += 1
@@ -157,6 +161,16 @@ class FmtTest(unittest.TestCase):
         self.assertEqual(res.returncode, 1)
         res = fmt("--diff", self.write("canon.yaml", CANONICAL))
         self.assertEqual((res.returncode, res.stdout), (0, ""))
+        # Only the final newline missing: still a diff, as diff -u writes it.
+        path = self.write("nonl.yaml", CANONICAL[:-1])
+        res = fmt("--diff", path)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertIn("-      inputs: [\"TRUE\"]\n\\ No newline at end of file\n+      inputs: [\"TRUE\"]\n",
+                      res.stdout)
+        if shutil.which("patch"):
+            subprocess.run(["patch", "-s", path], input=res.stdout, text=True, check=True)
+            with open(path) as f:
+                self.assertEqual(f.read(), CANONICAL)
 
     def test_errors(self):
         bad = self.write("bad.yaml", "workflow:\n  tasks:\n    - name: A\n      plugn: start\n")
