@@ -177,14 +177,22 @@ class Engine:
         if not retained and name in self.env.triggers:
             self._event(name, decode(payload))
 
+    def _inputs_set(self, except_input=None):
+        return all(self.values.get(i) is not None for i in self.env.inputs
+                   if i not in self.env.secrets and i != except_input)
+
     def _ready(self, except_input=None):
-        return (all(self.values.get(i) is not None for i in self.env.inputs
-                    if i not in self.env.secrets and i != except_input)
-                and all(self.deps.values()))
+        return self._inputs_set(except_input) and all(self.deps.values())
 
     def _event(self, name, value):
-        """Queues an event (dropping the oldest when full); one before all inputs are set fires nothing."""
-        if value is None or name not in self.env.triggers or not self._ready(except_input=name):
+        """Queues an event (dropping the oldest when full); one before all inputs are set fires nothing.
+
+        An event that comes before the depends_on tasks are done is queued all
+        the same and waits for them (reactive()): a dependency publishes its
+        outputs before its own state, so the event its output causes arrives
+        before the "done" that lets it fire.
+        """
+        if value is None or name not in self.env.triggers or not self._inputs_set(name):
             return
         if len(self.queue) >= self.env.queue:
             self.queue.popleft()
@@ -326,7 +334,8 @@ class Engine:
         if denied is not None:
             return denied
         while True:
-            got = self.wait_until(lambda: self._initial_event() or (not self.paused and self.queue))
+            got = self.wait_until(lambda: self._initial_event() or (
+                not self.paused and self.queue and all(self.deps.values())))
             if got == "stop":
                 self.stderr("info", "the run asked this task to stop")
                 return EXIT_OK
@@ -337,6 +346,7 @@ class Engine:
                 trigger, value = self.queue.popleft()
                 burst, self.burst_drops = self.burst_drops, 0
                 self.activation += 1
+                self.result = None  # "running" carries no result, as in the C SDK
             if burst:
                 self.log("%d events dropped while busy (queue limit %d); %d in all"
                          % (burst, self.env.queue, self.dropped))
