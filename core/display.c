@@ -31,6 +31,7 @@ struct display {
     int drawn; /* table lines on screen (tty) */
     int dirty;
     double last_draw;
+    int quiet; /* display__quiet */
 };
 
 static const char *color(enum fb_state s)
@@ -77,6 +78,11 @@ struct display *display__new(enum display_mode mode, const struct workflow *wf,
 void display__free(struct display *d)
 {
     free(d);
+}
+
+void display__quiet(struct display *d)
+{
+    d->quiet = 1;
 }
 
 static void erase_table(struct display *d)
@@ -133,6 +139,8 @@ void display__task(struct display *d, size_t t)
     const char *name = d->wf->tasks[t].name;
     char dur[32];
 
+    if (d->quiet)
+        return;
     if (d->mode == DISPLAY_JSON) {
         json_t *o = json_pack("{s:s, s:s, s:s, s:f, s:i}", "event", "task", "task", name, "state",
                               fb_state_name(ti->state), "at", ti->at, "attempt",
@@ -194,6 +202,8 @@ void display__task(struct display *d, size_t t)
 
 void display__log(struct display *d, size_t t, const char *line)
 {
+    if (d->quiet)
+        return;
     if (d->mode == DISPLAY_JSON) {
         emit_json(d, json_pack("{s:s, s:s, s:s, s:f}", "event", "log", "task",
                                d->wf->tasks[t].name, "line", line, "at", fb_clock_wall()));
@@ -208,7 +218,7 @@ void display__log(struct display *d, size_t t, const char *line)
 
 void display__var(struct display *d, size_t v)
 {
-    if (d->mode != DISPLAY_JSON)
+    if (d->mode != DISPLAY_JSON || d->quiet)
         return;
     emit_json(d, json_pack("{s:s, s:s, s:s, s:f}", "event", "var", "name", graph__var_name(d->g, v),
                            "value", tracker__var_value(d->tr, v), "at", fb_clock_wall()));
@@ -216,7 +226,7 @@ void display__var(struct display *d, size_t v)
 
 int display__next_ms(const struct display *d)
 {
-    if (d->mode != DISPLAY_TTY)
+    if (d->mode != DISPLAY_TTY || d->quiet)
         return -1;
     /* Redraw soon when something changed, and every 200 ms so the durations of
      * running tasks keep counting. */
@@ -228,7 +238,7 @@ void display__refresh(struct display *d, int force)
     double now = fb_clock_wall();
     char dur[32];
 
-    if (d->mode != DISPLAY_TTY || (!force && now - d->last_draw < (d->dirty ? 0.05 : 0.2)))
+    if (d->mode != DISPLAY_TTY || d->quiet || (!force && now - d->last_draw < (d->dirty ? 0.05 : 0.2)))
         return;
     erase_table(d);
     for (size_t t = 0; t < d->wf->n_tasks; t++) {

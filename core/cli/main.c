@@ -9,6 +9,7 @@
  */
 #include "commands.h"
 #include "graph.h"
+#include "localruns.h"
 #include "log.h"
 #include "plugins.h"
 #include "run.h"
@@ -71,7 +72,9 @@ static const char usage_run[] =
     "  --json             print machine-readable events, one JSON object a line\n"
     "  --expiry SECONDS   how long the finished run's retained topics stay on an external\n"
     "                     broker (MQTT v5 message expiry; default 86400; 0: for ever)\n"
-    "  -q, --quiet        print only warnings and errors from flowbus itself\n"
+    "  -q, --quiet        print only the header, the final summary and flowbus's own\n"
+    "                     notes, warnings and errors: no progress, no task log lines\n"
+    "                     (with --json: no task, log or var events)\n"
     "  -h, --help         show this help\n"
     "\n"
     "Broker credentials for --broker come from FLOWBUS_USERNAME and FLOWBUS_PASSWORD;\n"
@@ -101,7 +104,7 @@ static const char usage_resume[] =
     "  --broker URL       the run's broker (default: $FLOWBUS_BROKER)\n"
     "  --timeout SECONDS  stop the run after this long from now (exit 1)\n"
     "  --json             print machine-readable events\n"
-    "  -q, --quiet        print only warnings and errors from flowbus itself\n"
+    "  -q, --quiet        only the header, the summary, and flowbus's own notes and errors\n"
     "  -h, --help         show this help\n";
 
 static const char usage_validate[] =
@@ -183,7 +186,8 @@ static int cmd_run(int argc, char **argv, enum run_command which)
     int resume = which == CMD_RESUME;
     struct run_options o = {0};
     struct settings s = {0};
-    int c, code = FB_EXIT_INVALID;
+    struct localrun local = {0};
+    int c, code = FB_EXIT_INVALID, given = 0;
 
     o.reactive = which == CMD_UP;
     o.expiry = DEFAULT_EXPIRY;
@@ -195,6 +199,7 @@ static int cmd_run(int argc, char **argv, enum run_command which)
         switch (c) {
         case 'b':
             o.broker_url = optarg;
+            given = 1;
             break;
         case 's':
             if (!add_setting(&s, optarg))
@@ -220,6 +225,7 @@ static int cmd_run(int argc, char **argv, enum run_command which)
             break;
         case 'q':
             log__set_level(FB_LOG_WARN);
+            o.quiet = 1;
             break;
         case 'h':
             fputs(usage, stdout);
@@ -239,6 +245,21 @@ static int cmd_run(int argc, char **argv, enum run_command which)
             goto out;
         if (s.n || o.file) {
             fprintf(stderr, "flowbus: resume takes no --set or --run-id: the run keeps its own\n");
+            goto out;
+        }
+        /* A paused live run of this user on its private broker: lift the pause. */
+        if (!given && localruns__find(o.run_id, &local)) {
+            struct client_options co = {0};
+            co.broker_url = local.broker_url;
+            co.username = local.username;
+            co.password = local.password;
+            co.run_id = o.run_id;
+            code = control__resume(&co);
+            if (code == CONTROL_TAKE_OVER) {
+                fprintf(stderr, "flowbus: run %s is alive on its private broker (coordinator pid "
+                                "%ld) and not paused: nothing to resume\n", o.run_id, local.pid);
+                code = FB_EXIT_INVALID;
+            }
             goto out;
         }
         if (!o.broker_url) {
@@ -278,6 +299,7 @@ static int cmd_run(int argc, char **argv, enum run_command which)
     }
     code = run__main(&o);
 out:
+    localruns__clear(&local);
     free(s.items);
     return code;
 }
@@ -424,7 +446,8 @@ static int cmd_client(const char *cmd, int argc, char **argv)
                         : stop ? control__usage_stop
                                : control__usage_pause;
     struct client_options o = {0};
-    int c, args;
+    struct localrun local = {0};
+    int c, args, code, given = 0;
 
     o.broker_url = getenv("FLOWBUS_BROKER");
     while ((c = getopt_long(argc, argv, logs ? "fh" : "h", opts, NULL)) != -1) {
@@ -439,6 +462,7 @@ static int cmd_client(const char *cmd, int argc, char **argv)
         switch (c) {
         case 'b':
             o.broker_url = optarg;
+            given = 1;
             break;
         case 'j':
             o.json = 1;
@@ -470,20 +494,30 @@ static int cmd_client(const char *cmd, int argc, char **argv)
                 usage);
         return FB_EXIT_INVALID;
     }
-    if (!o.broker_url || !*o.broker_url) {
-        fprintf(stderr, "flowbus: %s needs a broker: --broker URL or FLOWBUS_BROKER\n", cmd);
-        return FB_EXIT_INVALID;
-    }
     o.run_id = args > 0 ? argv[optind] : NULL;
-    o.assignments = argv + optind + 1;
-    o.n_assignments = set ? (size_t)(args - 1) : 0;
     o.username = getenv("FLOWBUS_USERNAME");
     o.password = getenv("FLOWBUS_PASSWORD");
-    return status ? status__main(&o)
+    /* A live run of this user on its private broker, unless --broker says otherwise. */
+    if (!given && o.run_id && localruns__find(o.run_id, &local)) {
+        o.broker_url = local.broker_url;
+        o.username = local.username;
+        o.password = local.password;
+    }
+    if (!o.broker_url || !*o.broker_url) {
+        fprintf(stderr, "flowbus: %s needs a broker: --broker URL or FLOWBUS_BROKER%s\n", cmd,
+                o.run_id ? ", or the id of a live run on a private broker of this user"
+                         : "");
+        return FB_EXIT_INVALID;
+    }
+    o.assignments = argv + optind + 1;
+    o.n_assignments = set ? (size_t)(args - 1) : 0;
+    code = status ? status__main(&o)
            : set  ? set__main(&o)
            : logs ? logs__main(&o)
            : stop ? control__stop(&o)
                   : control__pause(&o);
+    localruns__clear(&local);
+    return code;
 }
 
 int main(int argc, char **argv)

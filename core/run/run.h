@@ -25,6 +25,7 @@ struct run_options {
     const char *run_id;     /* NULL: generated */
     double timeout;         /* seconds for the whole run; 0 = none */
     int json;
+    int quiet;  /* -q: the header, notes, warnings and the summary only (display__quiet) */
     int resume; /* adopt the run run_id on broker_url (flowbus resume) */
     int reactive; /* flowbus up: reactive mode whatever the file says */
     double expiry; /* seconds the retained topics of the finished run stay; 0: for ever */
