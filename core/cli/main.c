@@ -305,11 +305,14 @@ out:
 }
 
 /* Loads a workflow for validate and graph, printing its diagnostics. */
-static struct workflow *load(const char *file, const struct settings *s, struct wf_diags *diags)
+static struct workflow *load(const char *file, const struct settings *s, int graph,
+                             struct wf_diags *diags)
 {
     struct wf_load_options lo = {0};
     struct workflow *wf;
 
+    /* Drawing needs no values: an unset {{ENV:X}} is not an error for graph. */
+    lo.unset_env_ok = graph;
     lo.settings = s->items;
     lo.n_settings = s->n;
     lo.lookup = plugins__lookup;
@@ -359,7 +362,7 @@ static int cmd_validate_or_graph(int argc, char **argv, int graph)
     file = one_file(argc, argv, usage);
     if (!file)
         goto out;
-    wf = load(file, &s, &diags);
+    wf = load(file, &s, graph, &diags);
     if (!wf)
         goto out;
     if (!graph) {

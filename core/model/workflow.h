@@ -135,6 +135,7 @@ struct wf_load_options {
     const char *(*getenv_fn)(void *ctx, const char *name);
     void *getenv_ctx;
     int reactive; /* run in reactive mode whatever the file's `mode:` says (flowbus up) */
+    int unset_env_ok; /* an unset {{ENV:X}} reads as "" without an error (flowbus graph) */
 };
 
 /*
