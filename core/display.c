@@ -16,6 +16,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -233,10 +234,41 @@ int display__next_ms(const struct display *d)
     return d->dirty ? 50 : 200;
 }
 
+/* The terminal's width in columns (80 when it cannot be known). */
+static int terminal_columns(FILE *out)
+{
+    struct winsize ws;
+
+    if (ioctl(fileno(out), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+        return ws.ws_col;
+    return 80;
+}
+
+/* How many bytes of s fit in cols columns, cut at a UTF-8 character boundary. */
+static int fitting_bytes(const char *s, int cols)
+{
+    int n = 0, shown = 0;
+
+    while (s[n] && shown < cols) {
+        n++;
+        while (((unsigned char)s[n] & 0xC0) == 0x80)
+            n++;
+        shown++;
+    }
+    return n;
+}
+
 void display__refresh(struct display *d, int force)
 {
     double now = fb_clock_wall();
     char dur[32];
+    /*
+     * A table line that wraps would break the redraw, which moves the cursor
+     * up by one line per task: every line is cut to the terminal's width
+     * (name, state and duration take d->width + 22 columns, "  " before the
+     * reason, and one column spare for terminals that wrap at the margin).
+     */
+    int room = terminal_columns(d->out) - (d->width + 22) - 3;
 
     if (d->mode != DISPLAY_TTY || d->quiet || (!force && now - d->last_draw < (d->dirty ? 0.05 : 0.2)))
         return;
@@ -246,10 +278,15 @@ void display__refresh(struct display *d, int force)
         duration(dur, sizeof dur, ti);
         if (d->wf->reactive)
             snprintf(dur, sizeof dur, "#%lu", ti->activation);
-        fprintf(d->out, "  %-*s  %s%-8s\033[0m  %8s", d->width, d->wf->tasks[t].name,
-                color(ti->state), fb_state_name(ti->state), dur);
-        if (ti->error && fb_state_is_final(ti->state))
-            fprintf(d->out, "  %.60s", ti->error);
+        fprintf(d->out, "  %-*.*s  %s%-8s\033[0m  %8s", d->width, d->width,
+                d->wf->tasks[t].name, color(ti->state), fb_state_name(ti->state), dur);
+        if (ti->error && fb_state_is_final(ti->state) && room > 0) {
+            int n = fitting_bytes(ti->error, room);
+            if (ti->error[n] && n > 0)
+                fprintf(d->out, "  %.*s\u2026", fitting_bytes(ti->error, room - 1), ti->error);
+            else
+                fprintf(d->out, "  %s", ti->error);
+        }
         fputc('\n', d->out);
         d->drawn++;
     }

@@ -94,17 +94,21 @@ static const char usage_up[] =
 static const char usage_resume[] =
     "Usage: flowbus resume RUN [--broker URL] [OPTIONS]\n"
     "\n"
-    "Take over the run RUN on an external broker after its coordinator died: rebuild\n"
-    "its state from the retained topics, adopt the task processes still alive, start\n"
-    "the tasks that never started, never run a finished task again, and end with the\n"
-    "exit code the run would have had. The workflow file and directory are the ones\n"
-    "the run recorded; secrets come again from this environment.\n"
+    "A paused run whose coordinator is alive (flowbus pause RUN): lift the pause, so\n"
+    "the held events are delivered in order; this is all resume does to such a run.\n"
+    "A live run of this user on its private broker is found by its id alone.\n"
+    "\n"
+    "Otherwise RUN, on an external broker, is a run whose coordinator died: take it\n"
+    "over. Rebuild its state from the retained topics, adopt the task processes still\n"
+    "alive, start the tasks that never started, never run a finished task again, and\n"
+    "end with the exit code the run would have had. The workflow file and directory\n"
+    "are the ones the run recorded; secrets come again from this environment.\n"
     "\n"
     "Options:\n"
     "  --broker URL       the run's broker (default: $FLOWBUS_BROKER)\n"
     "  --timeout SECONDS  stop the run after this long from now (exit 1)\n"
     "  --json             print machine-readable events\n"
-    "  -q, --quiet        only the header, the summary, and flowbus's own notes and errors\n"
+    "  -q, --quiet        only the header, the summary and flowbus's notes and errors\n"
     "  -h, --help         show this help\n";
 
 static const char usage_validate[] =

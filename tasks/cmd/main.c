@@ -175,8 +175,12 @@ static int act(fb_task *task, void *ctx)
         enum fb_err set;
 
         if (!run.values[i]) {
-            fb_task_log(run.task, "warning: no usable %s=... line from the command; %s is not set",
-                        name, name);
+            /* In a reactive flow an activation that sets no output is the idiom
+             * for "nothing to report" (workflows/iot-thermostat.yaml). */
+            if (!fb_task_reactive(run.task))
+                fb_task_log(run.task,
+                            "warning: no usable %s=... line from the command; %s is not set",
+                            name, name);
             continue;
         }
         set = fb_task_set_output(run.task, name, run.values[i]);

@@ -8,13 +8,17 @@ Ctrl-C. Every run uses flowbus's private broker (started by flowbus on a free
 port) or none; every wait is on flowbus's own output with a deadline.
 """
 
+import fcntl
 import json
 import os
+import pty
 import re
 import select
 import signal
 import stat
+import struct
 import subprocess
+import termios
 import time
 import unittest
 
@@ -265,6 +269,91 @@ class Newcomer(unittest.TestCase):
         self.assertEqual(proc.returncode, 0, err)
         self.assertRegex(out, r"(?m)^  EXTRACT +stopped +1  RAW=raw$")
         self.assertRegex(out, r"(?m)^  LOAD +stopped +1  REPORT=raw-sums\+raw-backup$")
+
+    # ------------------------------------------------- the live table
+
+    def test_live_table_lines_fit_the_terminal(self):
+        # A skip reason naming a long variable is far wider than 70 columns;
+        # SLOW keeps the run (and its live table) going after the skip.
+        long_var = "V" + "_LONG" * 12
+        path = self.write("wide.yaml", """\
+workflow:
+  name: wide
+  tasks:
+    - name: START
+      plugin: start
+      outputs: [TRUE]
+    - name: MAKER
+      plugin: cmd
+      inputs: [TRUE]
+      outputs: [%s]
+      params: {command: 'sleep 0.3; echo nothing'}
+    - name: USER
+      plugin: cmd
+      inputs: [%s]
+      params: {command: 'echo "$%s"'}
+    - name: SLOW
+      plugin: cmd
+      inputs: [TRUE]
+      params: {command: 'sleep 1.5'}
+""" % (long_var, long_var, long_var))
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 70, 0, 0))
+        proc = subprocess.Popen(fbrun.command() + ["run", path], cwd=self.dir, env=self.env,
+                                stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE,
+                                start_new_session=True)
+        os.close(slave)
+        out = b""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if not select.select([master], [], [], 1)[0]:
+                if proc.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the other side is closed
+                break
+            if not chunk:
+                break
+            out += chunk
+        os.close(master)
+        proc.wait(timeout=20)
+        self.assertEqual(proc.returncode, 0, proc.stderr.read())
+        text = out.decode("utf-8", "replace").replace("\r", "")
+        # The table's lines are the ones with a state's colour; each fits in 69 columns.
+        table = [line for line in re.split(r"\n|\x1b\[\d*A\x1b\[J", text) if "\x1b[0m" in line]
+        self.assertTrue(any("USER" in line and "skipped" in line for line in table), text)
+        for line in table:
+            shown = re.sub(r"\x1b\[[0-9;]*m", "", line)
+            self.assertLessEqual(len(shown), 69, repr(shown))
+        self.assertTrue(any(line.endswith("\u2026") for line in table if "USER" in line), table)
+
+    # ---------------------------------------------- a reactive cmd's silence
+
+    def test_a_reactive_activation_that_sets_nothing_logs_nothing(self):
+        path = self.write("quiet-cmd.yaml", """\
+workflow:
+  name: thermostat
+  mode: reactive
+  env:
+    TEMP: "20"
+  tasks:
+    - name: DECIDE
+      plugin: cmd
+      inputs: [TEMP]
+      outputs: [ALERT]
+      params:
+        env: {THRESHOLD: "28"}
+        command: 'test "$TEMP" -gt "$THRESHOLD" && echo "ALERT=hot" || true'
+""")
+        proc = self.start("up", path, "--json")
+        fbrun.read_json_until(proc, lambda e: e.get("event") == "task" and e["task"] == "DECIDE"
+                              and e.get("result") == "done")
+        proc.send_signal(signal.SIGINT)
+        out, err = fbrun.finish(proc)
+        logs = [e["line"] for e in map(json.loads, out.splitlines()) if e.get("event") == "log"]
+        self.assertEqual([line for line in logs if "no usable" in line], [], logs)
 
 
 if __name__ == "__main__":
