@@ -314,7 +314,10 @@ static struct workflow *load(const char *file, const struct settings *s, int gra
 {
     struct wf_load_options lo = {0};
     struct workflow *wf;
+    char where[2048];
 
+    plugins__describe_path(where, sizeof where);
+    lo.lookup_where = where;
     /* Drawing needs no values: an unset {{ENV:X}} is not an error for graph. */
     lo.unset_env_ok = graph;
     lo.settings = s->items;

@@ -136,6 +136,7 @@ struct wf_load_options {
     void *getenv_ctx;
     int reactive; /* run in reactive mode whatever the file's `mode:` says (flowbus up) */
     int unset_env_ok; /* an unset {{ENV:X}} reads as "" without an error (flowbus graph) */
+    const char *lookup_where; /* where lookup searched, for the unknown-plugin error; may be NULL */
 };
 
 /*

@@ -75,7 +75,10 @@ static int start_new(struct run *r, struct wf_diags *diags)
 {
     const struct run_options *o = r->o;
     struct wf_load_options lo = {0};
+    char where[2048];
 
+    plugins__describe_path(where, sizeof where);
+    lo.lookup_where = where;
     lo.settings = o->settings;
     lo.n_settings = o->n_settings;
     lo.lookup = plugins__lookup;
