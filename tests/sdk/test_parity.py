@@ -13,6 +13,7 @@ deadline, and the few waits that show that something does NOT happen say so.
 
 import json
 import os
+import re
 import signal
 import sys
 import unittest
@@ -41,11 +42,11 @@ class ParityCases:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
 
-    def start(self, task, inputs, outputs, depends=(), extra=None):
-        cmd, base, params = self.command(inputs[0])
+    def start(self, task, inputs, outputs, depends=(), extra=None, spam=0, mode="reactive"):
+        cmd, base, params = self.command(inputs[0], spam)
         env = fbtest.task_env(self.broker, self.run_id, task, inputs=inputs, outputs=outputs,
                               depends=depends, params=params, base=base,
-                              extra={"FLOWBUS_MODE": "reactive", **(extra or {})})
+                              extra={"FLOWBUS_MODE": mode, **(extra or {})})
         proc = fbtest.spawn(cmd, env)
         self.procs.append(proc)
         self.recorder.wait_for(lambda evs: any(
@@ -97,8 +98,11 @@ class ParityCases:
         self.assertIsNone(self.recorder.wait_for(lambda _: len(self.values("OUT")) > 2, QUIET))
         self.dep_state("D", "waiting", "done", 4)
         self.assertEqual(self.wait_values("OUT", 3), ["A", "B", "C"])
-        done = [s for s in self.states("B") if s["state"] == "waiting" and s["result"] == "done"]
-        self.assertEqual([s["activation"] for s in done], [1, 2, 3])
+        # The state that ends an activation follows its output: wait for the third.
+        done = self.recorder.wait_for(lambda _: [
+            s["activation"] for s in self.states("B")
+            if s["state"] == "waiting" and s["result"] == "done"] == [1, 2, 3], WAIT)
+        self.assertTrue(done, self.states("B"))
 
     def test_depends_on_done_first_fires_at_once(self):
         # The other order (the dependency was done before the value came) fires at once.
@@ -120,21 +124,65 @@ class ParityCases:
         self.assertEqual([(s["activation"], s["result"]) for s in running], [(1, None), (2, None)])
 
 
+    def log_lines(self, task):
+        return [e.payload.decode() for e in self.recorder.on_topic(
+            "flowbus/%s/tasks/%s/log" % (self.run_id, task))]
+
+    def control(self, cmd):
+        self.recorder.publish("flowbus/%s/control" % self.run_id, json.dumps({"cmd": cmd}),
+                              retain=True)
+
+    def test_log_lines_are_bounded_per_second(self):
+        # FB_LOG_LINES_PER_S (2000): past it lines are dropped and counted, and
+        # the count is published before the task's final state.
+        n = 6000
+        proc = self.start("L", inputs=["RAW"], outputs=["OUT"], spam=n, mode="oneshot")
+        self.set_var("RAW", "a")
+        self.assertTrue(self.recorder.wait_for(
+            lambda _: any(s["state"] == "done" for s in self.states("L")), WAIT))
+        self.assertEqual(proc.wait(WAIT), 0)
+        lines = self.log_lines("L")
+        shown = [line for line in lines if line.startswith("line ")]
+        notes = [re.fullmatch(r"\[(\d+) lines dropped: more than 2000 lines in a second\]", line)
+                 for line in lines if line.startswith("[")]
+        self.assertTrue(notes and all(notes), lines[-5:])
+        self.assertEqual(len(shown) + sum(int(m.group(1)) for m in notes), n)
+        self.assertLessEqual(len(shown), 2000 * len(notes))
+        self.assertEqual(shown[:3], ["line 1", "line 2", "line 3"])
+
+    def test_a_full_queue_says_so_at_once_and_at_the_next_activation(self):
+        self.control("pause")
+        self.start("Q", inputs=["RAW"], outputs=["OUT"], extra={"FLOWBUS_QUEUE": "2"})
+        for v in "abcde":
+            self.set_var("RAW", v)
+        first = "queue full (2 events): dropping the oldest events (1 dropped so far)"
+        self.assertTrue(self.recorder.wait_for(lambda _: first in self.log_lines("Q"), WAIT),
+                        self.log_lines("Q"))
+        self.assertEqual(self.values("OUT"), [])  # paused: nothing ran
+        self.control("resume")
+        self.assertEqual(self.wait_values("OUT", 2), ["D", "E"])
+        self.assertIn("3 events dropped while busy (queue limit 2); 3 in all", self.log_lines("Q"))
+        self.assertEqual(sum(line.startswith("queue full") for line in self.log_lines("Q")), 1)
+
+
 class CSdk(ParityCases, fbtest.BrokerTestCase):
     """The C SDK, through the built-in cmd plugin."""
 
-    def command(self, first_input):
+    def command(self, first_input, spam=0):
         script = 'printf "OUT=%%s\\n" "$(printf %%s "$%s" | tr a-z A-Z)"' % first_input
+        if spam:
+            script = 'seq 1 %d | sed "s/^/line /"; %s' % (spam, script)
         return [fbtest.bin_path("flowbus-cmd")], None, {"command": script}
 
 
 class PySdk(ParityCases, fbtest.BrokerTestCase):
-    """The Python SDK, through pyprobe.py (mode upper)."""
+    """The Python SDK, through pyprobe.py (mode upper, or spam)."""
 
-    def command(self, first_input):
+    def command(self, first_input, spam=0):
         base = {k: v for k, v in os.environ.items() if k not in ("AUTH_TOKEN", "PYTHONPATH")}
         base["PYTHONPATH"] = os.path.join(fbtest.build_dir(), "share", "flowbus", "python")
-        return [PYTHON, os.path.join(HERE, "pyprobe.py")], base, {"mode": "upper"}
+        params = {"mode": "spam", "count": spam} if spam else {"mode": "upper"}
+        return [PYTHON, os.path.join(HERE, "pyprobe.py")], base, params
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from ._plugin import read_params
 
 MIN_SECRET = 4  # shorter values are not masked (docs/security.md, "Secrets")
 MAX_ERROR = 1000  # characters of a state's error
+LOG_LINES_PER_S = 2000  # FB_LOG_LINES_PER_S of flowbus/protocol.h: the log topic's bound
 
 
 def encode(value):
@@ -78,6 +79,11 @@ class Engine:
         self.result = None
         self.started = None
         self.warned = set()
+        # The log topic's rate bound, as fb_rate in the C SDK: a window of one
+        # second, the lines in it, the lines dropped past the bound.
+        self.log_window = -1.0
+        self.log_lines = 0
+        self.log_dropped = 0
         secrets = list(env.secret_values.values()) + [os.environ.get("AUTH_TOKEN") or ""]
         # Longest first, so a secret that contains another is masked whole.
         self.secrets = sorted({s for s in secrets if len(s) >= MIN_SECRET}, key=len, reverse=True)
@@ -110,10 +116,32 @@ class Engine:
         sys.stderr.flush()
 
     def log(self, message):
+        """One message per line on the log topic, at most LOG_LINES_PER_S a second.
+
+        Past the bound lines are dropped and counted; the count is published
+        when the next second begins (before that second's first line) or when
+        the activation or the task ends (report_drops), as the C SDK does.
+        """
         for line in message.splitlines():
-            if line:
-                self.bus.publish(self.env.log_topic, self.mask(line).encode("utf-8"), retain=False,
-                                 wait=False)
+            if not line:
+                continue
+            now = time.monotonic()
+            if now - self.log_window >= 1.0:
+                self.report_drops()
+                self.log_window, self.log_lines = now, 0
+            if self.log_lines >= LOG_LINES_PER_S:
+                self.log_dropped += 1
+                continue
+            self.log_lines += 1
+            self.bus.publish(self.env.log_topic, self.mask(line).encode("utf-8"), retain=False,
+                             wait=False)
+
+    def report_drops(self):
+        if self.log_dropped:
+            self.bus.publish(self.env.log_topic, ("[%d lines dropped: more than %d lines in a "
+                                                  "second]" % (self.log_dropped, LOG_LINES_PER_S)
+                                                  ).encode(), retain=False, wait=False)
+            self.log_dropped = 0
 
     # ------------------------------------------------------- what arrives (paho's thread)
 
@@ -198,6 +226,13 @@ class Engine:
             self.queue.popleft()
             self.dropped += 1
             self.burst_drops += 1
+            if self.burst_drops == 1:
+                # The first drop of a burst is said at once (paho's thread may
+                # publish without waiting), the burst's total when the next
+                # activation begins, as in the C SDK.
+                self.bus.publish(self.env.log_topic, (
+                    "queue full (%d events): dropping the oldest events (%d dropped so far)"
+                    % (self.env.queue, self.dropped)).encode(), retain=False, wait=False)
         self.queue.append((name, value))
 
     # ---------------------------------------------------------------- publishing
@@ -309,6 +344,7 @@ class Engine:
             return denied
         self.plugin.activation = 1
         outputs, code, error = self.act(self.inputs_now())
+        self.report_drops()
         if outputs is None:
             self.stderr("error", error)
             self.state("failed", code, error, with_started=True)
@@ -355,6 +391,7 @@ class Engine:
             self.plugin.trigger = trigger
             self.state("running", wait=False)
             outputs, code, error = self.act(self.inputs_now(trigger, value))
+            self.report_drops()
             if outputs is None:
                 self.stderr("error", "activation %d failed: %s" % (self.activation, error))
                 self.result = "failed"
