@@ -8,6 +8,7 @@ What it does is chosen by the param "mode":
               with them in the message
     secretout returns the secret input as an output
     spam      logs "line 1" ... "line <count>" (self.log), then upper as above
+    silent    upper as above, without the log line of each activation (floods)
 In reactive mode an input value "fail" fails that activation.
 The test runs it with /usr/bin/python3 and PYTHONPATH=<build>/share/flowbus/python.
 """
@@ -47,7 +48,7 @@ class Probe(Task):
         if mode == "spam":
             for i in range(1, self.params["count"] + 1):
                 self.log("line %d" % i)
-        else:
+        elif mode != "silent":
             self.log("activation %d trigger %s" % (self.activation, self.trigger))
         return {o: (first or "").upper() for o in self.output_names}
 

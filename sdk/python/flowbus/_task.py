@@ -30,6 +30,13 @@ from ._plugin import read_params
 MIN_SECRET = 4  # shorter values are not masked (docs/security.md, "Secrets")
 MAX_ERROR = 1000  # characters of a state's error
 LOG_LINES_PER_S = 2000  # FB_LOG_LINES_PER_S of flowbus/protocol.h: the log topic's bound
+# Floods (docs/protocol.md, "Floods"), as the C SDK's task_reactive.c: every
+# activation has its own states while they come at most ACTIVATION_RATE a
+# second on average, in bursts of ACTIVATION_BURST; faster, the states are
+# coalesced (a heartbeat every STATE_INTERVAL) until half the burst is back.
+ACTIVATION_BURST = 500.0
+ACTIVATION_RATE = 250.0
+STATE_INTERVAL = 0.05
 
 
 def encode(value):
@@ -84,6 +91,11 @@ class Engine:
         self.log_window = -1.0
         self.log_lines = 0
         self.log_dropped = 0
+        self.budget = ACTIVATION_BURST
+        self.budget_at = time.monotonic()
+        self.coalesce = False
+        self.state_at = 0.0  # time.monotonic() of the last state published
+        self.state_behind = False  # a "running" or "waiting" was held back (coalescing)
         secrets = list(env.secret_values.values()) + [os.environ.get("AUTH_TOKEN") or ""]
         # Longest first, so a secret that contains another is masked whole.
         self.secrets = sorted({s for s in secrets if len(s) >= MIN_SECRET}, key=len, reverse=True)
@@ -250,6 +262,29 @@ class Engine:
             if self.env.workers > 1:
                 body["worker"] = self.env.worker
         self.bus.publish(self.env.state_topic, json.dumps(body).encode(), wait=wait)
+        self.state_at = time.monotonic()
+        self.state_behind = False
+
+    def count_activation(self):
+        """Counts an activation against the budget and decides whether its states are coalesced.
+
+        The budget regains ACTIVATION_RATE a second up to ACTIVATION_BURST;
+        once it ran out the task coalesces until half of it is back, so a
+        flood does not flip between the two ways of reporting at each refill.
+        """
+        now = time.monotonic()
+        self.budget = min(ACTIVATION_BURST, self.budget + (now - self.budget_at) * ACTIVATION_RATE)
+        self.budget_at = now
+        self.budget -= 1.0
+        if self.budget < 0:
+            self.coalesce = True
+        elif self.budget >= ACTIVATION_BURST / 2:
+            self.coalesce = False
+
+    def catch_up(self):
+        """Publishes the held-back "waiting" (the exact counters), if any; between activations only."""
+        if self.state_behind:
+            self.state("waiting", with_started=True, wait=False)
 
     def outputs_of(self, result):
         """The plugin's result as {name: text}, checked; raises Failed."""
@@ -370,9 +405,15 @@ class Engine:
         if denied is not None:
             return denied
         while True:
+            with self.cond:
+                busy = not self.paused and self.queue and all(self.deps.values())
+            if not busy:
+                self.catch_up()  # nothing to do at once: the broker gets the exact counters now
             got = self.wait_until(lambda: self._initial_event() or (
                 not self.paused and self.queue and all(self.deps.values())))
             if got == "stop":
+                # The coordinator keeps the last state it saw as the stopped task's record.
+                self.catch_up()
                 self.stderr("info", "the run asked this task to stop")
                 return EXIT_OK
             if got == "lost":
@@ -389,7 +430,12 @@ class Engine:
             self.started = time.time()
             self.plugin.activation = self.activation
             self.plugin.trigger = trigger
-            self.state("running", wait=False)
+            self.count_activation()
+            # In a coalesced backlog "running" is the heartbeat, at most every STATE_INTERVAL.
+            if self.coalesce and time.monotonic() - self.state_at < STATE_INTERVAL:
+                self.state_behind = True
+            else:
+                self.state("running", wait=False)
             outputs, code, error = self.act(self.inputs_now(trigger, value))
             self.report_drops()
             if outputs is None:
@@ -402,7 +448,12 @@ class Engine:
             for name, text in outputs.items():
                 self.bus.publish(self.env.topic("vars/" + name), encode(text), wait=False)
             self.result = "done"
-            self.state("waiting", with_started=True, wait=False)
+            with self.cond:
+                more = bool(self.queue) and not self.paused and not self.stopped
+            if self.coalesce and more:
+                self.state_behind = True  # the next activation follows at once
+            else:
+                self.state("waiting", with_started=True, wait=False)
 
     def main(self):
         """Runs the task; returns the exit code."""
