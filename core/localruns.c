@@ -14,6 +14,7 @@
 
 #include <flowbus/protocol.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -264,6 +265,33 @@ out:
     if (!found)
         localruns__clear(out);
     return found;
+}
+
+size_t localruns__each(void (*fn)(const char *run_id, const struct localrun *r, void *ctx),
+                       void *ctx)
+{
+    char dir[512], run_id[FB_NAME_MAX + 1];
+    struct localrun r;
+    struct dirent *e;
+    size_t n = 0, len;
+    DIR *d;
+
+    if (!localruns__dir(dir, sizeof dir, 0) || (d = opendir(dir)) == NULL)
+        return 0;
+    while ((e = readdir(d)) != NULL) {
+        len = strlen(e->d_name);
+        if (len <= 4 || len - 4 > FB_NAME_MAX || strcmp(e->d_name + len - 4, ".run") != 0)
+            continue;
+        memcpy(run_id, e->d_name, len - 4);
+        run_id[len - 4] = '\0';
+        if (!localruns__find(run_id, &r))
+            continue;
+        fn(run_id, &r, ctx);
+        localruns__clear(&r);
+        n++;
+    }
+    closedir(d);
+    return n;
 }
 
 void localruns__clear(struct localrun *r)

@@ -54,6 +54,14 @@ void localruns__forget(const char *run_id);
  */
 int localruns__find(const char *run_id, struct localrun *out);
 
+/*
+ * Calls fn(run_id, r, ctx) for each live local run, in no particular order
+ * (stale entries are removed on the way; r's password is wiped after each
+ * call). Returns how many there were.
+ */
+size_t localruns__each(void (*fn)(const char *run_id, const struct localrun *r, void *ctx),
+                       void *ctx);
+
 /* Wipes the password of r. */
 void localruns__clear(struct localrun *r);
 

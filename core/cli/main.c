@@ -439,6 +439,30 @@ static int cmd_gc(int argc, char **argv)
     return gc__main(&o);
 }
 
+static void print_local_run(const char *run_id, const struct localrun *r, void *ctx)
+{
+    (void)ctx;
+    printf("  %-28s %-28s %ld\n", run_id, r->broker_url, r->pid);
+}
+
+/*
+ * `flowbus status` without a broker: this user's live runs on private brokers.
+ * Returns the exit code.
+ */
+static int status_local(void)
+{
+    size_t n;
+
+    printf("  %-28s %-28s %s\n", "RUN", "PRIVATE BROKER", "COORDINATOR PID");
+    n = localruns__each(print_local_run, NULL);
+    if (n == 0)
+        printf("  (no live run on a private broker of this user; with --broker URL or "
+               "FLOWBUS_BROKER, status lists the runs on that broker)\n");
+    else
+        printf("\n`flowbus status RUN` shows one of them.\n");
+    return FB_EXIT_OK;
+}
+
 /* status, set, logs, stop and pause: small clients of a run on its broker (core/cli/). */
 static int cmd_client(const char *cmd, int argc, char **argv)
 {
@@ -513,6 +537,8 @@ static int cmd_client(const char *cmd, int argc, char **argv)
         o.username = local.username;
         o.password = local.password;
     }
+    if ((!o.broker_url || !*o.broker_url) && status && !o.run_id && !o.json)
+        return status_local();
     if (!o.broker_url || !*o.broker_url) {
         fprintf(stderr, "flowbus: %s needs a broker: --broker URL or FLOWBUS_BROKER%s\n", cmd,
                 o.run_id ? ", or the id of a live run on a private broker of this user"

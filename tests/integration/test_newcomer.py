@@ -196,6 +196,9 @@ class Newcomer(unittest.TestCase):
             self.assertIn("broker=%s\n" % url, f.read())
         read_lines_until(proc, r"^ +[0-9.]+s  UP +done +#1")
         # "Another terminal": no --broker, no FLOWBUS_BROKER, the same user's runtime directory.
+        listing = self.flowbus("status")
+        self.assertEqual(listing.returncode, 0, listing.stderr)
+        self.assertRegex(listing.stdout, r"(?m)^  poke-me +%s +%d$" % (re.escape(url), proc.pid))
         status = self.flowbus("status", "poke-me")
         self.assertEqual(status.returncode, 0, status.stderr)
         self.assertRegex(status.stdout, r"(?m)^State: +running$")
@@ -209,6 +212,7 @@ class Newcomer(unittest.TestCase):
         # The summary has the flow's last outputs, read back before the broker went.
         self.assertRegex("\n".join(proc.nc_lines) + "\n" + proc.nc_pending[0].decode() + out, r"(?m)^  UP +stopped +2  Y=SECOND$")
         self.assertEqual(os.listdir(os.path.join(self.runtime, "flowbus")), [])
+        self.assertIn("no live run on a private broker", self.flowbus("status").stdout)
         # The run is over: its id reaches nothing any more.
         res = self.flowbus("status", "poke-me")
         self.assertEqual(res.returncode, 2)
