@@ -28,6 +28,7 @@ sys.path.insert(0, HERE)
 
 import fbtest  # noqa: E402  (Recorder, free_port)
 import graphs  # noqa: E402
+import ui_rss  # noqa: E402
 
 
 class BenchError(Exception):
@@ -505,6 +506,61 @@ class Bench:
         self.row("touched reaction p99", r["p99_ms"], raw["hop_p99_us"] / 1e3, "ms",
                  ref_label="raw Paho hop p99")
 
+    # -- 9. the loader (issue 14) --------------------------------------------
+
+    def loader(self):
+        """The workflow loader on hostile and on plain files of the same size.
+
+        200,000 levels of [[[ (400 KB) took 116 s, quadratic in libyaml's
+        scanner; the depth bound (100 levels) refuses it at level 101. The
+        reference is a flat file of the same size, a one-task workflow whose
+        params hold a list of 200,000 numbers, loaded in the same invocation;
+        lists 60 deep repeated to the same size show what nesting within the
+        bound costs per byte, and a flat file ten times larger that the cost
+        is linear in the size."""
+        runs = 3 if self.smoke else 11
+        levels = 200000
+        deep = "[" * levels + "]" * levels + "\n"
+        head = "workflow:\n  tasks:\n    - name: A\n      plugin: start\n      params: {x: ["
+        tail = "]}\n"
+
+        def flat(size):
+            n = (size - len(head) - len(tail) + 1) // 2
+            return head + ",".join("0" * n) + tail
+
+        block = "[" * 59 + "]" * 59
+        k = (len(deep) - len(head) - len(tail)) // (len(block) + 1)
+        nested = head + ",".join([block] * k) + tail
+        files = [self.write("load-deep200k.yaml", deep),
+                 self.write("load-flat.yaml", flat(len(deep))),
+                 self.write("load-nested60.yaml", nested),
+                 self.write("load-flat10x.yaml", flat(10 * len(deep)))]
+        r = tool(self, "fbbench-load", runs, *files)
+        self.raw["loader"] = r
+        if not r["f0_errors"] or r["f1_errors"] or r["f2_errors"] or r["f3_errors"]:
+            raise BenchError(f"loader: the deep file must be refused, the others load: {r}")
+        kb = lambda i: r[f"f{i}_bytes"] / 1024
+        self.row(f"loader: {levels:,} levels of [[[ ({kb(0):.0f} KB), refused at level 101",
+                 r["f0_s"] * 1e3, r["f1_s"] * 1e3, "ms", "< 1 s", r["f0_s"] < 1.0,
+                 ref_label=f"flat file of {kb(1):.0f} KB, loaded")
+        self.row(f"loader: lists 60 deep, {kb(2):.0f} KB (within the bounds), loaded",
+                 r["f2_s"] * 1e3, r["f1_s"] * 1e3, "ms",
+                 ref_label=f"flat file of {kb(1):.0f} KB")
+        self.row(f"loader: flat file of {kb(3):.0f} KB (10x), loaded", r["f3_s"] * 1e3,
+                 r["f1_s"] * 1e3, "ms", "linear (~10x)",
+                 r["f3_s"] <= 15 * r["f1_s"], ref_label=f"flat file of {kb(1):.0f} KB")
+    # -- 10. flowbus ui ------------------------------------------------------
+
+    def ui_memory(self, broker):
+        n = 10
+        r = ui_rss.measure(self.flowbus, broker.url, self.work, streams=n, env=self.env)
+        self.raw["ui_rss"] = r
+        self.row(f"flowbus ui RSS, idle, {n} open event streams", r["rss_kb"] / 1024,
+                 r["idle_rss_kb"] / 1024, "MB", "< 15 MB", r["rss_kb"] < 15 * 1024,
+                 ref_label="same server, no stream")
+        self.row(f"flowbus ui PSS, idle, {n} open event streams", r["pss_kb"] / 1024,
+                 r["idle_pss_kb"] / 1024, "MB", ref_label="no stream")
+
     # -- all -----------------------------------------------------------------
 
     def run(self):
@@ -514,7 +570,8 @@ class Bench:
                  ("fan-out/fan-in", lambda b: self.fan(b)),
                  ("per-task overhead", lambda b: self.overhead(b)),
                  ("throughput", lambda b: self.throughput(b)),
-                 ("memory", None), ("scale", None)]
+                 ("flowbus ui memory", lambda b: self.ui_memory(b)),
+                 ("memory", None), ("scale", None), ("loader", None)]
         for name, fn in steps:
             t0 = time.monotonic()
             print(f"bench: {name}...", file=sys.stderr, flush=True)

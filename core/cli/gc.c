@@ -12,10 +12,17 @@
  * It reads the run records into a run view, through the same session and
  * barrier as the other clients; then, run by run, it collects the topics the
  * broker retains under the run and deletes them.
+ *
+ * First, on this machine, it removes the temporary directories of flowbus
+ * processes that were killed before they could (tmpdirs.h): a run's
+ * directory, a private broker's with its hashed passwords, a cmd task's with
+ * its input values. A directory whose owner record names a live process is
+ * never touched. Without a broker, that is all it does.
  */
 #include "commands.h"
 #include "log.h"
 #include "session.h"
+#include "tmpdirs.h"
 #include "view.h"
 
 #include <stdio.h>
@@ -25,9 +32,12 @@
 const char gc__usage[] =
     "Usage: flowbus gc [--broker URL] [--older-than SECONDS] [-q]\n"
     "\n"
-    "Remove the retained topics (variables, states, workflow) of every finished run\n"
-    "from a long-lived broker. Runs still going on, and runs whose coordinator was\n"
-    "lost (they can be resumed), are left alone.\n"
+    "Remove the temporary directories ($TMPDIR/flowbus-run-*, flowbus-broker-*,\n"
+    "flowbus-cmd-*) of flowbus processes that are gone (a live owner's are kept;\n"
+    "those without an owner record, from older versions, once a day old). Then,\n"
+    "with a broker, remove the retained topics (variables, states, workflow) of\n"
+    "every finished run from it. Runs still going on, and runs whose coordinator\n"
+    "was lost (they can be resumed), are left alone.\n"
     "\n"
     "Options:\n"
     "  --broker URL          the broker (default: $FLOWBUS_BROKER)\n"
@@ -41,6 +51,18 @@ static enum fb_err drop_live(void *ctx, fb_msg *m)
     (void)ctx;
     fb_msg_free(m);
     return FB_OK;
+}
+
+static void report_removed(void *ctx, const char *path, long pid)
+{
+    const struct gc_options *o = ctx;
+
+    if (o->quiet)
+        return;
+    if (pid > 0)
+        printf("removed directory %s (its owner, process %ld, is gone)\n", path, pid);
+    else
+        printf("removed directory %s (no owner record, unchanged for a day)\n", path);
 }
 
 /* Deletes the retained topics of run rv (the snapshot in got); returns how many. */
@@ -72,9 +94,17 @@ int gc__main(const struct gc_options *o)
     struct session every = {0};
     struct view *vw = view__new();
     double before = fb_clock_wall() - o->older_than;
-    size_t removed = 0, finished = 0, running = 0;
+    size_t removed = 0, finished = 0, running = 0, dirs;
     int code = FB_EXIT_BROKER;
 
+    dirs = tmpdirs__sweep(tmpdirs__root(), 1, report_removed, (void *)o);
+    if (!o->quiet)
+        printf("%zu temporary directories of processes that are gone removed from %s%s\n", dirs,
+               tmpdirs__root(), o->broker_url ? "" : " (no broker given: nothing else to do)");
+    if (!o->broker_url) {
+        code = FB_EXIT_OK;
+        goto out;
+    }
     if (!vw) {
         log_printf(FB_LOG_ERROR, "out of memory");
         goto out;

@@ -8,11 +8,13 @@
  * task failed".
  */
 #include "commands.h"
+#include "fmt.h"
 #include "graph.h"
 #include "localruns.h"
 #include "log.h"
 #include "plugins.h"
 #include "run.h"
+#include "ui_cli.h"
 #include "workflow.h"
 
 #include <flowbus/protocol.h>
@@ -39,13 +41,16 @@ static const char usage_main[] =
     "  up FILE         run a workflow reactively until stopped (tasks fire on every new value)\n"
     "  validate FILE   check a workflow without running it\n"
     "  graph FILE      print the workflow's graph (Mermaid or DOT)\n"
+    "  fmt FILE...     print or rewrite workflow files in the canonical layout\n"
     "  resume RUN      take over a run whose coordinator died (external broker)\n"
-    "  gc              remove the retained topics of finished runs from a broker\n"
+    "  gc              remove leftovers: dead processes' temporary directories, and\n"
+    "                  the retained topics of finished runs on a broker\n"
     "  status [RUN]    the runs on a broker, or one run and its tasks\n"
     "  set RUN VAR=V   publish variables of a live run\n"
     "  logs RUN [-f]   a run's error lines, or follow its log and states live\n"
     "  stop RUN        stop a run and wait until it has ended\n"
     "  pause RUN       pause a run (events are held until resume)\n"
+    "  ui              serve the browser editor and its HTTP API\n"
     "  help [COMMAND]  show help\n"
     "\n"
     "Options:\n"
@@ -137,6 +142,11 @@ static int add_setting(struct settings *s, char *arg)
         fprintf(stderr, "flowbus: --set expects VAR=VALUE, got '%s'\n", arg);
         return 0;
     }
+    /*
+     * A reserved name (fb_name_reserved) is refused by the loader, with the
+     * workflow's position, unless env: declares it (workflow__apply_settings):
+     * only the loader knows the declarations and the secrets' names.
+     */
     items = realloc(s->items, (s->n + 1) * sizeof *items);
     if (!items)
         return 0;
@@ -430,10 +440,9 @@ static int cmd_gc(int argc, char **argv)
         fprintf(stderr, "flowbus: gc takes no arguments\n\n%s", gc__usage);
         return FB_EXIT_INVALID;
     }
-    if (!o.broker_url || !*o.broker_url) {
-        fprintf(stderr, "flowbus: gc needs a broker: --broker URL or FLOWBUS_BROKER\n");
-        return FB_EXIT_INVALID;
-    }
+    /* Without a broker gc removes only the local leftovers (gc.c). */
+    if (o.broker_url && !*o.broker_url)
+        o.broker_url = NULL;
     o.username = getenv("FLOWBUS_USERNAME");
     o.password = getenv("FLOWBUS_PASSWORD");
     return gc__main(&o);
@@ -573,6 +582,7 @@ int main(int argc, char **argv)
         fputs(strcmp(topic, "run") == 0        ? usage_run
               : strcmp(topic, "validate") == 0 ? usage_validate
               : strcmp(topic, "graph") == 0    ? usage_graph
+              : strcmp(topic, "fmt") == 0      ? fmt__usage
               : strcmp(topic, "resume") == 0   ? usage_resume
               : strcmp(topic, "up") == 0       ? usage_up
               : strcmp(topic, "gc") == 0       ? gc__usage
@@ -581,6 +591,7 @@ int main(int argc, char **argv)
               : strcmp(topic, "logs") == 0     ? logs__usage
               : strcmp(topic, "stop") == 0     ? control__usage_stop
               : strcmp(topic, "pause") == 0    ? control__usage_pause
+              : strcmp(topic, "ui") == 0       ? ui__usage
                                                : usage_main,
               stdout);
         return FB_EXIT_OK;
@@ -600,10 +611,14 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "status") == 0 || strcmp(cmd, "set") == 0 || strcmp(cmd, "logs") == 0 ||
         strcmp(cmd, "stop") == 0 || strcmp(cmd, "pause") == 0)
         return cmd_client(cmd, argc, argv);
+    if (strcmp(cmd, "ui") == 0)
+        return ui__command(argc, argv);
     if (strcmp(cmd, "validate") == 0)
         return cmd_validate_or_graph(argc, argv, 0);
     if (strcmp(cmd, "graph") == 0)
         return cmd_validate_or_graph(argc, argv, 1);
+    if (strcmp(cmd, "fmt") == 0)
+        return fmt__main(argc, argv);
     fprintf(stderr, "flowbus: unknown command '%s'\n\n%s", cmd, usage_main);
     return FB_EXIT_INVALID;
 }

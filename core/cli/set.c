@@ -22,19 +22,28 @@ const char set__usage[] =
     "\n"
     "Publish variables of the live run RUN (retained, QoS 1, confirmed by the\n"
     "broker): tasks waiting for them start, reactive tasks fire again. VAR must be\n"
-    "a variable of the run's workflow and not a secret; an empty VALUE is allowed.\n"
+    "a variable of the run's workflow, not a secret and not a reserved name\n"
+    "(PATH, LD_*, AUTH_TOKEN, FLOWBUS_*, ...); an empty VALUE is allowed; a VALUE is\n"
+    "at most 256 KiB ($FLOWBUS_MAX_VALUE).\n"
     "Nothing is published unless every VAR=VALUE is accepted.\n"
     "\n"
     "Options:\n"
     "  --broker URL  the run's broker (default: $FLOWBUS_BROKER)\n"
     "  -h, --help    show this help\n"
     "\n"
-    "Exit codes: 0 published, 2 no such run or variable, a secret, or a finished run,\n"
+    "Exit codes: 0 published, 2 no such run or variable, a secret, a reserved name,\n"
+    "a value over the limit, or a finished run,\n"
     "4 broker unavailable or the publish was refused.\n";
 
 /* Checks every VAR=VALUE before anything is published: all or nothing. */
 static int check_assignments(const struct client_options *o)
 {
+    const char *env = getenv("FLOWBUS_MAX_VALUE"), *why;
+    long parsed = env ? strtol(env, NULL, 10) : 0;
+    /* The tasks' limit, as the coordinator hands it to them (docs/workflow-format.md). */
+    size_t limit = parsed > 0 ? (size_t)parsed : 256 * 1024;
+    char name[FB_NAME_MAX + 1];
+
     if (o->n_assignments == 0) {
         log_printf(FB_LOG_ERROR, "set needs at least one VAR=VALUE after the run id");
         return 0;
@@ -50,6 +59,22 @@ static int check_assignments(const struct client_options *o)
                        "'%.*s' is not a variable name: expected a letter or '_', "
                        "then letters, digits or '_', at most %d characters",
                        (int)(eq - a), a, FB_NAME_MAX);
+            return 0;
+        }
+        snprintf(name, sizeof name, "%.*s", (int)(eq - a), a);
+        if ((why = fb_name_reserved(name)) != NULL) {
+            log_printf(FB_LOG_ERROR,
+                       "'%s' is reserved (it %s): no task takes it from the bus, so it is not "
+                       "published",
+                       name, why);
+            return 0;
+        }
+        /* The tasks refuse a value over their limit: say so here rather than publish it. */
+        if (strlen(eq + 1) > limit) {
+            log_printf(FB_LOG_ERROR,
+                       "the value of %s is %zu bytes, over the limit of %zu bytes "
+                       "(FLOWBUS_MAX_VALUE)",
+                       name, strlen(eq + 1), limit);
             return 0;
         }
     }

@@ -3,8 +3,9 @@
  * been read: depends_on naming known tasks (not the task itself), trigger
  * naming inputs and the reactive keys in a one-shot run, the size of initial
  * values, a token for tasks that need permissions, the params of cmd tasks,
- * and, on the graph (graph.h), inputs nobody sets, outputs nobody reads and
- * cycles. It is the one file of the model that uses the graph.
+ * and, on the graph (graph.h), inputs nobody sets (in a reactive run, only a
+ * reserved name among them is an error), outputs nobody reads and cycles. It
+ * is the one file of the model that uses the graph.
  */
 #include "checks.h"
 #include "advice.h"
@@ -12,6 +13,7 @@
 #include "suggest.h"
 #include "graph.h"
 
+#include <flowbus/protocol.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -283,8 +285,18 @@ static void check_graph(const struct workflow *wf, struct wf_diags *diags)
         for (size_t j = 0; j < t->inputs.n; j++) {
             long v = graph__var_index(g, t->inputs.items[j].name);
             const size_t *who;
+            const char *why = fb_name_reserved(t->inputs.items[j].name);
             if (v >= 0 && !graph__var_is_initial(g, (size_t)v) &&
-                graph__producers(g, (size_t)v, &who) == 0 && wf->reactive)
+                graph__producers(g, (size_t)v, &who) == 0 && wf->reactive && why)
+                /* No task may output a reserved name, so only the outside
+                 * would feed it: the workflow must give it itself. */
+                diag__error(diags, t->inputs.items[j].pos,
+                            "input '%s' of task '%s' is a reserved name (it %s) that env: does "
+                            "not declare: only the outside could set it (flowbus set, "
+                            "mosquitto_pub); declare it in env: or choose another name",
+                            t->inputs.items[j].name, t->name, why);
+            else if (v >= 0 && !graph__var_is_initial(g, (size_t)v) &&
+                     graph__producers(g, (size_t)v, &who) == 0 && wf->reactive)
                 /* A reactive flow is fed from outside too (flowbus set, mqtt). */
                 diag__warning(diags, t->inputs.items[j].pos,
                               "input '%s' of task '%s' is set by no task and not in env: it fires "

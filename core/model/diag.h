@@ -34,5 +34,13 @@ void diag__sort(struct wf_diags *d);
 #define NAME_CLIP 80
 const char *diag__clip(const char *s, size_t max, char *buf);
 
+/*
+ * The len bytes at s, which may hold NULs, quoted for a message into buf
+ * (max + 1 bytes, max >= 8): control characters escaped as YAML writes them
+ * ("A\nB", "A\0B", "\e[31m"), and, past max bytes, cut and ended with "...".
+ * Returns buf.
+ */
+const char *diag__quote(const char *s, size_t len, size_t max, char *buf);
+
 
 #endif

@@ -5,6 +5,16 @@
  * composes its own (the same nodes in the same order, an alias as a second
  * reference to its anchored node, the same errors left in the parser's error
  * fields, which yaml.h documents as public), only into struct ydoc.
+ *
+ * Composing stops at the first collection deeper than DOCUMENT_MAX_DEPTH. The
+ * bound is not only against a silly tree: libyaml's scanner walks its stack
+ * of possible simple keys, one entry per open flow collection, for every
+ * token it fetches (yaml_parser_stale_simple_keys and the loop of
+ * yaml_parser_fetch_more_tokens, as perf shows), so N levels of `[[[...` cost
+ * N^2/2 steps: 200,000 levels took two minutes. The scanner reads at most a
+ * simple key's 1024 characters ahead of the events, so refusing the event at
+ * level 101 stops it after a few thousand steps, and below the bound each
+ * token costs at most a bounded number of steps: loading is linear.
  */
 #include "document.h"
 
@@ -177,11 +187,21 @@ static int add_node(struct composer *c, const yaml_event_t *e, uint32_t *id)
     return !anchor || register_anchor(c, (const char *)anchor, *id, e->start_mark);
 }
 
-/* Opens collection node: its children gather in pending until it ends. */
-static int open_collection(struct composer *c, uint32_t node)
-{
-    struct open_node *grown = grow(c->open, &c->cap_open, c->n_open + 1, sizeof *c->open);
+const char document__too_deep[] = "lists and mappings nested too deep";
 
+/*
+ * Opens collection node, which event e starts: its children gather in pending
+ * until it ends.
+ */
+static int open_collection(struct composer *c, uint32_t node, const yaml_event_t *e)
+{
+    struct open_node *grown;
+
+    /* The root is level 1, so n_open collections are open above this one. */
+    if (c->n_open >= DOCUMENT_MAX_DEPTH)
+        return compose_error(c, YAML_COMPOSER_ERROR, NULL, e->start_mark, document__too_deep,
+                             e->start_mark);
+    grown = grow(c->open, &c->cap_open, c->n_open + 1, sizeof *c->open);
     if (!grown)
         return out_of_memory(c);
     c->open = grown;
@@ -236,7 +256,7 @@ static int compose_event(struct composer *c, const yaml_event_t *e)
         return add_node(c, e, &id) && add_child(c, id);
     case YAML_SEQUENCE_START_EVENT:
     case YAML_MAPPING_START_EVENT:
-        return add_node(c, e, &id) && add_child(c, id) && open_collection(c, id);
+        return add_node(c, e, &id) && add_child(c, id) && open_collection(c, id, e);
     case YAML_SEQUENCE_END_EVENT:
     case YAML_MAPPING_END_EVENT:
         return close_collection(c);

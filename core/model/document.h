@@ -8,6 +8,10 @@
  * bomb) or even a loop: whoever walks the tree counts what it visits (the
  * loader does, see load.h).
  *
+ * Collections nest at most DOCUMENT_MAX_DEPTH deep: composing stops at the
+ * first node deeper than that (see document.c for why the bound is also what
+ * keeps libyaml linear).
+ *
  * The small readers below are inline because the loader calls them for every
  * node it touches; they only look at one node.
  */
@@ -50,6 +54,22 @@ struct ydoc {
     uint32_t *kids;
     size_t n_kids, cap_kids;
 };
+
+/*
+ * Deepest nesting of lists and mappings in a workflow file, the root being
+ * level 1. A workflow uses 5 levels down to a task's params, whose own
+ * bound is 64 (load_tasks.c); 100 leaves room for both and is far below what
+ * makes libyaml slow.
+ */
+#define DOCUMENT_MAX_DEPTH 100
+
+/*
+ * The problem document__compose leaves in the parser's error fields (a
+ * YAML_COMPOSER_ERROR, at the collection that opens level
+ * DOCUMENT_MAX_DEPTH + 1) when the document nests too deep; compare the
+ * pointer to tell it from libyaml's own problems.
+ */
+extern const char document__too_deep[];
 
 /*
  * Composes the next document of the stream into doc, as yaml_parser_load

@@ -27,7 +27,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <yaml.h>
 
 static const char *const TOP_KEYS[] = {"workflow"};
@@ -72,11 +71,14 @@ static void read_auth(struct loader *L, struct ynode *n)
     load__read_seconds(L, f[AK_CACHE_TTL].value, "cache_ttl", "auth", &wf->auth.cache_ttl);
 }
 
-/* The file's base name without its extension, as a default workflow name. */
+/*
+ * The file's base name without its extension, as a default workflow name;
+ * "stdin" for standard input ("-").
+ */
 static char *default_name(const char *file)
 {
     const char *base = strrchr(file, '/');
-    char *name = strdup(base ? base + 1 : file);
+    char *name = strdup(!strcmp(file, "-") ? "stdin" : base ? base + 1 : file);
     char *dot = name ? strrchr(name, '.') : NULL;
 
     if (dot && dot != name)
@@ -188,7 +190,12 @@ static void syntax_error(struct loader *L, const yaml_parser_t *p, const char *t
         else
             diag__error(L->diags, at, "YAML syntax error: %s (U+%04X)",
                         p->problem ? p->problem : "unknown error", (unsigned)p->problem_value);
-    } else if (p->error == YAML_MEMORY_ERROR)
+    } else if (p->problem == document__too_deep)
+        diag__error(L->diags, at,
+                    "lists and mappings are nested deeper than %d levels here; a workflow needs "
+                    "far fewer (refusing the file)",
+                    DOCUMENT_MAX_DEPTH);
+    else if (p->error == YAML_MEMORY_ERROR)
         diag__error(L->diags, at, "out of memory while parsing YAML");
     else if (p->context)
         diag__error(L->diags, at, "YAML syntax error: %s (%s that started at line %d)",
@@ -221,6 +228,15 @@ struct workflow *workflow__load_buffer(const char *file, const char *text_, size
     have_parser = 1;
     L.wf = wf;
     wf->file = strdup(file);
+    /* The same bound as a file's (load_file.c), for whoever hands a buffer in. */
+    if (len > WF_MAX_FILE_SIZE) {
+        struct wf_pos start = {1, 1};
+        diag__error(L.diags, start,
+                    "the workflow is %zu bytes, over the limit of %d MiB (%d bytes) for a "
+                    "workflow file",
+                    len, WF_MAX_FILE_SIZE >> 20, WF_MAX_FILE_SIZE);
+        goto out;
+    }
     yaml_parser_set_input_string(&parser, (const unsigned char *)text_, len);
     if (!document__compose(&parser, &doc)) {
         syntax_error(&L, &parser, text_, len);
@@ -261,47 +277,11 @@ struct workflow *workflow__load(const char *path, const struct wf_load_options *
                                 struct wf_diags *diags)
 {
     struct workflow *wf = NULL;
-    struct wf_pos none = {0, 0};
-    FILE *f = NULL;
-    struct stat st;
     char *buf = NULL;
-    size_t len = 0, cap = 0, first = 8192;
+    size_t len = 0;
 
-    f = fopen(path, "rb");
-    if (!f) {
-        diag__error(diags, none, "cannot read the workflow file: %s", strerror(errno));
-        goto out;
-    }
-    /* A regular file is read into a buffer of its size, plus the byte that
-     * shows its end: growing by doubling held up to twice the file. */
-    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 0 &&
-        (uintmax_t)st.st_size < SIZE_MAX / 4)
-        first = (size_t)st.st_size + 1;
-    for (;;) {
-        size_t got;
-        if (len == cap) {
-            size_t want = cap ? cap * 2 : first;
-            char *bigger = realloc(buf, want);
-            if (!bigger) {
-                diag__error(diags, none, "out of memory reading the workflow file");
-                goto out;
-            }
-            buf = bigger;
-            cap = want;
-        }
-        got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0)
-            break;
-    }
-    if (ferror(f)) {
-        diag__error(diags, none, "cannot read the workflow file: %s", strerror(errno));
-        goto out;
-    }
-    wf = workflow__load_buffer(path, buf, len, opts, diags);
-out:
-    if (f)
-        fclose(f);
+    if (load__read_file(path, diags, &buf, &len))
+        wf = workflow__load_buffer(path, buf, len, opts, diags);
     free(buf);
     return wf;
 }

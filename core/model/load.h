@@ -24,8 +24,21 @@
  */
 #define NODE_BUDGET 1000000
 #define VISITS_PER_NODE 4
-/* Longest timeout accepted: about 31 years, far below any overflow downstream. */
-#define MAX_TIMEOUT 1e9
+/*
+ * The largest workflow file read (load_file.c): 16 MiB, over 100 times the
+ * largest real workflow (a 1,000-task file is about 100 KB).
+ */
+#define WF_MAX_FILE_SIZE (16 * 1024 * 1024)
+
+/*
+ * The bounds of the numeric fields, far above what a real workflow uses and
+ * below what would exhaust the machine (20,000,000 workers made `flowbus up`
+ * grow to 1.9 GB): docs/workflow-format.md lists them.
+ */
+#define MAX_TIMEOUT (30.0 * 24 * 3600) /* timeout, retry delays, auth timeout: 30 days */
+#define MAX_WORKERS 1024
+#define MAX_RETRIES 1000
+#define MAX_QUEUE 100000
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -85,9 +98,27 @@ void load__read_fields(struct loader *L, struct ynode *map, const char *const *k
 /* Returns the value of a string field, or NULL (reporting a wrong type). */
 const char *load__string_field(struct loader *L, const struct field *f, const char *where);
 
-/* Reads an optional duration in seconds (fractions allowed) into *out. */
+/*
+ * Reads an optional duration in seconds (fractions allowed), 0 to MAX_TIMEOUT,
+ * into *out; tname says whose it is in messages ("task 'A'", "auth").
+ */
 void load__read_seconds(struct loader *L, struct ynode *n, const char *key, const char *tname,
                         double *out);
+
+/*
+ * Reads the workflow file at path ("-": standard input) into *buf (malloc'd,
+ * the caller frees it) and *len: a regular file (standard input may be a
+ * pipe) of at most WF_MAX_FILE_SIZE bytes. Returns 0 after reporting why not,
+ * at 1:1 (load_file.c).
+ */
+int load__read_file(const char *path, struct wf_diags *diags, char **buf, size_t *len);
+
+/*
+ * Reads an optional integer field from min to max into *out; what is not an
+ * integer ≥ min, or is over max, is reported at n.
+ */
+void load__read_int(struct loader *L, struct ynode *n, const char *key, const char *tname, int min,
+                    int max, int *out);
 
 /* The workflow's `env:` mapping, into wf->vars (load_env.c). */
 void load__read_env(struct loader *L, struct ynode *env);

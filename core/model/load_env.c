@@ -1,10 +1,13 @@
 /*
  * load_env.c - the workflow's initial variables: `env:` (plain values, or
  * {value: ..., secret: true}), the {{ENV:X}} references in them, and the
- * `--set` values of the command line, which override them.
+ * `--set` values of the command line, which override them (a reserved name,
+ * fb_name_reserved, only when env: declares it).
  */
 #include "diag.h"
 #include "load.h"
+
+#include <flowbus/protocol.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -279,12 +282,22 @@ void load__apply_settings(struct loader *L)
                         shown, VAR_NAME_RULE);
             continue;
         }
+        existing = var_find(L, s->name);
+        /* A reserved name (PATH, LD_PRELOAD, AUTH_TOKEN...) reaches every
+         * command's environment: only the workflow's author declares it, in
+         * env:, and --set may then change its value. */
+        if (existing < 0 && fb_name_reserved(s->name)) {
+            diag__error(L->diags, none,
+                        "--set %s: '%s' is a reserved name (it %s); --set can change it only "
+                        "when the workflow's env: declares it",
+                        s->name, s->name, fb_name_reserved(s->name));
+            continue;
+        }
         value = strdup(s->value ? s->value : "");
         if (!value) {
             diag__error(L->diags, none, "out of memory");
             return;
         }
-        existing = var_find(L, s->name);
         var = existing >= 0 ? &L->wf->vars[existing] : var_append(L, s->name);
         if (!var) {
             free(value);

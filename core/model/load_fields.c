@@ -1,8 +1,8 @@
 /*
  * load_fields.c - the loader's readers of single fields: the node budget that
- * every walk goes through, typed scalars (booleans, numbers, durations),
- * strings, and mappings with a fixed set of keys. Each reports what it found
- * when that is not what was expected, and returns.
+ * every walk goes through, typed scalars (booleans, numbers, bounded integers
+ * and durations), strings, and mappings with a fixed set of keys. Each
+ * reports what it found when that is not what was expected, and returns.
  */
 #include "diag.h"
 #include "suggest.h"
@@ -40,7 +40,7 @@ struct ynode *load__visit(struct loader *L, uint32_t id)
 const char *load__describe(const struct ynode *n, char *buf, size_t size)
 {
     const char *s = scalar(n);
-    char clipped[41];
+    char quoted[41];
 
     if (!n)
         snprintf(buf, size, "nothing");
@@ -51,7 +51,7 @@ const char *load__describe(const struct ynode *n, char *buf, size_t size)
     else if (is_null(n))
         snprintf(buf, size, "an empty value");
     else
-        snprintf(buf, size, "\"%s\"", diag__clip(s, 40, clipped));
+        snprintf(buf, size, "\"%s\"", diag__quote(s, n->len, 40, quoted));
     return buf;
 }
 
@@ -164,7 +164,11 @@ const char *load__string_field(struct loader *L, const struct field *f, const ch
     if (!f->value)
         return NULL;
     s = text(f->value);
-    if (!s)
+    if (!s && scalar(f->value) && !is_null(f->value))
+        diag__error(L->diags, pos_of(f->value),
+                    "'%s' in %s must not contain a NUL character, got %s", scalar(f->key), where,
+                    load__describe(f->value, buf, sizeof buf));
+    else if (!s)
         diag__error(L->diags, pos_of(f->value), "'%s' in %s must be a string, got %s",
                     scalar(f->key), where, load__describe(f->value, buf, sizeof buf));
     return s;
@@ -180,8 +184,26 @@ void load__read_seconds(struct loader *L, struct ynode *n, const char *key, cons
         return;
     if (!load__parse_number(n, &d) || d < 0 || d > MAX_TIMEOUT)
         diag__error(L->diags, pos_of(n),
-                    "'%s' must be a number of seconds from 0 to %.0f, got %s (%s)", key,
+                    "'%s' must be a number of seconds from 0 to %.0f (30 days), got %s (%s)", key,
                     MAX_TIMEOUT, load__describe(n, buf, sizeof buf), tname);
     else
         *out = d;
+}
+
+void load__read_int(struct loader *L, struct ynode *n, const char *key, const char *tname, int min,
+                    int max, int *out)
+{
+    char buf[64];
+    long v;
+
+    if (!n)
+        return;
+    if (!load__parse_int(n, &v) || v < min)
+        diag__error(L->diags, pos_of(n), "'%s' must be an integer ≥ %d, got %s (task '%s')", key,
+                    min, load__describe(n, buf, sizeof buf), tname);
+    else if (v > max)
+        diag__error(L->diags, pos_of(n), "'%s' must be at most %d, got %s (task '%s')", key, max,
+                    load__describe(n, buf, sizeof buf), tname);
+    else
+        *out = (int)v;
 }

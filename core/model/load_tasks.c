@@ -1,11 +1,14 @@
 /*
  * load_tasks.c - reads the workflow's `tasks:` list: each task's name and
- * plugin (looked up through the options), inputs and outputs, params
- * (converted to JSON the way YAML's core schema reads scalars), depends_on,
- * execution and permissions; each task goes into the name index as it is read.
+ * plugin (looked up through the options), inputs and outputs (no reserved
+ * name nor secret's name among the outputs), params (converted to JSON the
+ * way YAML's core schema reads scalars), depends_on, execution (its numbers
+ * bounded) and permissions; each task goes into the name index as it is read.
  */
 #include "diag.h"
 #include "load.h"
+
+#include <flowbus/protocol.h>
 
 #include <ctype.h>
 #include <errno.h>
@@ -215,7 +218,7 @@ static json_t *node_to_json(struct loader *L, struct ynode *n, int depth, const 
             }
             if (json_object_getn(out, key->u.value, key->len)) {
                 diag__error(L->diags, pos_of(key), "duplicate key '%s' in %s",
-                            diag__clip(scalar(key), NAME_CLIP, clipped), where);
+                            diag__quote(key->u.value, key->len, NAME_CLIP, clipped), where);
                 goto fail;
             }
             v = node_to_json(L, value, depth + 1, where);
@@ -235,7 +238,6 @@ static void read_execution(struct loader *L, struct ynode *n, struct wf_task *t,
 {
     struct field f[EK_COUNT];
     char where[128], what[160], buf[64];
-    long v;
 
     if (is_null(n))
         return;
@@ -258,42 +260,22 @@ static void read_execution(struct loader *L, struct ynode *n, struct wf_task *t,
                         load__describe(f[EK_TIMEOUT].value, buf, sizeof buf), tname);
         else if (d > MAX_TIMEOUT)
             diag__error(L->diags, pos_of(f[EK_TIMEOUT].value),
-                        "'timeout' must be at most %.0f seconds, got %s (task '%s')", MAX_TIMEOUT,
-                        load__describe(f[EK_TIMEOUT].value, buf, sizeof buf), tname);
+                        "'timeout' must be at most %.0f seconds (30 days), got %s (task '%s')",
+                        MAX_TIMEOUT, load__describe(f[EK_TIMEOUT].value, buf, sizeof buf), tname);
         else
             t->timeout = d;
     }
-    if (f[EK_WORKERS].value) {
-        if (!load__parse_int(f[EK_WORKERS].value, &v) || v < 1)
-            diag__error(L->diags, pos_of(f[EK_WORKERS].value),
-                        "'workers' must be an integer ≥ 1, got %s (task '%s')",
-                        load__describe(f[EK_WORKERS].value, buf, sizeof buf), tname);
-        else
-            t->workers = (int)v;
-    }
-    if (f[EK_RETRIES].value) {
-        if (!load__parse_int(f[EK_RETRIES].value, &v) || v < 0)
-            diag__error(L->diags, pos_of(f[EK_RETRIES].value),
-                        "'retries' must be an integer ≥ 0, got %s (task '%s')",
-                        load__describe(f[EK_RETRIES].value, buf, sizeof buf), tname);
-        else
-            t->retries = (int)v;
-    }
-    load__read_seconds(L, f[EK_RETRY_DELAY].value, "retry_delay", tname, &t->retry_delay);
-    load__read_seconds(L, f[EK_RETRY_MAX_DELAY].value, "retry_max_delay", tname,
+    load__read_int(L, f[EK_WORKERS].value, "workers", tname, 1, MAX_WORKERS, &t->workers);
+    load__read_int(L, f[EK_RETRIES].value, "retries", tname, 0, MAX_RETRIES, &t->retries);
+    snprintf(what, sizeof what, "task '%s'", tname);
+    load__read_seconds(L, f[EK_RETRY_DELAY].value, "retry_delay", what, &t->retry_delay);
+    load__read_seconds(L, f[EK_RETRY_MAX_DELAY].value, "retry_max_delay", what,
                        &t->retry_max_delay);
     snprintf(what, sizeof what, "'depends_on' of task '%s'", tname);
     read_names(L, f[EK_DEPENDS_ON].value, TASK_NAMES, what, 1, &t->depends_on);
     snprintf(what, sizeof what, "'trigger' of task '%s'", tname);
     read_names(L, f[EK_TRIGGER].value, VAR_NAMES, what, 0, &t->trigger);
-    if (f[EK_QUEUE].value) {
-        if (!load__parse_int(f[EK_QUEUE].value, &v) || v < 1 || v > 1000000)
-            diag__error(L->diags, pos_of(f[EK_QUEUE].value),
-                        "'queue' must be an integer from 1 to 1000000, got %s (task '%s')",
-                        load__describe(f[EK_QUEUE].value, buf, sizeof buf), tname);
-        else
-            t->queue = (int)v;
-    }
+    load__read_int(L, f[EK_QUEUE].value, "queue", tname, 1, MAX_QUEUE, &t->queue);
     if (f[EK_RESTART].value) {
         if (!workflow__restart_parse(text(f[EK_RESTART].value), &t->restart))
             diag__error(L->diags, pos_of(f[EK_RESTART].value),
@@ -319,6 +301,43 @@ static void read_permissions(struct loader *L, struct ynode *n, struct wf_task *
     load__read_fields(L, n, PERMISSION_KEYS, COUNT(PERMISSION_KEYS), where, f);
     snprintf(what, sizeof what, "'required' of %s", where);
     read_names(L, f[0].value, PERMISSION_NAMES, what, 0, &t->permissions);
+}
+
+/* 1 if the workflow's env: makes name a secret. */
+static int is_secret(const struct loader *L, const char *name)
+{
+    json_t *i = json_object_get(L->var_index, name);
+
+    return i && L->wf->vars[json_integer_value(i)].secret;
+}
+
+/*
+ * A task's outputs become variables on the bus and the environment of every
+ * task that reads them, so an output named PATH or LD_PRELOAD chooses what a
+ * downstream command runs or loads, and one named AUTH_TOKEN, or after a
+ * secret of env:, would replace that secret with a value that is neither
+ * given by the workflow nor masked. Nothing in a workflow makes such an
+ * output allowed: a value like that is the workflow author's to give, in
+ * env:.
+ */
+static void check_outputs(struct loader *L, const struct wf_task *t, const char *tname)
+{
+    for (size_t i = 0; i < t->outputs.n; i++) {
+        const struct wf_name *o = &t->outputs.items[i];
+        const char *why = fb_name_reserved(o->name);
+
+        if (why)
+            diag__error(L->diags, o->pos,
+                        "task '%s' may not output '%s': that name %s, and a task's outputs "
+                        "become the environment of the tasks that read them; choose another "
+                        "name",
+                        tname, o->name, why);
+        else if (is_secret(L, o->name))
+            diag__error(L->diags, o->pos,
+                        "task '%s' may not output '%s': it is a secret of env:, which only the "
+                        "workflow gives (and masks); choose another name",
+                        tname, o->name);
+    }
 }
 
 /* The task's name, if it has a usable one, for messages before it is read. */
@@ -396,6 +415,7 @@ static void read_task(struct loader *L, struct ynode *n, size_t number, struct w
     read_names(L, f[TK_INPUTS].value, VAR_NAMES, what, 0, &t->inputs);
     snprintf(what, sizeof what, "'outputs' of task '%s'", tname);
     read_names(L, f[TK_OUTPUTS].value, VAR_NAMES, what, 0, &t->outputs);
+    check_outputs(L, t, tname);
 
     if (f[TK_PARAMS].value && !is_null(f[TK_PARAMS].value)) {
         snprintf(what, sizeof what, "'params' of task '%s'", tname);

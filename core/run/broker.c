@@ -14,6 +14,7 @@
 #include "broker.h"
 #include <flowbus/flowbus.h>
 #include "log.h"
+#include "tmpdirs.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -320,6 +321,11 @@ struct broker *broker__start(const char *passwords, const char *acl, char *err, 
         b->dir[0] = '\0';
         goto fail;
     }
+    /* The owner record first: a coordinator killed from here on leaves a directory gc removes. */
+    if (!tmpdirs__claim(b->dir)) {
+        snprintf(err, errlen, "cannot write the owner record in %s: %s", b->dir, strerror(errno));
+        goto fail;
+    }
     if (!write_access(b, passwords, acl, err, errlen))
         goto fail;
     for (int attempt = 0; attempt < 3 && how == ATTEMPT_EXITED; attempt++)
@@ -348,7 +354,7 @@ void broker__stop(struct broker *b)
 {
     char path[256];
     const char *files[] = {"passwd", "acl", "mosquitto.conf", "mosquitto.log", "mosquitto.db",
-                           "mosquitto.db.new"};
+                           "mosquitto.db.new", "owner"};
 
     if (!b)
         return;

@@ -15,6 +15,7 @@
 #include "display.h"
 #include "graph.h"
 #include "log.h"
+#include "tmpdirs.h"
 #include "workflow.h"
 
 #include <dirent.h>
@@ -32,22 +33,34 @@
 #define CONNECT_ATTEMPTS 8 /* to an external broker: 0.1+0.2+...+2 s, about 10 s */
 #define FRESH_WAIT 5.0     /* seconds the broker has to show that a run id is unused */
 
+static void note_removed(void *ctx, const char *path, long pid)
+{
+    (void)ctx;
+    log_printf(FB_LOG_DEBUG, "removed %s, left by process %ld, which is gone", path, pid);
+}
+
 /*
  * Creates the run's private directory, where the tasks share their permission
- * cache (file names are salted hashes, never tokens), and the salt.
+ * cache (file names are salted hashes, never tokens), and the salt, with its
+ * owner record (tmpdirs.h). First the directories of flowbus processes killed
+ * before they could remove theirs go (a broker's held the hashed passwords).
  */
 static int make_run_dir(struct run *r)
 {
-    const char *tmp = getenv("TMPDIR");
+    const char *tmp = tmpdirs__root();
     unsigned char rnd[16];
 
-    if (!tmp || !*tmp || strlen(tmp) > 200)
-        tmp = "/tmp";
+    tmpdirs__sweep(tmp, 0, note_removed, NULL);
     snprintf(r->res.run_dir, sizeof r->res.run_dir, "%s/flowbus-run-XXXXXX", tmp);
     if (!mkdtemp(r->res.run_dir)) {
         log_printf(FB_LOG_ERROR, "cannot create the run directory in %s: %s", tmp,
                    strerror(errno));
         r->res.run_dir[0] = '\0';
+        return 0;
+    }
+    if (!tmpdirs__claim(r->res.run_dir)) {
+        log_printf(FB_LOG_ERROR, "cannot write the owner record in %s: %s", r->res.run_dir,
+                   strerror(errno));
         return 0;
     }
     if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {

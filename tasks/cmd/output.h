@@ -1,9 +1,12 @@
 /*
  * output.h - what the command says: its stdout and stderr read as lines
- * while it runs. A stdout line KEY=VALUE (kv.h) whose KEY is a declared
- * output records its value (the last such line wins, applied only if the
- * command succeeds); every other line goes to the task's log. See main.c for
- * the rules as the user sees them.
+ * while it runs, and the file $FLOWBUS_OUTPUT it wrote (outfile.h) once it
+ * has exited. A KEY=VALUE line in the file, or on stdout (kv.h), whose KEY
+ * is a declared output records its value (the last such line wins, the
+ * file's over stdout's, applied only if the command succeeds); every other
+ * line goes to the task's log. When an input's value holds a newline, stdout
+ * lines are only log lines: such a value, echoed, would forge a KEY=VALUE
+ * line (see main.c for the rules as the user sees them).
  */
 #ifndef FLOWBUS_TASKS_CMD_OUTPUT_H
 #define FLOWBUS_TASKS_CMD_OUTPUT_H
@@ -24,11 +27,14 @@ struct stream {
 /* What one run of the command has said so far. */
 struct run {
     fb_task *task;
-    char **values; /* per declared output index; NULL until printed */
+    char **values; /* per declared output index, from stdout; NULL until printed */
+    char **file_values; /* the same from $FLOWBUS_OUTPUT, which wins over stdout */
+    const char *newline_input; /* an input with a newline: stdout sets nothing (the task's) */
     char **warned; /* undeclared keys already warned about */
     size_t nwarned;
     int failed_mem;  /* 1 if memory ran out recording a value */
     char *too_large; /* the first declared output whose value was over the limit */
+    char *has_nul;   /* the first declared output whose value held a NUL byte */
 };
 
 /* The variable value limit, as the SDK applies it (FLOWBUS_MAX_VALUE). */
@@ -55,6 +61,14 @@ int output__read(struct run *r, struct stream *s);
  * holds open after the command exited, and empties the buffer.
  */
 void output__last_line(struct run *r, struct stream *s);
+
+/*
+ * Records the outputs in the len bytes of $FLOWBUS_OUTPUT (outfile.h) into
+ * r->file_values, with the same checks as stdout's lines (declared, within
+ * the limit, without NUL). Returns 0, or -1 with a one-line reason in err
+ * for a malformed file.
+ */
+int output__read_file(struct run *r, const char *buf, size_t len, char *err, size_t errlen);
 
 /* Frees what r recorded (not r->task). */
 void output__clear(struct run *r);

@@ -2,8 +2,22 @@
  * params.c - reads and checks the cmd task's params into the command to run
  * (see params.h): the argv from "command" or "argv", the environment from
  * ours, "env" and the inputs, and the working directory from "cwd".
+ *
+ * An input reaches the command in two ways: always as the file
+ * $FLOWBUS_INPUTS_DIR/NAME (workdir.h), which holds any value up to the value
+ * limit, and as the environment variable NAME when it may be one. Linux
+ * limits one environment string to MAX_ARG_STRLEN (128 KiB, "NAME=value"
+ * and its NUL) and all of argv and the environment together to a quarter of
+ * the stack limit, below the 256 KiB a value may have; an input that does
+ * not fit is left out of the environment with a warning on the task's log,
+ * so the exec never fails with "Argument list too long". A reserved name
+ * (fb_name_reserved: LD_PRELOAD, PATH, AUTH_TOKEN, ...) is never set from an
+ * input, whatever the workflow or a publisher on the bus says.
  */
 #include "params.h"
+#include "workdir.h"
+
+#include <flowbus/protocol.h>
 
 #include <errno.h>
 #include <jansson.h>
@@ -11,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 extern char **environ;
 
@@ -193,16 +208,6 @@ int params__read(fb_task *task, struct command *c, char *err, size_t errlen)
         if (params__setenv(c, key, text) != 0)
             goto nomem;
     }
-    /* Inputs last: they are the task's declared interface and win over env. */
-    for (i = 0; i < fb_task_input_count(task); i++) {
-        const char *name = fb_task_input_name(task, i);
-        const char *value = fb_task_input(task, name);
-
-        /* A NULL value is a secret input: it is already in our environment. */
-        if (value && params__setenv(c, name, value) != 0)
-            goto nomem;
-    }
-
     if (cwd) {
         struct stat st;
 
@@ -229,4 +234,144 @@ nomem:
 out:
     json_decref(params);
     return rc;
+}
+
+/* Linux's MAX_ARG_STRLEN: the most bytes one environment string may have, its NUL included. */
+#define ENV_STRING_MAX (32 * 4096)
+
+/* Removes name from c->envp if it is there. */
+static void unsetenv_entry(struct command *c, const char *name)
+{
+    size_t n = strlen(name), i;
+
+    for (i = 0; i < c->envc; i++) {
+        if (strncmp(c->envp[i], name, n) == 0 && c->envp[i][n] == '=') {
+            free(c->envp[i]);
+            memmove(&c->envp[i], &c->envp[i + 1], (c->envc - i) * sizeof *c->envp);
+            c->envc--;
+            return;
+        }
+    }
+}
+
+/*
+ * 1 if name is a secret input: listed in FLOWBUS_SECRETS (docs/protocol.md),
+ * the inputs the coordinator put in our environment rather than on the bus.
+ */
+static int is_secret(const char *name)
+{
+    const char *list = getenv("FLOWBUS_SECRETS"), *p = list;
+    size_t n = strlen(name);
+
+    while (p && *p) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+
+        if (len == n && strncmp(p, name, n) == 0)
+            return 1;
+        p = comma ? comma + 1 : NULL;
+    }
+    return 0;
+}
+
+/* What exec counts for argv and the environment: each string, its NUL and its pointer. */
+static size_t exec_size(const struct command *c)
+{
+    size_t total = 0, i;
+
+    for (i = 0; c->argv && c->argv[i]; i++)
+        total += strlen(c->argv[i]) + 1 + sizeof(char *);
+    for (i = 0; i < c->envc; i++)
+        total += strlen(c->envp[i]) + 1 + sizeof(char *);
+    return total;
+}
+
+/* The input's value in c's environment, or NULL if it is not there. */
+static const char *env_value(const struct command *c, const char *name)
+{
+    size_t n = strlen(name), i;
+
+    for (i = 0; i < c->envc; i++)
+        if (strncmp(c->envp[i], name, n) == 0 && c->envp[i][n] == '=')
+            return c->envp[i] + n + 1;
+    return NULL;
+}
+
+/*
+ * While argv and the environment are over what exec takes, leaves the largest
+ * input out of the environment (its file stays).
+ */
+static void fit_exec_limit(fb_task *task, struct command *c)
+{
+    long arg_max = sysconf(_SC_ARG_MAX);
+    /* Headroom for what the command's own children add (a shell exports a few variables). */
+    size_t budget = arg_max > 65536 ? (size_t)arg_max - 16384 : 49152;
+
+    while (exec_size(c) > budget) {
+        const char *largest = NULL;
+        size_t largest_len = 0, i;
+
+        for (i = 0; i < fb_task_input_count(task); i++) {
+            const char *name = fb_task_input_name(task, i), *v;
+
+            /* A secret is in the environment only: it stays, whatever its size. */
+            if (!fb_task_input(task, name) || is_secret(name) || !(v = env_value(c, name)))
+                continue;
+            if (!largest || strlen(v) > largest_len)
+                largest = name, largest_len = strlen(v);
+        }
+        if (!largest)
+            return; /* only the inherited environment is left: exec will say */
+        fb_task_log(task,
+                    "warning: input %s (%zu bytes) is left out of the command's environment: "
+                    "with it, the environment is over what exec takes (%ld bytes); read it from "
+                    "$FLOWBUS_INPUTS_DIR/%s",
+                    largest, largest_len, arg_max, largest);
+        unsetenv_entry(c, largest);
+    }
+}
+
+int params__add_inputs(fb_task *task, struct command *c, const struct workdir *w, char *err,
+                       size_t errlen)
+{
+    size_t i;
+
+    for (i = 0; i < fb_task_input_count(task); i++) {
+        const char *name = fb_task_input_name(task, i);
+        const char *value = fb_task_input(task, name), *why;
+
+        if (value && !c->newline_input && strchr(value, '\n'))
+            c->newline_input = name;
+        /* A secret input is already in our environment (inherited), and stays off disk. */
+        if (!value || is_secret(name))
+            continue;
+        if (workdir__write_input(w, name, value, strlen(value), err, errlen) != 0)
+            return -1;
+        if ((why = fb_name_reserved(name)) != NULL) {
+            fb_task_log(task,
+                        "warning: input %s is not put in the command's environment: the name is "
+                        "reserved (it %s); read it from $FLOWBUS_INPUTS_DIR/%s",
+                        name, why, name);
+            continue;
+        }
+        if (strlen(name) + strlen(value) + 2 > ENV_STRING_MAX) {
+            fb_task_log(task,
+                        "warning: input %s (%zu bytes) is left out of the command's environment, "
+                        "which holds at most %d bytes per variable; read it from "
+                        "$FLOWBUS_INPUTS_DIR/%s",
+                        name, strlen(value), ENV_STRING_MAX - 1, name);
+            continue;
+        }
+        /* Inputs last: they are the task's declared interface and win over env. */
+        if (params__setenv(c, name, value) != 0)
+            goto nomem;
+    }
+    if (params__setenv(c, "FLOWBUS_INPUTS_DIR", w->inputs) != 0 ||
+        params__setenv(c, "FLOWBUS_OUTPUT", w->output) != 0)
+        goto nomem;
+    fit_exec_limit(task, c);
+    return 0;
+nomem:
+    snprintf(err, errlen, "out of memory");
+    return -1;
 }

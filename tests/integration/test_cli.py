@@ -145,7 +145,7 @@ class TestCli(unittest.TestCase):
     def test_missing_file_and_yaml_syntax(self):
         res = fbrun.run(["validate", os.path.join(self.dir, "nope.yaml")])
         self.assertEqual(res.returncode, 2)
-        self.assertIn("nope.yaml: error: cannot read", res.stderr)
+        self.assertIn("nope.yaml:1:1: error: cannot read", res.stderr)
         path = write(self.dir, "syntax.yaml", "workflow:\n  name: [unclosed\n  tasks: []\n")
         res = fbrun.run(["validate", path])
         self.assertEqual(res.returncode, 2)

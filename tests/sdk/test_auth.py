@@ -310,6 +310,19 @@ class FetchAndRequire(AuthTestCase):
         self.assert_denied(self.check(["can_x"], token="tok-type-2", url=a.url),
                            "malformed response", "not true or false")
 
+    def test_duplicate_key_is_denied_not_last_wins(self):
+        # jansson alone keeps the last of two equal keys: this was granted (issue 14).
+        body = '{"permissions": {"can_execute_commands": false, "can_execute_commands": true}}'
+        a = self.attica({"tokens": {"tok-dup-1": {"fail": "raw", "body": body}}})
+        self.assert_denied(self.check(["can_execute_commands"], token="tok-dup-1", url=a.url),
+                           "malformed response", "a key appears twice")
+
+    def test_duplicate_top_level_key_is_denied(self):
+        body = '{"permissions": ["can_x"], "permissions": ["can_x"]}'
+        a = self.attica({"tokens": {"tok-dup-2": {"fail": "raw", "body": body}}})
+        self.assert_denied(self.check(["can_x"], token="tok-dup-2", url=a.url),
+                           "malformed response", "a key appears twice")
+
     def test_connection_closed_without_answer(self):
         a = self.attica({"fail": "close"})
         self.assert_denied(self.check(["can_x"], token="tok-close-1", url=a.url),

@@ -156,6 +156,28 @@ class OneShot(PySdkTestCase):
         self.assertEqual(code, 0, err)
         self.assertEqual(self.retained(fbtest.var_topic(self.run_id, "OUT")), b"first")
 
+    def test_a_value_over_the_limit_or_with_a_nul_is_refused_not_taken(self):
+        # As the C SDK (tests/integration/test_values.py FromOutside): before, both were taken.
+        proc = self.spawn(self.env("T", extra={"FLOWBUS_MAX_VALUE": "100"}))
+        self.recorder.wait_state(self.run_id, "T", "waiting", WAIT)
+        topic = fbtest.var_topic(self.run_id, "TEXT")
+        log = "flowbus/%s/tasks/T/log" % self.run_id
+        self.recorder.publish(topic, b"y" * 101, retain=True)
+        self.recorder.publish(topic, b"a\x00b", retain=True)
+        lines = lambda: [e.payload.decode() for e in self.recorder.on_topic(log)]
+        self.assertTrue(self.recorder.wait_for(lambda ev: len(lines()) >= 2 or None, WAIT),
+                        lines())
+        self.assertIn("warning: value of TEXT refused: 101 bytes, over the limit of 100 "
+                      "(FLOWBUS_MAX_VALUE)", lines())
+        self.assertIn("warning: value of TEXT refused: it contains a NUL byte (a value is text)",
+                      lines())
+        self.set_var("TEXT", "ok")
+        code, _, err = self.finish(proc)
+        self.assertEqual(code, 0, err)
+        # The exit does not order the recorder's deliveries; done follows the outputs.
+        self.recorder.wait_state(self.run_id, "T", "done", WAIT)
+        self.assertEqual(self.var_payloads("OUT"), [b"OK"])
+
     def test_an_exception_is_failed_with_its_message(self):
         self.set_var("TEXT", "abc")
         code, _, err = self.finish(self.spawn(self.env("T", params={"mode": "fail"})))

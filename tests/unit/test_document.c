@@ -181,11 +181,12 @@ static void test_positions_inside_scalars(void)
           "6:8: environment variable 'NOPE' is not set (env 'D' uses {{ENV:NOPE}})\n"
           "8:8: environment variable 'NOPE' is not set (env 'E' uses {{ENV:NOPE}})\n"
           "9:8: environment variable 'NOPE' is not set (env 'F' uses {{ENV:NOPE}})\n");
-    /* A NUL inside a quoted scalar: not usable as text, and quoted up to the NUL. */
+    /* A NUL inside a quoted scalar: not usable as text, and quoted whole, the
+     * NUL escaped (it was quoted up to the NUL, "a"). */
     FAILS("workflow:\n"
           "  name: \"a\\0b\"\n"
           "  tasks: [{name: A, plugin: start}]\n",
-          "2:9: 'name' in workflow must be a string, got \"a\"\n");
+          "2:9: 'name' in workflow must not contain a NUL character, got \"a\\0b\"\n");
 }
 
 /* A big document of many small nodes still loads, with the right positions at its end. */

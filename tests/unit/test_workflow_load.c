@@ -337,8 +337,9 @@ static void test_set_overrides_env(void)
 
     o.settings = set;
     o.n_settings = 3;
+    /* AUTH_TOKEN is a reserved name: --set changes it because env: declares it. */
     wf = load_with("workflow:\n"
-                   "  env: {TIMEOUT: \"10\", KEEP: \"k\"}\n"
+                   "  env: {TIMEOUT: \"10\", KEEP: \"k\", AUTH_TOKEN: \"{{ENV:AUTH_TOKEN}}\"}\n"
                    "  tasks:\n"
                    "    - name: T\n"
                    "      plugin: x\n"
@@ -355,6 +356,7 @@ static void test_set_overrides_env(void)
         CHECK_STR(var(wf, "NEW")->value, "x");
         CHECK(var(wf, "NEW")->from_set);
         CHECK(var(wf, "AUTH_TOKEN")->secret);
+        CHECK_STR(var(wf, "AUTH_TOKEN")->value, "t");
     }
     workflow__free(wf);
     wf_diags_free(&d);

@@ -309,7 +309,10 @@ FB_API const char *fb_task_params_json(const fb_task *task);
 /*
  * Records an output value (copied). It is published only by fb_task_done, so a
  * task that fails publishes none of its outputs. Returns FB_ERR_NOT_FOUND if
- * name is not a declared output, FB_ERR_TOO_LARGE past the value limit.
+ * name is not a declared output, FB_ERR_TOO_LARGE past the value limit, and
+ * FB_ERR_INVALID for a reserved name (fb_name_reserved: LD_PRELOAD, PATH,
+ * AUTH_TOKEN, ...), which never goes on the bus, declared or not (the task's
+ * log says why).
  */
 FB_API enum fb_err fb_task_set_output(fb_task *task, const char *name, const char *value);
 

@@ -86,6 +86,8 @@ class Env:
         self.attempt = _whole(env, "FLOWBUS_ATTEMPT", 1, 1, 2**31 - 1)
         self.reconnect_max = _seconds(env, "FLOWBUS_RECONNECT_MAX", DEFAULT_RECONNECT_MAX)
         self.parent_pid = _whole(env, "FLOWBUS_PARENT_PID", 0, 0, 2**31 - 1)
+        # The value limit (docs/protocol.md, "What a value is"), as the C SDK reads it.
+        self.max_value = _whole(env, "FLOWBUS_MAX_VALUE", 256 * 1024, 1, 2**31 - 1)
 
         inputs = split_list(env, "FLOWBUS_INPUTS", VAR_RULE, "variable name")
         self.outputs = split_list(env, "FLOWBUS_OUTPUTS", VAR_RULE, "variable name")

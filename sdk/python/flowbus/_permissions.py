@@ -125,7 +125,10 @@ def _request(url, token, timeout, ca_file):
         raise Denied("permission service at %s closed the connection without a complete answer: %s"
                      % (where, type(e).__name__))
     try:
-        answer = json.loads(data.decode("utf-8"))
+        answer = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except _DuplicateKey:
+        raise Denied("malformed response from the permission service at %s: a key appears twice "
+                     "in one object, so its meaning is ambiguous" % where)
     except (UnicodeDecodeError, ValueError):
         # The decoder's message quotes the body, which might echo the token: say only what it is.
         raise Denied("malformed response from the permission service at %s: not JSON" % where)
@@ -133,6 +136,24 @@ def _request(url, token, timeout, ca_file):
         raise Denied("malformed response from the permission service at %s: no \"permissions\" key "
                      "in a JSON object" % where)
     return _parse_permissions(answer["permissions"], where)
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs):
+    """A JSON object whose keys are all different (as the C SDK's JSON_REJECT_DUPLICATES).
+
+    json.loads would keep the last of two equal keys, so {"can_x": false, "can_x": true}
+    would grant what another reader denies: such an answer is refused instead.
+    """
+    obj = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _DuplicateKey(key)
+        obj[key] = value
+    return obj
 
 
 def _cache_dir(run_dir, log):
@@ -176,7 +197,8 @@ def fetch_permissions(token, log):
         if locked:
             try:
                 with open(entry, "rb") as f:
-                    cached = json.loads(f.read(2 * MAX_BODY).decode("utf-8"))
+                    cached = json.loads(f.read(2 * MAX_BODY).decode("utf-8"),
+                                        object_pairs_hook=_no_duplicates)
                 left = float(cached["expires"]) - time.time()
                 if 0 < left <= ttl + 1:
                     return _parse_permissions(cached["permissions"], "cache")

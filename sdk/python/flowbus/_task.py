@@ -177,7 +177,7 @@ class Engine:
                     self.taken.add(name)
                 else:
                     self.taken.discard(name)
-            if name in env.inputs and name not in env.secrets:
+            if name in env.inputs and name not in env.secrets and self._acceptable(name, payload):
                 value = decode(payload)
                 if env.reactive:
                     self._reactive_value(name, value, retained)
@@ -194,6 +194,22 @@ class Engine:
                 # A reactive dependency counts once an activation of it ended done.
                 self.deps[dep] = st.get("state") == "done" or (
                     env.reactive and st.get("result") == "done")
+
+    def _acceptable(self, name, payload):
+        """False (with a warning on the log) for a value over the limit or with a NUL byte.
+
+        As the C SDK: a value published from outside is held to the limit a task's
+        output is, and a value is text; the input keeps what it had.
+        """
+        if len(payload) > self.env.max_value:
+            self.log("warning: value of %s refused: %d bytes, over the limit of %d "
+                     "(FLOWBUS_MAX_VALUE)" % (name, len(payload), self.env.max_value))
+            return False
+        if len(payload) > 1 and b"\x00" in payload:
+            self.log("warning: value of %s refused: it contains a NUL byte (a value is text)"
+                     % name)
+            return False
+        return True
 
     def _reactive_value(self, name, value, retained):
         """An input's value in reactive mode: the latest value, and maybe an event.
@@ -214,7 +230,7 @@ class Engine:
 
     def _absorb_share(self, topic, payload, retained):
         name = topic[len(self.prefix):] if topic.startswith(self.prefix) else None
-        if not retained and name in self.env.triggers:
+        if not retained and name in self.env.triggers and self._acceptable(name, payload):
             self._event(name, decode(payload))
 
     def _inputs_set(self, except_input=None):

@@ -136,7 +136,8 @@ fb_permissions *auth_cache__read(const struct auth_config *cfg, int dirfd, const
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
         st.st_size > 2 * AUTH_MAX_BODY)
         goto out;
-    root = json_loadfd(fd, 0, NULL);
+    /* As the service's answers: a key given twice makes the entry unusable. */
+    root = json_loadfd(fd, JSON_REJECT_DUPLICATES, NULL);
     expires = json_object_get(root, "expires");
     if (!json_is_number(expires))
         goto out;

@@ -171,7 +171,19 @@ enum fb_err auth_perms__parse_answer(const char *data, size_t len, const char *h
     const char *why = NULL;
     enum fb_err err = FB_ERR_DENIED;
 
-    root = json_loadb(data != NULL ? data : "", len, 0, &jerr);
+    /*
+     * A key given twice is refused, not resolved: jansson would keep the last
+     * one, another parser the first, so {"can_execute_commands": false,
+     * "can_execute_commands": true} would mean what the reader happens to do.
+     */
+    root = json_loadb(data != NULL ? data : "", len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL && json_error_code(&jerr) == json_error_duplicate_key) {
+        err__set(errbuf, errlen,
+                 "malformed response from the permission service at %s: a key appears twice "
+                 "in one object (line %d, column %d), so its meaning is ambiguous",
+                 host, jerr.line, jerr.column);
+        goto out;
+    }
     if (root == NULL) {
         /* jerr.text quotes the body, which might echo the token: only the position is safe. */
         err__set(errbuf, errlen,

@@ -334,6 +334,7 @@ const char *fb_task_params_json(const fb_task *task)
 enum fb_err fb_task_set_output(fb_task *task, const char *name, const char *value)
 {
     struct var *v;
+    const char *why;
     char *copy;
 
     if (task == NULL || name == NULL || value == NULL)
@@ -341,6 +342,15 @@ enum fb_err fb_task_set_output(fb_task *task, const char *name, const char *valu
     v = task__find_var(task->outputs, task->n_outputs, name);
     if (v == NULL)
         return FB_ERR_NOT_FOUND;
+    /*
+     * A downstream task would get it in its environment (a library to load, a
+     * PATH to search, a token to act with): refused here whatever the
+     * workflow declared, as the loader refuses to declare it.
+     */
+    if ((why = fb_name_reserved(name)) != NULL) {
+        fb_task_log(task, "output %s refused: the name is reserved (it %s)", name, why);
+        return FB_ERR_INVALID;
+    }
     if (strlen(value) > task->env.max_value)
         return FB_ERR_TOO_LARGE;
     copy = str__dup(value);

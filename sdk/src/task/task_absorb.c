@@ -25,6 +25,31 @@ static char *decode_value(const fb_msg *msg, int *nomem)
     return copy;
 }
 
+/*
+ * 1 if a message on an input's topic carries a value the task may take: at
+ * most the value limit, and text (no NUL byte but the one that encodes "").
+ * Every other one is refused with a warning on the task's log, never cut: a
+ * value published from outside (`mosquitto_pub`, another client) is held to
+ * the limit a task's output is, and a NUL would end the value early in the C
+ * string every reader makes of it.
+ */
+static int value_acceptable(fb_task *task, const struct var *in, const fb_msg *msg)
+{
+    if (msg->len > task->env.max_value) {
+        fb_task_log(task,
+                    "warning: value of %s refused: %zu bytes, over the limit of %zu "
+                    "(FLOWBUS_MAX_VALUE)",
+                    in->name, msg->len, task->env.max_value);
+        return 0;
+    }
+    if (msg->len > 1 && memchr(msg->payload, '\0', msg->len) != NULL) {
+        fb_task_log(task, "warning: value of %s refused: it contains a NUL byte (a value is text)",
+                    in->name);
+        return 0;
+    }
+    return 1;
+}
+
 static int same_value(const char *a, const char *b)
 {
     return a != NULL && b != NULL && strcmp(a, b) == 0;
@@ -81,7 +106,9 @@ static void absorb_var(fb_task *task, const fb_topic *t, const fb_msg *msg, int 
     for (i = 0; i < task->n_outputs && out == NULL; i++)
         if (fb_topic_is_name(t, task->outputs[i].name))
             out = &task->outputs[i];
-    if (in != NULL && !in->secret && task->env.reactive) {
+    if (in != NULL && !in->secret && !value_acceptable(task, in, msg)) {
+        /* Refused: the input keeps what it had (and an event is not one). */
+    } else if (in != NULL && !in->secret && task->env.reactive) {
         absorb_reactive_var(task, in, msg, from_share);
     } else if (in != NULL && !in->secret) {
         free(in->value);
