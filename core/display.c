@@ -16,6 +16,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -31,6 +32,7 @@ struct display {
     int drawn; /* table lines on screen (tty) */
     int dirty;
     double last_draw;
+    int quiet; /* display__quiet */
 };
 
 static const char *color(enum fb_state s)
@@ -77,6 +79,11 @@ struct display *display__new(enum display_mode mode, const struct workflow *wf,
 void display__free(struct display *d)
 {
     free(d);
+}
+
+void display__quiet(struct display *d)
+{
+    d->quiet = 1;
 }
 
 static void erase_table(struct display *d)
@@ -133,6 +140,8 @@ void display__task(struct display *d, size_t t)
     const char *name = d->wf->tasks[t].name;
     char dur[32];
 
+    if (d->quiet)
+        return;
     if (d->mode == DISPLAY_JSON) {
         json_t *o = json_pack("{s:s, s:s, s:s, s:f, s:i}", "event", "task", "task", name, "state",
                               fb_state_name(ti->state), "at", ti->at, "attempt",
@@ -194,6 +203,8 @@ void display__task(struct display *d, size_t t)
 
 void display__log(struct display *d, size_t t, const char *line)
 {
+    if (d->quiet)
+        return;
     if (d->mode == DISPLAY_JSON) {
         emit_json(d, json_pack("{s:s, s:s, s:s, s:f}", "event", "log", "task",
                                d->wf->tasks[t].name, "line", line, "at", fb_clock_wall()));
@@ -208,7 +219,7 @@ void display__log(struct display *d, size_t t, const char *line)
 
 void display__var(struct display *d, size_t v)
 {
-    if (d->mode != DISPLAY_JSON)
+    if (d->mode != DISPLAY_JSON || d->quiet)
         return;
     emit_json(d, json_pack("{s:s, s:s, s:s, s:f}", "event", "var", "name", graph__var_name(d->g, v),
                            "value", tracker__var_value(d->tr, v), "at", fb_clock_wall()));
@@ -216,19 +227,50 @@ void display__var(struct display *d, size_t v)
 
 int display__next_ms(const struct display *d)
 {
-    if (d->mode != DISPLAY_TTY)
+    if (d->mode != DISPLAY_TTY || d->quiet)
         return -1;
     /* Redraw soon when something changed, and every 200 ms so the durations of
      * running tasks keep counting. */
     return d->dirty ? 50 : 200;
 }
 
+/* The terminal's width in columns (80 when it cannot be known). */
+static int terminal_columns(FILE *out)
+{
+    struct winsize ws;
+
+    if (ioctl(fileno(out), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+        return ws.ws_col;
+    return 80;
+}
+
+/* How many bytes of s fit in cols columns, cut at a UTF-8 character boundary. */
+static int fitting_bytes(const char *s, int cols)
+{
+    int n = 0, shown = 0;
+
+    while (s[n] && shown < cols) {
+        n++;
+        while (((unsigned char)s[n] & 0xC0) == 0x80)
+            n++;
+        shown++;
+    }
+    return n;
+}
+
 void display__refresh(struct display *d, int force)
 {
     double now = fb_clock_wall();
     char dur[32];
+    /*
+     * A table line that wraps would break the redraw, which moves the cursor
+     * up by one line per task: every line is cut to the terminal's width
+     * (name, state and duration take d->width + 22 columns, "  " before the
+     * reason, and one column spare for terminals that wrap at the margin).
+     */
+    int room = terminal_columns(d->out) - (d->width + 22) - 3;
 
-    if (d->mode != DISPLAY_TTY || (!force && now - d->last_draw < (d->dirty ? 0.05 : 0.2)))
+    if (d->mode != DISPLAY_TTY || d->quiet || (!force && now - d->last_draw < (d->dirty ? 0.05 : 0.2)))
         return;
     erase_table(d);
     for (size_t t = 0; t < d->wf->n_tasks; t++) {
@@ -236,10 +278,15 @@ void display__refresh(struct display *d, int force)
         duration(dur, sizeof dur, ti);
         if (d->wf->reactive)
             snprintf(dur, sizeof dur, "#%lu", ti->activation);
-        fprintf(d->out, "  %-*s  %s%-8s\033[0m  %8s", d->width, d->wf->tasks[t].name,
-                color(ti->state), fb_state_name(ti->state), dur);
-        if (ti->error && fb_state_is_final(ti->state))
-            fprintf(d->out, "  %.60s", ti->error);
+        fprintf(d->out, "  %-*.*s  %s%-8s\033[0m  %8s", d->width, d->width,
+                d->wf->tasks[t].name, color(ti->state), fb_state_name(ti->state), dur);
+        if (ti->error && fb_state_is_final(ti->state) && room > 0) {
+            int n = fitting_bytes(ti->error, room);
+            if (ti->error[n] && n > 0)
+                fprintf(d->out, "  %.*s\u2026", fitting_bytes(ti->error, room - 1), ti->error);
+            else
+                fprintf(d->out, "  %s", ti->error);
+        }
         fputc('\n', d->out);
         d->drawn++;
     }

@@ -23,6 +23,14 @@ struct display *display__new(enum display_mode mode, const struct workflow *wf,
                              FILE *out);
 void display__free(struct display *d);
 
+/*
+ * `-q`: from now on d shows only run-level notes (the header, a stop, a broker
+ * restart) and the final summary; no live table, state lines, task log lines
+ * or variable events. Warnings and errors of flowbus itself go to stderr as
+ * always.
+ */
+void display__quiet(struct display *d);
+
 /* A run-level line (broker started, run started...). */
 void display__note(struct display *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Task t changed state (as the tracker now says). */

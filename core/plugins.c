@@ -102,13 +102,41 @@ out:
     return found;
 }
 
+/* Appends ", dir" (or "dir" first) to buf unless buf already lists it. */
+static void add_dir(char *buf, unsigned long len, const char *dir)
+{
+    size_t used = strlen(buf), n = strlen(dir);
+    const char *p = buf;
+
+    if (n == 0)
+        return;
+    while ((p = strstr(p, dir)) != NULL) {
+        if ((p == buf || p[-1] == ' ' || p[-1] == ':' || p[-1] == '=') &&
+            (p[n] == '\0' || p[n] == ',' || p[n] == ':'))
+            return;
+        p += n;
+    }
+    snprintf(buf + used, len - used, "%s%s", used ? ", " : "", dir);
+}
+
 void plugins__describe_path(char *buf, unsigned long len)
 {
-    char dir[PATH_MAX];
+    char dir[PATH_MAX], resolved[PATH_MAX];
     const char *env = getenv("FLOWBUS_PLUGIN_PATH");
 
+    buf[0] = '\0';
+    /* The order of plugins__lookup. */
+    if (env && *env)
+        snprintf(buf, len, "FLOWBUS_PLUGIN_PATH=%s", env);
     self_dir(dir, sizeof dir);
-    snprintf(buf, len, "%s%s%s, %s", env ? "FLOWBUS_PLUGIN_PATH=" : "", env ? env : "",
-             env ? "," : "", dir);
-    snprintf(buf + strlen(buf), len - strlen(buf), ", %s", FLOWBUS_LIBEXECDIR);
+    add_dir(buf, len, dir);
+#ifdef FLOWBUS_LIBEXEC_REL
+    if (strlen(dir) + sizeof FLOWBUS_LIBEXEC_REL + 1 < sizeof dir) {
+        strcat(dir, "/" FLOWBUS_LIBEXEC_REL);
+        /* Shown only where it exists: a build tree has no libexec/ beside bin/. */
+        if (realpath(dir, resolved))
+            add_dir(buf, len, resolved);
+    }
+#endif
+    add_dir(buf, len, FLOWBUS_LIBEXECDIR);
 }

@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "fmt.h"
 #include "graph.h"
+#include "localruns.h"
 #include "log.h"
 #include "mask.h"
 #include "plugins.h"
@@ -84,6 +85,9 @@ static const char usage_run[] =
     "                     (auto, the default; $FLOWBUS_TASK_IDENTITIES), the plugin or\n"
     "                     refuse the run (dynsec), or the coordinator's own (shared)\n"
     "  -q, --quiet        print only warnings and errors from flowbus itself\n"
+    "  -q, --quiet        print only the header, the final summary and flowbus's own\n"
+    "                     notes, warnings and errors: no progress, no task log lines\n"
+    "                     (with --json: no task, log or var events)\n"
     "  -h, --help         show this help\n"
     "\n"
     "Broker credentials for --broker come from FLOWBUS_USERNAME and FLOWBUS_PASSWORD;\n"
@@ -103,13 +107,17 @@ static const char usage_up[] =
 static const char usage_resume[] =
     "Usage: flowbus resume RUN [--broker URL] [OPTIONS]\n"
     "\n"
-    "Take over the run RUN on an external broker after its coordinator died: rebuild\n"
-    "its state from the retained topics, adopt the task processes still alive, start\n"
-    "the tasks that never started, never run a finished task again, and end with the\n"
-    "exit code the run would have had. The workflow file and directory are the ones\n"
-    "the run recorded; secrets come again from this environment. A paused run whose\n"
-    "coordinator is alive is only unpaused; any other run with a live coordinator is\n"
-    "refused, and of several resumes of one run exactly one takes it over.\n"
+    "A paused run whose coordinator is alive (flowbus pause RUN): lift the pause, so\n"
+    "the held events are delivered in order; this is all resume does to such a run.\n"
+    "A live run of this user on its private broker is found by its id alone.\n"
+    "\n"
+    "Otherwise RUN, on an external broker, is a run whose coordinator died: take it\n"
+    "over. Rebuild its state from the retained topics, adopt the task processes still\n"
+    "alive, start the tasks that never started, never run a finished task again, and\n"
+    "end with the exit code the run would have had. The workflow file and directory\n"
+    "are the ones the run recorded; secrets come again from this environment. Any\n"
+    "other run with a live coordinator is refused, and of several resumes of one run\n"
+    "exactly one takes it over.\n"
     "\n"
     "Options:\n"
     "  --broker URL       the run's broker (default: $FLOWBUS_BROKER)\n"
@@ -207,7 +215,8 @@ static int cmd_run(int argc, char **argv, enum run_command which)
     int resume = which == CMD_RESUME;
     struct run_options o = {0};
     struct settings s = {0};
-    int c, code = FB_EXIT_INVALID;
+    struct localrun local = {0};
+    int c, code = FB_EXIT_INVALID, given = 0;
 
     o.reactive = which == CMD_UP;
     o.expiry = DEFAULT_EXPIRY;
@@ -219,6 +228,7 @@ static int cmd_run(int argc, char **argv, enum run_command which)
         switch (c) {
         case 'b':
             o.broker_url = optarg;
+            given = 1;
             break;
         case 's':
             if (!add_setting(&s, optarg))
@@ -253,6 +263,7 @@ static int cmd_run(int argc, char **argv, enum run_command which)
             break;
         case 'q':
             log__set_level(FB_LOG_WARN);
+            o.quiet = 1;
             break;
         case 'h':
             fputs(usage, stdout);
@@ -272,6 +283,21 @@ static int cmd_run(int argc, char **argv, enum run_command which)
             goto out;
         if (s.n || o.file) {
             fprintf(stderr, "flowbus: resume takes no --set or --run-id: the run keeps its own\n");
+            goto out;
+        }
+        /* A paused live run of this user on its private broker: lift the pause. */
+        if (!given && localruns__find(o.run_id, &local)) {
+            struct client_options co = {0};
+            co.broker_url = local.broker_url;
+            co.username = local.username;
+            co.password = local.password;
+            co.run_id = o.run_id;
+            code = control__resume(&co);
+            if (code == CONTROL_TAKE_OVER) {
+                fprintf(stderr, "flowbus: run %s is alive on its private broker (coordinator pid "
+                                "%ld) and not paused: nothing to resume\n", o.run_id, local.pid);
+                code = FB_EXIT_INVALID;
+            }
             goto out;
         }
         if (!o.broker_url) {
@@ -311,16 +337,23 @@ static int cmd_run(int argc, char **argv, enum run_command which)
     }
     code = run__main(&o);
 out:
+    localruns__clear(&local);
     free(s.items);
     return code;
 }
 
 /* Loads a workflow for validate and graph, printing its diagnostics. */
-static struct workflow *load(const char *file, const struct settings *s, struct wf_diags *diags)
+static struct workflow *load(const char *file, const struct settings *s, int graph,
+                             struct wf_diags *diags)
 {
     struct wf_load_options lo = {0};
     struct workflow *wf;
+    char where[2048];
 
+    plugins__describe_path(where, sizeof where);
+    lo.lookup_where = where;
+    /* Drawing needs no values: an unset {{ENV:X}} is not an error for graph. */
+    lo.unset_env_ok = graph;
     lo.settings = s->items;
     lo.n_settings = s->n;
     lo.lookup = plugins__lookup;
@@ -370,7 +403,7 @@ static int cmd_validate_or_graph(int argc, char **argv, int graph)
     file = one_file(argc, argv, usage);
     if (!file)
         goto out;
-    wf = load(file, &s, &diags);
+    wf = load(file, &s, graph, &diags);
     if (!wf)
         goto out;
     if (!graph) {
@@ -439,6 +472,30 @@ static int cmd_gc(int argc, char **argv)
     return gc__main(&o);
 }
 
+static void print_local_run(const char *run_id, const struct localrun *r, void *ctx)
+{
+    (void)ctx;
+    printf("  %-28s %-28s %ld\n", run_id, r->broker_url, r->pid);
+}
+
+/*
+ * `flowbus status` without a broker: this user's live runs on private brokers.
+ * Returns the exit code.
+ */
+static int status_local(void)
+{
+    size_t n;
+
+    printf("  %-28s %-28s %s\n", "RUN", "PRIVATE BROKER", "COORDINATOR PID");
+    n = localruns__each(print_local_run, NULL);
+    if (n == 0)
+        printf("  (no live run on a private broker of this user; with --broker URL or "
+               "FLOWBUS_BROKER, status lists the runs on that broker)\n");
+    else
+        printf("\n`flowbus status RUN` shows one of them.\n");
+    return FB_EXIT_OK;
+}
+
 /* status, set, logs, stop and pause: small clients of a run on its broker (core/cli/). */
 static int cmd_client(const char *cmd, int argc, char **argv)
 {
@@ -456,7 +513,8 @@ static int cmd_client(const char *cmd, int argc, char **argv)
                         : stop ? control__usage_stop
                                : control__usage_pause;
     struct client_options o = {0};
-    int c, args;
+    struct localrun local = {0};
+    int c, args, code, given = 0;
 
     o.broker_url = getenv("FLOWBUS_BROKER");
     while ((c = getopt_long(argc, argv, logs ? "fh" : "h", opts, NULL)) != -1) {
@@ -471,6 +529,7 @@ static int cmd_client(const char *cmd, int argc, char **argv)
         switch (c) {
         case 'b':
             o.broker_url = optarg;
+            given = 1;
             break;
         case 'j':
             o.json = 1;
@@ -502,20 +561,32 @@ static int cmd_client(const char *cmd, int argc, char **argv)
                 usage);
         return FB_EXIT_INVALID;
     }
-    if (!o.broker_url || !*o.broker_url) {
-        fprintf(stderr, "flowbus: %s needs a broker: --broker URL or FLOWBUS_BROKER\n", cmd);
-        return FB_EXIT_INVALID;
-    }
     o.run_id = args > 0 ? argv[optind] : NULL;
-    o.assignments = argv + optind + 1;
-    o.n_assignments = set ? (size_t)(args - 1) : 0;
     o.username = getenv("FLOWBUS_USERNAME");
     o.password = getenv("FLOWBUS_PASSWORD");
-    return status ? status__main(&o)
+    /* A live run of this user on its private broker, unless --broker says otherwise. */
+    if (!given && o.run_id && localruns__find(o.run_id, &local)) {
+        o.broker_url = local.broker_url;
+        o.username = local.username;
+        o.password = local.password;
+    }
+    if ((!o.broker_url || !*o.broker_url) && status && !o.run_id && !o.json)
+        return status_local();
+    if (!o.broker_url || !*o.broker_url) {
+        fprintf(stderr, "flowbus: %s needs a broker: --broker URL or FLOWBUS_BROKER%s\n", cmd,
+                o.run_id ? ", or the id of a live run on a private broker of this user"
+                         : "");
+        return FB_EXIT_INVALID;
+    }
+    o.assignments = argv + optind + 1;
+    o.n_assignments = set ? (size_t)(args - 1) : 0;
+    code = status ? status__main(&o)
            : set  ? set__main(&o)
            : logs ? logs__main(&o)
            : stop ? control__stop(&o)
                   : control__pause(&o);
+    localruns__clear(&local);
+    return code;
 }
 
 int main(int argc, char **argv)

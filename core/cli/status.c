@@ -26,6 +26,8 @@ const char status__usage[] =
     "duration and its tasks counted by state.\n"
     "With RUN: the run's state and one line per task: state, attempt, activation\n"
     "(reactive runs), duration, exit code and error.\n"
+    "Without a broker: this user's live runs on private brokers (flowbus run or up\n"
+    "without --broker); RUN alone then finds such a run, as set, logs, stop and pause do.\n"
     "\n"
     "Options:\n"
     "  --broker URL  the broker (default: $FLOWBUS_BROKER)\n"

@@ -8,6 +8,7 @@
  * is the one file of the model that uses the graph.
  */
 #include "checks.h"
+#include "advice.h"
 #include "diag.h"
 #include "suggest.h"
 #include "graph.h"
@@ -222,6 +223,7 @@ static void check_cmd(struct wf_diags *diags, const struct wf_task *t,
                       t->name, which);
         from = (size_t)off + 1;
     }
+    advice__unquoted_inputs(t, cmd, at, diags);
 }
 
 /* The node of a task's params, for positions in cmd checks. */
@@ -368,4 +370,7 @@ void checks__run(const struct workflow *wf, const struct ydoc *doc, const struct
     check_auth(wf, diags);
     check_cmd_tasks(wf, doc, tasks, diags);
     check_graph(wf, diags);
+    /* Advice about the shape of the flow is for a flow that is otherwise valid. */
+    if (diags->n_errors == 0)
+        advice__end_tasks(wf, diags);
 }

@@ -104,13 +104,18 @@ static char *substitute_env(struct loader *L, const struct ynode *n, const char 
             value = o->getenv_fn(o->getenv_ctx, env_name);
         else
             value = getenv(env_name);
-        if (!value) {
+        if (!value && !(o && o->unset_env_ok)) {
+            /*
+             * The error fails the load; the variable is still defined (with
+             * the reference left empty), so that no later check blames its
+             * absence (no token for AUTH_TOKEN, an input never set).
+             */
             diag__error(L->diags, pos_in_scalar(n, (size_t)(ref - s)),
                         "environment variable '%s' is not set (env '%s' uses {{ENV:%s}})", env_name,
                         var, env_name);
-            failed = 1;
-            value = "";
         }
+        if (!value)
+            value = "";
         chunk = strlen(value);
         if (len + chunk + 1 > cap) {
             char *bigger;

@@ -402,8 +402,10 @@ static void read_task(struct loader *L, struct ynode *n, size_t number, struct w
             t->plugin_path = L->opts->lookup(L->opts->lookup_ctx, plugin);
             if (!t->plugin_path)
                 diag__error(L->diags, t->plugin_pos,
-                            "unknown plugin '%s' in task '%s': no executable flowbus-%s was found",
-                            plugin, tname, plugin);
+                            "unknown plugin '%s' in task '%s': no executable flowbus-%s was found%s%s%s",
+                            plugin, tname, plugin, L->opts->lookup_where ? " in " : "",
+                            L->opts->lookup_where ? L->opts->lookup_where : "",
+                            L->opts->lookup_where ? " (in this order)" : "");
         }
     }
     if (f[TK_DESCRIPTION].value && (s = load__string_field(L, &f[TK_DESCRIPTION], where)) != NULL)

@@ -135,6 +135,8 @@ struct wf_load_options {
     const char *(*getenv_fn)(void *ctx, const char *name);
     void *getenv_ctx;
     int reactive; /* run in reactive mode whatever the file's `mode:` says (flowbus up) */
+    int unset_env_ok; /* an unset {{ENV:X}} reads as "" without an error (flowbus graph) */
+    const char *lookup_where; /* where lookup searched, for the unknown-plugin error; may be NULL */
 };
 
 /*

@@ -260,6 +260,9 @@ char *access__acl_file(const struct access *a)
         b.failed = 1;
     else
         add(&b, "topic readwrite %s\n", all);
+    /* The barrier tokens of `flowbus status/set/stop RUN` from another
+     * terminal, which connect as this user (core/localruns.h). */
+    add(&b, "topic readwrite flowbus/+/sync\n");
     add(&b, "\n");
     for (size_t t = 0; t < a->wf->n_tasks; t++) {
         add(&b, "user %s\n", a->user[t + 1]);

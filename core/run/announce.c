@@ -216,7 +216,8 @@ static enum fb_err track(void *ctx, fb_msg *m)
 
 /*
  * A reactive flow that did not follow its variables learns their last values
- * here, so that they can be published again with the run's expiry: the
+ * here, for the summary and so that they can be published again with the
+ * run's expiry: the
  * retained values come with the subscription, before the sync token
  * published after it (one connection keeps its order).
  */
@@ -238,8 +239,9 @@ void announce__collect_vars(struct run *r)
     synced = fb_barrier(r->bus, token, deadline - fb_clock_mono(), track, r) == FB_OK;
 out:
     if (!synced)
-        log_printf(FB_LOG_WARN, "could not read the flow's variables back; they keep the expiry "
-                                "their tasks gave them");
+        log_printf(FB_LOG_WARN, "could not read the flow's variables back: the summary shows "
+                                "the values last seen, and on an external broker they keep the "
+                                "expiry their tasks gave them");
 }
 
 static int var_secret(const struct run *r, const char *name)

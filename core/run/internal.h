@@ -139,6 +139,7 @@ struct resources {
     char cache_salt[40];
     int follow_vars;     /* subscribed to the variables (not a reactive flow without --json) */
     unsigned reconnects; /* fb_bus_reconnects() when last looked at */
+    int recorded;        /* the run is in the user's local runs (localruns.h) */
 };
 
 /* The launch window (launch.c): processes started but not yet heard from. */

@@ -16,6 +16,7 @@
 #include "broker.h"
 #include "display.h"
 #include "graph.h"
+#include "localruns.h"
 #include "log.h"
 #include "plugins.h"
 #include "workflow.h"
@@ -44,12 +45,40 @@ static void generate_run_id(char *buf, size_t len)
     snprintf(buf, len, "%s-%02x%02x%02x", stamp, rnd[0], rnd[1], rnd[2]);
 }
 
+/*
+ * The header of a run on its private broker: the broker's URL, and where the
+ * password is that lets `flowbus status/set/stop/logs RUN` in another
+ * terminal reach it (localruns.h). Without that record the run still goes on.
+ */
+static void note_private_broker(struct run *r)
+{
+    char pwfile[512], err[600];
+    const char *url = broker__url(r->res.broker);
+
+    if (!localruns__record(r->run_id, url, access__user(r->res.access, -1),
+                           access__password(r->res.access, -1), pwfile, sizeof pwfile, err,
+                           sizeof err)) {
+        display__note(r->disp, "Run %s of %s: %zu tasks on a private broker at %s", r->run_id,
+                      r->wf->name, r->wf->n_tasks, url);
+        log_printf(FB_LOG_WARN, "other terminals cannot reach this run by its id: %s", err);
+        return;
+    }
+    r->res.recorded = 1;
+    display__note(r->disp, "Run %s of %s: %zu tasks on a private broker at %s", r->run_id,
+                  r->wf->name, r->wf->n_tasks, url);
+    display__note(r->disp, "  user %s, password in %s; from another terminal: flowbus status %s",
+                  access__user(r->res.access, -1), pwfile, r->run_id);
+}
+
 /* A new run: load the file, start or join the broker, publish, launch. */
 static int start_new(struct run *r, struct wf_diags *diags)
 {
     const struct run_options *o = r->o;
     struct wf_load_options lo = {0};
+    char where[2048];
 
+    plugins__describe_path(where, sizeof where);
+    lo.lookup_where = where;
     lo.settings = o->settings;
     lo.n_settings = o->n_settings;
     lo.lookup = plugins__lookup;
@@ -76,8 +105,11 @@ static int start_new(struct run *r, struct wf_diags *diags)
         return FB_EXIT_INVALID;
     if (!identity__setup(r))
         return FB_EXIT_BROKER;
-    display__note(r->disp, "Run %s of %s: %zu tasks on %s", r->run_id, r->wf->name, r->wf->n_tasks,
-                  r->res.broker ? "a private broker" : o->broker_url);
+    if (r->res.broker)
+        note_private_broker(r);
+    else
+        display__note(r->disp, "Run %s of %s: %zu tasks on %s", r->run_id, r->wf->name,
+                      r->wf->n_tasks, o->broker_url);
     announce__start(r);
     launch__all(r);
     return FB_EXIT_OK;
@@ -116,6 +148,9 @@ static int finish(struct run *r)
     if (expiring) {
         announce__collect_vars(r);
         announce__expiring(r, expiry);
+    } else if (!r->res.follow_vars && !r->sup.fatal) {
+        /* A reactive flow on its private broker: the summary's LAST OUTPUTS. */
+        announce__collect_vars(r);
     }
     announce__run_state(r, end_state(r, code), code, expiry);
     if (fb_bus_flush(r->bus, 2.0) != FB_OK && !r->sup.fatal)
@@ -158,6 +193,8 @@ static void teardown(struct run *r, struct wf_diags *diags)
     }
     /* Every process is gone: the identities they had go too. */
     identity__teardown(r);
+    if (r->res.recorded)
+        localruns__forget(r->run_id);
     broker__stop(r->res.broker);
     access__free(r->res.access);
     setup__remove_run_dir(r);

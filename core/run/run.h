@@ -27,6 +27,7 @@ struct run_options {
                                     environment's FLOWBUS_TASK_IDENTITIES (core/run/identity.c) */
     double timeout;         /* seconds for the whole run; 0 = none */
     int json;
+    int quiet;  /* -q: the header, notes, warnings and the summary only (display__quiet) */
     int resume; /* adopt the run run_id on broker_url (flowbus resume) */
     int reactive; /* flowbus up: reactive mode whatever the file says */
     double expiry; /* seconds the retained topics of the finished run stay; 0: for ever */

@@ -129,6 +129,8 @@ int setup__tables(struct run *r)
         return 0;
     r->disp = display__new(o->json ? DISPLAY_JSON : isatty(1) ? DISPLAY_TTY : DISPLAY_LINES, r->wf,
                            r->g, r->tr, r->run_id, stdout);
+    if (r->disp && o->quiet)
+        display__quiet(r->disp);
     return r->disp != NULL;
 }
 

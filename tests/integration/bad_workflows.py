@@ -3,7 +3,9 @@
 
 The cases are the corpus in --cases (default tests/fixtures/bad-workflows).
 Each case is NAME.expected, holding the exact first error line, with {DIR}
-standing for the directory of the input file; the input is the file NAME.*
+standing for the directory of the input file, {BIN} for the directory of the
+flowbus under test and {LIBEXEC} for its installed plugin directory (where it
+looks for plugins); the input is the file NAME.*
 next to it or, for inputs too large to commit, NAME.yaml written by the
 corpus's gen.py into --gen-dir. A case passes when flowbus exits with code 2
 within the time limit, without a signal or a sanitizer report, and the first
@@ -77,6 +79,8 @@ def main():
     ap.add_argument("--gen-dir", help="where to write the generated inputs "
                     "(default: a temporary directory, removed afterwards)")
     ap.add_argument("--timeout", type=float, default=10.0, help="seconds per file (default 10)")
+    ap.add_argument("--libexec", default="/usr/local/libexec/flowbus",
+                    help="the plugin directory flowbus was built to install into")
     ap.add_argument("names", nargs="*", help="run only these cases")
     args = ap.parse_args()
 
@@ -100,6 +104,7 @@ def main():
 
     env = dict(os.environ)
     env.pop(UNSET_VAR, None)
+    env.pop("FLOWBUS_PLUGIN_PATH", None)  # the search path is part of an expected line
     names = sorted(e[:-len(".expected")] for e in os.listdir(cases) if e.endswith(".expected"))
     if args.names:
         names = [n for n in names if n in args.names]
@@ -107,7 +112,9 @@ def main():
     try:
         for name in names:
             with open(os.path.join(cases, name + ".expected"), encoding="utf-8") as f:
-                expected = f.read().rstrip("\n")
+                expected = f.read().rstrip("\n").replace(
+                    "{BIN}", os.path.dirname(os.path.realpath(flowbus))).replace(
+                    "{LIBEXEC}", args.libexec)
             path = find_input(cases, name, gen_dir)
             why = ("no input file %s.* here nor in %s" % (name, gen_dir) if path is None
                    else check(flowbus, name, path, expected, args.timeout, env))

@@ -439,7 +439,9 @@ class TestUsage(unittest.TestCase):
             self.assertTrue(res.stdout.startswith("Usage: flowbus " + cmd), res.stdout)
         env = fbrun.clean_env()
         cases = [
-            (["status"], "status needs a broker"),
+            # Without a broker, plain `status` lists the user's private runs
+            # (test_newcomer.py); --json has no such listing.
+            (["status", "--json"], "status needs a broker"),
             (["set", "RUN", "--json", "--broker", "tcp://x:1"], "set takes no --json"),
             (["status", "--timeout", "3", "--broker", "tcp://x:1"], "status takes no --timeout"),
             (["stop", "--follow", "R", "--broker", "tcp://x:1"], "stop takes no --follow"),

@@ -71,6 +71,34 @@ check "include/flowbus/flowbus.h is the source's header" \
   cmp -s "$prefix/include/flowbus/flowbus.h" "$src/sdk/include/flowbus/flowbus.h"
 pcdir=$libdir/pkgconfig
 check "${pcdir#"$prefix"/}/flowbus.pc is installed" test -f "$pcdir/flowbus.pc"
+check "include/flowbus/protocol.h is the source's header" \
+  cmp -s "$prefix/include/flowbus/protocol.h" "$src/sdk/include/flowbus/protocol.h"
+check "share/flowbus/python/flowbus/__init__.py (the Python SDK)" \
+  test -f "$prefix/share/flowbus/python/flowbus/__init__.py"
+for w in "$src"/workflows/*.yaml; do
+  check "share/flowbus/workflows/${w##*/} is the source's" \
+    cmp -s "$w" "$prefix/share/flowbus/workflows/${w##*/}"
+done
+check "share/flowbus/broker-config/secure.conf" test -f "$prefix/share/flowbus/broker-config/secure.conf"
+check "share/flowbus/systemd/flowbus@.service" test -f "$prefix/share/flowbus/systemd/flowbus@.service"
+for d in README.md docs/protocol.md docs/workflow-format.md; do
+  check "share/doc/flowbus/${d##*/}" cmp -s "$src/$d" "$prefix/share/doc/flowbus/${d##*/}"
+done
+
+# ------------------------------------------------------ scripts/install
+# What it would run (a real run is a Release build: too slow for a test).
+"$src/scripts/install" --dry-run --prefix "$tmp/p2" > "$tmp/si.out" 2>&1
+check "scripts/install --prefix P --dry-run ends with cmake --install ... --prefix P" \
+  grep -qx "cmake --install $src/build-release --prefix $tmp/p2 *" "$tmp/si.out"
+check "  ... and builds with RPATH P/lib (a prefix outside the loader's paths)" \
+  grep -q -- "-DCMAKE_INSTALL_RPATH=$tmp/p2/lib" "$tmp/si.out"
+"$src/scripts/install" --dry-run --deb > "$tmp/sideb.out" 2>&1
+check "scripts/install --deb --dry-run builds the package with cpack -G DEB" \
+  grep -q "^cpack .* -G DEB" "$tmp/sideb.out"
+check "  ... and installs it with apt-get" \
+  grep -q "apt-get install -y $src/build-release/flowbus_.*\.deb" "$tmp/sideb.out"
+"$src/scripts/install" --bogus > /dev/null 2>&1
+check "scripts/install refuses an unknown option (exit 2)" test $? -eq 2
 
 # --------------------------------------------- the README's C plugin
 # The first ```c block after the heading "## Writing a plugin".

@@ -7,6 +7,8 @@ What it does is chosen by the param "mode":
     leak      logs the secret input and AUTH_TOKEN (self.log), then fails
               with them in the message
     secretout returns the secret input as an output
+    spam      logs "line 1" ... "line <count>" (self.log), then upper as above
+    silent    upper as above, without the log line of each activation (floods)
 In reactive mode an input value "fail" fails that activation.
 The test runs it with /usr/bin/python3 and PYTHONPATH=<build>/share/flowbus/python.
 """
@@ -43,7 +45,11 @@ class Probe(Task):
             raise RuntimeError("failing with %s" % " ".join(secrets))
         if mode == "secretout":
             return {o: secrets[0] for o in self.output_names}
-        self.log("activation %d trigger %s" % (self.activation, self.trigger))
+        if mode == "spam":
+            for i in range(1, self.params["count"] + 1):
+                self.log("line %d" % i)
+        elif mode != "silent":
+            self.log("activation %d trigger %s" % (self.activation, self.trigger))
         return {o: (first or "").upper() for o in self.output_names}
 
 

@@ -411,14 +411,18 @@ class Reactive(PySdkTestCase):
     def test_depends_on_in_reactive_mode_counts_an_activation_that_ended_done(self):
         proc = self.spawn(self.reactive_env(depends=("UP",)))
         self.recorder.wait_state(self.run_id, "R", "waiting", WAIT)
-        self.set_var("TEXT", "before")  # the dependency has not been done yet: no event
+        # The dependency has not been done yet: the event waits for it
+        # (docs/workflow-format.md, "depends_on in a reactive flow").
+        self.set_var("TEXT", "before")
         up = fbtest.state_topic(self.run_id, "UP")
         self.recorder.publish(up, json.dumps({"state": "waiting", "result": "done",
                                               "activation": 1}).encode(), retain=True)
-        self.set_var("TEXT", "after")
         st = self.waiting_after("R", 1)
         self.assertEqual(st["result"], "done")
-        self.assertEqual(self.var_payloads("OUT"), [b"AFTER"])
+        self.set_var("TEXT", "after")
+        st = self.waiting_after("R", 2)
+        self.assertEqual(st["result"], "done")
+        self.assertEqual(self.var_payloads("OUT"), [b"BEFORE", b"AFTER"])
         self.recorder.publish("flowbus/%s/control" % self.run_id, b'{"cmd":"stop"}', retain=True)
         self.assertEqual(self.finish(proc)[0], 0)
 

@@ -161,7 +161,7 @@ static void test_warnings(void)
              &d);
     CHECK(wf != NULL);
     CHECK(d.n_errors == 0);
-    CHECK(d.n == 3);
+    CHECK(d.n == 4); /* and OK's bare $TRUE after \' (test_workflow_advice.c) */
     CHECK_WARNING(d, 5, 23,
                   "output 'SPARE' of task 'START' is never used: no task lists it in "
                   "its inputs");
@@ -169,7 +169,8 @@ static void test_warnings(void)
                   "the command of task 'CMD' uses $TRUE inside single quotes, where "
                   "the shell does not expand it");
     for (size_t i = 0; i < d.n; i++)
-        CHECK(!strstr(d.items[i].message, "task 'OK'"));
+        CHECK(!strstr(d.items[i].message, "task 'OK'") ||
+              strstr(d.items[i].message, "without double quotes"));
     workflow__free(wf);
     wf_diags_free(&d);
 }

@@ -392,10 +392,13 @@ FB_API void fb_task_free(fb_task *task);
  *                     0 or absent: none. The Last Will carries none.
  *
  * Events. Every publish on a trigger input is an event, even with the same
- * value. An event fires the task if, when it arrives, every other input is
- * set and every depends_on task has reported "done" (as its state, or as the
- * result of its last activation); otherwise it only updates the input's
- * value. The retained value found at subscribe counts as one event, so a
+ * value. An event counts if, when it arrives, every other input is set;
+ * otherwise it only updates the input's value. A counted event fires the
+ * task once every depends_on task's latest activation has ended "done" (its
+ * state "waiting" with "result":"done", or the state "done"): until then it
+ * waits in the queue. A dependency publishes its outputs before that state,
+ * so an event its own output causes fires right after the dependency's
+ * activation that produced it. The retained value found at subscribe counts as one event, so a
  * task whose inputs are all set at start fires once. After a reconnect, a
  * retained trigger value counts as an event only if it differs from the one
  * known (it was published while the connection was down). A task with no

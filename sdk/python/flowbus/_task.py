@@ -29,6 +29,14 @@ from ._plugin import read_params
 
 MIN_SECRET = 4  # shorter values are not masked (docs/security.md, "Secrets")
 MAX_ERROR = 1000  # characters of a state's error
+LOG_LINES_PER_S = 2000  # FB_LOG_LINES_PER_S of flowbus/protocol.h: the log topic's bound
+# Floods (docs/protocol.md, "Floods"), as the C SDK's task_reactive.c: every
+# activation has its own states while they come at most ACTIVATION_RATE a
+# second on average, in bursts of ACTIVATION_BURST; faster, the states are
+# coalesced (a heartbeat every STATE_INTERVAL) until half the burst is back.
+ACTIVATION_BURST = 500.0
+ACTIVATION_RATE = 250.0
+STATE_INTERVAL = 0.05
 
 
 def encode(value):
@@ -78,6 +86,16 @@ class Engine:
         self.result = None
         self.started = None
         self.warned = set()
+        # The log topic's rate bound, as fb_rate in the C SDK: a window of one
+        # second, the lines in it, the lines dropped past the bound.
+        self.log_window = -1.0
+        self.log_lines = 0
+        self.log_dropped = 0
+        self.budget = ACTIVATION_BURST
+        self.budget_at = time.monotonic()
+        self.coalesce = False
+        self.state_at = 0.0  # time.monotonic() of the last state published
+        self.state_behind = False  # a "running" or "waiting" was held back (coalescing)
         secrets = list(env.secret_values.values()) + [os.environ.get("AUTH_TOKEN") or "",
                                                       env.password or ""]
         # Longest first, so a secret that contains another is masked whole.
@@ -111,10 +129,32 @@ class Engine:
         sys.stderr.flush()
 
     def log(self, message):
+        """One message per line on the log topic, at most LOG_LINES_PER_S a second.
+
+        Past the bound lines are dropped and counted; the count is published
+        when the next second begins (before that second's first line) or when
+        the activation or the task ends (report_drops), as the C SDK does.
+        """
         for line in message.splitlines():
-            if line:
-                self.bus.publish(self.env.log_topic, self.mask(line).encode("utf-8"), retain=False,
-                                 wait=False)
+            if not line:
+                continue
+            now = time.monotonic()
+            if now - self.log_window >= 1.0:
+                self.report_drops()
+                self.log_window, self.log_lines = now, 0
+            if self.log_lines >= LOG_LINES_PER_S:
+                self.log_dropped += 1
+                continue
+            self.log_lines += 1
+            self.bus.publish(self.env.log_topic, self.mask(line).encode("utf-8"), retain=False,
+                             wait=False)
+
+    def report_drops(self):
+        if self.log_dropped:
+            self.bus.publish(self.env.log_topic, ("[%d lines dropped: more than %d lines in a "
+                                                  "second]" % (self.log_dropped, LOG_LINES_PER_S)
+                                                  ).encode(), retain=False, wait=False)
+            self.log_dropped = 0
 
     # ------------------------------------------------------- what arrives (paho's thread)
 
@@ -194,19 +234,34 @@ class Engine:
         if not retained and name in self.env.triggers and self._acceptable(name, payload):
             self._event(name, decode(payload))
 
+    def _inputs_set(self, except_input=None):
+        return all(self.values.get(i) is not None for i in self.env.inputs
+                   if i not in self.env.secrets and i != except_input)
+
     def _ready(self, except_input=None):
-        return (all(self.values.get(i) is not None for i in self.env.inputs
-                    if i not in self.env.secrets and i != except_input)
-                and all(self.deps.values()))
+        return self._inputs_set(except_input) and all(self.deps.values())
 
     def _event(self, name, value):
-        """Queues an event (dropping the oldest when full); one before all inputs are set fires nothing."""
-        if value is None or name not in self.env.triggers or not self._ready(except_input=name):
+        """Queues an event (dropping the oldest when full); one before all inputs are set fires nothing.
+
+        An event that comes before the depends_on tasks are done is queued all
+        the same and waits for them (reactive()): a dependency publishes its
+        outputs before its own state, so the event its output causes arrives
+        before the "done" that lets it fire.
+        """
+        if value is None or name not in self.env.triggers or not self._inputs_set(name):
             return
         if len(self.queue) >= self.env.queue:
             self.queue.popleft()
             self.dropped += 1
             self.burst_drops += 1
+            if self.burst_drops == 1:
+                # The first drop of a burst is said at once (paho's thread may
+                # publish without waiting), the burst's total when the next
+                # activation begins, as in the C SDK.
+                self.bus.publish(self.env.log_topic, (
+                    "queue full (%d events): dropping the oldest events (%d dropped so far)"
+                    % (self.env.queue, self.dropped)).encode(), retain=False, wait=False)
         self.queue.append((name, value))
 
     # ---------------------------------------------------------------- publishing
@@ -224,6 +279,29 @@ class Engine:
             if self.env.workers > 1:
                 body["worker"] = self.env.worker
         self.bus.publish(self.env.state_topic, json.dumps(body).encode(), wait=wait)
+        self.state_at = time.monotonic()
+        self.state_behind = False
+
+    def count_activation(self):
+        """Counts an activation against the budget and decides whether its states are coalesced.
+
+        The budget regains ACTIVATION_RATE a second up to ACTIVATION_BURST;
+        once it ran out the task coalesces until half of it is back, so a
+        flood does not flip between the two ways of reporting at each refill.
+        """
+        now = time.monotonic()
+        self.budget = min(ACTIVATION_BURST, self.budget + (now - self.budget_at) * ACTIVATION_RATE)
+        self.budget_at = now
+        self.budget -= 1.0
+        if self.budget < 0:
+            self.coalesce = True
+        elif self.budget >= ACTIVATION_BURST / 2:
+            self.coalesce = False
+
+    def catch_up(self):
+        """Publishes the held-back "waiting" (the exact counters), if any; between activations only."""
+        if self.state_behind:
+            self.state("waiting", with_started=True, wait=False)
 
     def outputs_of(self, result):
         """The plugin's result as {name: text}, checked; raises Failed."""
@@ -318,6 +396,7 @@ class Engine:
             return denied
         self.plugin.activation = 1
         outputs, code, error = self.act(self.inputs_now())
+        self.report_drops()
         if outputs is None:
             self.stderr("error", error)
             self.state("failed", code, error, with_started=True)
@@ -343,8 +422,15 @@ class Engine:
         if denied is not None:
             return denied
         while True:
-            got = self.wait_until(lambda: self._initial_event() or (not self.paused and self.queue))
+            with self.cond:
+                busy = not self.paused and self.queue and all(self.deps.values())
+            if not busy:
+                self.catch_up()  # nothing to do at once: the broker gets the exact counters now
+            got = self.wait_until(lambda: self._initial_event() or (
+                not self.paused and self.queue and all(self.deps.values())))
             if got == "stop":
+                # The coordinator keeps the last state it saw as the stopped task's record.
+                self.catch_up()
                 self.stderr("info", "the run asked this task to stop")
                 return EXIT_OK
             if got == "lost":
@@ -354,14 +440,21 @@ class Engine:
                 trigger, value = self.queue.popleft()
                 burst, self.burst_drops = self.burst_drops, 0
                 self.activation += 1
+                self.result = None  # "running" carries no result, as in the C SDK
             if burst:
                 self.log("%d events dropped while busy (queue limit %d); %d in all"
                          % (burst, self.env.queue, self.dropped))
             self.started = time.time()
             self.plugin.activation = self.activation
             self.plugin.trigger = trigger
-            self.state("running", wait=False)
+            self.count_activation()
+            # In a coalesced backlog "running" is the heartbeat, at most every STATE_INTERVAL.
+            if self.coalesce and time.monotonic() - self.state_at < STATE_INTERVAL:
+                self.state_behind = True
+            else:
+                self.state("running", wait=False)
             outputs, code, error = self.act(self.inputs_now(trigger, value))
+            self.report_drops()
             if outputs is None:
                 self.stderr("error", "activation %d failed: %s" % (self.activation, error))
                 self.result = "failed"
@@ -372,7 +465,12 @@ class Engine:
             for name, text in outputs.items():
                 self.bus.publish(self.env.topic("vars/" + name), encode(text), wait=False)
             self.result = "done"
-            self.state("waiting", with_started=True, wait=False)
+            with self.cond:
+                more = bool(self.queue) and not self.paused and not self.stopped
+            if self.coalesce and more:
+                self.state_behind = True  # the next activation follows at once
+            else:
+                self.state("waiting", with_started=True, wait=False)
 
     def main(self):
         """Runs the task; returns the exit code."""

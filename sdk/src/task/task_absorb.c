@@ -177,15 +177,27 @@ enum fb_err task_absorb__queued(fb_task *task)
     return err;
 }
 
-int task_absorb__ready(const fb_task *task, size_t except)
+int task_absorb__inputs_set(const fb_task *task, size_t except)
 {
     size_t i;
 
     for (i = 0; i < task->n_inputs; i++)
         if (i != except && task->inputs[i].value == NULL)
             return 0;
+    return 1;
+}
+
+int task_absorb__deps_done(const fb_task *task)
+{
+    size_t i;
+
     for (i = 0; i < task->n_deps; i++)
         if (!task->deps[i].done)
             return 0;
     return 1;
+}
+
+int task_absorb__ready(const fb_task *task, size_t except)
+{
+    return task_absorb__inputs_set(task, except) && task_absorb__deps_done(task);
 }

@@ -142,6 +142,12 @@ enum fb_err task_absorb__queued(fb_task *task);
  */
 int task_absorb__ready(const fb_task *task, size_t except);
 
+/* 1 if every input but `except` (SIZE_MAX: none) is set. */
+int task_absorb__inputs_set(const fb_task *task, size_t except);
+
+/* 1 if every dependency is done (reactive: its latest activation ended done). */
+int task_absorb__deps_done(const fb_task *task);
+
 /* task_state.c */
 
 /* Publishes the state JSON of docs/protocol.md (retained); exit_code < 0 means null. */

@@ -87,8 +87,14 @@ void task_reactive__event(fb_task *task, struct var *in, const char *value)
     size_t index = (size_t)(in - task->inputs);
     char *copy;
 
-    /* A source does not consume events; an event before all inputs are set fires nothing. */
-    if (task->act.source || value == NULL || !task_absorb__ready(task, index))
+    /*
+     * A source does not consume events; an event before all inputs are set
+     * fires nothing. An event that comes before the depends_on tasks are done
+     * is queued all the same and waits for them (fb_task_next): a dependency
+     * publishes its outputs before its own state, so the event its output
+     * causes always arrives before the "done" that lets it fire.
+     */
+    if (task->act.source || value == NULL || !task_absorb__inputs_set(task, index))
         return;
     copy = str__dup(value);
     if (copy == NULL) {
@@ -304,9 +310,12 @@ enum fb_err fb_task_next(fb_task *task, double timeout)
         if (err != FB_OK)
             return err;
         initial_event(task);
-        if (!task->paused && task->queue.len > 0)
+        if (!task->paused && task->queue.len > 0 && task_absorb__deps_done(task))
             break;
-        /* Nothing to do (queue dry, or paused): the broker gets the exact counters now. */
+        /*
+         * Nothing to do (queue dry, paused, or events waiting for a
+         * dependency): the broker gets the exact counters now.
+         */
         err = task_reactive__catch_up(task);
         if (err != FB_OK)
             return err;
