@@ -1,0 +1,14 @@
+// Vite builds the editor into dist/ (served by `flowbus ui --static`, installed
+// under share/flowbus/ui). Relative asset paths so the bundle works from any
+// prefix; everything bundled, nothing loaded from a CDN. `npm run dev` proxies
+// /api to a running `flowbus ui` (FLOWBUS_UI, default http://127.0.0.1:8080).
+import { defineConfig } from 'vite';
+import react from '@vitejs/plugin-react';
+
+export default defineConfig({
+  plugins: [react()],
+  base: './',
+  build: { outDir: 'dist', emptyOutDir: true, chunkSizeWarningLimit: 3000, sourcemap: false },
+  server: { proxy: { '/api': process.env.FLOWBUS_UI || 'http://127.0.0.1:8080' } },
+  test: { include: ['tests/unit/**/*.test.js'] },
+});
