@@ -28,7 +28,7 @@ export function lineDiff(oldText, newText) {
       if (i < n && j < m && A[i] === B[j]) {
         out.push({ op: ' ', text: A[i], a: pre + i + 1, b: pre + j + 1 });
         i++; j++;
-      } else if (j < m && (i === n || L[i][j + 1] >= L[i + 1][j])) {
+      } else if (j < m && (i === n || L[i][j + 1] > L[i + 1][j])) {
         out.push({ op: '+', text: B[j], a: null, b: pre + j + 1 });
         j++;
       } else {

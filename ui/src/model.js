@@ -113,7 +113,7 @@ export function newTask(model, plugin) {
   const name = uniqueTaskName(model, plugin.name);
   const params = {};
   for (const [k, p] of Object.entries(plugin.params || {}))
-    if (p && p.default !== undefined && p.required) params[k] = p.default;
+    if (p && p.required && p.default !== undefined && p.default !== null) params[k] = p.default;
   const task = {
     name,
     plugin: plugin.name,

@@ -81,6 +81,7 @@ function findTaskNode(tasksSeq, name) {
  * when it had errors): a task equal to its original keeps its node.
  */
 export function modelToYaml(model, original = '', originalModel = null, execDefaults = {}) {
+  if (original && originalModel && sameModel(model, originalModel, execDefaults)) return original;
   const doc = original.trim() ? parseDocument(original) : parseDocument('workflow:\n  name: ""\n');
   if (doc.errors.length) return plainYaml(model, execDefaults);
   let wf = doc.get('workflow', true);
@@ -127,7 +128,9 @@ export function modelToYaml(model, original = '', originalModel = null, execDefa
   }
   // Keep the comments between tasks: spacing as in the shipped files.
   seq.items.forEach((it, i) => {
-    if (i > 0 && it.spaceBefore === undefined) it.spaceBefore = true;
+    const first = isMap(it) && it.items[0] && it.items[0].key;
+    if (first && first.spaceBefore) first.spaceBefore = false;
+    it.spaceBefore = i > 0;
   });
   wf.set('tasks', seq);
   // Keys in the reference order: name, description, version, mode, auth, env, tasks.
@@ -136,7 +139,17 @@ export function modelToYaml(model, original = '', originalModel = null, execDefa
     const ia = order.indexOf(String(a.key)), ib = order.indexOf(String(b.key));
     return (ia < 0 ? 99 : ia) - (ib < 0 ? 99 : ib);
   });
-  return doc.toString({ lineWidth: 0 });
+  return doc.toString({ lineWidth: 0, flowCollectionPadding: false });
+}
+
+/* True when a and b would write the same workflow. */
+export function sameModel(a, b, execDefaults = {}) {
+  const norm = (m) => JSON.stringify({
+    name: m.name || '', description: m.description || '', version: m.version || '', mode: m.mode || 'oneshot',
+    env: m.env || {}, auth: m.auth || null,
+    tasks: (m.tasks || []).map((t) => taskForYaml(t, execDefaults)),
+  });
+  return norm(a) === norm(b);
 }
 
 /* A YAML text for a model without an original to edit. */
