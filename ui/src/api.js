@@ -24,7 +24,7 @@ async function call(method, path, body, headers = {}) {
     try {
       data = JSON.parse(text);
     } catch (_) {
-      data = { error: text };
+      data = { error: `HTTP ${res.status}: ${text.replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').trim().slice(0, 120)}` };
     }
   }
   if (!res.ok) throw new ApiError(res.status, data);
