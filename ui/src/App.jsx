@@ -134,7 +134,7 @@ export default function App() {
       const pos = await layoutGraph(toGraph(m));
       window.__flowbusLayoutMs = performance.now() - t0;
       setPositions(Object.fromEntries(pos));
-      if (fit) setTimeout(() => rf.fitView({ padding: 0.15, duration: 0 }), 30);
+      if (fit) setTimeout(() => rf.fitView({ padding: 0.15, duration: 0, maxZoom: 1 }), 30);
     },
     [rf],
   );
@@ -419,7 +419,7 @@ export default function App() {
       else if (mod && e.key.toLowerCase() === 'v') paste();
       else if (mod && e.key.toLowerCase() === 'a') { e.preventDefault(); setSelected(model ? model.tasks.map((t) => t.name) : []); }
       else if (e.key === 'Delete' || e.key === 'Backspace') deleteSelection();
-      else if (e.key === 'f' && !mod) rf.fitView({ padding: 0.15 });
+      else if (e.key === 'f' && !mod) rf.fitView({ padding: 0.15, maxZoom: 1 });
       else if (e.key === 'Escape') { setSelected([]); setSelectedEdges([]); }
     };
     window.addEventListener('keydown', onKey);
@@ -554,7 +554,7 @@ export default function App() {
           {model && selected.length > 1 && <p className="hint">{selected.length} tasks selected: Delete removes them, Ctrl+C copies them.</p>}
         </div>
       </div>
-      <div className="bottom">
+      <div className="dock">
         <RunsList runs={runs} current={live && live.id} onOpen={openRun} />
         <LogPane live={live} task={selected.length === 1 ? selected[0] : null} />
       </div>

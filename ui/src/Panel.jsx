@@ -71,16 +71,16 @@ function ParamsForm({ task, plugin, onParams, diagsFor }) {
           {Object.entries(described).map(([k, p]) => {
             const type = (p && p.type) || 'string';
             const v = params[k];
-            const help = [p && p.description, p && p.default !== undefined ? `default: ${JSON.stringify(p.default)}` : ''].filter(Boolean).join('; ');
+            const help = [p && p.description, p && p.default !== undefined && p.default !== null ? `default: ${JSON.stringify(p.default)}` : ''].filter(Boolean).join('; ');
             const d = diagsFor(`params.${k}`);
             if (type === 'boolean')
               return <CheckField key={k} label={k} value={v ?? p.default} onChange={(b) => set(k, b)} diags={d} testid={`param-${k}`} />;
             if (type === 'number' || type === 'integer')
-              return <TextField key={k} label={k} value={v ?? ''} hint={help} placeholder={p.default !== undefined ? String(p.default) : ''} onChange={(t) => set(k, num(t, type === 'integer'))} diags={d} testid={`param-${k}`} />;
+              return <TextField key={k} label={k} value={v ?? ''} hint={help} placeholder={p.default !== undefined && p.default !== null ? String(p.default) : ''} onChange={(t) => set(k, num(t, type === 'integer'))} diags={d} testid={`param-${k}`} />;
             if (type === 'array' || type === 'list')
               return <TextField key={k} label={`${k} (one per line)`} multiline={3} hint={help} value={Array.isArray(v) ? v.join('\n') : v ?? ''} onChange={(t) => set(k, t === '' ? undefined : t.split('\n'))} diags={d} testid={`param-${k}`} />;
             if (type === 'string' || type === 'path')
-              return <TextField key={k} label={k} multiline={k === 'command' || (typeof v === 'string' && v.includes('\n')) ? 6 : false} hint={help} placeholder={p.default !== undefined ? String(p.default) : ''} value={typeof v === 'string' ? v : v === undefined ? '' : JSON.stringify(v)} onChange={(t) => set(k, t)} diags={d} testid={`param-${k}`} />;
+              return <TextField key={k} label={k} multiline={k === 'command' || (typeof v === 'string' && v.includes('\n')) ? 6 : false} hint={help} placeholder={p.default !== undefined && p.default !== null ? String(p.default) : ''} value={typeof v === 'string' ? v : v === undefined ? '' : JSON.stringify(v)} onChange={(t) => set(k, t)} diags={d} testid={`param-${k}`} />;
             return <div key={k} className="field hint">{k}: {type} — edit it in the YAML view</div>;
           })}
           {undescribed.length > 0 && <div className="hint">Also set: {undescribed.join(', ')} (not described by the plugin; see the YAML view)</div>}
