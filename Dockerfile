@@ -12,7 +12,7 @@ FROM debian:12-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config \
-      libpaho-mqtt-dev libssl-dev libyaml-dev libjansson-dev libcurl4-openssl-dev \
+      libpaho-mqtt-dev libssl-dev libyaml-dev libjansson-dev libcurl4-openssl-dev libmicrohttpd-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -28,7 +28,7 @@ FROM debian:12-slim
 # python3-paho-mqtt for the shell and Python plugins.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libpaho-mqtt1.3 libssl3 libyaml-0-2 libjansson4 libcurl4 ca-certificates \
+      libpaho-mqtt1.3 libssl3 libyaml-0-2 libjansson4 libcurl4 libmicrohttpd12 ca-certificates \
       mosquitto mosquitto-clients python3 python3-paho-mqtt \
  && rm -rf /var/lib/apt/lists/*
 # bin/flowbus, libexec/flowbus/flowbus-*, lib/libflowbus.so*, include/flowbus/,

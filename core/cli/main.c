@@ -12,6 +12,7 @@
 #include "log.h"
 #include "plugins.h"
 #include "run.h"
+#include "ui_cli.h"
 #include "workflow.h"
 
 #include <flowbus/protocol.h>
@@ -45,6 +46,7 @@ static const char usage_main[] =
     "  logs RUN [-f]   a run's error lines, or follow its log and states live\n"
     "  stop RUN        stop a run and wait until it has ended\n"
     "  pause RUN       pause a run (events are held until resume)\n"
+    "  ui              serve the browser editor and its HTTP API\n"
     "  help [COMMAND]  show help\n"
     "\n"
     "Options:\n"
@@ -511,6 +513,7 @@ int main(int argc, char **argv)
               : strcmp(topic, "logs") == 0     ? logs__usage
               : strcmp(topic, "stop") == 0     ? control__usage_stop
               : strcmp(topic, "pause") == 0    ? control__usage_pause
+              : strcmp(topic, "ui") == 0       ? ui__usage
                                                : usage_main,
               stdout);
         return FB_EXIT_OK;
@@ -530,6 +533,8 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "status") == 0 || strcmp(cmd, "set") == 0 || strcmp(cmd, "logs") == 0 ||
         strcmp(cmd, "stop") == 0 || strcmp(cmd, "pause") == 0)
         return cmd_client(cmd, argc, argv);
+    if (strcmp(cmd, "ui") == 0)
+        return ui__command(argc, argv);
     if (strcmp(cmd, "validate") == 0)
         return cmd_validate_or_graph(argc, argv, 0);
     if (strcmp(cmd, "graph") == 0)
