@@ -363,9 +363,9 @@ export default function App() {
     setLive({ id, run: null, tasks: {}, vars: {}, logs: {}, ended: null });
     closeStream.current = followRun(runEventsUrl(id), id, setLive);
   };
-  const startRun = async (mode) => {
+  const startRun = async (mode, saved = false) => {
     if (!doc) return;
-    if (dirty) return openSave(() => startRun(mode));
+    if (dirty && !saved) return openSave(() => startRun(mode, true));
     try {
       const r = await api.start(doc.file, mode);
       follow(r.run_id);
@@ -549,7 +549,7 @@ export default function App() {
           {!model && !banner && <div style={{ position: 'absolute', top: '40%', width: '100%', textAlign: 'center', color: '#6b7280' }}>Open a workflow, or make a new one.</div>}
         </div>
         <div className="panel">
-          {model && selTask && <TaskPanel key={selTask.name} task={selTask} plugin={pluginOf[selTask.plugin]} plugins={plugins} diags={byTask[selTask.name] || []} onChange={(patch) => changeTask(selTask.name, patch, `task:${selTask.name}:${Object.keys(patch).join(',')}`)} onRename={(to) => rename(selTask.name, to)} />}
+          {model && selTask && <TaskPanel key={selTask.name} task={selTask} plugin={pluginOf[selTask.plugin]} plugins={plugins} diags={byTask[selTask.name] || []} execDefaults={execDefaults} onChange={(patch) => changeTask(selTask.name, patch, `task:${selTask.name}:${Object.keys(patch).join(',')}`)} onRename={(to) => rename(selTask.name, to)} />}
           {model && !selTask && <WorkflowPanel model={model} diags={diags} onChange={(patch) => commit({ ...model, ...patch }, `wf:${Object.keys(patch).join(',')}`)} />}
           {model && selected.length > 1 && <p className="hint">{selected.length} tasks selected: Delete removes them, Ctrl+C copies them.</p>}
         </div>

@@ -92,7 +92,7 @@ function ParamsForm({ task, plugin, onParams, diagsFor }) {
   );
 }
 
-export function TaskPanel({ task, plugin, plugins, diags, onChange, onRename }) {
+export function TaskPanel({ task, plugin, plugins, diags, execDefaults = {}, onChange, onRename }) {
   const diagsFor = (field) => diags.filter((d) => d.field === field || (field === 'name' && d.field === null));
   const exec = task.execution || {};
   const setExec = (k, v) => {
@@ -115,7 +115,7 @@ export function TaskPanel({ task, plugin, plugins, diags, onChange, onRename }) 
       <ParamsForm task={task} plugin={plugin} onParams={(p) => onChange({ params: p })} diagsFor={diagsFor} />
       <h4>Execution</h4>
       {EXEC_FIELDS.map(([k, type, hint]) => (
-        <TextField key={k} label={k} value={exec[k] === undefined || exec[k] === null ? '' : String(exec[k])} hint={hint} onChange={(t) => setExec(k, num(t, type === 'integer'))} diags={diagsFor(`execution.${k}`)} testid={`exec-${k}`} />
+        <TextField key={k} label={k} value={exec[k] === undefined || exec[k] === null || exec[k] === execDefaults[k] ? '' : String(exec[k])} hint={hint} onChange={(t) => setExec(k, num(t, type === 'integer'))} diags={diagsFor(`execution.${k}`)} testid={`exec-${k}`} />
       ))}
       <TextField label="trigger" value={(exec.trigger || []).join(', ')} hint="reactive: inputs whose events fire the task" onChange={(v) => setExec('trigger', splitNames(v))} diags={diagsFor('execution.trigger')} testid="exec-trigger" />
       <SelectField label="restart" value={exec.restart || 'on-failure'} options={['on-failure', 'always', 'never']} onChange={(v) => setExec('restart', v === 'on-failure' ? undefined : v)} diags={diagsFor('execution.restart')} testid="exec-restart" />

@@ -7,6 +7,8 @@ import path from 'node:path';
 import { test, expect, openWorkflow, dropPlugin, wire, flowbus } from './fixture.js';
 
 test.describe('building', () => {
+  test.use({ workflows: ['edit.yaml'] });
+
   test('START -> two parallel cmd tasks -> a join -> END, by drag and drop and wires; saved, validated and run', async ({ editor: page, server }) => {
     // A new file: the server gives it START -> END.
     await page.getByTestId('new-workflow').click();
