@@ -8,6 +8,7 @@
  * task failed".
  */
 #include "commands.h"
+#include "fmt.h"
 #include "graph.h"
 #include "log.h"
 #include "plugins.h"
@@ -39,6 +40,7 @@ static const char usage_main[] =
     "  up FILE         run a workflow reactively until stopped (tasks fire on every new value)\n"
     "  validate FILE   check a workflow without running it\n"
     "  graph FILE      print the workflow's graph (Mermaid or DOT)\n"
+    "  fmt FILE...     print or rewrite workflow files in the canonical layout\n"
     "  resume RUN      take over a run whose coordinator died (external broker)\n"
     "  gc              remove the retained topics of finished runs from a broker\n"
     "  status [RUN]    the runs on a broker, or one run and its tasks\n"
@@ -505,6 +507,7 @@ int main(int argc, char **argv)
         fputs(strcmp(topic, "run") == 0        ? usage_run
               : strcmp(topic, "validate") == 0 ? usage_validate
               : strcmp(topic, "graph") == 0    ? usage_graph
+              : strcmp(topic, "fmt") == 0      ? fmt__usage
               : strcmp(topic, "resume") == 0   ? usage_resume
               : strcmp(topic, "up") == 0       ? usage_up
               : strcmp(topic, "gc") == 0       ? gc__usage
@@ -539,6 +542,8 @@ int main(int argc, char **argv)
         return cmd_validate_or_graph(argc, argv, 0);
     if (strcmp(cmd, "graph") == 0)
         return cmd_validate_or_graph(argc, argv, 1);
+    if (strcmp(cmd, "fmt") == 0)
+        return fmt__main(argc, argv);
     fprintf(stderr, "flowbus: unknown command '%s'\n\n%s", cmd, usage_main);
     return FB_EXIT_INVALID;
 }

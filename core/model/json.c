@@ -170,6 +170,8 @@ static json_t *root_json(const struct workflow *wf, json_t *tasks)
             json_object_set_new(auth, "url", json_string(wf->auth.url));
         json_object_set_new(auth, "timeout", json_real(wf->auth.timeout));
         json_object_set_new(auth, "cache_ttl", json_real(wf->auth.cache_ttl));
+        if (wf->auth.ca_file)
+            json_object_set_new(auth, "ca_file", json_string(wf->auth.ca_file));
         json_object_set_new(root, "auth", auth);
     }
     for (size_t i = 0; i < wf->n_vars; i++) {

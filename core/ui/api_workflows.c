@@ -16,6 +16,7 @@
  */
 #define _GNU_SOURCE /* asprintf, pipe2, POSIX_SPAWN_SETSID, explicit_bzero */
 #include "internal.h"
+#include "emit.h"
 #include "graph.h"
 #include "log.h"
 #include "plugins.h"
@@ -436,13 +437,89 @@ out:
     return res;
 }
 
+/* emit's diagnostics ({severity, message, path, line, col}) with the file, as ours. */
+static json_t *format_diags(json_t *diags, const char *file)
+{
+    size_t i;
+    json_t *d;
+
+    json_array_foreach(diags, i, d)
+        json_object_set_new(d, "file", json_string(file));
+    return diags;
+}
+
 enum MHD_Result api__format(struct request *r)
 {
+    struct ui *ui = r->ui;
+    struct emit_options eo = {0};
+    struct wf_load_options lo = {0};
+    struct env_keep keep;
+    json_t *body = NULL, *model, *file, *diags = NULL;
+    const char *name = NULL, *label = DEFAULT_LABEL;
+    char *text = NULL, *yaml = NULL;
+    enum MHD_Result res;
+    size_t len = 0;
+    int rc;
+
     if (strcmp(r->method, "POST") != 0)
         return api__method_not_allowed(r, "POST");
-    return http__error(r, MHD_HTTP_NOT_IMPLEMENTED, NULL, NULL, NULL,
-                       "formatting a model is not available in this build (the canonical YAML "
-                       "writer of `flowbus fmt` is not built in)");
+    if (!(body = http__body_object(r, &res)))
+        goto out;
+    model = json_object_get(body, "model");
+    file = json_object_get(body, "file");
+    if (!json_is_object(model) || (file && !json_is_string(file))) {
+        res = http__error(r, MHD_HTTP_BAD_REQUEST, NULL, NULL, NULL,
+                          "expected {\"model\": {...}, \"file\": \"NAME.yaml\"} (file optional)");
+        goto out;
+    }
+    if (file) {
+        name = label = json_string_value(file);
+        if (refuse_name(r, name, MHD_HTTP_BAD_REQUEST, &res))
+            goto out;
+        /* The file's text gives the comments, secrets and {{ENV:X}} the model cannot carry. */
+        text = files__read(ui->workflows_fd, name, UI_BODY_MAX, &len);
+        if (!text && errno != ENOENT) {
+            res = read_error(r, name, errno);
+            goto out;
+        }
+    }
+    lo.lookup = plugins__lookup;
+    lo.getenv_fn = keep_reference;
+    lo.getenv_ctx = &keep;
+    if (text && emit__same_model(model, name, text, len, &lo)) {
+        /* Nothing changed: the file as it is, even if not in the canonical layout. */
+        res = http__json(r, MHD_HTTP_OK, json_pack("{s:s%, s:b, s:b, s:[]}", "yaml", text, len,
+                                                   "valid", 1, "unchanged", 1, "diagnostics"));
+        goto out;
+    }
+    eo.source = text;
+    eo.source_len = len;
+    eo.file = name;
+    eo.getenv_fn = keep_reference;
+    eo.getenv_ctx = &keep;
+    rc = emit__model_to_yaml(model, &eo, &lo, &yaml, &diags);
+    if (rc < 0) {
+        res = http__error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, NULL, NULL, "out of memory");
+        goto out;
+    }
+    if (!yaml) {
+        res = http__error(r, MHD_HTTP_UNPROCESSABLE_CONTENT, NULL, NULL,
+                          json_pack("{s:o}", "diagnostics", format_diags(diags, label)),
+                          "the model cannot be written as a workflow: see the diagnostics' "
+                          "paths");
+        diags = NULL;
+        goto out;
+    }
+    res = http__json(r, MHD_HTTP_OK,
+                     json_pack("{s:s, s:b, s:b, s:o}", "yaml", yaml, "valid", rc == 0,
+                               "unchanged", 0, "diagnostics", format_diags(diags, label)));
+    diags = NULL;
+out:
+    json_decref(diags);
+    free(yaml);
+    free(text);
+    json_decref(body);
+    return res;
 }
 
 enum MHD_Result api__graph(struct request *r, const char *name)

@@ -39,6 +39,7 @@ struct ui_bus {
     pthread_mutex_t pub_lock;
     struct view *view;
     json_t *flags; /* run id -> FLAG_* bits */
+    json_t *last;  /* run id -> {task or variable topic -> the last event's text} */
     pthread_t thread;
     int thread_started;
     int wake_fd; /* eventfd: tells the thread to stop */
@@ -130,6 +131,35 @@ static void set_flags(struct ui_bus *b, const char *id, int f)
     json_object_set_new(b->flags, id, json_integer(f));
 }
 
+/*
+ * 1 if this event repeats the last one of the same topic word for word. A
+ * coordinator publishes its retained topics again at the end of a run (with
+ * an expiry, docs/reliability.md), and a reconnect delivers them again: a
+ * task state message repeated exactly is not a change. A variable published
+ * again with the same value is an event in a reactive run (every publish
+ * fires), so only one-shot runs drop those.
+ */
+static int repeated(struct ui_bus *b, const char *id, const char *topic, json_t *data)
+{
+    json_t *seen = json_object_get(b->last, id);
+    char *text = json_dumps(data, JSON_COMPACT | JSON_SORT_KEYS);
+    const char *before;
+    int same;
+
+    if (!text)
+        return 0;
+    if (!seen) {
+        seen = json_object();
+        json_object_set_new(b->last, id, seen);
+    }
+    before = json_string_value(json_object_get(seen, topic));
+    same = before && strcmp(before, text) == 0;
+    if (!same)
+        json_object_set_new(seen, topic, json_string(text));
+    free(text);
+    return same;
+}
+
 static void list_event(struct ui_bus *b, struct run_view *rv)
 {
     json_t *entry = bus__list_entry(b->ui, rv);
@@ -168,6 +198,10 @@ static void emit_change(struct ui_bus *b, const fb_msg *m, enum view_change c,
         const struct view_task *task = view__task(rv, ev->task);
         json_t *o = task ? view__task_json(task) : json_pack("{s:n}", "state");
         json_object_set_new(o, "task", json_string(ev->task));
+        if (repeated(b, id, m->topic, o)) {
+            json_decref(o);
+            break;
+        }
         sse__emit(h, id, "task", o);
         if (exists)
             list_event(b, rv);
@@ -186,8 +220,13 @@ static void emit_change(struct ui_bus *b, const fb_msg *m, enum view_change c,
             const struct view_var *v;
             snprintf(name, sizeof name, "%.*s", (int)t.name_len, t.name);
             v = view__var(rv, name);
-            if (v)
-                sse__emit(h, id, "var", var_json(v));
+            if (v) {
+                json_t *o = var_json(v);
+                if (!view__reactive(rv) && repeated(b, id, m->topic, o))
+                    json_decref(o);
+                else
+                    sse__emit(h, id, "var", o);
+            }
         } else if (t.kind == FB_TOPIC_CONTROL) {
             const char *cmd = fb_control_name(rv->control);
             sse__emit(h, id, "control", json_pack("{s:s?}", "cmd", cmd));
@@ -209,6 +248,7 @@ static void emit_change(struct ui_bus *b, const fb_msg *m, enum view_change c,
         sse__emit(h, id, "gone", json_pack("{s:s}", "run_id", id));
         sse__emit(h, "", "gone", json_pack("{s:s}", "run_id", id));
         flags = 0;
+        json_object_del(b->last, id);
     }
     set_flags(b, id, flags);
 }
@@ -310,8 +350,9 @@ struct ui_bus *bus__start(struct ui *ui, char *err, size_t errlen)
     pthread_cond_init(&b->changed, NULL);
     b->view = view__new();
     b->flags = json_object();
+    b->last = json_object();
     b->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (!b->view || !b->flags || b->wake_fd < 0) {
+    if (!b->view || !b->flags || !b->last || b->wake_fd < 0) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -362,6 +403,7 @@ void bus__stop(struct ui_bus *b)
         close(b->wake_fd);
     view__free(b->view);
     json_decref(b->flags);
+    json_decref(b->last);
     pthread_cond_destroy(&b->changed);
     pthread_mutex_destroy(&b->pub_lock);
     pthread_mutex_destroy(&b->view_lock);

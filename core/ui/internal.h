@@ -30,6 +30,7 @@
 #include "workflow.h"
 
 #define UI_BODY_MAX (1024 * 1024) /* bytes of a request body; more is 413 */
+#define UI_DROP_MAX (16 * 1024 * 1024) /* bytes of a too large chunked body read before a cut */
 #define UI_FILE_MAX 128           /* bytes of a workflow file name */
 #define UI_MAX_STREAMS 64         /* open event streams; more is 503 */
 #define UI_RUN_WAIT 10.0          /* seconds POST /api/runs waits for the run's record */
@@ -94,6 +95,7 @@ struct request {
     char *body;       /* NUL-terminated; NULL when there was none */
     size_t len, cap;
     int too_large;
+    size_t dropped; /* bytes of a too large body read and dropped */
     double t0;
     unsigned status; /* for the access log */
     size_t bytes;

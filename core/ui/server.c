@@ -282,8 +282,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         size_t k = *upload_size;
         *upload_size = 0;
         if (r->too_large || r->len + k > UI_BODY_MAX) {
-            /* Read and dropped, so that the 413 can be sent once the body is over. */
+            /* Read and dropped, so that the 413 reaches a client that is still
+             * sending (closing on unread data would reset the connection and
+             * lose the answer); past UI_DROP_MAX the connection is cut. */
             r->too_large = 1;
+            r->dropped += k;
+            if (r->dropped > UI_DROP_MAX)
+                return MHD_NO;
             free(r->body);
             r->body = NULL;
             r->len = r->cap = 0;

@@ -191,7 +191,7 @@ enum MHD_Result api__info(struct request *r)
         r, MHD_HTTP_OK,
         json_pack("{s:s, s:s, s:b, s:s, s:s, s:b, s:s?, s:b, s:i}", "version", FLOWBUS_VERSION,
                   "broker", ui->broker_url, "private_broker", ui->broker != NULL, "workflows_dir",
-                  ui->workflows_dir, "plugins_dir", ui->plugins_dir, "format_available", 0,
+                  ui->workflows_dir, "plugins_dir", ui->plugins_dir, "format_available", 1,
                   "c_compiler", ui->has_cc ? ui->cc : NULL, "token_required", ui->token_required,
                   "streams", (int)sse__count(ui->sse)));
 }

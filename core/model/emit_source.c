@@ -1,0 +1,695 @@
+/*
+ * emit_source.c - reads what the canonical emitter keeps from a workflow
+ * file's text (emit_source.h): comments, env: entries as written, task names.
+ *
+ * libyaml's parser drops comments, so they are found in the text itself: a
+ * '#' at the start of a line or after a space is a comment unless it lies
+ * inside a scalar, and the scalars' extents come from the parser's events
+ * (start and end marks), so a '#' inside a quoted string or a literal block
+ * is never taken for one. The same events give the path of every key and
+ * list item and where it starts; a comment is attached by line: the comment
+ * lines just above a content line lead the first key or item starting on it,
+ * a comment after content on a line trails that line's first key or item.
+ */
+#include "emit_source.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+/* Where a key or list item starts (0-based line and column in characters). */
+struct anchor {
+    size_t line, col;
+    long task;
+    char *path;
+};
+
+/* The extent of a scalar in the text, from its start mark to its end mark. */
+struct extent {
+    size_t l1, c1, l2, c2;
+};
+
+struct frame {
+    int is_map;
+    int expect_key;
+    size_t index;
+    char *path;    /* the collection's own path */
+    char *pending; /* a mapping's current key path */
+};
+
+struct scan {
+    struct emit_source *src;
+    const char *text;
+    size_t len;
+    size_t *lines; /* offset of each line's start */
+    size_t n_lines;
+    struct anchor *anchors;
+    size_t n_anchors, cap_anchors;
+    struct extent *extents;
+    size_t n_extents, cap_extents;
+    struct frame *stack;
+    size_t depth, cap_stack;
+    int failed;
+};
+
+static void *grow(void *p, size_t *cap, size_t n, size_t size)
+{
+    void *bigger;
+    size_t want;
+
+    if (n < *cap)
+        return p;
+    want = *cap ? *cap * 2 : 16;
+    bigger = realloc(p, want * size);
+    if (bigger)
+        *cap = want;
+    return bigger;
+}
+
+/* A key as a path segment: ".key" when it is a plain word, else ["key"] with JSON escapes. */
+static char *join_key(const char *base, const char *key, size_t len)
+{
+    int word = len > 0;
+    char *out;
+    size_t n = strlen(base), at;
+
+    for (size_t i = 0; i < len && word; i++) {
+        unsigned char c = (unsigned char)key[i];
+        word = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '_' || c == '-';
+    }
+    out = malloc(n + len * 6 + 8);
+    if (!out)
+        return NULL;
+    memcpy(out, base, n);
+    at = n;
+    if (word) {
+        out[at++] = '.';
+        memcpy(out + at, key, len);
+        at += len;
+    } else {
+        out[at++] = '[';
+        out[at++] = '"';
+        for (size_t i = 0; i < len; i++) {
+            unsigned char c = (unsigned char)key[i];
+            if (c == '"' || c == '\\') {
+                out[at++] = '\\';
+                out[at++] = (char)c;
+            } else if (c < 0x20) {
+                at += (size_t)sprintf(out + at, "\\u%04x", c);
+            } else {
+                out[at++] = (char)c;
+            }
+        }
+        out[at++] = '"';
+        out[at++] = ']';
+    }
+    out[at] = 0;
+    return out;
+}
+
+static char *join_index(const char *base, size_t i)
+{
+    size_t n = strlen(base);
+    char *out = malloc(n + 24);
+
+    if (out)
+        snprintf(out, n + 24, "%s[%zu]", base, i);
+    return out;
+}
+
+/*
+ * A path of the document (".workflow.tasks[2].params") as an anchor: the task
+ * it is in and the path inside it; -2 when it is outside `workflow`.
+ */
+static long split_path(const char *path, const char **rest)
+{
+    static const char top[] = ".workflow";
+    static const char tasks[] = ".workflow.tasks[";
+    char *end;
+    long task;
+
+    if (strncmp(path, top, sizeof top - 1) != 0 ||
+        (path[sizeof top - 1] && path[sizeof top - 1] != '.' && path[sizeof top - 1] != '['))
+        return -2;
+    if (strncmp(path, tasks, sizeof tasks - 1) != 0) {
+        *rest = path + sizeof top - 1;
+        return -1;
+    }
+    task = strtol(path + sizeof tasks - 1, &end, 10);
+    if (*end != ']')
+        return -2;
+    *rest = end + 1;
+    return task;
+}
+
+static void add_anchor(struct scan *S, yaml_mark_t at, const char *path)
+{
+    const char *rest = "";
+    long task = split_path(path, &rest);
+    struct anchor *a;
+    static const char exec_deps[] = ".execution.depends_on";
+
+    if (task == -2)
+        return;
+    if (!(S->anchors = grow(S->anchors, &S->cap_anchors, S->n_anchors, sizeof *S->anchors))) {
+        S->failed = 1;
+        return;
+    }
+    a = &S->anchors[S->n_anchors];
+    a->line = at.line;
+    a->col = at.column;
+    a->task = task;
+    /* The canonical layout writes execution.depends_on as the task's depends_on. */
+    if (task >= 0 && strncmp(rest, exec_deps, sizeof exec_deps - 1) == 0) {
+        size_t n = strlen(rest + 10) + 1;
+        a->path = malloc(n);
+        if (a->path)
+            memcpy(a->path, rest + 10, n);
+    } else {
+        a->path = strdup(rest);
+    }
+    if (!a->path) {
+        S->failed = 1;
+        return;
+    }
+    S->n_anchors++;
+}
+
+/* What a scalar's value says about the file: a task's name, an env entry, name:. */
+static void note_scalar(struct scan *S, const char *path, const char *value, size_t len,
+                        int plain)
+{
+    struct emit_source *src = S->src;
+    const char *rest = "";
+    long task = split_path(path, &rest);
+
+    if (task >= 0 && strcmp(rest, ".name") == 0) {
+        if ((size_t)task >= src->n_tasks) {
+            char **names = realloc(src->task_names, ((size_t)task + 1) * sizeof *names);
+            if (!names) {
+                S->failed = 1;
+                return;
+            }
+            for (size_t i = src->n_tasks; i <= (size_t)task; i++)
+                names[i] = NULL;
+            src->task_names = names;
+            src->n_tasks = (size_t)task + 1;
+        }
+        if (!src->task_names[task] && strlen(value) == len)
+            src->task_names[task] = strdup(value);
+        return;
+    }
+    if (task != -1 || strncmp(rest, ".env.", 5) != 0)
+        return;
+    {
+        const char *name = rest + 5, *dot = strchr(name, '.');
+        size_t name_len = dot ? (size_t)(dot - name) : strlen(name);
+        struct emit_env_entry *e = NULL;
+        size_t cap = src->n_env;
+
+        if (dot && strcmp(dot, ".value") != 0 && strcmp(dot, ".secret") != 0)
+            return;
+        for (size_t i = 0; i < src->n_env; i++)
+            if (strlen(src->env[i].name) == name_len && !strncmp(src->env[i].name, name, name_len))
+                e = &src->env[i];
+        if (!e) {
+            struct emit_env_entry *env = realloc(src->env, (cap + 1) * sizeof *env);
+            if (!env) {
+                S->failed = 1;
+                return;
+            }
+            src->env = env;
+            e = &env[src->n_env++];
+            memset(e, 0, sizeof *e);
+            e->name = strndup(name, name_len);
+            if (!e->name)
+                S->failed = 1;
+        }
+        if (dot && strcmp(dot, ".secret") == 0) {
+            e->secret = plain && (!strcmp(value, "true") || !strcmp(value, "True") ||
+                                  !strcmp(value, "TRUE"));
+        } else if (!e->raw && strlen(value) == len) {
+            e->raw = strdup(value);
+            if (!e->raw)
+                S->failed = 1;
+        }
+    }
+}
+
+/* The text of line i, without its newline. */
+static const char *line_at(const struct scan *S, size_t i, size_t *n)
+{
+    size_t end = i + 1 < S->n_lines ? S->lines[i + 1] - 1 : S->len;
+
+    *n = end - S->lines[i];
+    return S->text + S->lines[i];
+}
+
+/* Keeps a folded block's lines (struct emit_folded); a form it cannot keep is not kept. */
+static void note_folded(struct scan *S, const char *path, const yaml_event_t *ev)
+{
+    struct emit_source *src = S->src;
+    struct emit_folded *f;
+    const char *rest = "", *p;
+    long task = split_path(path, &rest);
+    size_t l1 = ev->start_mark.line, l2 = ev->end_mark.line, n, indent = 0, last = l1;
+    char *body = NULL;
+    size_t body_len = 0;
+    char header[4] = {0};
+
+    if (task == -2 || l1 >= S->n_lines || strlen((const char *)ev->data.scalar.value) !=
+                                             ev->data.scalar.length)
+        return;
+    p = line_at(S, l1, &n);
+    for (size_t i = 0, col = 0; i < n; i++)
+        if (((unsigned char)p[i] & 0xC0) != 0x80 && col++ == ev->start_mark.column) {
+            size_t k = 0;
+            while (i + k < n && k < 3 && p[i + k] != ' ' && p[i + k] != '\r')
+                k++;
+            memcpy(header, p + i, k);
+            /* Only the header alone on its line: no indentation digit, no comment. */
+            while (i + k < n && (p[i + k] == ' ' || p[i + k] == '\r'))
+                k++;
+            if (i + k < n)
+                return;
+            break;
+        }
+    if (strcmp(header, ">") != 0 && strcmp(header, ">-") != 0)
+        return;
+    /* The content: from the next line to the last non-blank one before the end mark. */
+    for (size_t i = l1 + 1; i < S->n_lines && i <= l2; i++) {
+        size_t k = 0;
+        p = line_at(S, i, &n);
+        while (k < n && p[k] == ' ')
+            k++;
+        if (k == n || (k + 1 == n && p[k] == '\r'))
+            continue;
+        if (!indent)
+            indent = k;
+        if (k < indent)
+            break;
+        last = i;
+    }
+    if (!indent)
+        return;
+    for (size_t i = l1 + 1; i <= last; i++) {
+        const char *line = line_at(S, i, &n);
+        char *bigger;
+        if (n && line[n - 1] == '\r')
+            n--;
+        /* A blank line may be shorter than the indentation. */
+        line = n > indent ? line + indent : line + n;
+        n = n > indent ? n - indent : 0;
+        bigger = realloc(body, body_len + n + 2);
+        if (!bigger) {
+            free(body);
+            S->failed = 1;
+            return;
+        }
+        body = bigger;
+        memcpy(body + body_len, line, n);
+        body_len += n;
+        body[body_len++] = '\n';
+        body[body_len] = 0;
+    }
+    f = realloc(src->folded, (src->n_folded + 1) * sizeof *f);
+    if (!f) {
+        free(body);
+        S->failed = 1;
+        return;
+    }
+    src->folded = f;
+    f = &f[src->n_folded++];
+    f->task = task;
+    f->path = strdup(rest);
+    f->value = strdup((const char *)ev->data.scalar.value);
+    f->header = strdup(header);
+    f->body = body;
+    if (!f->path || !f->value || !f->header || !f->body)
+        S->failed = 1;
+}
+
+/* The path of the node that starts now, registering it as an anchor when it is a key or item. */
+static char *node_path(struct scan *S, yaml_mark_t at, const yaml_event_t *ev, int *is_key)
+{
+    struct frame *f = S->depth ? &S->stack[S->depth - 1] : NULL;
+    char *path;
+
+    *is_key = 0;
+    if (!f)
+        return strdup("");
+    if (!f->is_map) {
+        path = join_index(f->path, f->index++);
+        if (path)
+            add_anchor(S, at, path);
+        return path;
+    }
+    if (!f->expect_key)
+        return f->pending ? strdup(f->pending) : strdup("?");
+    *is_key = 1;
+    free(f->pending);
+    f->pending = ev->type == YAML_SCALAR_EVENT
+                     ? join_key(f->path, (const char *)ev->data.scalar.value, ev->data.scalar.length)
+                     : strdup("[?]");
+    if (f->pending)
+        add_anchor(S, at, f->pending);
+    return f->pending ? strdup(f->pending) : NULL;
+}
+
+/* A node has ended: in a mapping, a key is followed by its value and a value by a key. */
+static void node_done(struct scan *S)
+{
+    if (S->depth && S->stack[S->depth - 1].is_map)
+        S->stack[S->depth - 1].expect_key = !S->stack[S->depth - 1].expect_key;
+}
+
+static void on_event(struct scan *S, const yaml_event_t *ev)
+{
+    char *path;
+    int is_key;
+
+    switch (ev->type) {
+    case YAML_SCALAR_EVENT:
+    case YAML_ALIAS_EVENT:
+        path = node_path(S, ev->start_mark, ev, &is_key);
+        if (!path) {
+            S->failed = 1;
+            return;
+        }
+        if (ev->type == YAML_SCALAR_EVENT) {
+            struct extent *x;
+            if (!is_key)
+                note_scalar(S, path, (const char *)ev->data.scalar.value, ev->data.scalar.length,
+                            ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE);
+            if (!is_key && ev->data.scalar.style == YAML_FOLDED_SCALAR_STYLE)
+                note_folded(S, path, ev);
+            else if (!strcmp(path, ".workflow.name"))
+                S->src->has_name = 1;
+            S->extents = grow(S->extents, &S->cap_extents, S->n_extents, sizeof *S->extents);
+            if (!S->extents) {
+                S->failed = 1;
+                free(path);
+                return;
+            }
+            x = &S->extents[S->n_extents++];
+            x->l1 = ev->start_mark.line;
+            x->c1 = ev->start_mark.column;
+            x->l2 = ev->end_mark.line;
+            x->c2 = ev->end_mark.column;
+        }
+        free(path);
+        node_done(S);
+        break;
+    case YAML_MAPPING_START_EVENT:
+    case YAML_SEQUENCE_START_EVENT:
+        path = node_path(S, ev->start_mark, ev, &is_key);
+        S->stack = grow(S->stack, &S->cap_stack, S->depth, sizeof *S->stack);
+        if (!path || !S->stack) {
+            free(path);
+            S->failed = 1;
+            return;
+        }
+        memset(&S->stack[S->depth], 0, sizeof S->stack[S->depth]);
+        S->stack[S->depth].is_map = ev->type == YAML_MAPPING_START_EVENT;
+        S->stack[S->depth].expect_key = 1;
+        S->stack[S->depth].path = path;
+        S->depth++;
+        break;
+    case YAML_MAPPING_END_EVENT:
+    case YAML_SEQUENCE_END_EVENT:
+        if (S->depth) {
+            S->depth--;
+            free(S->stack[S->depth].path);
+            free(S->stack[S->depth].pending);
+        }
+        node_done(S);
+        break;
+    default:
+        break;
+    }
+}
+
+/* 1 if (line, col) is inside a scalar: the extents are in text order and do not overlap. */
+static int in_scalar(const struct scan *S, size_t line, size_t col)
+{
+    size_t lo = 0, hi = S->n_extents;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const struct extent *x = &S->extents[mid];
+        if (x->l1 < line || (x->l1 == line && x->c1 <= col))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0)
+        return 0;
+    {
+        const struct extent *x = &S->extents[lo - 1];
+        return line < x->l2 || (line == x->l2 && col < x->c2);
+    }
+}
+
+/* A growing string of comment lines. */
+struct lines {
+    char *s;
+    size_t len;
+};
+
+static int lines_add(struct lines *l, const char *p, size_t n)
+{
+    char *bigger = realloc(l->s, l->len + n + 2);
+
+    if (!bigger)
+        return 0;
+    l->s = bigger;
+    if (l->len)
+        l->s[l->len++] = '\n';
+    memcpy(l->s + l->len, p, n);
+    l->len += n;
+    l->s[l->len] = 0;
+    return 1;
+}
+
+static int add_comment(struct scan *S, const struct anchor *a, char *text, int trailing)
+{
+    struct emit_source *src = S->src;
+    struct emit_comment *c;
+    size_t cap = src->n_comments;
+
+    c = realloc(src->comments, (cap + 1) * sizeof *c);
+    if (!c)
+        return 0;
+    src->comments = c;
+    c = &c[src->n_comments];
+    memset(c, 0, sizeof *c);
+    c->task = a->task;
+    c->path = strdup(a->path);
+    c->text = text;
+    c->trailing = trailing;
+    if (!c->path)
+        return 0;
+    src->n_comments++;
+    return 1;
+}
+
+/* Finds the comments line by line and attaches them to the anchors (see the top). */
+static int attach_comments(struct scan *S, const char *text, size_t len)
+{
+    struct lines pending = {0}, header = {0};
+    size_t line = 0, next = 0, at = 0, header_blanks = 0;
+    int seen_content = 0, blank_before = 0, ok = 0;
+
+    while (at < len) {
+        const char *p = text + at, *nl = memchr(p, '\n', len - at);
+        size_t n = nl ? (size_t)(nl - p) : len - at, col = 0, comment = SIZE_MAX, first = SIZE_MAX;
+        int content = 0;
+
+        at += n + (nl ? 1 : 0);
+        while (n > 0 && (p[n - 1] == '\r' || p[n - 1] == ' ' || p[n - 1] == '\t'))
+            n--;
+        for (size_t i = 0; i < n; i++) {
+            unsigned char c = (unsigned char)p[i];
+            if ((c & 0xC0) == 0x80)
+                continue;
+            if (c == '#' && (i == 0 || p[i - 1] == ' ' || p[i - 1] == '\t') &&
+                !in_scalar(S, line, col)) {
+                comment = i;
+                break;
+            }
+            if (c != ' ' && c != '\t') {
+                content = 1;
+                if (first == SIZE_MAX)
+                    first = i;
+            }
+            col++;
+        }
+        /* A line inside a multi-line scalar is content even when blank. */
+        if (!content && comment == SIZE_MAX && in_scalar(S, line, 0))
+            content = 1;
+        while (next < S->n_anchors && S->anchors[next].line < line)
+            next++;
+        if (!content && comment == SIZE_MAX) {
+            if (!seen_content && header.len)
+                header_blanks++;
+            blank_before = pending.len > 0;
+        } else if (!content) {
+            if (!seen_content) {
+                for (; header_blanks > 0; header_blanks--)
+                    if (!lines_add(&header, "", 0))
+                        goto out;
+                if (!lines_add(&header, p + comment, n - comment))
+                    goto out;
+            } else {
+                if ((blank_before && !lines_add(&pending, "", 0)) ||
+                    !lines_add(&pending, p + comment, n - comment))
+                    goto out;
+            }
+            blank_before = 0;
+        } else {
+            const struct anchor *a = next < S->n_anchors ? &S->anchors[next] : NULL;
+            const struct anchor *here = a && a->line == line ? a : NULL;
+            seen_content = 1;
+            blank_before = 0;
+            if (pending.len && a) {
+                if (!add_comment(S, a, pending.s, 0))
+                    goto out;
+                pending.s = NULL;
+                pending.len = 0;
+            }
+            if (comment != SIZE_MAX) {
+                const struct anchor *owner = here ? here : next > 0 ? &S->anchors[next - 1] : NULL;
+                char *t = strndup(p + comment, n - comment);
+                if (!t || (owner && !add_comment(S, owner, t, 1))) {
+                    free(t);
+                    goto out;
+                }
+                if (!owner)
+                    free(t);
+            }
+        }
+        line++;
+    }
+    S->src->header = header.s;
+    header.s = NULL;
+    S->src->footer = pending.s;
+    pending.s = NULL;
+    ok = 1;
+out:
+    free(pending.s);
+    free(header.s);
+    return ok;
+}
+
+int emit_source__scan(const char *text, size_t len, struct emit_source *src)
+{
+    struct scan S = {0};
+    yaml_parser_t parser;
+    yaml_event_t ev;
+    int have_parser = 0, ok = 0, done = 0;
+
+    S.src = src;
+    S.text = text;
+    S.len = len;
+    S.lines = malloc(sizeof *S.lines);
+    if (!S.lines)
+        goto out;
+    S.lines[S.n_lines++] = 0;
+    for (size_t i = 0; i < len; i++)
+        if (text[i] == '\n' && i + 1 < len) {
+            size_t *more = realloc(S.lines, (S.n_lines + 1) * sizeof *more);
+            if (!more)
+                goto out;
+            S.lines = more;
+            S.lines[S.n_lines++] = i + 1;
+        }
+    if (!yaml_parser_initialize(&parser))
+        goto out;
+    have_parser = 1;
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    while (!done && !S.failed) {
+        if (!yaml_parser_parse(&parser, &ev))
+            goto out;
+        done = ev.type == YAML_STREAM_END_EVENT;
+        on_event(&S, &ev);
+        yaml_event_delete(&ev);
+    }
+    if (S.failed || !attach_comments(&S, text, len))
+        goto out;
+    ok = 1;
+out:
+    if (have_parser)
+        yaml_parser_delete(&parser);
+    for (size_t i = 0; i < S.n_anchors; i++)
+        free(S.anchors[i].path);
+    free(S.anchors);
+    free(S.extents);
+    free(S.lines);
+    for (size_t i = 0; i < S.depth; i++) {
+        free(S.stack[i].path);
+        free(S.stack[i].pending);
+    }
+    free(S.stack);
+    if (!ok) {
+        emit_source__free(src);
+        memset(src, 0, sizeof *src);
+    }
+    return ok;
+}
+
+void emit_source__free(struct emit_source *src)
+{
+    if (!src)
+        return;
+    free(src->header);
+    free(src->footer);
+    for (size_t i = 0; i < src->n_comments; i++) {
+        free(src->comments[i].path);
+        free(src->comments[i].text);
+        free(src->comments[i].at_path);
+    }
+    free(src->comments);
+    for (size_t i = 0; i < src->n_tasks; i++)
+        free(src->task_names[i]);
+    free(src->task_names);
+    for (size_t i = 0; i < src->n_env; i++) {
+        free(src->env[i].name);
+        free(src->env[i].raw);
+    }
+    free(src->env);
+    for (size_t i = 0; i < src->n_folded; i++) {
+        free(src->folded[i].path);
+        free(src->folded[i].value);
+        free(src->folded[i].header);
+        free(src->folded[i].body);
+    }
+    free(src->folded);
+}
+
+const struct emit_folded *emit_source__folded(const struct emit_source *src, long task,
+                                              const char *path)
+{
+    for (size_t i = 0; src && i < src->n_folded; i++)
+        if (src->folded[i].task == task && !strcmp(src->folded[i].path, path))
+            return &src->folded[i];
+    return NULL;
+}
+
+long emit_source__task(const struct emit_source *src, const char *name)
+{
+    for (size_t i = 0; name && i < src->n_tasks; i++)
+        if (src->task_names[i] && !strcmp(src->task_names[i], name))
+            return (long)i;
+    return -1;
+}
+
+const struct emit_env_entry *emit_source__env(const struct emit_source *src, const char *name)
+{
+    for (size_t i = 0; i < src->n_env; i++)
+        if (!strcmp(src->env[i].name, name))
+            return &src->env[i];
+    return NULL;
+}
