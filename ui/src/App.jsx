@@ -6,7 +6,7 @@
 // land on their field and their node.
 import React, { useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import { ReactFlow, Background, Controls, MiniMap, useReactFlow } from '@xyflow/react';
-import TaskNode from './TaskNode.jsx';
+import TaskNode, { Shield } from './TaskNode.jsx';
 import { api, runEventsUrl, runsEventsUrl } from './api.js';
 import { toGraph, newTask, addTask, updateTask, renameTask, deleteTasks, deleteEdge, connect, pasteTasks, taskOf } from './model.js';
 import { layoutGraph, NODE_WIDTH } from './layout.js';
@@ -18,6 +18,7 @@ import { SaveDialog, NewPluginDialog } from './Dialogs.jsx';
 import { RunsList, LogPane } from './Bottom.jsx';
 
 const nodeTypes = { task: TaskNode };
+const MINIMAP_COLOURS = { done: '#16a34a', running: '#2563eb', failed: '#dc2626', timeout: '#dc2626', crashed: '#dc2626', denied: '#dc2626', skipped: '#9ca3af', waiting: '#94a3b8' };
 const HISTORY = 200;
 const basename = (p) => String(p || '').split('/').pop();
 const clip = (s, n) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
@@ -49,7 +50,7 @@ function Palette({ plugins, onAdd, onNewPlugin }) {
                 onDoubleClick={() => onAdd(p.name)}
                 onKeyDown={(e) => e.key === 'Enter' && onAdd(p.name)}
               >
-                <div>{p.name}{p.requires_auth ? ' 🛡' : ''}</div>
+                <div>{p.name} {p.requires_auth && <Shield />}</div>
                 <div className="pdesc">{p.error ? 'describe failed' : p.description}</div>
               </div>
             ))}
@@ -85,6 +86,7 @@ export default function App() {
   const [runs, setRuns] = useState([]);
   const [live, setLive] = useState(null);
   const [setVar, setSetVar] = useState({ name: '', value: '' });
+  const [foreign, setForeign] = useState(null); // a run whose file is not in the workflows directory
   const clipboard = useRef([]);
   const closeStream = useRef(null);
   const validateSeq = useRef(0);
@@ -143,6 +145,7 @@ export default function App() {
     async (file, keepLive = false) => {
       try {
         const d = await api.workflow(file);
+        setForeign(null);
         setDoc(d);
         setBanner(d.model ? null : { error: true, text: `${file} has errors; fix them in the file (the editor opens valid workflows): ${(d.diagnostics || []).map((x) => `${x.line}:${x.col}: ${x.message}`).join('; ')}` });
         setModel(d.model);
@@ -203,6 +206,9 @@ export default function App() {
         try {
           return (await api.format(m, doc && doc.file)).yaml;
         } catch (e) {
+          // 422: the model's shape is wrong (a type, a key) and no text could
+          // be written; its diagnostics name the model path.
+          if (e.status === 422) throw e;
           if (e.status !== 501) throw e;
         }
       }
@@ -220,9 +226,11 @@ export default function App() {
       try {
         const y = await toYaml(model);
         const r = await api.validate(y, doc.file);
-        if (seq === validateSeq.current) setDiags(mapDiagnostics(y, r.diagnostics));
+        if (seq === validateSeq.current) setDiags(mapDiagnostics(y, r.diagnostics, model));
       } catch (e) {
-        if (seq === validateSeq.current) setDiags([{ severity: 'error', message: e.message, task: null, field: null }]);
+        if (seq !== validateSeq.current) return;
+        if (e.diagnostics && e.diagnostics.length) setDiags(mapDiagnostics('', e.diagnostics, model));
+        else setDiags([{ severity: 'error', message: e.message, task: null, field: null }]);
       }
     }, 200);
     return () => clearTimeout(t);
@@ -394,10 +402,26 @@ export default function App() {
   const openRun = async (r) => {
     const f = basename(r.file);
     if (f && workflows.some((w) => w.file === f)) {
+      setForeign(null);
       if (!doc || doc.file !== f) await openFile(f, true);
-    } else setBanner({ text: `run ${r.run_id}: its workflow ${r.file || ''} is not in the workflows directory` });
+    } else {
+      // Drawn from the workflow its coordinator published (the stream's
+      // `workflow` event), read-only: there is no file here to save it to.
+      setForeign(r.run_id);
+      setDoc(null);
+      setModel(null);
+      setBase(null);
+      setDiags([]);
+      setBanner({ text: `run ${r.run_id}: its workflow ${r.file || ''} is not in the workflows directory; shown read-only` });
+    }
     follow(r.run_id);
   };
+  useEffect(() => {
+    if (!foreign || !live || live.id !== foreign || !live.workflow || model) return;
+    setModel(live.workflow);
+    setBase(live.workflow);
+    relayout(live.workflow);
+  }, [foreign, live, model, relayout]);
   const runState = live && live.run ? live.run.state : null;
   const runActive = live && (!live.run || !['done', 'failed', 'stopped', 'lost', 'timeout'].includes(runState)) && !live.ended;
 
@@ -544,7 +568,7 @@ export default function App() {
           >
             <Background gap={16} size={1} />
             <Controls />
-            <MiniMap pannable zoomable />
+            <MiniMap pannable zoomable style={{ width: 150, height: 90 }} nodeColor={(n) => MINIMAP_COLOURS[(n.data.live && n.data.live.state) || ''] || '#cbd5e1'} />
           </ReactFlow>
           {!model && !banner && <div style={{ position: 'absolute', top: '40%', width: '100%', textAlign: 'center', color: '#6b7280' }}>Open a workflow, or make a new one.</div>}
         </div>

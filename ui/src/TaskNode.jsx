@@ -9,6 +9,14 @@ import { Handle, Position } from '@xyflow/react';
 import { stateClass } from './live.js';
 
 const ROW = 20;
+
+// Icons as inline SVG: no icon font to load, and no emoji font needed.
+export const Shield = () => (
+  <svg width="11" height="12" viewBox="0 0 16 16" aria-label="needs auth"><path d="M8 1 14 3v5c0 3.5-2.5 6-6 7-3.5-1-6-3.5-6-7V3z" fill="#b45309" /></svg>
+);
+const Clock = () => (
+  <svg width="11" height="11" viewBox="0 0 16 16" aria-label="async"><circle cx="8" cy="8" r="6.5" fill="none" stroke="#475569" strokeWidth="2" /><path d="M8 4v4l3 2" fill="none" stroke="#475569" strokeWidth="2" /></svg>
+);
 const TOP = 46;
 
 function TaskNode({ data, selected }) {
@@ -31,10 +39,10 @@ function TaskNode({ data, selected }) {
       <div className="task-head">
         <span className="task-name">{task.name}</span>
         <span className="badges">
-          {split > 1 && <span className="badge badge-split" title={`split: feeds ${split} tasks`}>⑂{split}</span>}
-          {join > 1 && <span className="badge badge-join" title={`join: waits on ${join} tasks`}>⋈{join}</span>}
-          {auth && <span className="badge badge-auth" title="needs auth (permissions are checked)">🛡</span>}
-          {async && <span className="badge badge-async" title="async">⏱</span>}
+          {split > 1 && <span className="badge badge-split" title={`split: feeds ${split} tasks`}>split {split}</span>}
+          {join > 1 && <span className="badge badge-join" title={`join: waits on ${join} tasks`}>join {join}</span>}
+          {auth && <span className="badge badge-auth" title="needs auth (permissions are checked)"><Shield /></span>}
+          {async && <span className="badge badge-async" title="async"><Clock /></span>}
           {hasError && <span className="badge badge-error" data-testid={`node-error-${task.name}`} title={errText}>!</span>}
         </span>
       </div>

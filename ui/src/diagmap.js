@@ -40,12 +40,29 @@ function pathAt(node, off, path) {
 }
 
 /*
+ * The task and field of a model path as the server's format route gives it
+ * ("tasks[3].execution.timeout", "env.X", "name"), or null.
+ */
+export function mapPath(model, p) {
+  const m = /^(?:workflow\.)?tasks\[(\d+)\](?:\.([A-Za-z_]+)(?:\.([A-Za-z0-9_-]+))?)?/.exec(p || '');
+  if (m) {
+    const t = model && model.tasks && model.tasks[Number(m[1])];
+    const task = t ? t.name : `#${Number(m[1]) + 1}`;
+    let field = m[2] || null;
+    if ((field === 'execution' || field === 'params') && m[3]) field = `${field}.${m[3]}`;
+    return { task, field };
+  }
+  const w = /^(?:workflow\.)?([A-Za-z_]+)/.exec(p || '');
+  return w ? { task: null, field: w[1] } : null;
+}
+
+/*
  * Each diagnostic with `task` (a task name, or null for the workflow) and
  * `field` (the property panel's field: name, plugin, inputs, outputs,
  * depends_on, params, params.KEY, execution.KEY, permissions,
  * requires_auth, env, mode; or null).
  */
-export function mapDiagnostics(yamlText, diagnostics) {
+export function mapDiagnostics(yamlText, diagnostics, model = null) {
   let doc = null;
   try {
     doc = parseDocument(yamlText, { keepSourceTokens: false });
@@ -54,6 +71,8 @@ export function mapDiagnostics(yamlText, diagnostics) {
   }
   return (diagnostics || []).map((d) => {
     let task = null, field = null;
+    const byPath = d.path && model ? mapPath(model, d.path) : null;
+    if (byPath) return { ...d, ...byPath };
     if (doc && doc.contents && d.line) {
       const path = pathAt(doc.contents, offsetOf(yamlText, d.line, d.col), []);
       if (path[0] === 'workflow' && path[1] === 'tasks' && typeof path[2] === 'number') {

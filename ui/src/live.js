@@ -34,6 +34,8 @@ export function applyEvent(st, type, data) {
       next.push(data.line);
       return { ...st, logs: { ...st.logs, [data.task]: next } };
     }
+    case 'workflow':
+      return { ...st, workflow: data };
     case 'end':
       return { ...st, ended: data, run: { ...(st.run || {}), state: data.state, exit: data.exit } };
     default:
@@ -68,7 +70,7 @@ export function followRun(url, id, onState) {
       (typeof requestAnimationFrame === 'function' && !document.hidden ? requestAnimationFrame : setTimeout)(flush);
     }
   };
-  for (const t of ['snapshot', 'run', 'task', 'var', 'log', 'end', 'control', 'gone']) es.addEventListener(t, on(t));
+  for (const t of ['snapshot', 'run', 'workflow', 'task', 'var', 'log', 'end', 'control', 'gone']) es.addEventListener(t, on(t));
   return () => es.close();
 }
 

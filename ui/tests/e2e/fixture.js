@@ -27,7 +27,8 @@ export async function startServer({ workflows = [], extraArgs = [], env = {} } =
   const plugins = path.join(dir, 'plugins');
   fs.mkdirSync(wf);
   fs.mkdirSync(plugins);
-  for (const f of workflows) fs.copyFileSync(path.join(fixtures, f), path.join(wf, f));
+  // A bare name is a fixture of tests/e2e/workflows; a path is relative to the repository.
+  for (const f of workflows) fs.copyFileSync(f.includes('/') ? path.join(repoRoot, f) : path.join(fixtures, f), path.join(wf, path.basename(f)));
   const token = 'e2e-token-' + Math.random().toString(16).slice(2).padEnd(16, '0');
   const proc = spawn(
     flowbusBin,

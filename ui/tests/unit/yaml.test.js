@@ -85,3 +85,14 @@ describe('lineDiff', () => {
     expect(d.map((x) => x.op + x.text)).toEqual(['…', ' d', '-e', '+E', ' f', '…']);
   });
 });
+
+describe('mapPath', () => {
+  it('names the task and the field of a model path', async () => {
+    const { mapPath } = await import('../../src/diagmap.js');
+    const m = { tasks: [{ name: 'S' }, { name: 'A' }] };
+    expect(mapPath(m, 'tasks[1].execution.timeout')).toEqual({ task: 'A', field: 'execution.timeout' });
+    expect(mapPath(m, 'tasks[1].inputs[0]')).toEqual({ task: 'A', field: 'inputs' });
+    expect(mapPath(m, 'tasks[0].params.command')).toEqual({ task: 'S', field: 'params.command' });
+    expect(mapPath(m, 'env.X')).toEqual({ task: null, field: 'env' });
+  });
+});
