@@ -21,6 +21,7 @@
 import { createRequire } from 'node:module';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -109,11 +110,19 @@ try {
     await page.getByTestId('node-PROBE').waitFor();
     renders.push(await openTimed('render.yaml', nRender));
   }
-  results.render = { tasks: nRender, ms_median: quantile(renders.map((r) => r.ms), 0.5), layout_ms: quantile(renders.map((r) => r.layout), 0.5) };
-  await page.getByTestId('wf-select').selectOption('probe.yaml');
-  await page.getByTestId('node-PROBE').waitFor();
-  const big = await openTimed('layout.yaml', nLayout);
-  results.layout = { tasks: nLayout, elk_ms: big.layout, render_ms: big.ms };
+  results.render = { tasks: nRender, ms_median: quantile(renders.map((r) => r.ms), 0.5), ms_min: Math.min(...renders.map((r) => r.ms)), layout_ms: quantile(renders.map((r) => r.layout), 0.5) };
+  const bigs = [];
+  for (let i = 0; i < (smoke ? 1 : 3); i++) {
+    await page.getByTestId('wf-select').selectOption('probe.yaml');
+    await page.getByTestId('node-PROBE').waitFor();
+    bigs.push(await openTimed('layout.yaml', nLayout));
+  }
+  results.layout = {
+    tasks: nLayout,
+    elk_ms_median: quantile(bigs.map((r) => r.layout), 0.5),
+    elk_ms_min: Math.min(...bigs.map((r) => r.layout)),
+    render_ms_median: quantile(bigs.map((r) => r.ms), 0.5),
+  };
 
   // 3: bus event -> DOM.
   await page.getByTestId('wf-select').selectOption('probe.yaml');
@@ -162,13 +171,14 @@ try {
   fs.rmSync(server.dir, { recursive: true, force: true });
 }
 
+results.loadavg = os.loadavg();
 const f = (x) => (x === undefined || x === null ? '-' : `${x.toFixed(1)} ms`);
 const rows = [
-  [`editor: open ${results.render.tasks} tasks, all nodes shown`, f(results.render.ms_median), '< 1000 ms', results.render.ms_median < 1000],
-  [`editor: elkjs layout of ${results.layout.tasks} tasks`, f(results.layout.elk_ms), '< 1000 ms', results.layout.elk_ms < 1000],
-  [`editor: open ${results.layout.tasks} tasks, all nodes shown`, f(results.layout.render_ms), '-', null],
+  [`editor: open ${results.render.tasks} tasks, all nodes shown (median; min ${f(results.render.ms_min)})`, f(results.render.ms_median), '< 1000 ms', results.render.ms_median < 1000],
+  [`editor: elkjs layout of ${results.layout.tasks} tasks, in its worker (median; min ${f(results.layout.elk_ms_min)})`, f(results.layout.elk_ms_median), '< 1000 ms', results.layout.elk_ms_median < 1000],
+  [`editor: open ${results.layout.tasks} tasks, all nodes shown (median)`, f(results.layout.render_ms_median), '-', null],
   [`editor: bus event -> DOM p50 (${results.event_to_dom.events} events; p90 ${f(results.event_to_dom.p90_ms)})`, f(results.event_to_dom.p50_ms), '< 50 ms', results.event_to_dom.p50_ms < 50],
 ];
-console.log(`\nui editor figures${smoke ? ' (smoke sizes)' : ''}:`);
-for (const [what, v, target, met] of rows) console.log(`  ${what.padEnd(66)} ${v.padStart(10)}  target ${target.padEnd(10)} ${met === null ? '' : met ? 'met' : 'NOT met'}`);
+console.log(`\nui editor figures${smoke ? ' (smoke sizes)' : ''} (load average ${results.loadavg.map((x) => x.toFixed(1)).join(' ')} on ${os.cpus().length} cores):`);
+for (const [what, v, target, met] of rows) console.log(`  ${what.padEnd(84)} ${v.padStart(10)}  target ${target.padEnd(10)} ${met === null ? '' : met ? 'met' : 'NOT met'}`);
 if (jsonOut) fs.writeFileSync(jsonOut, JSON.stringify({ smoke, ...results }, null, 2));

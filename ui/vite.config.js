@@ -11,4 +11,5 @@ export default defineConfig({
   build: { outDir: 'dist', emptyOutDir: true, chunkSizeWarningLimit: 3000, sourcemap: false },
   server: { proxy: { '/api': process.env.FLOWBUS_UI || 'http://127.0.0.1:8080' } },
   test: { include: ['tests/unit/**/*.test.js'] },
+  worker: { format: 'iife' },
 });

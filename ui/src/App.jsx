@@ -145,6 +145,8 @@ export default function App() {
     async (file, keepLive = false) => {
       try {
         const d = await api.workflow(file);
+        // Laid out before it is shown: no frame with every node at (0, 0).
+        if (d.model) await relayout(d.model, false);
         setForeign(null);
         setDoc(d);
         setBanner(d.model ? null : { error: true, text: `${file} has errors; fix them in the file (the editor opens valid workflows): ${(d.diagnostics || []).map((x) => `${x.line}:${x.col}: ${x.message}`).join('; ')}` });
@@ -159,7 +161,7 @@ export default function App() {
           closeStream.current = null;
           setLive(null);
         }
-        if (d.model) await relayout(d.model);
+        if (d.model) setTimeout(() => rf.fitView({ padding: 0.15, duration: 0, maxZoom: 1 }), 30);
         const u = new URL(window.location.href);
         u.searchParams.set('file', file);
         window.history.replaceState(null, '', u);
@@ -167,7 +169,7 @@ export default function App() {
         fail(e);
       }
     },
-    [relayout],
+    [relayout, rf],
   );
 
   useEffect(() => {
@@ -457,17 +459,27 @@ export default function App() {
     return m;
   }, [diags]);
   const pluginOf = useMemo(() => Object.fromEntries(plugins.map((p) => [p.name, p])), [plugins]);
-  const nodes = useMemo(
-    () =>
-      graph.nodes.map((n) => ({
-        ...n,
-        position: positions[n.id] || { x: 0, y: 0 },
-        selected: selected.includes(n.id),
-        measured: measured[n.id],
-        data: { ...n.data, live: live && live.tasks[n.id], errors: byTask[n.id], plugin: pluginOf[n.data.task.plugin] },
-      })),
-    [graph, positions, selected, measured, live, byTask, pluginOf],
-  );
+  // A node's data object is reused while nothing in it changed, so that
+  // React Flow's memoised nodes do not re-render: with 1,000 tasks, each batch
+  // of measurements (and each live event) would otherwise redraw them all.
+  const dataCache = useRef(new Map());
+  const nodes = useMemo(() => {
+    const cache = dataCache.current;
+    const next = new Map();
+    const sel = new Set(selected);
+    const out = graph.nodes.map((n) => {
+      const d = { ...n.data, live: live ? live.tasks[n.id] : undefined, errors: byTask[n.id], plugin: pluginOf[n.data.task.plugin] };
+      const old = cache.get(n.id);
+      const same =
+        old && old.task === d.task && old.split === d.split && old.join === d.join && old.live === d.live &&
+        old.errors === d.errors && old.plugin === d.plugin && JSON.stringify(old.external) === JSON.stringify(d.external);
+      const data = same ? old : d;
+      next.set(n.id, data);
+      return { ...n, position: positions[n.id] || { x: 0, y: 0 }, selected: sel.has(n.id), measured: measured[n.id], data };
+    });
+    dataCache.current = next;
+    return out;
+  }, [graph, positions, selected, measured, live, byTask, pluginOf]);
   const edges = useMemo(
     () =>
       graph.edges.map((e) => {
