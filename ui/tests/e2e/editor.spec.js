@@ -90,6 +90,11 @@ test.describe('building', () => {
     await expect(page.getByTestId('node-A_2')).toHaveCount(0);
     await page.keyboard.press('Control+Shift+z');
     await expect(page.getByTestId('node-A_2')).toBeVisible();
+    // A depends_on wire between the dependency ports is drawn dashed.
+    await wire(page, 'dep-out-A_2', 'dep-in-END');
+    await expect(page.locator('.react-flow__edge.dep')).toHaveCount(1);
+    await page.getByTestId('node-END').click();
+    await expect(page.getByTestId('field-depends_on')).toHaveValue('A_2');
   });
 });
 

@@ -73,6 +73,22 @@ export async function startServer({ workflows = [], extraArgs = [], env = {} } =
   };
 }
 
+/*
+ * The server's private broker as the CLI reaches it: the variables of the
+ * broker.env file whose path the server printed (FLOWBUS_BROKER,
+ * FLOWBUS_USERNAME, FLOWBUS_PASSWORD).
+ */
+export function brokerEnv(server) {
+  const m = /\. (\S+broker\.env)/.exec(server.log());
+  if (!m) throw new Error(`flowbus ui printed no broker.env path:\n${server.log()}`);
+  const env = {};
+  for (const line of fs.readFileSync(m[1], 'utf8').split('\n')) {
+    const v = /^(?:export )?(FLOWBUS_\w+)=(['"]?)(.*)\2$/.exec(line.trim());
+    if (v) env[v[1]] = v[3];
+  }
+  return env;
+}
+
 /* Runs the flowbus CLI (validate, run ...) in the test's directory: {code, out}. */
 export function flowbus(server, args, opts = {}) {
   const r = spawnSync(flowbusBin, args, {

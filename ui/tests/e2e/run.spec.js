@@ -2,7 +2,8 @@
 // private broker: every node reaches its final colour (from the SSE stream),
 // the log pane and wire values; a reactive flow fed with Set and stopped;
 // a plugin made with the "New plugin" form, used in a workflow and run.
-import { test, expect, openWorkflow, dropPlugin, wire } from './fixture.js';
+import path from 'node:path';
+import { test, expect, openWorkflow, dropPlugin, wire, flowbus, brokerEnv } from './fixture.js';
 
 test.describe('live', () => {
   test.use({ workflows: ['live.yaml', 'reactive.yaml', 'edit.yaml'] });
@@ -20,6 +21,7 @@ test.describe('live', () => {
     await expect(page.getByTestId('node-BAD')).toHaveAttribute('title', /failed/);
     await expect(page.getByTestId('node-AFTER')).toHaveAttribute('data-state', 'skipped');
     await expect(page.getByTestId('node-AFTER')).toHaveClass(/st-skipped/);
+    await expect(page.getByTestId('node-AFTER')).toHaveAttribute('title', /skipped \(.*BAD_OUT/);
     // The value of a variable on its wire, and the task's log.
     await expect(page.locator('.react-flow__edge-text', { hasText: 'A_OUT = alpha' })).toBeVisible();
     await page.getByTestId('node-A').click();
@@ -36,9 +38,30 @@ test.describe('live', () => {
     await page.getByTestId('set-value').fill('hello');
     await page.getByTestId('set-send').click();
     await expect(page.locator('.react-flow__edge-text', { hasText: 'OUT = got hello' })).toBeVisible();
+    await page.getByTestId('pause').click();
+    await expect(page.getByTestId('run-state')).toContainText('(paused)');
+    await page.getByTestId('resume').click();
+    await expect(page.getByTestId('run-state')).not.toContainText('(paused)');
     await page.getByTestId('stop').click();
     await expect(page.getByTestId('run-state')).toContainText(/stopped|done/);
     await expect(page.getByTestId('stop')).toBeDisabled();
+  });
+});
+
+test.describe('terminal', () => {
+  test.use({ workflows: ['live.yaml'] });
+
+  test('a run started with flowbus run in a terminal shows up in the runs list and on its canvas', async ({ editor: page, server }) => {
+    const env = brokerEnv(server);
+    const r = flowbus(server, ['run', path.join(server.workflowsDir, 'live.yaml'), '--broker', env.FLOWBUS_BROKER, '--run-id', 'from-terminal'], { env });
+    expect(r.code, r.out).toBe(1); // BAD fails
+    const row = page.getByTestId('run-from-terminal');
+    await expect(row).toContainText('failed');
+    await row.click();
+    await expect(page.getByTestId('node-A')).toHaveAttribute('data-state', 'done');
+    await expect(page.getByTestId('node-BAD')).toHaveAttribute('data-state', 'failed');
+    await expect(page.getByTestId('node-AFTER')).toHaveAttribute('data-state', 'skipped');
+    await expect(page.getByTestId('run-state')).toContainText('from-terminal');
   });
 });
 
