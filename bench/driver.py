@@ -28,6 +28,7 @@ sys.path.insert(0, HERE)
 
 import fbtest  # noqa: E402  (Recorder, free_port)
 import graphs  # noqa: E402
+import ui_rss  # noqa: E402
 
 
 class BenchError(Exception):
@@ -505,6 +506,18 @@ class Bench:
         self.row("touched reaction p99", r["p99_ms"], raw["hop_p99_us"] / 1e3, "ms",
                  ref_label="raw Paho hop p99")
 
+    # -- 9. flowbus ui -------------------------------------------------------
+
+    def ui_memory(self, broker):
+        n = 10
+        r = ui_rss.measure(self.flowbus, broker.url, self.work, streams=n, env=self.env)
+        self.raw["ui_rss"] = r
+        self.row(f"flowbus ui RSS, idle, {n} open event streams", r["rss_kb"] / 1024,
+                 r["idle_rss_kb"] / 1024, "MB", "< 15 MB", r["rss_kb"] < 15 * 1024,
+                 ref_label="same server, no stream")
+        self.row(f"flowbus ui PSS, idle, {n} open event streams", r["pss_kb"] / 1024,
+                 r["idle_pss_kb"] / 1024, "MB", ref_label="no stream")
+
     # -- all -----------------------------------------------------------------
 
     def run(self):
@@ -514,6 +527,7 @@ class Bench:
                  ("fan-out/fan-in", lambda b: self.fan(b)),
                  ("per-task overhead", lambda b: self.overhead(b)),
                  ("throughput", lambda b: self.throughput(b)),
+                 ("flowbus ui memory", lambda b: self.ui_memory(b)),
                  ("memory", None), ("scale", None)]
         for name, fn in steps:
             t0 = time.monotonic()

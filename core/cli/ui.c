@@ -14,7 +14,7 @@
 
 const char ui__usage[] =
     "Usage: flowbus ui [--listen ADDR:PORT] [--workflows DIR] [--plugins DIR]\n"
-    "                  [--broker URL] [--static DIR] [--no-token]\n"
+    "                  [--broker URL] [--static DIR] [--no-token] [--allow-origin URL]\n"
     "\n"
     "Serve the browser editor and its HTTP API (docs/http-api.md): build, link and\n"
     "create tasks, run workflows and watch them live. Prints the URL to open, with\n"
@@ -31,6 +31,8 @@ const char ui__usage[] =
     "                      mosquitto for the server's lifetime)\n"
     "  --static DIR        the built editor (default: the installed one)\n"
     "  --no-token          no token (loopback addresses only: for development)\n"
+    "  --allow-origin URL  also accept this Origin (a development server, e.g.\n"
+    "                      http://localhost:5173, proxying /api to this one)\n"
     "  -q, --quiet         no access log, only warnings and errors\n"
     "  -h, --help          show this help\n"
     "\n"
@@ -44,6 +46,7 @@ int ui__command(int argc, char **argv)
         {"plugins", required_argument, 0, 'p'}, {"broker", required_argument, 0, 'b'},
         {"static", required_argument, 0, 's'}, {"no-token", no_argument, 0, 'n'},
         {"quiet", no_argument, 0, 'q'},        {"help", no_argument, 0, 'h'},
+        {"allow-origin", required_argument, 0, 'o'},
         {0, 0, 0, 0},
     };
     struct ui_options o = {0};
@@ -71,6 +74,14 @@ int ui__command(int argc, char **argv)
             break;
         case 'n':
             o.no_token = 1;
+            break;
+        case 'o':
+            if (strncmp(optarg, "http://", 7) != 0 && strncmp(optarg, "https://", 8) != 0) {
+                fprintf(stderr, "flowbus: --allow-origin expects http://HOST:PORT, got '%s'\n",
+                        optarg);
+                return FB_EXIT_INVALID;
+            }
+            o.allow_origin = optarg;
             break;
         case 'q':
             log__set_level(FB_LOG_WARN);

@@ -600,13 +600,18 @@ static enum MHD_Result create_plugin(struct request *r)
         if (ui->has_cc && sdk) {
             char ipath[PATH_MAX + 4], lpath[PATH_MAX + 4], rpath[PATH_MAX + 16],
                 srcpath[PATH_MAX + 96];
+            char sanitize[128] = "-O2";
             char *argv[] = {ui->cc, "-O2", "-o", path, srcpath, ipath, lpath, rpath,
-                            "-lflowbus", NULL};
+                            "-lflowbus", sanitize, NULL};
             snprintf(path, sizeof path, "%s/%s", ui->plugins_dir, file);
             snprintf(srcpath, sizeof srcpath, "%s/%s", ui->plugins_dir, src);
             snprintf(ipath, sizeof ipath, "-I%s", inc);
             snprintf(lpath, sizeof lpath, "-L%s", lib);
             snprintf(rpath, sizeof rpath, "-Wl,-rpath,%s", lib);
+#ifdef FLOWBUS_SKELETON_SANITIZE
+            if (FLOWBUS_SKELETON_SANITIZE[0])
+                snprintf(sanitize, sizeof sanitize, "-fsanitize=%s", FLOWBUS_SKELETON_SANITIZE);
+#endif
             build_out = run_capture(argv, BUILD_WAIT, 1, &status);
             built = build_out && status == 0;
             if (built)

@@ -46,7 +46,7 @@ struct ui_bus {
     char token[FB_TOPIC_MAX];
 };
 
-enum { FLAG_EXISTS = 1, FLAG_ENDED = 2 };
+enum { FLAG_EXISTS = 1, FLAG_ENDED = 2, FLAG_GONE = 4 };
 
 void bus__lock(struct ui_bus *b)
 {
@@ -178,6 +178,9 @@ static void emit_change(struct ui_bus *b, const fb_msg *m, enum view_change c,
     int flags = get_flags(b, id), exists = view__exists(rv);
     fb_topic t;
 
+    /* The rest of a removal (flowbus gc deletes topic after topic) is not news. */
+    if ((flags & FLAG_GONE) && !exists)
+        return;
     switch (c) {
     case VIEW_RUN:
         if (rv->has_record)
@@ -242,12 +245,13 @@ static void emit_change(struct ui_bus *b, const fb_msg *m, enum view_change c,
         break;
     }
     if (exists) {
-        flags |= FLAG_EXISTS;
+        flags = (flags | FLAG_EXISTS) & ~FLAG_GONE;
     } else if (flags & FLAG_EXISTS) {
         /* Its retained topics were removed (flowbus gc). */
         sse__emit(h, id, "gone", json_pack("{s:s}", "run_id", id));
         sse__emit(h, "", "gone", json_pack("{s:s}", "run_id", id));
-        flags = 0;
+        sse__drop(h, id); /* freed once its last stream has read the gone */
+        flags = FLAG_GONE;
         json_object_del(b->last, id);
     }
     set_flags(b, id, flags);

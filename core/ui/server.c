@@ -152,6 +152,8 @@ static int origin_ok(const struct request *r)
         return 0;
     if (!origin)
         return 1;
+    if (r->ui->o->allow_origin && strcasecmp(origin, r->ui->o->allow_origin) == 0)
+        return 1;
     if (!host || strncasecmp(origin, "http://", 7) != 0)
         return 0;
     return strcasecmp(origin + 7, host) == 0;

@@ -16,6 +16,7 @@ struct ui_options {
     const char *password;
     const char *static_dir; /* NULL: the installed editor */
     int no_token;           /* --no-token (loopback only) */
+    const char *allow_origin; /* --allow-origin: one more Origin accepted (a dev server) */
 };
 
 /*

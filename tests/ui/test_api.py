@@ -565,6 +565,26 @@ class TestEvents(ApiTestCase):
         self.assertEqual(events[0]["data"]["run_id"], run_id)
         self.assertEqual(events[0]["data"]["state"], "done")
 
+    def test_gc_of_a_run_is_gone(self):
+        run_id = self.start_run("split.yaml", run_id="sse-gone")
+        stream = self.ui.events(f"/api/runs/{run_id}/events", timeout=60)
+        names = []
+        try:
+            for e in stream:
+                names.append(e["event"])
+                if e["event"] == "end":
+                    gc = fbtest.run([fbtest.bin_path("flowbus"), "gc", "--broker",
+                                     self.broker.url, "-q"], timeout=30)
+                    self.assertEqual(gc.returncode, 0, gc.stderr)
+                if e["event"] == "gone":
+                    break
+        finally:
+            stream.close()
+        self.assertEqual(names[-1], "gone", names)
+        self.assertEqual(self.ui.request("GET", f"/api/runs/{run_id}")[0], 404)
+        _, _, listed = self.ui.request("GET", "/api/runs")
+        self.assertNotIn(run_id, [r["run_id"] for r in listed["runs"]])
+
     def test_list_stream(self):
         stream = self.ui.events("/api/events", timeout=30)
         run_id = self.start_run("split.yaml", run_id="sse-list")

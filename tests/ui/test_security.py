@@ -173,6 +173,23 @@ class TestToken(SecurityTestCase):
         self.assertEqual(ui.stderr().count(ui.token), 1, ui.stderr())  # the URL line only
         self.assertRegex(ui.stderr(), r'"GET /api/info" 200')
 
+    def test_default_address_is_loopback(self):
+        # Port 8080 may be taken on a shared machine: either it listens there,
+        # or it says it could not; both name the default address.
+        proc = fbtest.spawn([fbtest.bin_path("flowbus"), "ui", "--workflows", self.wf,
+                             "--broker", self.broker.url],
+                            env=dict(os.environ, FLOWBUS_UI_TOKEN=TOKEN))
+        try:
+            line = ""
+            for line in proc.stderr:
+                if "listening on" in line or "cannot listen" in line:
+                    break
+            self.assertRegex(line, r"(listening on|cannot listen on) 127\.0\.0\.1:8080\b")
+        finally:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGINT)
+            proc.communicate(timeout=30)
+
     def test_no_token_is_refused_off_loopback(self):
         p = fbtest.run([fbtest.bin_path("flowbus"), "ui", "--listen", "0.0.0.0:0", "--no-token",
                         "--workflows", self.wf, "--broker", self.broker.url], timeout=20)
@@ -225,6 +242,17 @@ class TestHostAndOrigin(SecurityTestCase):
         # A cross-site stop is refused before the run is even looked up.
         status, _, _ = ui.request("POST", "/api/runs/any/stop",
                                   headers={"Origin": "http://evil.example"})
+        self.assertEqual(status, 403)
+
+
+    def test_allow_origin_adds_one_origin(self):
+        ui = self.server(broker=self.broker,
+                         extra_args=["--allow-origin", "http://localhost:5173"])
+        status, _, _ = ui.request("POST", "/api/validate", {"yaml": SPLIT},
+                                  headers={"Origin": "http://localhost:5173"})
+        self.assertEqual(status, 200)
+        status, _, _ = ui.request("POST", "/api/validate", {"yaml": SPLIT},
+                                  headers={"Origin": "http://localhost:5174"})
         self.assertEqual(status, 403)
 
 

@@ -191,9 +191,14 @@ class UiServer:
 
     def __exit__(self, exc_type, exc, tb):
         code = self.stop()
-        if exc_type is not None:
+        text = self.stderr()
+        # A clean Ctrl-C exits 0; a sanitizer report (a leak at exit, UB) fails the test.
+        bad = code != 0 or "Sanitizer" in text or "runtime error:" in text
+        if exc_type is not None or bad:
             import sys
-            sys.stderr.write(f"--- flowbus ui stderr (exit {code}) ---\n{self.stderr()}\n")
+            sys.stderr.write(f"--- flowbus ui stderr (exit {code}) ---\n{text}\n")
+        if bad and exc_type is None:
+            raise AssertionError(f"flowbus ui exited {code} or reported a sanitizer error")
         return False
 
 
