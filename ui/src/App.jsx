@@ -427,6 +427,17 @@ export default function App() {
   const runState = live && live.run ? live.run.state : null;
   const runActive = live && (!live.run || !['done', 'failed', 'stopped', 'lost', 'timeout'].includes(runState)) && !live.ended;
 
+  // Leaving the page with unsaved edits asks first, as any editor does.
+  useEffect(() => {
+    if (!dirty) return undefined;
+    const warn = (e) => {
+      e.preventDefault();
+      e.returnValue = '';
+    };
+    window.addEventListener('beforeunload', warn);
+    return () => window.removeEventListener('beforeunload', warn);
+  }, [dirty]);
+
   // ---- keyboard -------------------------------------------------------------
   useEffect(() => {
     const onKey = (e) => {
@@ -515,7 +526,7 @@ export default function App() {
     <div className="app">
       <div className="topbar">
         <span className="brand">flowbus</span>
-        <select data-testid="wf-select" value={doc ? doc.file : ''} onChange={(e) => e.target.value && openFile(e.target.value)}>
+        <select data-testid="wf-select" value={doc ? doc.file : ''} onChange={(e) => e.target.value && (!dirty || window.confirm(`Discard the unsaved changes to ${doc.file}?`)) && openFile(e.target.value)}>
           <option value="">open a workflow…</option>
           {workflows.map((w) => (
             <option key={w.file} value={w.file}>
@@ -541,7 +552,10 @@ export default function App() {
         <button onClick={() => control('pause')} disabled={!runActive} data-testid="pause">Pause</button>
         <button onClick={() => control('resume')} disabled={!runActive} data-testid="resume">Resume</button>
         <button onClick={() => control('stop')} disabled={!runActive} data-testid="stop">■ Stop</button>
-        <input style={{ width: 90 }} placeholder="VAR" value={setVar.name} onChange={(e) => setSetVar({ ...setVar, name: e.target.value })} data-testid="set-name" />
+        <datalist id="run-vars">
+          {model && [...new Set(model.tasks.flatMap((t) => [...(t.inputs || []), ...(t.outputs || [])]))].map((v) => <option key={v} value={v} />)}
+        </datalist>
+        <input style={{ width: 90 }} placeholder="VAR" list="run-vars" value={setVar.name} onChange={(e) => setSetVar({ ...setVar, name: e.target.value })} data-testid="set-name" />
         <input style={{ width: 90 }} placeholder="value" value={setVar.value} onChange={(e) => setSetVar({ ...setVar, value: e.target.value })} data-testid="set-value" />
         <button onClick={sendSet} disabled={!runActive || !setVar.name} data-testid="set-send">Set</button>
         <span className="status">

@@ -62,13 +62,15 @@ export async function startServer({ workflows = [], extraArgs = [], env = {} } =
     workflowsDir: wf,
     pluginsDir: plugins,
     log: () => log,
+    /* Stops it with SIGTERM; resolves with its exit code (null: a signal). */
     async stop() {
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode;
       const gone = new Promise((r) => proc.once('exit', r));
       proc.kill('SIGTERM');
       const t = setTimeout(() => proc.kill('SIGKILL'), 15_000);
       await gone;
       clearTimeout(t);
+      return proc.exitCode;
     },
   };
 }
@@ -105,13 +107,17 @@ export const test = base.extend({
   workflows: [[], { option: true }],
   server: async ({ workflows }, use, testInfo) => {
     const s = await startServer({ workflows });
+    let code = null;
     try {
       await use(s);
     } finally {
-      await s.stop();
-      if (testInfo.status !== testInfo.expectedStatus) await testInfo.attach('flowbus-ui.log', { body: s.log(), contentType: 'text/plain' });
+      code = await s.stop();
+      if (testInfo.status !== testInfo.expectedStatus || code !== 0) await testInfo.attach('flowbus-ui.log', { body: s.log(), contentType: 'text/plain' });
       fs.rmSync(s.dir, { recursive: true, force: true });
     }
+    // The server must shut down cleanly, and (in a sanitized build) report nothing.
+    expect(s.log(), 'flowbus ui reported a sanitizer error').not.toMatch(/Sanitizer|runtime error:/);
+    expect(code, `flowbus ui exited ${code} on SIGTERM`).toBe(0);
   },
   editor: async ({ page, server }, use) => {
     await page.goto(`${server.url}/?token=${server.token}`);
