@@ -75,6 +75,18 @@ test.describe('building', () => {
     expect(f.code, f.out + text).toBe(0);
   });
 
+  test('the palette: search, double-click to add', async ({ editor: page }) => {
+    await openWorkflow(page, 'edit.yaml', ['START', 'A', 'END']);
+    await page.getByTestId('palette-search').fill('upper');
+    await expect(page.getByTestId('plugin-shout')).toBeVisible(); // "Upper-cases a text…"
+    await expect(page.getByTestId('plugin-cmd')).toHaveCount(0);
+    await page.getByTestId('palette-search').fill('');
+    await page.getByTestId('plugin-df').dblclick();
+    await expect(page.getByTestId('node-DF')).toBeVisible();
+    await expect(page.getByTestId('field-name')).toHaveValue('DF');
+    await expect(page.getByTestId('param-path')).toHaveAttribute('placeholder', '/');
+  });
+
   test('undo, redo, copy/paste and delete by keyboard', async ({ editor: page }) => {
     await openWorkflow(page, 'edit.yaml', ['START', 'A', 'END']);
     await page.getByTestId('node-A').click();
@@ -100,6 +112,21 @@ test.describe('building', () => {
 
 test.describe('validation', () => {
   test.use({ workflows: ['edit.yaml'] });
+
+  test('params through the raw YAML view are saved as typed', async ({ editor: page, server }) => {
+    await openWorkflow(page, 'edit.yaml', ['START', 'A', 'END']);
+    await page.getByTestId('node-A').click();
+    await page.getByTestId('params-raw-toggle').click();
+    await expect(page.getByTestId('params-raw')).toHaveValue(/command: echo DONE=1/);
+    await page.getByTestId('params-raw').fill('command: echo DONE=9\n');
+    await expect(page.getByTestId('valid-state')).toHaveText('valid');
+    await page.getByTestId('save').click();
+    await expect(page.getByTestId('diff')).toContainText('DONE=9');
+    await page.getByTestId('save-write').click();
+    await expect(page.getByTestId('save-dialog')).toHaveCount(0);
+    expect(fs.readFileSync(path.join(server.workflowsDir, 'edit.yaml'), 'utf8')).toContain('echo DONE=9');
+  });
+
 
   test('an error is shown on its field and on its node as you type, and goes away when fixed', async ({ editor: page }) => {
     await openWorkflow(page, 'edit.yaml', ['START', 'A', 'END']);
@@ -132,5 +159,31 @@ test.describe('validation', () => {
     await page.getByTestId('save-overwrite').click();
     await expect(page.getByTestId('save-dialog')).toHaveCount(0);
     expect(fs.readFileSync(file, 'utf8')).toContain('echo DONE=2');
+  });
+});
+
+test.describe('secrets', () => {
+  test.use({ workflows: ['secret.yaml'], serverEnv: { FLOWBUS_E2E_KEY: 's3cr3t-value-42' } });
+
+  test('a secret in env is masked, its value never reaches the page, and a save keeps it as written', async ({ editor: page, server }) => {
+    const seen = [];
+    page.on('response', async (r) => {
+      if (r.url().includes('/api/') && !r.url().includes('/events')) seen.push(await r.text().catch(() => ''));
+    });
+    await openWorkflow(page, 'secret.yaml', ['START', 'USE', 'END']);
+    await expect(page.getByTestId('env-API_KEY')).toBeDisabled();
+    await expect(page.getByTestId('env-API_KEY')).toHaveValue('••••••••');
+    await page.getByTestId('env-LIMIT').fill('4');
+    await page.getByTestId('save').click();
+    await expect(page.getByTestId('diff')).toContainText('"4"');
+    await page.getByTestId('save-write').click();
+    await expect(page.getByTestId('save-dialog')).toHaveCount(0);
+    await page.getByTestId('run').click();
+    await expect(page.getByTestId('node-USE')).toHaveAttribute('data-state', 'done');
+    expect(await page.content()).not.toContain('s3cr3t-value-42');
+    expect(seen.join('\n')).not.toContain('s3cr3t-value-42');
+    const text = fs.readFileSync(path.join(server.workflowsDir, 'secret.yaml'), 'utf8');
+    expect(text).toContain('{{ENV:FLOWBUS_E2E_KEY}}');
+    expect(text).toContain('"4"');
   });
 });

@@ -103,10 +103,11 @@ export function flowbus(server, args, opts = {}) {
 }
 
 export const test = base.extend({
-  // Options: test.use({ workflows: ['a.yaml'] }).
+  // Options: test.use({ workflows: ['a.yaml'], serverEnv: {VAR: 'value'} }).
   workflows: [[], { option: true }],
-  server: async ({ workflows }, use, testInfo) => {
-    const s = await startServer({ workflows });
+  serverEnv: [{}, { option: true }],
+  server: async ({ workflows, serverEnv }, use, testInfo) => {
+    const s = await startServer({ workflows, env: serverEnv });
     let code = null;
     try {
       await use(s);
