@@ -25,7 +25,10 @@ const clip = (s, n) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
 
 function Palette({ plugins, onAdd, onNewPlugin }) {
   const [q, setQ] = useState('');
-  const shown = plugins.filter((p) => !q || `${p.name} ${p.description || ''} ${p.category || ''}`.toLowerCase().includes(q.toLowerCase()));
+  const match = plugins.filter((p) => !q || `${p.name} ${p.description || ''} ${p.category || ''}`.toLowerCase().includes(q.toLowerCase()));
+  // A plugin whose --describe failed cannot be configured: listed last, folded.
+  const shown = match.filter((p) => !p.error);
+  const broken = match.filter((p) => p.error);
   const cats = [...new Set(shown.map((p) => p.category || 'other'))].sort();
   return (
     <div className="palette" data-testid="palette">
@@ -56,6 +59,17 @@ function Palette({ plugins, onAdd, onNewPlugin }) {
             ))}
         </div>
       ))}
+      {broken.length > 0 && (
+        <details data-testid="palette-broken">
+          <summary className="hint">{broken.length} without a description</summary>
+          {broken.map((p) => (
+            <div key={p.name} className="plugin-item" title={`${p.path || ''}: ${p.error}`}>
+              <div>{p.name}</div>
+              <div className="pdesc">--describe failed: {p.error}</div>
+            </div>
+          ))}
+        </details>
+      )}
       <p>
         <button onClick={onNewPlugin} data-testid="new-plugin">+ New plugin</button>
       </p>
