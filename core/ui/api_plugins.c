@@ -103,6 +103,7 @@ static char *run_capture(char *const argv[], double wait, int merge, int *status
         posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
     else
         posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addclosefrom_np(&fa, 3); /* none of the server's descriptors */
     /* Its own process group, so that a hung one is killed with its children. */
     sigemptyset(&none);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK);

@@ -418,6 +418,9 @@ static pid_t spawn_run(struct ui *ui, const char *verb, const char *path, const 
     posix_spawnattr_setsigdefault(&attr, &defaults);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    /* Paho's sockets are not close-on-exec: without this the run would hold
+     * the server's broker connections for as long as it lives. */
+    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
     rc = posix_spawn(&pid, ui->self_exe, &fa, &attr, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);

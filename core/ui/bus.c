@@ -40,6 +40,7 @@ struct ui_bus {
     struct view *view;
     json_t *flags; /* run id -> FLAG_* bits */
     json_t *last;  /* run id -> {task or variable topic -> the last event's text} */
+    json_t *models; /* run id -> its workflow topic's JSON (secrets already masked) */
     pthread_t thread;
     int thread_started;
     int wake_fd; /* eventfd: tells the thread to stop */
@@ -93,6 +94,11 @@ json_t *bus__run_json(struct ui *ui, const struct run_view *rv)
         json_array_append_new(vars, var_json(&rv->vars[i]));
     json_object_set_new(o, "vars", vars);
     json_object_set_new(o, "started_here", json_boolean(ui__started_here(ui, rv->run_id)));
+    /* What a browser draws a run with that it did not start, even once the
+     * stream's workflow event has left the ring. */
+    json_object_set(o, "model", json_object_get(ui->bus->models, rv->run_id)
+                                    ? json_object_get(ui->bus->models, rv->run_id)
+                                    : json_null());
     return o;
 }
 
@@ -236,6 +242,10 @@ static void emit_change(struct ui_bus *b, const fb_msg *m, enum view_change c,
         } else if (t.kind == FB_TOPIC_WORKFLOW) {
             /* As the coordinator published it: secrets are already "<secret>". */
             json_t *wf = m->len ? json_loadb(m->payload, m->len, 0, NULL) : NULL;
+            if (wf)
+                json_object_set(b->models, id, wf);
+            else
+                json_object_del(b->models, id);
             sse__emit(h, id, "workflow", wf ? wf : json_null());
             if (exists)
                 list_event(b, rv);
@@ -253,6 +263,7 @@ static void emit_change(struct ui_bus *b, const fb_msg *m, enum view_change c,
         sse__drop(h, id); /* freed once its last stream has read the gone */
         flags = FLAG_GONE;
         json_object_del(b->last, id);
+        json_object_del(b->models, id);
     }
     set_flags(b, id, flags);
 }
@@ -355,8 +366,9 @@ struct ui_bus *bus__start(struct ui *ui, char *err, size_t errlen)
     b->view = view__new();
     b->flags = json_object();
     b->last = json_object();
+    b->models = json_object();
     b->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (!b->view || !b->flags || !b->last || b->wake_fd < 0) {
+    if (!b->view || !b->flags || !b->last || !b->models || b->wake_fd < 0) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -408,6 +420,7 @@ void bus__stop(struct ui_bus *b)
     view__free(b->view);
     json_decref(b->flags);
     json_decref(b->last);
+    json_decref(b->models);
     pthread_cond_destroy(&b->changed);
     pthread_mutex_destroy(&b->pub_lock);
     pthread_mutex_destroy(&b->view_lock);

@@ -83,7 +83,7 @@ struct ui {
     size_t n_children, cap_children;
 
     struct MHD_Daemon *daemon;
-    volatile int stopping;
+    _Atomic int stopping; /* set by the main thread, read by the handlers */
 };
 
 /* One HTTP request while it is handled (MHD's per-connection context). */

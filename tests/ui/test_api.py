@@ -416,6 +416,8 @@ class TestRuns(ApiTestCase):
                           "END": "done"})
         self.assertEqual({v["name"]: v["value"] for v in body["vars"]}["Z"], "12")
         self.assertTrue(body["started_here"])
+        self.assertEqual(body["model"]["name"], "split join")
+        self.assertEqual(len(body["model"]["tasks"]), 5)
         status, _, listed = self.ui.request("GET", "/api/runs")
         self.assertEqual(status, 200)
         self.assertIn(run_id, [r["run_id"] for r in listed["runs"]])
@@ -428,6 +430,32 @@ class TestRuns(ApiTestCase):
         status, _, _ = self.ui.request("POST", "/api/runs", {"file": "split.yaml",
                                                              "run_id": "ui-split-1"})
         self.assertEqual(status, 409)
+
+    def test_a_started_run_holds_none_of_the_servers_descriptors(self):
+        # The server's broker connections and listening sockets must not leak
+        # into a run that outlives it (a kept listening socket blocks the port).
+        status, _, body = self.ui.request("POST", "/api/runs", {"file": "ticker.yaml",
+                                                                "mode": "reactive"})
+        self.assertEqual(status, 201, body)
+
+        def inodes(pid):
+            # stdin, stdout and stderr are given on purpose (stderr is the server's).
+            out = set()
+            for fd in (fd for fd in os.listdir(f"/proc/{pid}/fd") if int(fd) > 2):
+                try:
+                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                except OSError:
+                    continue
+                if target.startswith(("socket:", "pipe:")):
+                    out.add(target)
+            return out
+
+        try:
+            shared = inodes(body["pid"]) & inodes(self.ui.proc.pid)
+            self.assertEqual(shared, set())
+        finally:
+            self.ui.request("POST", f"/api/runs/{body['run_id']}/stop")
+            self.wait_run_state(body["run_id"], lambda b: b["state"] in FINAL)
 
     def test_a_run_from_the_terminal_shows_up(self):
         p = fbtest.run([fbtest.bin_path("flowbus"), "run", os.path.join(self.wf, "split.yaml"),

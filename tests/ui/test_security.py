@@ -353,6 +353,27 @@ class TestConfinement(SecurityTestCase):
                                     headers={"Content-Type": "application/json"})[0], 200)
 
 
+class TestLimits(SecurityTestCase):
+    def test_at_most_64_event_streams(self):
+        ui = self.server(broker=self.broker)
+        conns = []
+        try:
+            for _ in range(64):
+                c = ui.connection()
+                c.request("GET", "/api/events", headers={"Authorization": f"Bearer {TOKEN}"})
+                r = c.getresponse()
+                self.assertEqual(r.status, 200)
+                r.read1(1)
+                conns.append(c)
+            status, _, body = ui.request("GET", "/api/events")
+            self.assertEqual(status, 503, body)
+            self.assertIn("too many", body["error"])
+            self.assertEqual(ui.request("GET", "/api/info")[2]["streams"], 64)
+        finally:
+            for c in conns:
+                c.close()
+
+
 class TestSecrets(SecurityTestCase):
     SECRET = "s3cr3t-xyz"
     PLAIN = "plain-env-value-42"
