@@ -195,7 +195,8 @@ export default function App() {
   // field is being typed into.
   const commit = useCallback(
     (next, key = null) => {
-      if (!model || next === model) return;
+      // No file (a run drawn from its published workflow): read-only.
+      if (!model || !doc || next === model) return;
       setHist((h) => {
         const now = Date.now();
         if (key && h.key === key && now - h.at < 1500) return { ...h, future: [], at: now };
@@ -203,7 +204,7 @@ export default function App() {
       });
       setModel(next);
     },
-    [model],
+    [model, doc],
   );
   const undo = () => {
     if (!hist.past.length) return;
@@ -556,7 +557,7 @@ export default function App() {
             <button onClick={createWorkflow} data-testid="new-workflow-create">Create</button>
           </>
         )}
-        <button onClick={() => openSave()} disabled={!model} data-testid="save" title="Ctrl+S">Save{dirty ? ' *' : ''}</button>
+        <button onClick={() => openSave()} disabled={!model || !doc} data-testid="save" title="Ctrl+S">Save{dirty ? ' *' : ''}</button>
         <button onClick={undo} disabled={!hist.past.length} data-testid="undo" title="Ctrl+Z">Undo</button>
         <button onClick={redo} disabled={!hist.future.length} data-testid="redo" title="Ctrl+Shift+Z">Redo</button>
         <button onClick={() => model && relayout(model)} disabled={!model} data-testid="relayout">Layout</button>

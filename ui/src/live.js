@@ -20,7 +20,9 @@ export function applyEvent(st, type, data) {
       for (const t of data.tasks || []) tasks[t.name] = t;
       const vars = {};
       for (const v of data.vars || []) if (v.value !== null && v.value !== undefined) vars[v.name] = v.value;
-      return { ...st, run: data, tasks, vars, ended: ['running', 'starting'].includes(data.state) ? null : st.ended };
+      // The snapshot carries the run's workflow model too (a run started
+      // elsewhere is drawn from it when its workflow event left the ring).
+      return { ...st, run: data, tasks, vars, workflow: data.workflow || st.workflow, ended: ['running', 'starting'].includes(data.state) ? null : st.ended };
     }
     case 'run':
       return { ...st, run: { ...(st.run || {}), ...data } };

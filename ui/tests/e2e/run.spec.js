@@ -2,6 +2,7 @@
 // private broker: every node reaches its final colour (from the SSE stream),
 // the log pane and wire values; a reactive flow fed with Set and stopped;
 // a plugin made with the "New plugin" form, used in a workflow and run.
+import fs from 'node:fs';
 import path from 'node:path';
 import { test, expect, openWorkflow, dropPlugin, wire, flowbus, brokerEnv } from './fixture.js';
 
@@ -62,6 +63,19 @@ test.describe('terminal', () => {
     await expect(page.getByTestId('node-BAD')).toHaveAttribute('data-state', 'failed');
     await expect(page.getByTestId('node-AFTER')).toHaveAttribute('data-state', 'skipped');
     await expect(page.getByTestId('run-state')).toContainText('from-terminal');
+  });
+
+  test('a run of a file outside the workflows directory is drawn read-only from its published workflow', async ({ editor: page, server }) => {
+    const env = brokerEnv(server);
+    const elsewhere = path.join(server.dir, 'elsewhere.yaml');
+    fs.copyFileSync(path.join(server.workflowsDir, 'live.yaml'), elsewhere);
+    const r = flowbus(server, ['run', elsewhere, '--broker', env.FLOWBUS_BROKER, '--run-id', 'foreign-run'], { env });
+    expect(r.code, r.out).toBe(1);
+    await page.getByTestId('run-foreign-run').click();
+    await expect(page.getByTestId('banner')).toContainText('read-only');
+    await expect(page.getByTestId('node-END')).toHaveAttribute('data-state', 'done');
+    await expect(page.getByTestId('node-BAD')).toHaveAttribute('data-state', 'failed');
+    await expect(page.getByTestId('save')).toBeDisabled();
   });
 });
 

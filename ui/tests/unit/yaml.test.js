@@ -96,3 +96,24 @@ describe('mapPath', () => {
     expect(mapPath(m, 'env.X')).toEqual({ task: null, field: 'env' });
   });
 });
+
+describe('applyEvent', () => {
+  it('folds task, var, log and end events, and a snapshot replaces the state', async () => {
+    const { applyEvent, emptyRunState } = await import('../../src/live.js');
+    let st = emptyRunState('r');
+    st = applyEvent(st, 'task', { task: 'A', state: 'running', attempt: 1 });
+    st = applyEvent(st, 'task', { task: 'A', state: 'failed', error: 'exit 3' });
+    st = applyEvent(st, 'var', { name: 'X', value: '1' });
+    st = applyEvent(st, 'log', { task: 'A', line: 'hello' });
+    expect(st.tasks.A).toMatchObject({ state: 'failed', attempt: 1, error: 'exit 3' });
+    expect(st.vars.X).toBe('1');
+    expect(st.logs.A).toEqual(['hello']);
+    st = applyEvent(st, 'end', { state: 'failed', exit: 1 });
+    expect(st.ended).toEqual({ state: 'failed', exit: 1 });
+    const snap = applyEvent(st, 'snapshot', { state: 'done', tasks: [{ name: 'B', state: 'done' }], vars: [{ name: 'Y', value: null }, { name: 'Z', value: '2' }], workflow: { tasks: [] } });
+    expect(Object.keys(snap.tasks)).toEqual(['B']);
+    expect(snap.vars).toEqual({ Z: '2' });
+    expect(snap.workflow).toEqual({ tasks: [] });
+    expect(snap.logs.A).toEqual(['hello']); // log lines are not in a snapshot: kept
+  });
+});
