@@ -417,7 +417,16 @@ export default function App() {
     }
   };
   const openRun = async (r) => {
-    const f = basename(r.file);
+    // The list's entries may not name the file; the run's own record does.
+    let file = r.file;
+    if (!file) {
+      try {
+        file = (await api.run(r.run_id)).file;
+      } catch (e) {
+        file = '';
+      }
+    }
+    const f = basename(file);
     if (f && workflows.some((w) => w.file === f)) {
       setForeign(null);
       if (!doc || doc.file !== f) await openFile(f, true);
@@ -429,7 +438,7 @@ export default function App() {
       setModel(null);
       setBase(null);
       setDiags([]);
-      setBanner({ text: `run ${r.run_id}: its workflow ${r.file || ''} is not in the workflows directory; shown read-only` });
+      setBanner({ text: `run ${r.run_id}: its workflow ${file || ''} is not in the workflows directory; shown read-only` });
     }
     follow(r.run_id);
   };

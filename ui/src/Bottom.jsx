@@ -19,7 +19,7 @@ export function RunsList({ runs, current, onOpen }) {
             <tr key={r.run_id} className={r.run_id === current ? 'current' : ''} onClick={() => onOpen(r)} data-testid={`run-${r.run_id}`}>
               <td>{r.run_id}</td>
               <td>{r.workflow}</td>
-              <td>{r.mode}</td>
+              <td>{r.mode || '—'}</td>
               <td className={`s-${r.state}`}>{r.state}{r.paused ? ' (paused)' : ''}</td>
               <td>{fmtDur(r.duration)}</td>
             </tr>

@@ -59,6 +59,9 @@ test.describe('terminal', () => {
     const row = page.getByTestId('run-from-terminal');
     await expect(row).toContainText('failed');
     await row.click();
+    // Its workflow is opened from the workflows directory, editable.
+    await expect(page.getByTestId('wf-select')).toHaveValue('live.yaml');
+    await expect(page.getByTestId('save')).toBeEnabled();
     await expect(page.getByTestId('node-A')).toHaveAttribute('data-state', 'done');
     await expect(page.getByTestId('node-BAD')).toHaveAttribute('data-state', 'failed');
     await expect(page.getByTestId('node-AFTER')).toHaveAttribute('data-state', 'skipped');
