@@ -111,7 +111,9 @@ static void known_keys(struct emit_diags *d, const char *where, const json_t *ob
             i++;
         if (i < n)
             continue;
-        snprintf(path, sizeof path, "%s%s%s", where, *where ? "." : "", key);
+        /* A path past 255 bytes is cut: it only locates the message, which names the key. */
+        if (snprintf(path, sizeof path, "%s%s%s", where, *where ? "." : "", key) < 0)
+            path[0] = '\0';
         diag_add(d, path, "unknown key '%s'", key);
     }
 }
