@@ -594,6 +594,23 @@ static int lines_add(struct lines *l, const char *p, size_t n)
     return 1;
 }
 
+/*
+ * A NUL-terminated copy of the n bytes at p. Not strndup: the source text is
+ * a buffer of a length, with no NUL after it (the loader's buffer, a fuzz
+ * input), and strndup may look past n for one (ASan's strict_string_checks
+ * reports that as an overflow, as the fuzz pass of CI did).
+ */
+static char *copy_bytes(const char *p, size_t n)
+{
+    char *t = malloc(n + 1);
+
+    if (t) {
+        memcpy(t, p, n);
+        t[n] = 0;
+    }
+    return t;
+}
+
 static int add_comment(struct scan *S, const struct anchor *a, char *text, int trailing)
 {
     struct emit_source *src = S->src;
@@ -681,7 +698,7 @@ static int attach_comments(struct scan *S)
             }
             if (comment != SIZE_MAX) {
                 const struct anchor *owner = here ? here : next > 0 ? &S->anchors[next - 1] : NULL;
-                char *t = strndup(p + comment, n - comment);
+                char *t = copy_bytes(p + comment, n - comment);
                 if (!t || (owner && !add_comment(S, owner, t, 1))) {
                     free(t);
                     goto out;

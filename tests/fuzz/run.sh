@@ -36,7 +36,10 @@ if [ -z "$work_dir" ]; then
 fi
 
 # Leaks count as failures; UBSan reports stop the run like ASan's do.
-export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1}"
+# strict_string_checks as in scripts/test's sanitizer pass, whose options CI's
+# fuzz step inherits: a local run must find what CI finds (a strndup of a
+# buffer with no NUL after it was found only so).
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:strict_string_checks=1:halt_on_error=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 
 passed=0 failed=0

@@ -614,6 +614,37 @@ out:
     free(again);
 }
 
+/*
+ * The source is a buffer of a length with no NUL after it (as `flowbus fmt`
+ * and the fuzzer hand it over): a trailing comment on its last line is copied
+ * by its length. The sanitizer pass (strict_string_checks) fails this test if
+ * any copy looks past the buffer for a NUL, as strndup did.
+ */
+static void test_source_without_nul(void)
+{
+    static const char src[] = "workflow:\n"
+                              "  name: n\n"
+                              "  tasks:\n"
+                              "    - name: S\n"
+                              "      plugin: start\n"
+                              "      outputs: [\"TRUE\"]  # the last line, no newline";
+    size_t len = sizeof src - 1;
+    char *buf = malloc(len), *text = NULL;
+    struct wf_diags d = {0};
+
+    CHECK(buf != NULL);
+    if (!buf)
+        goto out;
+    memcpy(buf, src, len);
+    text = emit__format_text("n.yaml", buf, len, &d);
+    CHECK(text != NULL);
+    CHECK_CONTAINS(text, "outputs: [\"TRUE\"]  # the last line, no newline\n");
+out:
+    wf_diags_free(&d);
+    free(text);
+    free(buf);
+}
+
 /* Lines are counted as libyaml counts them: a lone \r, NEL, LS and PS break lines too. */
 static void test_line_breaks_as_yaml_counts_them(void)
 {
@@ -1047,6 +1078,7 @@ int main(void)
     RUN(test_short_lists_flow_long_lists_block);
     RUN(test_added_task_is_one_block);
     RUN(test_comments_kept);
+    RUN(test_source_without_nul);
     RUN(test_line_breaks_as_yaml_counts_them);
     RUN(test_env_from_source);
     RUN(test_defaults_left_out);
