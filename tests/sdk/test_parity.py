@@ -125,6 +125,39 @@ class ParityCases:
         self.assertEqual([(s["activation"], s["result"]) for s in running], [(1, None), (2, None)])
 
 
+    def test_state_is_published_again_after_a_broker_restart(self):
+        # A broker restarted without persistence has lost every retained
+        # message: the waiting task publishes its state again once it has
+        # reconnected, and still acts on an input published after that.
+        self.start("W", inputs=["A"], outputs=["OUT"], mode="oneshot")
+        self.broker.kill()
+        self.broker.restart()
+        fresh = fbtest.Recorder(self.broker)
+        self.addCleanup(fresh.close)
+        fresh.wait_state(self.run_id, "W", "waiting", timeout=WAIT)
+        fresh.publish(fbtest.var_topic(self.run_id, "A"), "alpha", retain=True)
+        _, done = fresh.wait_state(self.run_id, "W", "done", timeout=WAIT)
+        self.assertEqual(done["exit"], 0)
+        out = fresh.wait_for(lambda evs: [e.payload for e in evs
+                                          if e.topic == fbtest.var_topic(self.run_id, "OUT")], WAIT)
+        self.assertEqual(out, [b"ALPHA"])
+
+    def test_retained_publishes_carry_the_message_expiry(self):
+        # FLOWBUS_EXPIRY: every retained publish of the task (state, outputs)
+        # has that MQTT v5 message expiry, so a long-lived broker forgets a
+        # finished run; the log topic is not retained and has none.
+        self.start("E", inputs=["A"], outputs=["OUT"], mode="oneshot",
+                   extra={"FLOWBUS_EXPIRY": "3600"})
+        self.set_var("A", "x")
+        self.recorder.wait_state(self.run_id, "E", "done", timeout=WAIT)
+        mine = [e for e in self.recorder.events
+                if e.topic in (fbtest.state_topic(self.run_id, "E"),
+                               fbtest.var_topic(self.run_id, "OUT")) and e.payload]
+        self.assertTrue(any(e.topic.endswith("/OUT") for e in mine), mine)
+        for e in mine:
+            self.assertTrue(e.expiring, "no message expiry on %r" % e)
+            self.assertTrue(0 < e.properties.MessageExpiryInterval <= 3600)
+
     def log_lines(self, task):
         return [e.payload.decode() for e in self.recorder.on_topic(
             "flowbus/%s/tasks/%s/log" % (self.run_id, task))]

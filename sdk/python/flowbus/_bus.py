@@ -3,8 +3,15 @@
 MQTT 3.1.1, as tasks/examples/flowbus-upper always spoke: paho 1.6 speaks v5
 too, but its on_publish hands over no PUBACK reason code, so a v5 refusal
 ("not authorized") could not be reported anyway, and 3.1.1 keeps the Python
-plugins on the protocol every broker speaks. Clean session, a client id
-unique to the process (fb-<run>-<task>-<pid>, like the C SDK's), keepalive 10 s.
+plugins on the protocol every broker speaks. Only FLOWBUS_EXPIRY needs v5
+(message expiry is a v5 property): with it set, the connection is MQTT v5 and
+every retained publish carries the expiry, as the C SDK's do; the Will carries
+none. Clean session, a client id unique to the process (fb-<run>-<task>- and
+64 random bits, like the C SDK's), keepalive 10 s.
+
+Every successful connect after the first counts as a reconnect
+(self.reconnects), so the task can publish again what a restarted broker may
+have lost (Engine.reassert), as the C SDK does with fb_bus_reconnects.
 
 The Last Will marks the task "crashed"; TCP_NODELAY is set on the socket
 (Nagle plus delayed ACKs cost ~40 ms per QoS 1 round trip). Paho runs its
@@ -56,7 +63,19 @@ class Bus:
         # random bits, as fb_client_id's do, so nobody can guess it from the names or the pid.
         prefix = "fb-%s-%s%s" % (env.run_id, env.task, "" if will else "-events")
         client_id = "%s-%s" % (prefix[:46], os.urandom(8).hex())
-        self.client = mqtt.Client(client_id=client_id, clean_session=True, protocol=mqtt.MQTTv311)
+        self.v5 = env.expiry > 0
+        self.expiry_props = None
+        if self.v5:
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+            self.expiry_props = Properties(PacketTypes.PUBLISH)
+            self.expiry_props.MessageExpiryInterval = env.expiry
+            # v5 has clean start (connect()) in place of clean session.
+            self.client = mqtt.Client(client_id=client_id, protocol=mqtt.MQTTv5)
+        else:
+            self.client = mqtt.Client(client_id=client_id, clean_session=True,
+                                      protocol=mqtt.MQTTv311)
+        self.connects = 0  # successful connects so far
         if tls:
             # Verification always on (tls_set's default): against FLOWBUS_TLS_CA,
             # else the system's CA store.
@@ -86,19 +105,22 @@ class Bus:
         except (OSError, AttributeError):
             pass  # not a TCP socket (or a TLS wrapper without it): only slower
 
-    def _on_connect(self, client, userdata, flags, rc):
+    # v5 callbacks get a reason code object and properties more: *_ takes them.
+    def _on_connect(self, client, userdata, flags, rc, *_):
+        rc = rc.value if hasattr(rc, "value") else int(rc)
         with self.cond:
             if rc != 0:
                 self.refused = rc
                 self.cond.notify_all()
                 return
             self.connected = True
+            self.connects += 1
             self.down_since = None
             self.cond.notify_all()
         # After a reconnect the retained values come again: the caller takes them as they are.
         client.subscribe([(f, 1) for f in self.filters])
 
-    def _on_subscribe(self, client, userdata, mid, granted_qos):
+    def _on_subscribe(self, client, userdata, mid, granted_qos, *_):
         with self.cond:
             self.subscribed = True
             self.cond.notify_all()
@@ -116,7 +138,7 @@ class Bus:
                 self.acked = {m: t for m, t in self.acked.items() if now - t < 60}
             self.cond.notify_all()
 
-    def _on_disconnect(self, client, userdata, rc):
+    def _on_disconnect(self, client, userdata, rc, *_):
         with self.cond:
             self.connected = False
             if self.closing:
@@ -128,7 +150,10 @@ class Bus:
     def open(self):
         """Connects and subscribes; returns once the SUBACK is in. Raises SetupError."""
         try:
-            self.client.connect(self.host, self.port, keepalive=10)
+            if self.v5:
+                self.client.connect(self.host, self.port, keepalive=10, clean_start=True)
+            else:
+                self.client.connect(self.host, self.port, keepalive=10)
         except (OSError, ValueError) as e:
             raise SetupError("cannot connect to the broker at %s:%d: %s" % (self.host, self.port, e))
         self.client.loop_start()
@@ -143,6 +168,11 @@ class Bus:
                     self.host, self.port, refused, _connack_text(refused)))
             raise SetupError("the broker at %s:%d did not accept the connection or subscription "
                              "within %g s" % (self.host, self.port, CONNECT_TIMEOUT))
+
+    @property
+    def reconnects(self):
+        """Successful connects after the first. Call with cond held."""
+        return max(0, self.connects - 1)
 
     def lost(self):
         """True once the connection has been down longer than FLOWBUS_RECONNECT_MAX. Call with cond held."""
@@ -163,7 +193,11 @@ class Bus:
         reconnect, so the broker gets them before anything published later.
         """
         sent_at = time.monotonic()
-        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        if retain and self.expiry_props is not None:
+            info = self.client.publish(topic, payload, qos=1, retain=True,
+                                       properties=self.expiry_props)
+        else:
+            info = self.client.publish(topic, payload, qos=1, retain=retain)
         if not wait:
             with self.cond:
                 if len(self.pending) >= 1024:  # a long-lived reactive task: forget the confirmed ones
@@ -206,5 +240,9 @@ class Bus:
 
 
 def _connack_text(rc):
+    # 1-5: MQTT 3.1.1's CONNACK codes; 128 and up: v5's reason codes (FLOWBUS_EXPIRY).
     return {1: "unacceptable protocol version", 2: "client id rejected", 3: "server unavailable",
-            4: "bad user name or password", 5: "not authorised"}.get(rc, "refused")
+            4: "bad user name or password", 5: "not authorised", 128: "unspecified error",
+            132: "unsupported protocol version", 133: "client id rejected",
+            134: "bad user name or password", 135: "not authorised", 136: "server unavailable",
+            138: "banned"}.get(rc, "refused")

@@ -93,6 +93,8 @@ class Env:
         self.attempt = _whole(env, "FLOWBUS_ATTEMPT", 1, 1, 2**31 - 1)
         self.reconnect_max = _seconds(env, "FLOWBUS_RECONNECT_MAX", DEFAULT_RECONNECT_MAX)
         self.parent_pid = _whole(env, "FLOWBUS_PARENT_PID", 0, 0, 2**31 - 1)
+        # The MQTT v5 message expiry of every retained publish, as the C SDK gives it; 0: none.
+        self.expiry = _whole(env, "FLOWBUS_EXPIRY", 0, 0, 2**32 - 1)
         # The value limit (docs/protocol.md, "What a value is"), as the C SDK reads it.
         self.max_value = _whole(env, "FLOWBUS_MAX_VALUE", 256 * 1024, 1, 2**31 - 1)
 

@@ -96,6 +96,10 @@ class Engine:
         self.coalesce = False
         self.state_at = 0.0  # time.monotonic() of the last state published
         self.state_behind = False  # a "running" or "waiting" was held back (coalescing)
+        # What a restarted broker may have lost, published again after a reconnect (reassert).
+        self.last_state = None  # the payload of the last state published
+        self.published = {}  # one-shot outputs published: topic -> payload
+        self.reconnects_seen = 0
         secrets = list(env.secret_values.values()) + [os.environ.get("AUTH_TOKEN") or "",
                                                       env.password or ""]
         # Longest first, so a secret that contains another is masked whole.
@@ -278,7 +282,10 @@ class Engine:
                              "queued": len(self.queue), "dropped": self.dropped})
             if self.env.workers > 1:
                 body["worker"] = self.env.worker
-        self.bus.publish(self.env.state_topic, json.dumps(body).encode(), wait=wait)
+        payload = json.dumps(body).encode()
+        with self.cond:
+            self.last_state = payload
+        self.bus.publish(self.env.state_topic, payload, wait=wait)
         self.state_at = time.monotonic()
         self.state_behind = False
 
@@ -335,6 +342,27 @@ class Engine:
             inputs[trigger] = value
         return inputs
 
+    def reassert(self):
+        """After a reconnect, publishes again the last state and the one-shot outputs.
+
+        A broker restarted without saving (no persistence, or killed between
+        its acknowledgement and its save) has lost them; the C SDK does the
+        same (task_state__reassert). In reactive mode a publish is an event
+        downstream, so outputs are not sent twice there; the state is. Returns
+        True if anything was published. Call with or without cond held.
+        """
+        with self.cond:
+            now = self.bus.reconnects
+            if now == self.reconnects_seen:
+                return False
+            self.reconnects_seen = now
+            again = [] if self.env.reactive else list(self.published.items())
+            if self.last_state is not None:
+                again.append((self.env.state_topic, self.last_state))
+        for topic, payload in again:
+            self.bus.publish(topic, payload, wait=False)
+        return bool(again)
+
     def close(self):
         if self.events_bus is not None:
             self.events_bus.close()
@@ -352,6 +380,7 @@ class Engine:
                     return "lost"
                 if predicate():
                     return "ok"
+                self.reassert()  # "waiting" again, in case a restarted broker lost it
                 left = self.bus.lost_deadline()
                 self.cond.wait(1.0 if left is None else min(1.0, left + 0.001))
 
@@ -407,7 +436,10 @@ class Engine:
             if taken:
                 self.log("%s is already set by another task; not overwritten" % name)
                 continue
-            self.bus.publish(self.env.topic("vars/" + name), encode(text))
+            topic, payload = self.env.topic("vars/" + name), encode(text)
+            with self.cond:
+                self.published[topic] = payload
+            self.bus.publish(topic, payload)
         self.state("done", 0, with_started=True)
         return EXIT_OK
 
@@ -496,7 +528,15 @@ class Engine:
 
     def flush(self):
         """Waits until every QoS 1 message sent without waiting is acknowledged."""
-        if not self.bus.flush():
+        ok = self.bus.flush()
+        # A broker restarted while we waited may have lost what it acknowledged
+        # but had not saved (the outputs, the final state): they go out again
+        # and are confirmed in turn; a few rounds, in case it restarts again.
+        for _ in range(3):
+            if not ok or not self.reassert():
+                break
+            ok = self.bus.flush()
+        if not ok:
             self.stderr("warning", "the broker did not acknowledge every message before the exit")
 
 
