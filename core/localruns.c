@@ -11,6 +11,7 @@
  */
 #define _GNU_SOURCE
 #include "localruns.h"
+#include "procstat.h"
 
 #include <flowbus/protocol.h>
 
@@ -81,33 +82,6 @@ int localruns__dir(char *buf, size_t len, int create)
     return make_dir(buf, create);
 }
 
-/* The start time of process pid in clock ticks since boot (/proc/PID/stat field 22); 0 if unknown. */
-static unsigned long long start_time(long pid)
-{
-    char path[64], buf[1024];
-    unsigned long long t = 0;
-    const char *p;
-    ssize_t n;
-    int fd, field;
-
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    /* The command name (field 2) may hold spaces and parentheses: count from its last ')'. */
-    p = strrchr(buf, ')');
-    for (field = 2; p && field < 22; field++)
-        p = strchr(p + 1, ' ');
-    if (p)
-        t = strtoull(p + 1, NULL, 10);
-    return t;
-}
-
 static int entry_path(char *buf, size_t len, const char *run_id, const char *ext)
 {
     char dir[512];
@@ -155,7 +129,7 @@ int localruns__record(const char *run_id, const char *broker_url, const char *us
         goto out;
     }
     snprintf(text, sizeof text, "broker=%s\npid=%ld\nstarted=%llu\nusername=%s\npassword_file=%s\n",
-             broker_url, (long)getpid(), start_time((long)getpid()), username ? username : "",
+             broker_url, (long)getpid(), procstat__start_time((long)getpid()), username ? username : "",
              pw_file);
     if (!write_file(run_file, text)) {
         snprintf(err, errlen, "cannot write %s: %s", run_file, strerror(errno));
@@ -248,7 +222,7 @@ int localruns__find(const char *run_id, struct localrun *out)
         started = strtoull(num, NULL, 10);
     /* Alive, and the same process: a pid reused since then has another start time. */
     if (out->pid <= 0 || (kill((pid_t)out->pid, 0) != 0 && errno != EPERM) ||
-        (started && start_time(out->pid) != started))
+        (started && procstat__start_time(out->pid) != started))
         goto stale;
     field(text, "username", out->username, sizeof out->username);
     if (field(text, "password_file", out->password_file, sizeof out->password_file) &&

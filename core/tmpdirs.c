@@ -4,6 +4,7 @@
  */
 #define _GNU_SOURCE
 #include "tmpdirs.h"
+#include "procstat.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -27,38 +28,6 @@ const char *tmpdirs__root(void)
     return tmp && *tmp && strlen(tmp) <= 200 ? tmp : "/tmp";
 }
 
-/*
- * The start time of pid (field 22 of /proc/<pid>/stat); 0 if it cannot be
- * read. *zombie (if not NULL) is set to 1 for a process that has exited but
- * is not reaped yet (state Z: an init that does not reap, in a container),
- * which will never clean up either.
- */
-static unsigned long long start_time(long pid, int *zombie)
-{
-    char path[64], buf[1024], *p;
-    unsigned long long start = 0;
-    size_t n;
-    FILE *f;
-    int field;
-
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    f = fopen(path, "r");
-    if (!f)
-        return 0;
-    n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    /* The command name (field 2) may hold spaces and ')': count from the last ')'. */
-    p = strrchr(buf, ')');
-    if (zombie)
-        *zombie = p && (p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X'));
-    for (field = 2; p && field < 22; field++)
-        p = strchr(p + 1, ' ');
-    if (p)
-        start = strtoull(p + 1, NULL, 10);
-    return start;
-}
-
 int tmpdirs__claim(const char *dir)
 {
     char path[640], record[96];
@@ -67,7 +36,7 @@ int tmpdirs__claim(const char *dir)
 
     snprintf(path, sizeof path, "%s/owner", dir);
     len = (size_t)snprintf(record, sizeof record, "pid %ld\nstart %llu\n", (long)getpid(),
-                           start_time((long)getpid(), NULL));
+                           procstat__start_time((long)getpid()));
     fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return 0;
@@ -81,9 +50,10 @@ int tmpdirs__owner_alive(const char *dir)
 {
     char path[640], buf[128];
     long pid = 0;
-    unsigned long long start = 0, now;
+    unsigned long long start = 0, now = 0;
     ssize_t n;
-    int fd, zombie = 0;
+    struct procstat st;
+    int fd;
 
     snprintf(path, sizeof path, "%s/owner", dir);
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
@@ -98,9 +68,12 @@ int tmpdirs__owner_alive(const char *dir)
         return -1;
     if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
         return 0;
-    now = start_time(pid, &zombie);
-    if (zombie)
-        return 0;
+    /* A zombie (an init that does not reap, in a container) never cleans up either. */
+    if (procstat__read(pid, &st)) {
+        if (procstat__is_dead(&st))
+            return 0;
+        now = st.start;
+    }
     /* No /proc to compare with: the process exists, so keep its directory. */
     if (now == 0 || start == 0)
         return 1;

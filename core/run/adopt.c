@@ -25,6 +25,7 @@
 #define _GNU_SOURCE
 #include "internal.h"
 #include "log.h"
+#include "procstat.h"
 
 #include <dirent.h>
 #include <jansson.h>
@@ -62,49 +63,20 @@ static int read_env(long pid, const char *run_id, char *task, size_t size)
     return run_ok && task[0];
 }
 
-/*
- * Reads /proc/<pid>/stat: its process group and start time (clock ticks after
- * boot). 1 on success; 0 if it is gone or a zombie.
- */
-static int read_stat(long pid, long *pgrp, unsigned long long *start)
-{
-    char path[64], buf[1024], *close_paren, state = 0;
-    FILE *f;
-    size_t n;
-
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    f = fopen(path, "r");
-    if (!f)
-        return 0;
-    n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    /* pid (comm) state ppid pgrp ... starttime (the 22nd field): comm may
-     * hold anything, so the fields are counted after the last ')'. */
-    close_paren = strrchr(buf, ')');
-    if (!close_paren ||
-        sscanf(close_paren + 1,
-               " %c %*d %ld %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
-               &state, pgrp, start) != 3)
-        return 0;
-    return state != 'Z';
-}
-
 /* 1 if pid leads its process group: a task process does (a command it runs may not). */
 static int leads_group(long pid)
 {
-    long pgrp = -1;
-    unsigned long long start;
+    struct procstat st;
 
-    return read_stat(pid, &pgrp, &start) && pgrp == pid;
+    return procstat__read(pid, &st) && !procstat__is_dead(&st) && st.pgrp == pid;
 }
 
 unsigned long long adopt__start_time(pid_t pid)
 {
-    long pgrp;
-    unsigned long long start = 0;
+    struct procstat st;
 
-    return read_stat((long)pid, &pgrp, &start) ? start : 0;
+    /* A zombie is gone: its start time must not match a launch record. */
+    return procstat__read((long)pid, &st) && !procstat__is_dead(&st) ? st.start : 0;
 }
 
 static int known(const struct seen *s, long pid)
