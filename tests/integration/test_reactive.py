@@ -264,8 +264,13 @@ class TestThermostat(fbtest.BrokerTestCase):
                                   "--broker", self.broker.url, "--count", "20", "--interval",
                                   "0.05"], capture_output=True, text=True, timeout=60)
             self.assertEqual(sim.returncode, 0, sim.stderr)
-            hot = [e for e in self.recorder.on_topic("sensors/room1/temp")
-                   if float(e.payload) > 28]
+            # The simulator has sent them; the recorder may still be receiving them.
+            readings = self.recorder.wait_for(
+                lambda ev: [e for e in ev if e.topic == "sensors/room1/temp"]
+                if len([e for e in ev if e.topic == "sensors/room1/temp"]) >= 20 else None,
+                timeout=15)
+            self.assertTrue(readings, "the recorder did not get the 20 readings")
+            hot = [e for e in readings if float(e.payload) > 28]
             self.assertEqual(len(hot), 2)
             alerts = self.recorder.wait_for(lambda ev: [e for e in ev if e.topic == "alerts/room1"]
                                             if len([e for e in ev if e.topic == "alerts/room1"])
