@@ -94,7 +94,7 @@ static json_t *str_or_null(const char *s)
     return s ? json_string(s) : json_null();
 }
 
-/* What status --json says of a run, without its tasks. */
+/* What status --json says of a run, without its tasks (the list and one run both say it). */
 static json_t *run_json(const struct run_view *rv, double now)
 {
     json_t *o = json_object();
@@ -107,6 +107,8 @@ static json_t *run_json(const struct run_view *rv, double now)
     json_object_set_new(o, "at", num_or_null(rv->at));
     json_object_set_new(o, "duration", num_or_null(view__duration(rv, now)));
     json_object_set_new(o, "exit", rv->has_exit ? json_integer(rv->exit_code) : json_null());
+    json_object_set_new(o, "file", str_or_null(rv->path));
+    json_object_set_new(o, "mode", json_string(view__reactive(rv) ? "reactive" : "oneshot"));
     if (rv->error)
         json_object_set_new(o, "error", json_string(rv->error));
     return o;
@@ -116,8 +118,6 @@ json_t *view__run_json(const struct run_view *rv, double now)
 {
     json_t *out = run_json(rv, now), *tasks = json_array();
 
-    json_object_set_new(out, "file", str_or_null(rv->path));
-    json_object_set_new(out, "mode", json_string(view__reactive(rv) ? "reactive" : "oneshot"));
     for (size_t i = 0; i < rv->n_tasks; i++) {
         const struct view_task *t = &rv->tasks[i];
         json_t *o = view__task_json(t);

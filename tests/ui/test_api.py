@@ -421,6 +421,10 @@ class TestRuns(ApiTestCase):
         status, _, listed = self.ui.request("GET", "/api/runs")
         self.assertEqual(status, 200)
         self.assertIn(run_id, [r["run_id"] for r in listed["runs"]])
+        # The list says each run's file and mode, as docs/http-api.md shows.
+        mine = [r for r in listed["runs"] if r["run_id"] == run_id][0]
+        self.assertEqual(mine["mode"], "oneshot")
+        self.assertTrue(mine["file"] and mine["file"].endswith("split.yaml"), mine)
         # An ordinary run on the broker: `flowbus status` shows the same.
         cli = fbtest.run([fbtest.bin_path("flowbus"), "status", "--json", "--broker",
                           self.broker.url])
