@@ -5,14 +5,23 @@
  * allows. Not a built-in: it only exists in build trees with benchmarks.
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "flowbus/flowbus.h"
 
-int main(void)
+int main(int argc, char **argv)
 {
     char err[256];
     fb_task *task = NULL;
     enum fb_err rc;
+
+    /* Internal: the editor's palette leaves this benchmark program out. */
+    if (argc == 2 && strcmp(argv[1], "--describe") == 0) {
+        puts("{\"name\":\"benchrelay\",\"description\":\"The throughput benchmark's "
+             "pass-through task (bench/relay.c)\",\"inputs\":[\"IN\"],\"outputs\":[\"OUT\"],"
+             "\"params\":{},\"internal\":true}");
+        return 0;
+    }
 
     if (fb_task_open(NULL, &task, err, sizeof err) != FB_OK) {
         fprintf(stderr, "flowbus-benchrelay: %s\n", err);

@@ -255,6 +255,11 @@ static void scan_dir(struct ui *ui, const char *dir, int builtin, json_t *seen, 
         if (!m)
             continue;
         json_object_set_new(seen, name, json_true());
+        /* A test or benchmark program of a build tree says so: not for the palette. */
+        if (json_is_true(json_object_get(m, "internal"))) {
+            json_decref(m);
+            continue;
+        }
         json_array_append_new(list, m);
     }
     closedir(d);

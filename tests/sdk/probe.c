@@ -110,7 +110,12 @@ static void run_reactive(fb_task *task)
     fb_task_exit(task, err == FB_ERR_STOPPED ? 0 : 5);
 }
 
-int main(void)
+/* The manifest: internal, so the editor's palette leaves this test program out. */
+static const char manifest[] =
+    "{\"name\":\"probe\",\"description\":\"The SDK tests' probe task (tests/sdk/probe.c)\","
+    "\"inputs\":[],\"outputs\":[],\"params\":{},\"internal\":true}";
+
+int main(int argc, char **argv)
 {
     fb_task_options opts = {log_to_stderr, NULL};
     fb_task *task = NULL;
@@ -123,6 +128,10 @@ int main(void)
     size_t i;
     int code = 0;
 
+    if (argc == 2 && strcmp(argv[1], "--describe") == 0) {
+        puts(manifest);
+        return 0;
+    }
     err = fb_task_open(&opts, &task, errbuf, sizeof errbuf);
     if (err != FB_OK) {
         fprintf(stderr, "probe: %s (%s)\n", errbuf, fb_strerror(err));

@@ -352,6 +352,12 @@ class TestPlugins(ApiTestCase):
         self.assertEqual(df["permissions"], ["can_view_system"])
         self.assertEqual(df["category"], "system")
         self.assertIn("requires_auth", df)
+        # The build tree's test and benchmark probes describe themselves as
+        # internal and stay out of the palette; nothing listed is broken.
+        self.assertTrue(os.path.exists(fbtest.bin_path("flowbus-probe")))
+        self.assertNotIn("probe", by_name)
+        self.assertNotIn("benchrelay", by_name)
+        self.assertEqual([p["name"] for p in body["plugins"] if "error" in p], [])
 
     def test_new_plugins_in_three_languages_run_in_a_workflow(self):
         forms = [("shell", "sh-step", ["IN"], ["MID"]),
