@@ -43,6 +43,39 @@ static void check_value_sizes(const struct workflow *wf, struct wf_diags *diags)
 }
 
 /*
+ * Linux allows one environment string (NAME=value and its NUL) at most
+ * MAX_ARG_STRLEN, 32 pages: 131072 bytes. A secret and a task's params reach
+ * the task in its environment, so a longer one would fail the task's exec
+ * with E2BIG at run time; it is refused here, where the file says it.
+ */
+#define ENV_STRING_MAX 131072u
+
+static void check_env_sizes(const struct workflow *wf, struct wf_diags *diags)
+{
+    for (size_t i = 0; i < wf->n_vars; i++) {
+        const struct wf_var *v = &wf->vars[i];
+        size_t len = strlen(v->value), room = ENV_STRING_MAX - strlen(v->name) - 2;
+        if (v->secret && len > room)
+            diag__error(diags, v->pos,
+                        "the secret '%s' is %zu bytes, over the %zu a task can get: a secret "
+                        "reaches its task in the environment, where Linux allows 128 KiB per "
+                        "variable; pass a file path instead",
+                        v->name, len, room);
+    }
+    for (size_t i = 0; i < wf->n_tasks; i++) {
+        const struct wf_task *t = &wf->tasks[i];
+        size_t room = ENV_STRING_MAX - sizeof "FLOWBUS_PARAMS=";
+        size_t len = json_dumpb(t->params, NULL, 0, JSON_COMPACT);
+        if (len > room)
+            diag__error(diags, t->pos,
+                        "the params of task '%s' are %zu bytes as JSON, over the %zu a task can "
+                        "get: they reach the task in its environment (FLOWBUS_PARAMS), where "
+                        "Linux allows 128 KiB per variable; put the text in a file the task reads",
+                        t->name, len, room);
+    }
+}
+
+/*
  * trigger must name inputs; the reactive keys mean nothing in a one-shot run,
  * which says so rather than ignoring them silently.
  */
@@ -367,6 +400,7 @@ void checks__run(const struct workflow *wf, const struct ydoc *doc, const struct
     check_depends(wf, diags);
     check_reactive_keys(wf, diags);
     check_value_sizes(wf, diags);
+    check_env_sizes(wf, diags);
     check_auth(wf, diags);
     check_cmd_tasks(wf, doc, tasks, diags);
     check_graph(wf, diags);

@@ -418,6 +418,49 @@ static void test_reserved_outputs(void)
 }
 
 /*
+ * A secret and a task's params reach the task in its environment, where Linux
+ * allows one variable 128 KiB: a longer one is refused at its position
+ * instead of failing the task's exec at run time (E2BIG).
+ */
+static void test_environment_strings_bounded(void)
+{
+    size_t n = 140000;
+    char *big = malloc(n + 1), *yaml = big ? malloc(3 * n + 512) : NULL;
+    struct wf_diags d;
+    struct workflow *wf;
+
+    CHECK(yaml != NULL);
+    if (!yaml)
+        goto out;
+    memset(big, 'x', n);
+    big[n] = 0;
+    snprintf(yaml, 3 * n + 512,
+             "workflow:\n"
+             "  env:\n"
+             "    KEY: {value: \"%s\", secret: true}\n"
+             "    SMALL: {value: \"%.131000s\", secret: true}\n"
+             "  tasks:\n"
+             "    - name: S\n"
+             "      plugin: start\n"
+             "      outputs: [\"TRUE\"]\n"
+             "    - name: C\n"
+             "      plugin: cmd\n"
+             "      inputs: [\"TRUE\", KEY, SMALL]\n"
+             "      params: {command: \"echo %s\"}\n",
+             big, big, big);
+    wf = load(yaml, &d);
+    CHECK(wf == NULL);
+    CHECK(d.n_errors == 2);
+    CHECK_ERROR(d, 3, 5, "the secret 'KEY' is 140000 bytes, over the 131067 a task can get");
+    CHECK_ERROR(d, 9, 7, "the params of task 'C' are 140019 bytes as JSON");
+    workflow__free(wf);
+    wf_diags_free(&d);
+out:
+    free(big);
+    free(yaml);
+}
+
+/*
  * In a reactive run an input nobody sets is fed from outside; a reserved one
  * would let whoever publishes it choose a command's LD_PRELOAD, so it must
  * come from env:.
@@ -566,6 +609,7 @@ int main(int argc, char **argv)
     RUN_IF(test_reserved_outputs);
     RUN_IF(test_reserved_reactive_inputs);
     RUN_IF(test_reserved_set_targets);
+    RUN_IF(test_environment_strings_bounded);
     RUN_IF(test_control_characters);
     cleanup_scratch();
     return check_summary();
