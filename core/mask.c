@@ -1,12 +1,14 @@
 /*
  * mask.c - the process's secrets and masking them (see mask.h).
  *
- * The list is small (a few dozen secrets, one per task at most) and kept
- * sorted longest first; masking is a memmem per secret over the line.
+ * The list is small (a few dozen secrets, one per task at most, each with
+ * its JSON forms) and kept sorted longest first; masking is a memmem per
+ * secret over the line.
  */
 #define _GNU_SOURCE
 #include "mask.h"
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +17,55 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static char **secrets;
 static size_t n_secrets, cap_secrets;
 
+static int add_one(const char *secret);
+
+/*
+ * A secret is also masked as JSON writes it, since tasks log JSON: with
+ * jansson's escapes (a '"', '\\' or control character) and with every
+ * non-ASCII character as \uXXXX, as Python's json.dumps writes by default
+ * (lower-case hex there, upper-case in jansson). An escaped backslash
+ * before a 'u' would be lowered too: one more harmless form.
+ * The quotes around the string are left out.
+ */
+static int add_json_forms(const char *secret)
+{
+    static const size_t flags[] = {JSON_ENCODE_ANY, JSON_ENCODE_ANY | JSON_ENSURE_ASCII};
+    json_t *str = json_string(secret);
+    int ok = 1;
+
+    /* Not UTF-8: no JSON encoder writes it, so there is no other form. */
+    if (!str)
+        return 1;
+    for (size_t i = 0; i < sizeof flags / sizeof *flags && ok; i++) {
+        char *text = json_dumps(str, flags[i]);
+        size_t n = text ? strlen(text) : 0;
+        if (!text) {
+            ok = 0;
+            break;
+        }
+        if (n >= 2) {
+            text[n - 1] = 0;
+            ok = add_one(text + 1);
+            /* jansson writes \u00E9, Python \u00e9: both. */
+            for (char *u = strstr(text + 1, "\\u"); ok && u; u = strstr(u + 2, "\\u"))
+                for (size_t k = 2; k < 6 && u[k]; k++)
+                    if (u[k] >= 'A' && u[k] <= 'F')
+                        u[k] = (char)(u[k] - 'A' + 'a');
+            if (ok)
+                ok = add_one(text + 1);
+        }
+        free(text);
+    }
+    json_decref(str);
+    return ok;
+}
+
 int mask__add(const char *secret)
+{
+    return add_one(secret) && (!secret || add_json_forms(secret));
+}
+
+static int add_one(const char *secret)
 {
     size_t len = secret ? strlen(secret) : 0;
     size_t at;

@@ -9,7 +9,8 @@
  * the tracker, the display or --json see it (run/loop.c), and every
  * message a client command (`flowbus logs`, status) reads (view_read.c,
  * cli/session.c) goes through mask__apply, which replaces each
- * secret by "***". Values shorter than MASK_MIN characters are not
+ * secret by "***", as written and as JSON writes it (escaped; with \uXXXX for
+ * non-ASCII), since tasks log JSON. Values shorter than MASK_MIN characters are not
  * secrets worth masking (they would mangle ordinary text and protect
  * nothing), as in the SDK (sdk/src/task/task_log.c).
  *

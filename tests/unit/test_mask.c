@@ -37,6 +37,18 @@ static void test_longest_first_and_short_values(void)
     CHECK_STR(line, "*** *** abc");
 }
 
+/* A task that logs JSON writes a secret escaped: that form is masked too. */
+static void test_json_forms(void)
+{
+    char line[256] = "{\"pw\": \"q\\\"uo\\\\te\"} {\"k\": \"caf\\u00e9-key\"} caf\xc3\xa9-key";
+
+    mask__clear();
+    CHECK(mask__add("q\"uo\\te"));
+    CHECK(mask__add("caf\xc3\xa9-key"));
+    mask__string(line);
+    CHECK_STR(line, "{\"pw\": \"***\"} {\"k\": \"***\"} ***");
+}
+
 static void test_bytes_not_strings(void)
 {
     /* A payload is bytes with a length: a NUL before the secret does not hide it. */
@@ -91,6 +103,7 @@ int main(void)
     RUN(test_masks_every_occurrence);
     RUN(test_longest_first_and_short_values);
     RUN(test_bytes_not_strings);
+    RUN(test_json_forms);
     RUN(test_client_ids);
     mask__clear();
     return check_summary();
