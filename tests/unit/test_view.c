@@ -257,9 +257,11 @@ static void test_status_json_and_counts(void)
     s = json_dumps(j, JSON_COMPACT);
     CHECK_STR(s, "{\"broker\":\"tcp://h:1\",\"runs\":["
                  "{\"run_id\":\"b\",\"workflow\":null,\"state\":\"done\",\"paused\":false,"
-                 "\"started\":20.0,\"at\":30.0,\"duration\":10.0,\"exit\":0,\"tasks\":{}},"
+                 "\"started\":20.0,\"at\":30.0,\"duration\":10.0,\"exit\":0,\"file\":null,"
+                 "\"mode\":\"oneshot\",\"tasks\":{}},"
                  "{\"run_id\":\"a\",\"workflow\":\"w\",\"state\":\"failed\",\"paused\":false,"
                  "\"started\":100.5,\"at\":110.5,\"duration\":10.0,\"exit\":1,"
+                 "\"file\":\"/tmp/w.yaml\",\"mode\":\"oneshot\","
                  "\"tasks\":{\"done\":1,\"failed\":1,\"pending\":1}}]}");
     free(s);
     json_decref(j);
