@@ -14,6 +14,7 @@
 #include "log.h"
 #include "mask.h"
 #include "plugins.h"
+#include "session.h"
 #include "run.h"
 #include "ui_cli.h"
 #include "workflow.h"
@@ -201,6 +202,23 @@ static const char *one_file(int argc, char **argv, const char *usage)
 
 enum run_command { CMD_RUN, CMD_RESUME, CMD_UP };
 
+/*
+ * `resume RUN` of a paused run whose coordinator is alive lifts the pause on
+ * the control topic; control__resume's code, CONTROL_TAKE_OVER when the run
+ * needs a new coordinator instead.
+ */
+static int lift_pause(const char *broker_url, const char *username, const char *password,
+                      const char *run_id)
+{
+    struct client_options co = {0};
+
+    co.broker_url = broker_url;
+    co.username = username;
+    co.password = password;
+    co.run_id = run_id;
+    return control__resume(&co);
+}
+
 static int cmd_run(int argc, char **argv, enum run_command which)
 {
     static const struct option opts[] = {
@@ -287,12 +305,7 @@ static int cmd_run(int argc, char **argv, enum run_command which)
         }
         /* A paused live run of this user on its private broker: lift the pause. */
         if (!given && localruns__find(o.run_id, &local)) {
-            struct client_options co = {0};
-            co.broker_url = local.broker_url;
-            co.username = local.username;
-            co.password = local.password;
-            co.run_id = o.run_id;
-            code = control__resume(&co);
+            code = lift_pause(local.broker_url, local.username, local.password, o.run_id);
             if (code == CONTROL_TAKE_OVER) {
                 fprintf(stderr, "flowbus: run %s is alive on its private broker (coordinator pid "
                                 "%ld) and not paused: nothing to resume\n", o.run_id, local.pid);
@@ -310,13 +323,8 @@ static int cmd_run(int argc, char **argv, enum run_command which)
         if (!o.file)
             goto out;
     }
-    if (o.broker_url && strncmp(o.broker_url, "tcp://", 6) != 0 &&
-        strncmp(o.broker_url, "mqtt://", 7) != 0 && strncmp(o.broker_url, "mqtts://", 8) != 0 &&
-        strncmp(o.broker_url, "ssl://", 6) != 0) {
-        fprintf(stderr, "flowbus: unsupported broker URL '%s': expected tcp://HOST:PORT, "
-                        "mqtt://HOST:PORT, or mqtts:// or ssl:// for TLS\n", o.broker_url);
+    if (o.broker_url && !session__check_url(o.broker_url))
         goto out;
-    }
     o.username = getenv("FLOWBUS_USERNAME");
     o.password = getenv("FLOWBUS_PASSWORD");
     o.settings = s.items;
@@ -326,12 +334,7 @@ static int cmd_run(int argc, char **argv, enum run_command which)
          * pause, as a client on its control topic would (a control message,
          * not a takeover). Any other run goes to the takeover, which refuses
          * a live owner (core/run/lease.c). */
-        struct client_options co = {0};
-        co.broker_url = o.broker_url;
-        co.username = o.username;
-        co.password = o.password;
-        co.run_id = o.run_id;
-        code = control__resume(&co);
+        code = lift_pause(o.broker_url, o.username, o.password, o.run_id);
         if (code != CONTROL_TAKE_OVER)
             goto out;
     }

@@ -3,6 +3,7 @@
  * the server in core/ui/ (ui.h, docs/http-api.md).
  */
 #include "ui.h"
+#include "session.h"
 #include "ui_cli.h"
 
 #include <flowbus/protocol.h>
@@ -98,13 +99,8 @@ int ui__command(int argc, char **argv)
         fprintf(stderr, "flowbus: ui takes no arguments\n\n%s", ui__usage);
         return FB_EXIT_INVALID;
     }
-    if (o.broker_url && strncmp(o.broker_url, "tcp://", 6) != 0 &&
-        strncmp(o.broker_url, "mqtt://", 7) != 0 && strncmp(o.broker_url, "mqtts://", 8) != 0 &&
-        strncmp(o.broker_url, "ssl://", 6) != 0) {
-        fprintf(stderr, "flowbus: unsupported broker URL '%s': expected tcp://HOST:PORT, "
-                        "mqtt://HOST:PORT, or mqtts:// or ssl:// for TLS\n", o.broker_url);
+    if (o.broker_url && !session__check_url(o.broker_url))
         return FB_EXIT_INVALID;
-    }
     o.username = getenv("FLOWBUS_USERNAME");
     o.password = getenv("FLOWBUS_PASSWORD");
     return ui__main(&o);
