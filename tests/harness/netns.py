@@ -394,21 +394,28 @@ class Net:
 
     # -- brokers and clients --------------------------------------------------
 
-    def start_hub(self, host, extra_conf=""):
-        """A mosquitto in host listening on 0.0.0.0:1883 (reachable by every host)."""
-        broker = NsBroker(self, self.host(host), hub_conf(self.dir, self.host(host).name, extra_conf))
+    def start_hub(self, host, extra_conf="", quiet=False):
+        """A mosquitto in host listening on 0.0.0.0:1883 (reachable by every host).
+
+        It saves its state after every change and logs everything, for the
+        tests; quiet=True (the benchmarks): no persistence, errors only, since
+        a database save per QoS 1 message costs milliseconds a hop.
+        """
+        broker = NsBroker(self, self.host(host),
+                          hub_conf(self.dir, self.host(host).name, extra_conf, quiet))
         self.brokers.append(broker)
         return broker
 
-    def start_edge(self, host, hub, extra_topics=(), protocol=None, extra_conf=""):
+    def start_edge(self, host, hub, extra_topics=(), protocol=None, extra_conf="", quiet=False):
         """A mosquitto in host bridged to hub (an NsBroker) with bridge-edge.conf.
 
         extra_topics: further `topic` patterns to bridge both ways (the
         benchmarks bridge their own), protocol: a bridge_protocol_version to
-        use instead of the template's.
+        use instead of the template's, quiet: the template's log levels (else
+        everything is logged, for a failing test's reader).
         """
         h = self.host(host)
-        conf = edge_conf(self.dir, h.name, hub.host.addr, extra_topics, protocol, extra_conf)
+        conf = edge_conf(self.dir, h.name, hub.host.addr, extra_topics, protocol, extra_conf, quiet)
         broker = NsBroker(self, h, conf, bridge_id=f"flowbus-bridge-{h.name}")
         self.brokers.append(broker)
         return broker
@@ -500,14 +507,16 @@ def _common_conf(directory, name):
             "log_type all\nlog_timestamp_format %H:%M:%S\n")
 
 
-def hub_conf(directory, name, extra=""):
+def hub_conf(directory, name, extra="", quiet=False):
     """The hub's config: the tuning of broker-config/mosquitto.conf, on every address."""
     os.makedirs(f"{directory}/{name}-db", mode=0o777, exist_ok=True)
     os.chmod(f"{directory}/{name}-db", 0o777)
     path = os.path.join(directory, f"{name}-mosquitto.conf")
+    common = (f"persistence false\nlog_dest file {directory}/{name}-mosquitto.log\n"
+              "log_type error\nlog_type warning\n") if quiet else _common_conf(directory, name)
     with open(path, "w") as f:
         f.write(f"listener {MQTT_PORT} 0.0.0.0\nallow_anonymous true\nset_tcp_nodelay true\n"
-                "max_queued_messages 100000\n" + _common_conf(directory, name) + extra + "\n")
+                "max_queued_messages 100000\n" + common + extra + "\n")
     return path
 
 
@@ -519,7 +528,7 @@ def set_directive(text, key, value):
     return pattern.sub(lambda _: f"{key} {value}", text, count=1)
 
 
-def edge_conf(directory, name, hub_addr, extra_topics=(), protocol=None, extra=""):
+def edge_conf(directory, name, hub_addr, extra_topics=(), protocol=None, extra="", quiet=False):
     """An edge broker's config made from broker-config/bridge-edge.conf.
 
     Only what is specific to this host is replaced: the listener (all
@@ -542,7 +551,9 @@ def edge_conf(directory, name, hub_addr, extra_topics=(), protocol=None, extra="
     if protocol:
         text = set_directive(text, "bridge_protocol_version", protocol)
     # Debug detail in the test log; the template logs notices and above.
-    text = text.replace("\nconnection ", "\nlog_type all\nlog_timestamp_format %H:%M:%S\n\nconnection ", 1)
+    if not quiet:
+        text = text.replace(
+            "\nconnection ", "\nlog_type all\nlog_timestamp_format %H:%M:%S\n\nconnection ", 1)
     for pattern in extra_topics:
         text += f"topic {pattern} both 1\n"
     path = os.path.join(directory, f"{name}-mosquitto.conf")
