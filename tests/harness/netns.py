@@ -434,8 +434,13 @@ class Net:
 
         broker_url defaults to host's own broker (tcp://127.0.0.1:1883): an
         edge agent talks to its edge broker, whose bridge carries its
-        announcements to the hub. Returns the Popen (log label agent-NAME).
+        announcements to the hub. env: its environment (default: this
+        process's without FLOWBUS_* and AUTH_TOKEN, as a fresh shell would
+        have). Returns the Popen (log label agent-NAME).
         """
+        if env is None:
+            env = {k: v for k, v in os.environ.items()
+                   if not k.startswith("FLOWBUS_") and k != "AUTH_TOKEN"}
         argv = [flowbus or _flowbus(), "agent", "--broker", broker_url or local_url(),
                 "--name", name]
         if labels:

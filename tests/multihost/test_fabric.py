@@ -95,6 +95,21 @@ class Isolation(unittest.TestCase):
         import shutil
         shutil.rmtree(directory)
 
+    def test_a_net_left_open_is_removed_at_exit(self):
+        child = textwrap.dedent("""
+            import sys
+            sys.path.insert(0, sys.argv[1])
+            import netns
+            net = netns.Net(["x"])             # never closed: the atexit hook must
+            net.spawn("x", ["sleep", "603"])
+            print(net.prefix, flush=True)
+            sys.exit(3)
+        """)
+        proc = subprocess.run([PY, "-c", child, os.path.dirname(netns.__file__)],
+                              capture_output=True, text=True, timeout=30)
+        self.assertEqual(proc.returncode, 3, proc.stderr)
+        self.assertEqual(netns.list_namespaces(proc.stdout.strip() + "-"), [])
+
     def test_a_killed_runs_leftovers_are_swept_and_a_live_run_is_not(self):
         child = textwrap.dedent("""
             import os, signal, sys, time
