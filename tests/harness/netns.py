@@ -41,6 +41,7 @@ without them), skip_reason() says why and Net() raises unittest.SkipTest.
 
 import atexit
 import ctypes
+import glob
 import json
 import os
 import re
@@ -175,6 +176,9 @@ def sweep(prefix=PREFIX):
             os.unlink(os.path.join(OWNERS, token))
         except OSError:
             pass
+        # The killed run's directory (brokers' databases and logs) goes too.
+        for path in glob.glob(os.path.join(tempfile.gettempdir(), f"{prefix}-{token}-*")):
+            shutil.rmtree(path, ignore_errors=True)
     return removed
 
 

@@ -11,11 +11,14 @@ input published on an edge and hands its decision back there.
 Skipped, with the reason, where network namespaces are not permitted.
 """
 
+import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -92,7 +95,6 @@ class Isolation(unittest.TestCase):
         self.assertFalse(os.path.exists(os.path.join(netns.OWNERS, token)))
         # A failed body keeps its logs for the reader; a clean one does not.
         self.assertTrue(os.path.isdir(directory))
-        import shutil
         shutil.rmtree(directory)
 
     def test_a_net_left_open_is_removed_at_exit(self):
@@ -135,6 +137,7 @@ class Isolation(unittest.TestCase):
             self.assertEqual(sorted(removed), sorted(f"{prefix}-{n}" for n in ("sw", "x", "y")))
             self.assertEqual(netns.list_namespaces(prefix + "-"), [])
             self.assertEqual([p for p in pids if alive(p)], [])
+            self.assertEqual(glob.glob(os.path.join(tempfile.gettempdir(), prefix + "-*")), [])
             # The sweep left the live run alone.
             self.assertEqual(sorted(netns.list_namespaces(mine.prefix)), sorted(mine.namespaces()))
 
