@@ -348,6 +348,41 @@ class Net:
         """Every process now in host's namespace."""
         return namespace_pids(self.host(host).ns)
 
+    def kill_host(self, host):
+        """A host loss: SIGKILL to every process in host's namespace at once; returns their pids.
+
+        Its namespace and link stay, so a new agent can be started there
+        (an agent restart); cut() as well for a host that vanishes from the
+        network too.
+        """
+        pids = self.pids(host)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return pids
+
+    def processes_with_env(self, host, **env):
+        """Live (not zombie) PIDs in host's namespace whose environment has every KEY=VALUE.
+
+        Task processes carry FLOWBUS_RUN_ID and FLOWBUS_TASK, so this finds
+        where a task really runs, from the kernel rather than from flowbus.
+        """
+        wanted = {f"{k}={v}".encode() for k, v in env.items()}
+        found = []
+        for pid in self.pids(host):
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                        continue
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    if wanted <= set(f.read().split(b"\0")):
+                        found.append(pid)
+            except OSError:
+                continue
+        return found
+
     def log(self, label):
         for lab, _, path in self.procs:
             if lab == label:

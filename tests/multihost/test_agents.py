@@ -45,20 +45,10 @@ def clean_env():
 
 def task_processes(net, host, run_id, task=None):
     """PIDs in host's namespace of the run's task processes (of one task if named)."""
-    found = []
-    for pid in net.pids(host):
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                env = f.read().split(b"\0")
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    continue
-        except OSError:
-            continue
-        if f"FLOWBUS_RUN_ID={run_id}".encode() in env and (
-                task is None or f"FLOWBUS_TASK={task}".encode() in env):
-            found.append(pid)
-    return found
+    env = {"FLOWBUS_RUN_ID": run_id}
+    if task is not None:
+        env["FLOWBUS_TASK"] = task
+    return net.processes_with_env(host, **env)
 
 
 def wait_until(fn, timeout, what):
@@ -161,11 +151,7 @@ class HostLoss(AgentTestCase):
         other = "dev2" if victim == "dev1" else "dev1"
         # The host dies: every process in its namespace at once.
         t_kill = time.monotonic()
-        for pid in net.pids(victim):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        self.assertTrue(net.kill_host(victim))
         crashed = rec.wait_for(lambda ev: next(
             (e for e in ev if e.topic == f"flowbus/{run_id}/tasks/SLOW/state" and e.payload
              and e.json().get("state") == "crashed" and e.json().get("attempt") == 1), None), 10)
