@@ -50,6 +50,12 @@ def wait_until(fn, timeout, what):
         time.sleep(0.01)
 
 
+def setUpModule():
+    reason = netns.skip_reason()
+    if reason:
+        raise unittest.SkipTest(reason)
+
+
 class Boom(Exception):
     pass
 
