@@ -68,23 +68,21 @@ def measure(bench, error):
                  ("across hosts, edge to edge (two bridges)", n_bridged, "dev1", local, "dev2", local)]
         # Smoke mode proves the path works: raw Paho only.
         modes = [("paho", "raw Paho")] + ([] if bench.smoke else [("sdk", "SDK fb_bus")])
+        results = {mode: [(name, hop(mode, *args)) for name, *args in cases] for mode, _ in modes}
+        # The diagnosis of the bridge's cost, last: the option stays on the
+        # sockets, so every row above is measured without it. The same paths
+        # once the edge brokers' own sockets to the hub have TCP_NODELAY.
+        if all([bridge_nodelay(e.proc.pid) for e in edges.values()]):
+            results["paho"].append(("through one bridge, TCP_NODELAY forced on the bridge socket",
+                                    hop("paho", n_bridged, "dev1", local, "hub", local)))
+            results["paho"].append(("edge to edge, TCP_NODELAY forced on both bridge sockets",
+                                    hop("paho", n_bridged, "dev1", local, "dev2", local)))
+        else:
+            bench.note("could not reach the bridges' sockets (pidfd_getfd): no TCP_NODELAY diagnosis")
         for mode, label in modes:
-            results = [(name, hop(mode, *args)) for name, *args in cases]
-            bench.raw[f"multihost_rtt_{mode}"] = {name: r for name, r in results}
-            ref = results[0][1]
-            # The diagnosis of the bridge's cost: the same path once the edge
-            # brokers' own sockets to the hub have TCP_NODELAY (set from here).
-            if mode == "paho":
-                forced = [bridge_nodelay(e.proc.pid) for e in edges.values()]
-                if all(forced):
-                    results.append(("through one bridge, TCP_NODELAY forced on the bridge socket",
-                                    hop(mode, n_bridged, "dev1", local, "hub", local)))
-                    results.append(("edge to edge, TCP_NODELAY forced on both bridge sockets",
-                                    hop(mode, n_bridged, "dev1", local, "dev2", local)))
-                else:
-                    bench.note("could not reach the bridges' sockets (pidfd_getfd): "
-                               "no TCP_NODELAY diagnosis")
-            for name, r in results[1:]:
+            bench.raw[f"multihost_rtt_{mode}"] = dict(results[mode])
+            ref = results[mode][0][1]
+            for name, r in results[mode][1:]:
                 for q in ("p50", "p99"):
                     bench.row(f"{label} hop {q}, {name} (n={r['n']:.0f})", r[f"hop_{q}_us"] / 1e3,
                               ref[f"hop_{q}_us"] / 1e3, "ms",
