@@ -7,6 +7,9 @@ exists (and are skipped, "needs flowbus agent", until then):
     "online", and a Last Will that makes it "offline";
   - `runs_on: [LABEL]` on a task places it on an agent with that label;
   - `flowbus status RUN --json` names each task's agent.
+The faults are issue 13's: host loss (kill -9 of an agent's host), a 10 s
+partition of a bridged edge, an agent restart and a stale announcement,
+Ctrl-C of the coordinator.
 Which host really ran a task is read from the kernel, not from flowbus: the
 task processes carry FLOWBUS_RUN_ID and FLOWBUS_TASK in their environment,
 and each process belongs to exactly one namespace (netns.Net.pids).
@@ -286,6 +289,74 @@ class CtrlC(AgentTestCase):
                        f"no task process of the run left on {host}")
         for host, agent in agents.items():
             self.assertIsNone(agent.poll(), f"the agent on {host} died with the run")
+
+
+ONE_TASK = """\
+workflow:
+  name: agent restart
+  tasks:
+    - name: START
+      plugin: start
+      outputs: [GO]
+    - name: WORK
+      plugin: cmd
+      runs_on: [dev]
+      inputs: [GO]
+      outputs: [OUT]
+      params:
+        command: |
+          if [ "$HANG" = yes ]; then sleep 600; fi
+          echo OUT=done
+    - name: END
+      plugin: end
+      inputs: [OUT]
+"""
+
+
+class AgentRestart(AgentTestCase):
+    def test_a_restarted_agent_adopts_nothing_and_takes_new_work(self):
+        net = self.make_net(["hub", "dev1"])
+        hub = net.start_hub("hub")
+        rec = net.client("hub")
+        net.start_agent("dev1", "a-dev1", ["dev"], broker_url=hub.url)
+        self.wait_online(rec, "a-dev1")
+        old = f"old-{net.token}"
+        wf = self.workflow(ONE_TASK.replace('"$HANG"', "yes"))
+        run = self.start_run(hub, wf, old)
+        wait_until(lambda: task_processes(net, "dev1", old, "WORK"), 30, "WORK running on dev1")
+        self.assertTrue(net.kill_host("dev1"))
+        self.assertEqual(run.wait(60), 1, net.log("flowbus-run"))  # crashed, no retries
+        # The same agent comes back: it announces itself again and adopts nothing.
+        n_before = len(rec.on_topic("flowbus/agents/a-dev1"))
+        net.spawn("dev1", [flowbus(), "agent", "--broker", hub.url, "--name", "a-dev1",
+                           "--labels", "dev"], env=clean_env(), label="agent-a-dev1-again")
+        self.assertTrue(rec.wait_for(lambda ev: any(
+            e.json().get("state") == "online"
+            for e in rec.on_topic("flowbus/agents/a-dev1")[n_before:] if e.payload), 20),
+            "the restarted agent did not announce itself")
+        new = f"new-{net.token}"
+        run = self.start_run(hub, self.workflow(ONE_TASK.replace('"$HANG"', "no")), new)
+        self.assertEqual(run.wait(60), 0, net.log("flowbus-run"))
+        self.assertEqual(task_processes(net, "dev1", old), [], "an old run's task came back")
+        self.assertEqual({s.get("attempt") for s in states(rec, old, "WORK")}, {1})
+
+    def test_a_stale_online_state_does_not_block_placement(self):
+        net = self.make_net(["hub", "dev2"])
+        hub = net.start_hub("hub")
+        rec = net.client("hub")
+        # An announcement left behind by an agent that is gone (its Will lost,
+        # say, with a broker restarted from an old database): online, with the
+        # label and the plugin, and nobody behind it.
+        ghost = {"name": "ghost", "state": "online", "labels": ["dev"], "host": "nowhere",
+                 "plugins": ["cmd", "start", "end"], "running": 0, "capacity": 4,
+                 "version": "0"}
+        rec.publish("flowbus/agents/ghost", json.dumps(ghost).encode(), retain=True)
+        net.start_agent("dev2", "a-dev2", ["dev"], broker_url=hub.url)
+        self.wait_online(rec, "a-dev2")
+        run_id = f"stale-{net.token}"
+        run = self.start_run(hub, self.workflow(ONE_TASK.replace('"$HANG"', "no")), run_id)
+        self.assertEqual(run.wait(60), 0, net.log("flowbus-run"))
+        self.assertIn("a-dev2", json.dumps(self.status(hub, run_id)["WORK"]))
 
 
 if __name__ == "__main__":
