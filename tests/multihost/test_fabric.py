@@ -333,12 +333,14 @@ class CrossNamespaceRun(unittest.TestCase):
                 run = net.spawn("hub", [flowbus, "run", wf, "--broker", hub.url, "--run-id", run_id,
                                         "--task-identities", "shared", "--timeout", "60"],
                                 env=env, label="flowbus-run")
-                # The edge sees, through the bridge, the hub's SENSOR listening.
-                state = f"flowbus/{run_id}/tasks/SENSOR/state"
+                # The edge sees, through the bridge, the hub's SENSOR listening:
+                # mqtt-in logs it once its own subscription is acknowledged
+                # (its "waiting" comes earlier, and a reading published then
+                # would be lost: it is not retained).
+                log = f"flowbus/{run_id}/tasks/SENSOR/log"
                 self.assertTrue(edge_view.wait_for(
-                    lambda ev: any(e.topic == state and e.payload and
-                                   e.json().get("state") == "waiting" for e in ev), 30),
-                    f"the edge never saw SENSOR waiting: {edge_view.events}")
+                    lambda ev: any(e.topic == log and b"listening on" in e.payload for e in ev), 30),
+                    f"the edge never saw SENSOR listening: {edge_view.events}")
                 net.run("edge1", ["mosquitto_pub", "-h", "127.0.0.1", "-p", "1883", "-q", "1",
                                   "-t", "flowbus/fleet/edge1/temp", "-m", "35"])
                 action = f"flowbus/{run_id}/vars/ACTION"
