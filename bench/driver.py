@@ -28,6 +28,7 @@ sys.path.insert(0, HERE)
 
 import fbtest  # noqa: E402  (Recorder, free_port)
 import graphs  # noqa: E402
+import multihost  # noqa: E402  (issue 13's cross-host hops)
 import ui_rss  # noqa: E402
 
 
@@ -561,6 +562,11 @@ class Bench:
         self.row(f"flowbus ui PSS, idle, {n} open event streams", r["pss_kb"] / 1024,
                  r["idle_pss_kb"] / 1024, "MB", ref_label="no stream")
 
+    # -- 11. across namespaced hosts (bench/multihost.py) ----------------------
+
+    def cross_host(self):
+        multihost.measure(self, BenchError)
+
     # -- all -----------------------------------------------------------------
 
     def run(self):
@@ -571,7 +577,8 @@ class Bench:
                  ("per-task overhead", lambda b: self.overhead(b)),
                  ("throughput", lambda b: self.throughput(b)),
                  ("flowbus ui memory", lambda b: self.ui_memory(b)),
-                 ("memory", None), ("scale", None), ("loader", None)]
+                 ("memory", None), ("scale", None), ("loader", None),
+                 ("cross_host", None)]
         for name, fn in steps:
             t0 = time.monotonic()
             print(f"bench: {name}...", file=sys.stderr, flush=True)

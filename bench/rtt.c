@@ -19,6 +19,11 @@
  * exchange starts from idle threads, as a hop in a chain of waiting tasks
  * does; without it the two processes stay hot.
  *
+ * Across hosts (bench/multihost.py): FBBENCH_ECHO_URL gives the echo another
+ * broker (the far side of a bridge) and FBBENCH_ECHO_NETNS a network namespace
+ * (/run/netns/NAME) that the echo enters with setns(2) before it opens any
+ * socket, so the two sides of each hop are on different namespaced hosts.
+ *
  * Output (one line): mode=... qos=... n=... rtt_p50_us=... rtt_p99_us=...
  * hop_p50_us=... hop_p99_us=... hop_max_us=...
  */
@@ -27,7 +32,9 @@
 #include <dirent.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -339,6 +346,23 @@ static int sdk_main(const char *url, long n, double *rtt)
     return 0;
 }
 
+/* Moves this process (single-threaded yet) into the network namespace ns. */
+static int enter_netns(const char *ns)
+{
+    char path[256];
+    int fd, rc = -1;
+
+    snprintf(path, sizeof path, "/run/netns/%s", ns);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || setns(fd, CLONE_NEWNET) != 0)
+        perror(path);
+    else
+        rc = 0;
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     int echo = argc > 1 && strcmp(argv[1], "--echo") == 0;
@@ -363,8 +387,16 @@ int main(int argc, char **argv)
              (long)(echo ? getppid() : getpid()));
     snprintf(pong_topic, sizeof pong_topic, "fbbench/%ld/pong",
              (long)(echo ? getppid() : getpid()));
-    if (echo)
+    if (echo) {
+        const char *ns = getenv("FBBENCH_ECHO_NETNS");
+        const char *echo_url = getenv("FBBENCH_ECHO_URL");
+
+        if (ns != NULL && *ns != '\0' && enter_netns(ns) != 0)
+            return 1;
+        if (echo_url != NULL && *echo_url != '\0')
+            url = echo_url;
         return strcmp(mode, "paho") == 0 ? paho_echo(url) : sdk_echo(url);
+    }
 
     rtt = calloc((size_t)n, sizeof *rtt);
     {
