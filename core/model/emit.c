@@ -177,7 +177,7 @@ static json_t *build_execution(struct emit_diags *d, const char *tpath, const js
 {
     static const char *const keys[] = {"timeout", "retries",   "retry_delay", "retry_max_delay",
                                        "trigger", "queue",     "workers",     "restart",
-                                       "async",   "depends_on"};
+                                       "async",   "depends_on", "overflow"};
     json_t *out = json_object();
     const json_t *v;
     char path[300];
@@ -203,6 +203,9 @@ static json_t *build_execution(struct emit_diags *d, const char *tpath, const js
     if (v && !json_is_null(v) &&
         !(json_is_string(v) && !strcmp(json_string_value(v), "on-failure")))
         json_object_set_new(out, "restart", json_deep_copy(v));
+    v = json_object_get(e, "overflow");
+    if (v && !json_is_null(v) && !(json_is_string(v) && !strcmp(json_string_value(v), "block")))
+        json_object_set_new(out, "overflow", json_deep_copy(v));
     v = json_object_get(e, "async");
     if (v && !json_is_false(v) && !json_is_null(v))
         json_object_set_new(out, "async", json_deep_copy(v));
