@@ -175,8 +175,8 @@ static void set_number(json_t *obj, const char *key, const json_t *v, double def
 static json_t *build_execution(struct emit_diags *d, const char *tpath, const json_t *e,
                                json_t *depends_on)
 {
-    static const char *const keys[] = {"timeout", "retries",   "retry_delay", "retry_max_delay",
-                                       "trigger", "queue",     "workers",     "restart",
+    static const char *const keys[] = {"timeout", "retries",    "retry_delay", "retry_max_delay",
+                                       "trigger", "queue",      "workers",     "restart",
                                        "async",   "depends_on", "overflow"};
     json_t *out = json_object();
     const json_t *v;

@@ -39,7 +39,8 @@ enum {
 };
 static const char *const EXECUTION_KEYS[] = {
     "async",           "timeout",    "workers", "retries", "retry_delay",
-    "retry_max_delay", "depends_on", "trigger", "queue",   "restart", "overflow"};
+    "retry_max_delay", "depends_on", "trigger", "queue",   "restart",
+    "overflow"};
 enum {
     EK_ASYNC,
     EK_TIMEOUT,
@@ -286,10 +287,10 @@ static void read_execution(struct loader *L, struct ynode *n, struct wf_task *t,
     }
     if (f[EK_OVERFLOW].value &&
         !workflow__overflow_parse(text(f[EK_OVERFLOW].value), &t->overflow)) {
-        const char *hint = text(f[EK_OVERFLOW].value)
-                               ? suggest__closest(text(f[EK_OVERFLOW].value),
-                                                  WORKFLOW_OVERFLOW_NAMES, 3, 3)
-                               : NULL;
+        const char *hint =
+            text(f[EK_OVERFLOW].value)
+                ? suggest__closest(text(f[EK_OVERFLOW].value), WORKFLOW_OVERFLOW_NAMES, 3, 3)
+                : NULL;
         char more[64] = "";
 
         if (hint)

@@ -591,7 +591,8 @@ static void test_overflow_policy(void)
     /* The key itself has the did-you-mean of every key. */
     wf = with_execution("overflw: block", &d);
     CHECK(wf == NULL && d.n == 1);
-    CHECK_ERROR(d, 4, 44, "unknown key 'overflw' in 'execution' of task 'A'; did you mean 'overflow'?");
+    CHECK_ERROR(d, 4, 44,
+                "unknown key 'overflw' in 'execution' of task 'A'; did you mean 'overflow'?");
     wf_diags_free(&d);
 }
 

@@ -11,9 +11,9 @@
  * the connection that carries its events until there is room, so they wait
  * in the bus and on the broker, in order, and none is lost (a QoS 1 flow
  * must not shed half of a burst); drop-oldest and drop-newest keep reading
- * and drop, counted, for a task that only wants recent (or first) values. With a worker pool the events come from a second
- * connection holding the $share subscriptions (task_connect.c), because
- * fb_bus cannot tell which subscription a message matched and a worker also
+ * and drop, counted, for a task that only wants recent (or first) values.
+ * With a worker pool the events come from a second connection holding the
+ * $share subscriptions (task_connect.c), because fb_bus cannot tell which subscription a message matched and a worker also
  * needs every value (not just its share) to know the latest.
  */
 #include <errno.h>
@@ -139,7 +139,8 @@ enum fb_err task_reactive__watch(fb_task *task, char *errbuf, size_t errlen)
     memset(&ev, 0, sizeof ev);
     ev.events = EPOLLIN;
     task->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-    if (task->epoll_fd < 0 || epoll_ctl(task->epoll_fd, EPOLL_CTL_ADD, fb_bus_fd(task->bus), &ev) != 0) {
+    if (task->epoll_fd < 0 ||
+        epoll_ctl(task->epoll_fd, EPOLL_CTL_ADD, fb_bus_fd(task->bus), &ev) != 0) {
         err__set(errbuf, errlen, "epoll: %s", strerror(errno));
         return FB_ERR_SYSTEM;
     }
