@@ -13,8 +13,9 @@
  * must not shed half of a burst); drop-oldest and drop-newest keep reading
  * and drop, counted, for a task that only wants recent (or first) values.
  * With a worker pool the events come from a second connection holding the
- * $share subscriptions (task_connect.c), because fb_bus cannot tell which subscription a message matched and a worker also
- * needs every value (not just its share) to know the latest.
+ * $share subscriptions (task_connect.c), because fb_bus cannot tell which
+ * subscription a message matched and a worker also needs every value (not
+ * just its share) to know the latest.
  */
 #include <errno.h>
 #include <poll.h>
