@@ -166,7 +166,7 @@ class FloodTestCase(fbtest.BrokerTestCase):
                 self.assertEqual(state.get("dropped"), 0, state)
             _, err = self.stop(proc, run_id)
         self.assertEqual(proc.returncode, 0, err)
-        self.assertNotIn("dropping", self.broker.log())
+        self.assertNotIn("are being dropped", self.broker.log())
         return got
 
     def wait_listening(self, run_id):
