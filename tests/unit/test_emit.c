@@ -722,7 +722,7 @@ static void test_defaults_left_out(void)
     free(text);
 }
 
-/* execution.overflow is written when it is not the default (block), after restart. */
+/* execution.overflow is written when it is not the default (block), after queue. */
 static void test_overflow_written_unless_default(void)
 {
     static const char src[] = "workflow:\n"
@@ -749,7 +749,7 @@ static void test_overflow_written_unless_default(void)
                     "    - name: E\n"
                     "      plugin: mqtt-out\n"
                     "      inputs: [V]\n"
-                    "      execution: {queue: 1, restart: never, overflow: drop-oldest}\n");
+                    "      execution: {queue: 1, overflow: drop-oldest, restart: never}\n");
     json_decref(m);
     free(text);
 }
