@@ -258,6 +258,35 @@ class TestOverflowPolicies(FloodTestCase):
         self.assertEqual(state["dropped"], 0, state)
 
 
+class TestHeldTaskIdles(FloodTestCase):
+    recorder_topic = "flowbus/#"
+
+    def test_a_cmd_task_held_by_its_full_queue_does_not_spin(self):
+        # cmd polls fb_task_fd while its command runs. A held connection still
+        # has messages waiting, so if fb_task_fd stayed readable the poll would
+        # return at once, again and again, for the whole activation: 6
+        # activations of 0.5 s would burn ~3 s of CPU instead of a few ms.
+        # The bound below (0.5 s) is far from both (measured: 0.00-0.01 s, and 1.56 s
+        # with the fd left in the set).
+        run_id = rid("nospin")
+        with fbrun.TempDir() as cwd:
+            proc = self.up(DROP.replace("queue: 3", "queue: 1").replace(
+                'echo "Y=got-$X"', 'sleep 0.5; echo "Y=got-$X"') % {"overflow": ""}, run_id, cwd)
+            _, waiting = self.recorder.wait_state(run_id, "ECHO", "waiting", timeout=20)
+            for i in range(1, 7):
+                self.recorder.publish(fbtest.var_topic(run_id, "X"), str(i).encode(), retain=True)
+            self.recorder.wait_for(lambda ev: len(self.recorder.on_topic(
+                fbtest.var_topic(run_id, "Y"))) >= 6, 30)
+            with open("/proc/%d/stat" % waiting["pid"]) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            values = [e.payload.decode() for e in
+                      self.recorder.on_topic(fbtest.var_topic(run_id, "Y"))]
+            self.stop(proc, run_id)
+        self.assertEqual(values, ["got-%d" % i for i in range(1, 7)])
+        self.assertLess(cpu, 0.5, "flowbus-cmd used %.2f s of CPU in 6 activations of 0.5 s" % cpu)
+
+
 class TestOverflowValidation(unittest.TestCase):
     def test_a_bad_overflow_value_is_a_positioned_error(self):
         with fbrun.TempDir() as cwd:
