@@ -385,6 +385,8 @@ FB_API void fb_task_free(fb_task *task);
  *   FLOWBUS_TRIGGERS  comma-separated inputs whose events fire the task
  *                     (default: every input on the bus; secret inputs never fire)
  *   FLOWBUS_QUEUE     events kept while busy or paused, 1 to 1000000 (default 100)
+ *   FLOWBUS_OVERFLOW  what a full queue does: "block" (default when absent or
+ *                     empty), "drop-oldest" or "drop-newest" (see Queue below)
  *   FLOWBUS_WORKERS   pool size, 1 to 1024 (default 1); FLOWBUS_WORKER this
  *                     worker's number, 1 to FLOWBUS_WORKERS (default 1)
  *   FLOWBUS_EXPIRY    (both modes) seconds: every retained publish of the task

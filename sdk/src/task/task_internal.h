@@ -54,7 +54,7 @@ struct event {
 /* Reactive mode: the events kept while busy, a ring buffer of max events. */
 struct task_queue {
     struct event *events;
-    size_t max; /* FLOWBUS_QUEUE */
+    size_t max; /* the ring's size: FLOWBUS_QUEUE, doubled when block mode must read on */
     size_t head;
     size_t len;
     unsigned long dropped;     /* events dropped so far (queue full, a drop-* overflow) */
