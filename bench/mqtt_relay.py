@@ -6,8 +6,10 @@ on the same broker in the same invocation:
 
 - direct: mosquitto_pub -> topic -> mosquitto_sub (the reference: the broker
   and the two clients alone);
-- relay: mosquitto_pub -> flood/in -> mqtt-in -> vars/VALUE -> mqtt-out ->
-  flood/out -> mosquitto_sub, a reactive flow run by `flowbus up`.
+- relay: mosquitto_pub -> bench/in -> mqtt-in -> vars/VALUE -> mqtt-out ->
+  bench/out -> mosquitto_sub, a reactive flow run by `flowbus up`;
+- the same with a `cmd` task in between (a shell per message: the 20,000
+  through cmd that CI's test_flood leaves to here, ~1 minute).
 
 The figure is the time from the start of mosquitto_pub to the N-th message at
 the subscriber; the row gives the ratio, the messages lost and whether they
@@ -96,24 +98,22 @@ def check(lines, n):
     return lost, lines[:n] == expected and len(lines) == n
 
 
-def measure(bench, broker):
-    n = 2000 if bench.smoke else 20000
-    timeout = 120 if bench.smoke else 300
-    # The reference: the broker and the same two clients, no hop.
-    sub = Subscriber(broker.port, "bench/direct")
-    try:
-        direct, lines = stream(broker.port, "bench/direct", sub, n, timeout)
-    finally:
-        sub.stop()
-    d_lost, d_order = check(lines, n)
-    run_id = "benchmqtt-%d" % os.getpid()
-    wf = bench.write("mqtt-relay.yaml",
-                     "workflow:\n  name: mqtt relay\n  mode: reactive\n  tasks:\n"
-                     "    - name: IN\n      plugin: mqtt-in\n      outputs: [VALUE]\n"
-                     "      params: {topic: bench/in, qos: 1}\n"
-                     "    - name: OUT\n      plugin: mqtt-out\n      inputs: [VALUE]\n"
-                     "      params: {topic: bench/out, qos: 1}\n")
+MQTT_IN = ("    - name: IN\n      plugin: mqtt-in\n      outputs: [VALUE]\n"
+           "      params: {topic: bench/in, qos: 1}\n")
+CMD = ("    - name: MID\n      plugin: cmd\n      inputs: [VALUE]\n      outputs: [RELAYED]\n"
+       "      params: {command: 'echo \"RELAYED=$VALUE\"'}\n")
+MQTT_OUT = ("    - name: OUT\n      plugin: mqtt-out\n      inputs: [%s]\n"
+            "      params: {topic: bench/out, qos: 1}\n")
+
+
+def flow(bench, broker, n, timeout, with_cmd):
+    """n messages through a `flowbus up` relay; returns (seconds to the n-th, lines)."""
     import fbtest  # the driver put tests/harness on sys.path
+    bench.relays = getattr(bench, "relays", 0) + 1
+    run_id = "benchmqtt-%d-%d" % (os.getpid(), bench.relays)
+    wf = bench.write("mqtt-relay-%d.yaml" % bench.relays,
+                     "workflow:\n  name: mqtt relay\n  mode: reactive\n  tasks:\n" + MQTT_IN
+                     + (CMD if with_cmd else "") + MQTT_OUT % ("RELAYED" if with_cmd else "VALUE"))
     # Subscribed before the flow starts: mqtt-in's log line is not retained.
     rec = fbtest.Recorder(broker.port, "flowbus/%s/tasks/IN/log" % run_id)
     up = subprocess.Popen([bench.flowbus, "up", wf, "--broker", broker.url, "--run-id", run_id,
@@ -125,7 +125,7 @@ def measure(bench, broker):
         sub = Subscriber(broker.port, "bench/out")
         if not rec.wait_for(lambda ev: any(b"listening on" in e.payload for e in ev), 30):
             raise RuntimeError("mqtt-in did not report its subscription within 30 s")
-        relay, lines = stream(broker.port, "bench/in", sub, n, timeout)
+        return stream(broker.port, "bench/in", sub, n, timeout)
     finally:
         rec.close()
         if sub is not None:
@@ -136,15 +136,33 @@ def measure(bench, broker):
         except subprocess.TimeoutExpired:
             up.kill()
             up.wait()
-    lost, in_order = check(lines, n)
-    bench.raw["mqtt_relay"] = dict(n=n, relay_s=relay, direct_s=direct, lost=lost,
-                                   in_order=in_order, direct_lost=d_lost, direct_in_order=d_order)
+
+
+def measure(bench, broker):
+    n = 2000 if bench.smoke else 20000
+    timeout = 120 if bench.smoke else 300
+    # The reference: the broker and the same two clients, no hop.
+    sub = Subscriber(broker.port, "bench/direct")
+    try:
+        direct, lines = stream(broker.port, "bench/direct", sub, n, timeout)
+    finally:
+        sub.stop()
+    d_lost, d_order = check(lines, n)
     if direct is None or d_lost:
         bench.note(f"mqtt relay: the direct stream itself lost {d_lost} of {n}")
-    ratio = relay / direct if relay is not None and direct else None
-    bench.row(f"mqtt-in -> mqtt-out relay, {n:,} QoS 1 msgs: {lost} lost, "
-              f"{'in order' if in_order else 'OUT OF ORDER'}",
-              relay if relay is not None else "timeout", direct, "s", "<= 3x, 0 lost, in order",
-              ratio is not None and ratio <= 3 and lost == 0 and in_order, ratio=ratio,
-              ref_label="mosquitto_pub -> mosquitto_sub, same broker")
-
+    raw = bench.raw["mqtt_relay"] = dict(n=n, direct_s=direct, direct_lost=d_lost,
+                                         direct_in_order=d_order)
+    for with_cmd in (False, True):
+        secs, lines = flow(bench, broker, n, timeout, with_cmd)
+        lost, in_order = check(lines, n)
+        key = "cmd" if with_cmd else "relay"
+        raw.update({key + "_s": secs, key + "_lost": lost, key + "_in_order": in_order})
+        ratio = secs / direct if secs is not None and direct else None
+        path = "mqtt-in -> cmd -> mqtt-out" if with_cmd else "mqtt-in -> mqtt-out relay"
+        ok = lost == 0 and in_order
+        bench.row(f"{path}, {n:,} QoS 1 msgs: {lost} lost, "
+                  f"{'in order' if in_order else 'OUT OF ORDER'}",
+                  secs if secs is not None else "timeout", direct, "s",
+                  "0 lost, in order" if with_cmd else "<= 3x, 0 lost, in order",
+                  ok if with_cmd else (ok and ratio is not None and ratio <= 3), ratio=ratio,
+                  ref_label="mosquitto_pub -> mosquitto_sub, same broker")
