@@ -28,6 +28,7 @@ sys.path.insert(0, HERE)
 
 import fbtest  # noqa: E402  (Recorder, free_port)
 import graphs  # noqa: E402
+import mqtt_relay  # noqa: E402
 import multihost  # noqa: E402  (issue 13's cross-host hops)
 import ui_rss  # noqa: E402
 
@@ -576,6 +577,7 @@ class Bench:
                  ("fan-out/fan-in", lambda b: self.fan(b)),
                  ("per-task overhead", lambda b: self.overhead(b)),
                  ("throughput", lambda b: self.throughput(b)),
+                 ("mqtt relay flood", lambda b: mqtt_relay.measure(self, b)),
                  ("flowbus ui memory", lambda b: self.ui_memory(b)),
                  ("memory", None), ("scale", None), ("loader", None),
                  ("cross_host", None)]

@@ -93,9 +93,10 @@ static void check_reactive_keys(const struct workflow *wf, struct wf_diags *diag
                             "'trigger' of task '%s' names '%s', which is not one of its inputs",
                             t->name, t->trigger.items[j].name);
         }
-        if (!wf->reactive && (t->workers > 1 || t->trigger.n || t->queue))
+        if (!wf->reactive && (t->workers > 1 || t->trigger.n || t->queue || t->overflow))
             diag__warning(diags, t->pos,
-                          "task '%s': execution.workers, trigger and queue apply in reactive mode "
+                          "task '%s': execution.workers, trigger, queue and overflow apply in "
+                          "reactive mode "
                           "only (mode: reactive, or flowbus up); this one-shot run ignores them",
                           t->name);
     }

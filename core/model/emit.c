@@ -175,9 +175,9 @@ static void set_number(json_t *obj, const char *key, const json_t *v, double def
 static json_t *build_execution(struct emit_diags *d, const char *tpath, const json_t *e,
                                json_t *depends_on)
 {
-    static const char *const keys[] = {"timeout", "retries",   "retry_delay", "retry_max_delay",
-                                       "trigger", "queue",     "workers",     "restart",
-                                       "async",   "depends_on"};
+    static const char *const keys[] = {"timeout", "retries", "retry_delay", "retry_max_delay",
+                                       "trigger", "queue",   "overflow",    "workers",
+                                       "restart", "async",   "depends_on"};
     json_t *out = json_object();
     const json_t *v;
     char path[300];
@@ -198,6 +198,9 @@ static json_t *build_execution(struct emit_diags *d, const char *tpath, const js
     if ((v = names(d, path, json_object_get(e, "trigger"))) != NULL)
         json_object_set_new(out, "trigger", json_deep_copy(v));
     set_number(out, "queue", json_object_get(e, "queue"), 0);
+    v = json_object_get(e, "overflow");
+    if (v && !json_is_null(v) && !(json_is_string(v) && !strcmp(json_string_value(v), "block")))
+        json_object_set_new(out, "overflow", json_deep_copy(v));
     set_number(out, "workers", json_object_get(e, "workers"), 1);
     v = json_object_get(e, "restart");
     if (v && !json_is_null(v) &&

@@ -87,7 +87,8 @@ static int same_execution(const struct wf_task *a, const struct wf_task *b)
     return a->timeout == b->timeout && !a->async == !b->async && a->workers == b->workers &&
            a->retries == b->retries && a->retry_delay == b->retry_delay &&
            a->retry_max_delay == b->retry_max_delay && a->queue == b->queue &&
-           a->restart == b->restart && same_names(&a->trigger, &b->trigger);
+           a->restart == b->restart && a->overflow == b->overflow &&
+           same_names(&a->trigger, &b->trigger);
 }
 
 static json_t *execution_json(struct json_share *sh, const struct wf_task *t)
@@ -107,6 +108,7 @@ static json_t *execution_json(struct json_share *sh, const struct wf_task *t)
     json_object_set_new(exec, "retry_max_delay", json_real(t->retry_max_delay));
     json_object_set_new(exec, "queue", json_integer(t->queue));
     json_object_set_new(exec, "restart", json_string(workflow__restart_name(t->restart)));
+    json_object_set_new(exec, "overflow", json_string(workflow__overflow_name(t->overflow)));
     json_object_set_new(exec, "trigger", names_json(sh, &t->trigger, 0));
     json_decref(sh->exec);
     sh->exec = json_incref(exec);

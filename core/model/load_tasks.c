@@ -7,6 +7,7 @@
  */
 #include "diag.h"
 #include "load.h"
+#include "suggest.h"
 
 #include <flowbus/protocol.h>
 
@@ -38,7 +39,8 @@ enum {
 };
 static const char *const EXECUTION_KEYS[] = {
     "async",           "timeout",    "workers", "retries", "retry_delay",
-    "retry_max_delay", "depends_on", "trigger", "queue",   "restart"};
+    "retry_max_delay", "depends_on", "trigger", "queue",   "restart",
+    "overflow"};
 enum {
     EK_ASYNC,
     EK_TIMEOUT,
@@ -50,6 +52,7 @@ enum {
     EK_TRIGGER,
     EK_QUEUE,
     EK_RESTART,
+    EK_OVERFLOW,
     EK_COUNT
 };
 static const char *const PERMISSION_KEYS[] = {"required"};
@@ -281,6 +284,20 @@ static void read_execution(struct loader *L, struct ynode *n, struct wf_task *t,
             diag__error(L->diags, pos_of(f[EK_RESTART].value),
                         "'restart' must be on-failure, always or never, got %s (task '%s')",
                         load__describe(f[EK_RESTART].value, buf, sizeof buf), tname);
+    }
+    if (f[EK_OVERFLOW].value &&
+        !workflow__overflow_parse(text(f[EK_OVERFLOW].value), &t->overflow)) {
+        const char *hint =
+            text(f[EK_OVERFLOW].value)
+                ? suggest__closest(text(f[EK_OVERFLOW].value), WORKFLOW_OVERFLOW_NAMES, 3, 3)
+                : NULL;
+        char more[64] = "";
+
+        if (hint)
+            snprintf(more, sizeof more, "; did you mean '%s'?", hint);
+        diag__error(L->diags, pos_of(f[EK_OVERFLOW].value),
+                    "'overflow' must be block, drop-oldest or drop-newest, got %s (task '%s')%s",
+                    load__describe(f[EK_OVERFLOW].value, buf, sizeof buf), tname, more);
     }
 }
 

@@ -1,7 +1,7 @@
 /*
  * workflow.c - the model of a loaded workflow (workflow.h): the rules for its
  * names, its lists of names, the task name index behind workflow__find_task,
- * the restart policies, and freeing it. Reading a file into it is load.c's.
+ * the restart and overflow policies, and freeing it. Reading a file into it is load.c's.
  */
 #include "workflow.h"
 
@@ -155,6 +155,27 @@ int workflow__restart_parse(const char *s, enum wf_restart *out)
     for (size_t i = 0; s && i < sizeof RESTART_POLICIES / sizeof *RESTART_POLICIES; i++)
         if (strcmp(s, RESTART_POLICIES[i]) == 0) {
             *out = (enum wf_restart)i;
+            return 1;
+        }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- overflow policies */
+
+const char *const WORKFLOW_OVERFLOW_NAMES[3] = {"block", "drop-oldest", "drop-newest"};
+
+const char *workflow__overflow_name(enum wf_overflow o)
+{
+    size_t i = (size_t)o;
+
+    return i < 3 ? WORKFLOW_OVERFLOW_NAMES[i] : NULL;
+}
+
+int workflow__overflow_parse(const char *s, enum wf_overflow *out)
+{
+    for (size_t i = 0; s && i < 3; i++)
+        if (strcmp(s, WORKFLOW_OVERFLOW_NAMES[i]) == 0) {
+            *out = (enum wf_overflow)i;
             return 1;
         }
     return 0;

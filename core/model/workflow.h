@@ -22,6 +22,8 @@
 
 /* When a reactive task's process is started again after it ended. */
 enum wf_restart { WF_RESTART_ON_FAILURE = 0, WF_RESTART_ALWAYS, WF_RESTART_NEVER };
+/* Reactive: what a task's full event queue does (FLOWBUS_OVERFLOW, docs/reliability.md). */
+enum wf_overflow { WF_OVERFLOW_BLOCK = 0, WF_OVERFLOW_DROP_OLDEST, WF_OVERFLOW_DROP_NEWEST };
 
 /* A position in the workflow file, 1-based; 0 when unknown. */
 struct wf_pos {
@@ -70,6 +72,7 @@ struct wf_task {
     struct wf_list trigger;     /* reactive: inputs whose events fire the task; empty: all */
     int queue;                  /* reactive: events kept while busy; 0: the default (100) */
     enum wf_restart restart;    /* reactive: when a process that ended is started again */
+    enum wf_overflow overflow;  /* reactive: block (default), drop-oldest or drop-newest */
     struct wf_list permissions; /* permissions.required (later release) */
     int requires_auth;          /* accepted (later release) */
 };
@@ -185,6 +188,15 @@ const char *workflow__restart_name(enum wf_restart r);
 
 /* Sets *out to the policy called s and returns 1; 0 when s (or NULL) names none. */
 int workflow__restart_parse(const char *s, enum wf_restart *out);
+
+/* The overflow policies, as a workflow file writes them ("block", ...), in enum order. */
+extern const char *const WORKFLOW_OVERFLOW_NAMES[3];
+
+/* The name of an overflow policy ("block", "drop-oldest", "drop-newest"); NULL if out of range. */
+const char *workflow__overflow_name(enum wf_overflow o);
+
+/* Parses an overflow policy's name into *out; 1 on success, 0 if s is none of them. */
+int workflow__overflow_parse(const char *s, enum wf_overflow *out);
 
 /*
  * The resolved workflow as JSON, for the `workflow` topic: secrets are replaced

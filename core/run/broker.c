@@ -264,7 +264,14 @@ static enum attempt try_start(struct broker *b, const char *prog, char *err, siz
              "persistence true\n"
              "persistence_location %s/\n"
              "autosave_interval 1\n"
+             /*
+              * A task whose event queue is full stops reading (back-pressure):
+              * its QoS 1 backlog waits here, 100 in flight and the rest queued,
+              * so a flood of 20,000+ is held (mosquitto's default, 1000, drops
+              * beyond); the bytes bound caps a backlog of large values.
+              */
              "max_queued_messages 100000\n"
+             "max_queued_bytes 268435456\n"
              "max_inflight_messages 100\n"
              "log_dest file %s/mosquitto.log\n"
              "log_type error\nlog_type warning\n",

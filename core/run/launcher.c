@@ -201,7 +201,7 @@ static int add_auth_env(const struct launch_context *ctx, const struct wf_task *
     return 1;
 }
 
-/* What a reactive task needs: its mode, triggers, queue bound and place in its pool. */
+/* What a reactive task needs: its mode, triggers, queue bound and overflow, place in its pool. */
 static int add_reactive_env(const struct launch_context *ctx, const struct wf_task *task,
                             int worker, struct strvec *env)
 {
@@ -215,6 +215,8 @@ static int add_reactive_env(const struct launch_context *ctx, const struct wf_ta
         return 0;
     snprintf(num, sizeof num, "%d", task->queue > 0 ? task->queue : 100);
     if (!push(env, kv("FLOWBUS_QUEUE", num)))
+        return 0;
+    if (!push(env, kv("FLOWBUS_OVERFLOW", workflow__overflow_name(task->overflow))))
         return 0;
     snprintf(num, sizeof num, "%d", worker);
     if (!push(env, kv("FLOWBUS_WORKER", num)))

@@ -191,7 +191,8 @@ class ParityCases:
 
     def test_a_full_queue_says_so_at_once_and_at_the_next_activation(self):
         self.control("pause")
-        self.start("Q", inputs=["RAW"], outputs=["OUT"], extra={"FLOWBUS_QUEUE": "2"})
+        self.start("Q", inputs=["RAW"], outputs=["OUT"],
+                   extra={"FLOWBUS_QUEUE": "2", "FLOWBUS_OVERFLOW": "drop-oldest"})
         for v in "abcde":
             self.set_var("RAW", v)
         first = "queue full (2 events): dropping the oldest events (1 dropped so far)"
@@ -203,6 +204,67 @@ class ParityCases:
         self.assertIn("3 events dropped while busy (queue limit 2); 3 in all", self.log_lines("Q"))
         self.assertEqual(sum(line.startswith("queue full") for line in self.log_lines("Q")), 1)
 
+
+    def test_drop_newest_keeps_the_first_events(self):
+        self.control("pause")
+        self.start("Q", inputs=["RAW"], outputs=["OUT"],
+                   extra={"FLOWBUS_QUEUE": "2", "FLOWBUS_OVERFLOW": "drop-newest"})
+        for v in "abcde":
+            self.set_var("RAW", v)
+        first = "queue full (2 events): dropping the newest events (1 dropped so far)"
+        self.assertTrue(self.recorder.wait_for(lambda _: first in self.log_lines("Q"), WAIT),
+                        self.log_lines("Q"))
+        self.control("resume")
+        self.assertEqual(self.wait_values("OUT", 2), ["A", "B"])
+        self.assertIn("3 events dropped while busy (queue limit 2); 3 in all", self.log_lines("Q"))
+        final = self.recorder.wait_for(lambda _: next((
+            st for st in reversed(self.states("Q")) if st.get("activation") == 2
+            and st["state"] == "waiting"), None), WAIT)
+        self.assertEqual(final and final["dropped"], 3, self.states("Q")[-1:])
+
+    def test_block_by_default_keeps_every_event_while_paused(self):
+        # Paused, the task reads on (the resume comes behind the events on its
+        # connection): its queue goes past the bound instead of dropping.
+        self.control("pause")
+        self.start("Q", inputs=["RAW"], outputs=["OUT"], extra={"FLOWBUS_QUEUE": "2"})
+        for v in "abcde":
+            self.set_var("RAW", v)
+        self.control("resume")
+        self.assertEqual(self.wait_values("OUT", 5), ["A", "B", "C", "D", "E"])
+        self.assertFalse([line for line in self.log_lines("Q") if "dropp" in line])
+
+    def test_block_by_default_holds_a_flood_back_and_loses_nothing(self):
+        # 2,000 events on a queue of 2 while the task works: the connection is
+        # held whenever the queue is full, the rest waits upstream, in order.
+        n = 2000
+        cmd, base, params, _, expect = self.flood_command()
+        env = fbtest.task_env(self.broker, self.run_id, "F", inputs=["X"], outputs=["Y"],
+                              params=params, base=base,
+                              extra={"FLOWBUS_MODE": "reactive", "FLOWBUS_QUEUE": "2"})
+        proc = fbtest.spawn(cmd, env)
+        self.procs.append(proc)
+        self.recorder.wait_for(lambda _: self.states("F"), WAIT)
+        topic = fbtest.var_topic(self.run_id, "X")
+        sent = ["e%d" % i for i in range(n)]
+        last = None
+        for v in sent:
+            last = self.recorder.client.publish(topic, v, qos=1, retain=True)
+        last.wait_for_publish(30)
+        state_topic = fbtest.state_topic(self.run_id, "F")
+
+        def settled(events):
+            for e in reversed(events):
+                if e.topic == state_topic and e.payload:
+                    st = e.json()
+                    return st if st["activation"] == n and st["state"] == "waiting" else None
+            return None
+
+        final = self.recorder.wait_for(settled, 60)
+        self.assertIsNotNone(final, "last state: %s" % self.states("F")[-1:])
+        self.assertEqual((final["queued"], final["dropped"]), (0, 0))
+        self.assertEqual(self.values("Y"), [expect(v) for v in sent])
+        self.control("stop")
+        self.assertEqual(proc.wait(WAIT), 0)
 
     def test_a_flood_coalesces_states_and_ends_exact(self):
         # A backlog worked through as fast as the SDK allows (docs/protocol.md,

@@ -276,7 +276,7 @@ class ReactiveTest(fbtest.BrokerTestCase):
     def test_queue_bound_drops_the_oldest(self):
         proc = self.start("cmd", "S", inputs=["X"], outputs=["Y"],
                           params={"command": 'sleep 0.4; echo "Y=$X"'},
-                          extra={"FLOWBUS_QUEUE": "5"})
+                          extra={"FLOWBUS_QUEUE": "5", "FLOWBUS_OVERFLOW": "drop-oldest"})
         self.set_var("X", "v0")
         self.recorder.wait_for(lambda _: any(s["state"] == "running"
                                              for s in self.task_states("S")), 5)

@@ -753,6 +753,38 @@ static void test_defaults_left_out(void)
     free(text);
 }
 
+/* execution.overflow is written when it is not the default (block), after queue. */
+static void test_overflow_written_unless_default(void)
+{
+    static const char src[] = "workflow:\n"
+                              "  mode: reactive\n"
+                              "  tasks:\n"
+                              "    - name: S\n"
+                              "      plugin: mqtt-in\n"
+                              "      outputs: [V]\n"
+                              "      execution: {overflow: block}\n"
+                              "    - name: E\n"
+                              "      plugin: mqtt-out\n"
+                              "      inputs: [V]\n"
+                              "      execution: {overflow: drop-oldest, restart: never, queue: 1}\n";
+    json_t *m = model_of("overflow.yaml", src);
+    char *text = m ? emit_ok(m, src, "overflow.yaml") : NULL;
+
+    CHECK_STR(text, "workflow:\n"
+                    "  mode: reactive\n"
+                    "  tasks:\n"
+                    "    - name: S\n"
+                    "      plugin: mqtt-in\n"
+                    "      outputs: [V]\n"
+                    "\n"
+                    "    - name: E\n"
+                    "      plugin: mqtt-out\n"
+                    "      inputs: [V]\n"
+                    "      execution: {queue: 1, overflow: drop-oldest, restart: never}\n");
+    json_decref(m);
+    free(text);
+}
+
 static void test_shape_errors_have_paths(void)
 {
     json_t *m = json_pack("{s:s, s:i, s:[{s:s, s:s, s:[s, i]}, {s:s, s:s}, s:i]}", "name", "bad",
@@ -1082,6 +1114,7 @@ int main(void)
     RUN(test_line_breaks_as_yaml_counts_them);
     RUN(test_env_from_source);
     RUN(test_defaults_left_out);
+    RUN(test_overflow_written_unless_default);
     RUN(test_shape_errors_have_paths);
     RUN(test_model_to_yaml_maps_loader_errors);
     RUN(test_folded_block_kept);

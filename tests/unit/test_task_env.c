@@ -333,6 +333,19 @@ static void test_queue_and_workers(void)
     CHECK_REFUSED("FLOWBUS_QUEUE", "1e3",
                   "FLOWBUS_QUEUE '1e3' is not a whole number from 1 to 1000000");
     unsetenv("FLOWBUS_QUEUE");
+    /* A full queue blocks unless the task chose to drop (FLOWBUS_OVERFLOW). */
+    CHECK(read_env() == FB_OK && env.overflow == TASK_OVERFLOW_BLOCK);
+    CHECK_ACCEPTED("FLOWBUS_OVERFLOW", "");
+    CHECK(env.overflow == TASK_OVERFLOW_BLOCK);
+    CHECK_ACCEPTED("FLOWBUS_OVERFLOW", "drop-oldest");
+    CHECK(env.overflow == TASK_OVERFLOW_DROP_OLDEST);
+    CHECK_ACCEPTED("FLOWBUS_OVERFLOW", "drop-newest");
+    CHECK(env.overflow == TASK_OVERFLOW_DROP_NEWEST);
+    CHECK_ACCEPTED("FLOWBUS_OVERFLOW", "block");
+    CHECK(env.overflow == TASK_OVERFLOW_BLOCK);
+    CHECK_REFUSED("FLOWBUS_OVERFLOW", "drop",
+                  "FLOWBUS_OVERFLOW 'drop' is not 'block', 'drop-oldest' or 'drop-newest'");
+    unsetenv("FLOWBUS_OVERFLOW");
     CHECK_ACCEPTED("FLOWBUS_WORKERS", "1024");
     CHECK(env.workers == TASK_ENV_MAX_WORKERS && env.worker == 1);
     CHECK_REFUSED("FLOWBUS_WORKERS", "1025",

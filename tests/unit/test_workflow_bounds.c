@@ -592,6 +592,53 @@ static int wanted(int argc, char **argv, const char *test)
     } while (0)
 
 /* Arguments name the tests to run (all by default), e.g. to run one alone. */
+/* execution.overflow: the three policies load; anything else is refused at its value. */
+static void test_overflow_policy(void)
+{
+    static const char *const names[] = {"block", "drop-oldest", "drop-newest"};
+    static const enum wf_overflow policies[] = {WF_OVERFLOW_BLOCK, WF_OVERFLOW_DROP_OLDEST,
+                                                WF_OVERFLOW_DROP_NEWEST};
+    struct wf_diags d;
+    struct workflow *wf;
+    char exec[64];
+
+    wf = with_execution("queue: 5", &d);
+    CHECK(wf != NULL && d.n == 0 && wf->tasks[0].overflow == WF_OVERFLOW_BLOCK);
+    workflow__free(wf);
+    wf_diags_free(&d);
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(exec, sizeof exec, "overflow: %s", names[i]);
+        wf = with_execution(exec, &d);
+        CHECK(wf != NULL && d.n == 0);
+        if (wf) {
+            CHECK(wf->tasks[0].overflow == policies[i]);
+            CHECK_STR(workflow__overflow_name(wf->tasks[0].overflow), names[i]);
+        }
+        workflow__free(wf);
+        wf_diags_free(&d);
+    }
+    wf = with_execution("overflow: drop-olde", &d);
+    CHECK(wf == NULL && d.n == 1);
+    CHECK_ERROR(d, 4, 54,
+                "'overflow' must be block, drop-oldest or drop-newest, got \"drop-olde\" "
+                "(task 'A'); did you mean 'drop-oldest'?");
+    wf_diags_free(&d);
+    wf = with_execution("overflow: 3", &d);
+    CHECK(wf == NULL && d.n == 1);
+    CHECK_ERROR(d, 4, 54, "'overflow' must be block, drop-oldest or drop-newest, got \"3\"");
+    wf_diags_free(&d);
+    wf = with_execution("overflow: [block]", &d);
+    CHECK(wf == NULL && d.n == 1);
+    CHECK_ERROR(d, 4, 54, "'overflow' must be block, drop-oldest or drop-newest, got a list");
+    wf_diags_free(&d);
+    /* The key itself has the did-you-mean of every key. */
+    wf = with_execution("overflw: block", &d);
+    CHECK(wf == NULL && d.n == 1);
+    CHECK_ERROR(d, 4, 44,
+                "unknown key 'overflw' in 'execution' of task 'A'; did you mean 'overflow'?");
+    wf_diags_free(&d);
+}
+
 int main(int argc, char **argv)
 {
     snprintf(scratch, sizeof scratch, "/tmp/test_workflow_bounds-XXXXXX");
@@ -606,6 +653,7 @@ int main(int argc, char **argv)
     RUN_IF(test_depth_bound);
     RUN_IF(test_depth_200k);
     RUN_IF(test_numeric_bounds);
+    RUN_IF(test_overflow_policy);
     RUN_IF(test_reserved_outputs);
     RUN_IF(test_reserved_reactive_inputs);
     RUN_IF(test_reserved_set_targets);

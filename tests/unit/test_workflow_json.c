@@ -214,12 +214,12 @@ static void test_hand_built(void)
               "{\"name\":\"A\",\"plugin\":\"start\",\"inputs\":[],\"outputs\":[],"
               "\"depends_on\":[],\"params\":{},\"execution\":{\"timeout\":0.0,\"async\":false,"
               "\"workers\":1,\"retries\":0,\"retry_delay\":0.0,\"retry_max_delay\":0.0,"
-              "\"queue\":0,\"restart\":\"on-failure\",\"trigger\":[]},\"permissions\":[],"
+              "\"queue\":0,\"restart\":\"on-failure\",\"overflow\":\"block\",\"trigger\":[]},\"permissions\":[],"
               "\"requires_auth\":false},"
               "{\"name\":\"B\",\"plugin\":\"end\",\"inputs\":[],\"outputs\":[],"
               "\"depends_on\":[\"A\"],\"params\":{},\"execution\":{\"timeout\":2.0,"
               "\"async\":false,\"workers\":1,\"retries\":0,\"retry_delay\":0.0,"
-              "\"retry_max_delay\":0.0,\"queue\":0,\"restart\":\"on-failure\",\"trigger\":[]},"
+              "\"retry_max_delay\":0.0,\"queue\":0,\"restart\":\"on-failure\",\"overflow\":\"block\",\"trigger\":[]},"
               "\"permissions\":[],\"requires_auth\":false}]}");
     check_text(&wf, NULL);
     free(text);

@@ -119,6 +119,7 @@ export function TaskPanel({ task, plugin, plugins, diags, execDefaults = {}, onC
       ))}
       <TextField label="trigger" value={(exec.trigger || []).join(', ')} hint="reactive: inputs whose events fire the task" onChange={(v) => setExec('trigger', splitNames(v))} diags={diagsFor('execution.trigger')} testid="exec-trigger" />
       <SelectField label="restart" value={exec.restart || 'on-failure'} options={['on-failure', 'always', 'never']} onChange={(v) => setExec('restart', v === 'on-failure' ? undefined : v)} diags={diagsFor('execution.restart')} testid="exec-restart" />
+      <SelectField label="overflow" value={exec.overflow || 'block'} options={['block', 'drop-oldest', 'drop-newest']} onChange={(v) => setExec('overflow', v === 'block' ? undefined : v)} diags={diagsFor('execution.overflow')} testid="exec-overflow" />
       <CheckField label="async" value={exec.async} onChange={(b) => setExec('async', b || undefined)} diags={diagsFor('execution.async')} testid="exec-async" />
       <h4>Permissions</h4>
       <CheckField label="requires_auth" value={task.requires_auth} onChange={(b) => onChange({ requires_auth: b })} diags={diagsFor('requires_auth')} testid="field-requires_auth" />

@@ -14,7 +14,7 @@ import { parseDocument, isMap, isSeq, Scalar } from 'yaml';
 export const SECRET = '<secret>';
 
 const TASK_KEYS = ['name', 'plugin', 'description', 'inputs', 'outputs', 'depends_on', 'params', 'execution', 'permissions', 'requires_auth'];
-const EXEC_KEYS = ['timeout', 'retries', 'retry_delay', 'retry_max_delay', 'async', 'workers', 'trigger', 'queue', 'restart'];
+const EXEC_KEYS = ['timeout', 'retries', 'retry_delay', 'retry_max_delay', 'async', 'workers', 'trigger', 'queue', 'overflow', 'restart'];
 
 const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
 

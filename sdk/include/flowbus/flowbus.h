@@ -385,6 +385,8 @@ FB_API void fb_task_free(fb_task *task);
  *   FLOWBUS_TRIGGERS  comma-separated inputs whose events fire the task
  *                     (default: every input on the bus; secret inputs never fire)
  *   FLOWBUS_QUEUE     events kept while busy or paused, 1 to 1000000 (default 100)
+ *   FLOWBUS_OVERFLOW  what a full queue does: "block" (default when absent or
+ *                     empty), "drop-oldest" or "drop-newest" (see Queue below)
  *   FLOWBUS_WORKERS   pool size, 1 to 1024 (default 1); FLOWBUS_WORKER this
  *                     worker's number, 1 to FLOWBUS_WORKERS (default 1)
  *   FLOWBUS_EXPIRY    (both modes) seconds: every retained publish of the task
@@ -406,9 +408,16 @@ FB_API void fb_task_free(fb_task *task);
  * depends_on tasks are done.
  *
  * Queue. Events are kept in a FIFO in the process until an activation takes
- * them. Past FLOWBUS_QUEUE the oldest is dropped and counted ("dropped" in
- * the state); the first drop of a burst is logged on the task's log topic at
- * once, and the burst's total when the next activation begins. Events are
+ * them, up to FLOWBUS_QUEUE. When it is full, FLOWBUS_OVERFLOW decides:
+ * "block" (the default) takes no more messages from the connection that
+ * carries the events until there is room, so they wait upstream and none is
+ * lost (while the run is paused or a dependency is not done a single
+ * connection is read on, and the queue grows past the bound: the resume or
+ * the state come behind the events); "drop-oldest" and "drop-newest" drop
+ * one event, counted ("dropped" in the state); the first drop of a burst is
+ * logged on the task's log topic at once, and the burst's total when the
+ * next activation begins. While the events connection is held, fb_task_fd
+ * does not report it readable. Events are
  * taken from the connection whenever the task calls into the SDK (fb_task_next,
  * fb_task_done, fb_task_fail, fb_task_poll): a plugin with a long activation
  * should call fb_task_poll when fb_task_fd is readable, so the bound applies
@@ -450,7 +459,7 @@ FB_API void fb_task_free(fb_task *task);
  * be a new event); the bus still re-sends any it had not seen confirmed.
  *
  * Control (retained, on the run's control topic): {"cmd":"pause"} holds
- * activations (events keep queuing within the bound); {"cmd":"resume"}
+ * activations (events keep queuing); {"cmd":"resume"}
  * releases them in order; {"cmd":"stop"} makes fb_task_next and fb_task_poll
  * return FB_ERR_STOPPED: the plugin should then fb_task_exit(task, 0) without
  * publishing a state.

@@ -18,6 +18,7 @@ VAR_RULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 TASK_RULE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}\Z")
 DEFAULT_QUEUE = 100
 MAX_QUEUE = 1000000
+OVERFLOW_POLICIES = ("block", "drop-oldest", "drop-newest")
 DEFAULT_RECONNECT_MAX = 30.0
 
 
@@ -124,6 +125,11 @@ class Env:
             raise SetupError("FLOWBUS_MODE '%s' is not 'oneshot' or 'reactive'" % mode)
         self.reactive = mode == "reactive"
         self.queue = _whole(env, "FLOWBUS_QUEUE", DEFAULT_QUEUE, 1, MAX_QUEUE)
+        # What a full queue does, as in the C SDK: block (the default), drop-oldest, drop-newest.
+        self.overflow = env.get("FLOWBUS_OVERFLOW") or "block"
+        if self.reactive and self.overflow not in OVERFLOW_POLICIES:
+            raise SetupError("FLOWBUS_OVERFLOW '%s' is not 'block', 'drop-oldest' or 'drop-newest'"
+                             % self.overflow[:64])
         self.workers = _whole(env, "FLOWBUS_WORKERS", 1, 1, 1024)
         self.worker = _whole(env, "FLOWBUS_WORKER", 1, 1, self.workers)
         triggers = split_list(env, "FLOWBUS_TRIGGERS", VAR_RULE, "variable name")

@@ -37,6 +37,11 @@ LOG_LINES_PER_S = 2000  # FB_LOG_LINES_PER_S of flowbus/protocol.h: the log topi
 ACTIVATION_BURST = 500.0
 ACTIVATION_RATE = 250.0
 STATE_INTERVAL = 0.05
+# Back-pressure (FLOWBUS_OVERFLOW=block) holds paho's network thread, which also
+# sends the keepalive pings: past this many seconds of a full queue one event is
+# let through over the bound, so the thread runs its loop once and the broker
+# (1.5 x the 10 s keepalive) never takes the task for dead.
+HOLD_SLICE = 5.0
 
 
 def encode(value):
@@ -81,6 +86,7 @@ class Engine:
         self.queue = collections.deque()  # (input name or None, value)
         self.dropped = 0
         self.burst_drops = 0
+        self.closing = False  # close() began: a held connection lets go
         self.initial_fired = False
         self.activation = 0
         self.result = None
@@ -236,7 +242,7 @@ class Engine:
     def _absorb_share(self, topic, payload, retained):
         name = topic[len(self.prefix):] if topic.startswith(self.prefix) else None
         if not retained and name in self.env.triggers and self._acceptable(name, payload):
-            self._event(name, decode(payload))
+            self._event(name, decode(payload), from_share=True)
 
     def _inputs_set(self, except_input=None):
         return all(self.values.get(i) is not None for i in self.env.inputs
@@ -245,28 +251,59 @@ class Engine:
     def _ready(self, except_input=None):
         return self._inputs_set(except_input) and all(self.deps.values())
 
-    def _event(self, name, value):
-        """Queues an event (dropping the oldest when full); one before all inputs are set fires nothing.
+    def _event(self, name, value, from_share=False):
+        """Queues an event; one before all inputs are set fires nothing.
 
-        An event that comes before the depends_on tasks are done is queued all
-        the same and waits for them (reactive()): a dependency publishes its
-        outputs before its own state, so the event its output causes arrives
-        before the "done" that lets it fire.
+        A full queue does what FLOWBUS_OVERFLOW says, as in the C SDK: block
+        (the default) holds this connection's paho thread until the task made
+        room (_hold), so paho reads no more from the socket and the messages
+        wait on the broker; drop-oldest and drop-newest drop one event and
+        count it. An event that comes before the depends_on tasks are done is
+        queued all the same and waits for them (reactive()): a dependency
+        publishes its outputs before its own state, so the event its output
+        causes arrives before the "done" that lets it fire.
         """
         if value is None or name not in self.env.triggers or not self._inputs_set(name):
             return
-        if len(self.queue) >= self.env.queue:
+        overflow = self.env.overflow
+        if len(self.queue) >= self.env.queue and overflow == "block":
+            self._hold(from_share)
+        elif len(self.queue) >= self.env.queue:
+            if overflow == "drop-newest":
+                self._count_drop("newest")
+                return
             self.queue.popleft()
-            self.dropped += 1
-            self.burst_drops += 1
-            if self.burst_drops == 1:
-                # The first drop of a burst is said at once (paho's thread may
-                # publish without waiting), the burst's total when the next
-                # activation begins, as in the C SDK.
-                self.bus.publish(self.env.log_topic, (
-                    "queue full (%d events): dropping the oldest events (%d dropped so far)"
-                    % (self.env.queue, self.dropped)).encode(), retain=False, wait=False)
+            self._count_drop("oldest")
         self.queue.append((name, value))
+
+    def _hold(self, from_share):
+        """Waits (cond held, on paho's thread) until the queue has room; see HOLD_SLICE.
+
+        A single connection is not held while the queue cannot move (paused, a
+        dependency not done): the resume or the dependency's state come on it
+        behind the events, so the queue then goes past its bound instead. A
+        pool's own connection carries no live events; its events connection is
+        always held.
+        """
+        deadline = time.monotonic() + HOLD_SLICE
+        while len(self.queue) >= self.env.queue and not self.stopped and not self.closing and (
+                from_share or (self.events_bus is None and not self.paused
+                               and all(self.deps.values()))):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self.cond.wait(left)
+
+    def _count_drop(self, which):
+        self.dropped += 1
+        self.burst_drops += 1
+        if self.burst_drops == 1:
+            # The first drop of a burst is said at once (paho's thread may
+            # publish without waiting), the burst's total when the next
+            # activation begins, as in the C SDK.
+            self.bus.publish(self.env.log_topic, (
+                "queue full (%d events): dropping the %s events (%d dropped so far)"
+                % (self.env.queue, which, self.dropped)).encode(), retain=False, wait=False)
 
     # ---------------------------------------------------------------- publishing
 
@@ -364,6 +401,9 @@ class Engine:
         return bool(again)
 
     def close(self):
+        with self.cond:
+            self.closing = True
+            self.cond.notify_all()
         if self.events_bus is not None:
             self.events_bus.close()
         self.bus.close()
@@ -470,6 +510,7 @@ class Engine:
                 return EXIT_LOST
             with self.cond:
                 trigger, value = self.queue.popleft()
+                self.cond.notify_all()  # a connection held by a full queue may read again
                 burst, self.burst_drops = self.burst_drops, 0
                 self.activation += 1
                 self.result = None  # "running" carries no result, as in the C SDK

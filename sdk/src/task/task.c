@@ -189,6 +189,8 @@ enum fb_err fb_task_open(const fb_task_options *opts, fb_task **out, char *errbu
         err = task_reactive__init(task, errbuf, errlen);
     if (err == FB_OK)
         err = task_connect__open(task, errbuf, errlen);
+    if (err == FB_OK && task->env.reactive)
+        err = task_reactive__watch(task, errbuf, errlen);
     if (err != FB_OK)
         goto out;
     *out = task;

@@ -155,13 +155,18 @@ void task_absorb__message(fb_task *task, const fb_msg *msg, int from_share)
     }
 }
 
-/* Absorbs every message already queued on one connection, without waiting. */
+/*
+ * Absorbs every message already queued on one connection, without waiting,
+ * and stops early while a full queue holds the connection back
+ * (FLOWBUS_OVERFLOW=block): the rest waits in the bus, in order.
+ */
 static enum fb_err absorb_bus(fb_task *task, fb_bus *bus, int from_share)
 {
     fb_msg *msg;
-    enum fb_err err;
+    enum fb_err err = FB_ERR_TIMEOUT;
 
-    while ((err = fb_bus_next(bus, 0, &msg)) == FB_OK) {
+    while (task_reactive__may_take(task, from_share) &&
+           (err = fb_bus_next(bus, 0, &msg)) == FB_OK) {
         task_absorb__message(task, msg, from_share);
         fb_msg_free(msg);
     }
@@ -174,6 +179,7 @@ enum fb_err task_absorb__queued(fb_task *task)
 
     if (err == FB_OK && task->events_bus != NULL)
         err = absorb_bus(task, task->events_bus, 1);
+    task_reactive__sync_fd(task);
     return err;
 }
 

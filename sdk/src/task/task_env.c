@@ -253,6 +253,25 @@ static enum fb_err env_long(const char *name, long def, long min, long max, long
     return FB_OK;
 }
 
+/* FLOWBUS_OVERFLOW: block (also when unset or empty), drop-oldest or drop-newest. */
+static enum fb_err read_overflow(struct task_env *env, char *errbuf, size_t errlen)
+{
+    const char *v = getenv("FLOWBUS_OVERFLOW");
+
+    if (v == NULL || *v == '\0' || strcmp(v, "block") == 0)
+        env->overflow = TASK_OVERFLOW_BLOCK;
+    else if (strcmp(v, "drop-oldest") == 0)
+        env->overflow = TASK_OVERFLOW_DROP_OLDEST;
+    else if (strcmp(v, "drop-newest") == 0)
+        env->overflow = TASK_OVERFLOW_DROP_NEWEST;
+    else {
+        err__set(errbuf, errlen,
+                 "FLOWBUS_OVERFLOW '%.64s' is not 'block', 'drop-oldest' or 'drop-newest'", v);
+        return FB_ERR_ENV;
+    }
+    return FB_OK;
+}
+
 /* FLOWBUS_MODE and, in reactive mode, the queue, the worker pool and the triggers. */
 static enum fb_err read_mode(struct task_env *env, char *errbuf, size_t errlen)
 {
@@ -271,6 +290,8 @@ static enum fb_err read_mode(struct task_env *env, char *errbuf, size_t errlen)
     }
     env->reactive = 1;
     err = env_long("FLOWBUS_QUEUE", TASK_ENV_QUEUE, 1, TASK_ENV_MAX_QUEUE, &queue, errbuf, errlen);
+    if (err == FB_OK)
+        err = read_overflow(env, errbuf, errlen);
     if (err == FB_OK)
         err =
             env_long("FLOWBUS_WORKERS", 1, 1, TASK_ENV_MAX_WORKERS, &env->workers, errbuf, errlen);

@@ -31,6 +31,19 @@
 #define TASK_ENV_MAX_QUEUE 1000000
 #define TASK_ENV_MAX_WORKERS 1024
 
+/*
+ * Reactive mode: what a full event queue does (FLOWBUS_OVERFLOW). BLOCK, the
+ * default, stops taking messages from the connection that carries the
+ * events until there is room, so they wait upstream (in the bus, then the
+ * broker) and none is lost; the two others keep the task reading and drop
+ * one event per event past the bound, counted ("dropped" in the state).
+ */
+enum task_overflow {
+    TASK_OVERFLOW_BLOCK,       /* "block" */
+    TASK_OVERFLOW_DROP_OLDEST, /* "drop-oldest": the queue keeps the latest events */
+    TASK_OVERFLOW_DROP_NEWEST  /* "drop-newest": the queue keeps the earliest events */
+};
+
 /* One input: FLOWBUS_INPUTS, then the secrets FLOWBUS_SECRETS adds. */
 struct task_env_input {
     char *name;
@@ -60,6 +73,7 @@ struct task_env {
     /* FLOWBUS_MODE=reactive. Only then are the fields after it read; they stay 0 otherwise. */
     int reactive;
     size_t queue;      /* FLOWBUS_QUEUE, 1 to TASK_ENV_MAX_QUEUE; TASK_ENV_QUEUE */
+    enum task_overflow overflow; /* FLOWBUS_OVERFLOW; TASK_OVERFLOW_BLOCK when unset */
     long workers;      /* FLOWBUS_WORKERS, 1 to TASK_ENV_MAX_WORKERS; 1 */
     long worker;       /* FLOWBUS_WORKER, 1 to workers; 1 */
     size_t n_triggers; /* inputs with trigger set: FLOWBUS_TRIGGERS, or every input on the bus */

@@ -54,11 +54,12 @@ struct event {
 /* Reactive mode: the events kept while busy, a ring buffer of max events. */
 struct task_queue {
     struct event *events;
-    size_t max; /* FLOWBUS_QUEUE */
+    size_t max; /* the ring's size: FLOWBUS_QUEUE, doubled when block mode must read on */
     size_t head;
     size_t len;
-    unsigned long dropped;     /* events dropped so far (queue full) */
+    unsigned long dropped;     /* events dropped so far (queue full, a drop-* overflow) */
     unsigned long burst_drops; /* dropped since the last activation began */
+    int fd_held;               /* the events connection is out of fb_task_fd's epoll set */
 };
 
 /* Reactive mode: the activations, and how their states are paced (task_reactive.c). */
@@ -183,6 +184,26 @@ enum fb_err task_reactive__init(fb_task *task, char *errbuf, size_t errlen);
 
 /* Frees the events still queued, and the queue. */
 void task_reactive__free(fb_task *task);
+
+/*
+ * Once connected: with FLOWBUS_OVERFLOW=block, gives a task with triggers an
+ * epoll set as fb_task_fd (a pool has one already), so that the events
+ * connection can leave it while the queue is full (task_reactive__sync_fd).
+ */
+enum fb_err task_reactive__watch(fb_task *task, char *errbuf, size_t errlen);
+
+/*
+ * 1 if the task may take a message from a connection now (from_share: the
+ * events connection of a pool). 0 only with FLOWBUS_OVERFLOW=block and a full
+ * queue the task is working through: the messages then wait in the bus and
+ * on the broker. A single connection is still read while the queue cannot
+ * move (paused, a dependency not done, stopped), because the resume, the
+ * dependency's state or the stop come on it behind the events.
+ */
+int task_reactive__may_take(const fb_task *task, int from_share);
+
+/* Takes the events connection out of fb_task_fd's set while it may not be read, and back. */
+void task_reactive__sync_fd(fb_task *task);
 
 /* A publish of value (the caller's) on input in that counts as an event. */
 void task_reactive__event(fb_task *task, struct var *in, const char *value);

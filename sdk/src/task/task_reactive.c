@@ -5,17 +5,24 @@
  *
  * A reactive task stays alive across activations. Every publish on a trigger
  * input is an event; task_absorb.c hands events to task_reactive__event,
- * which keeps them in a bounded FIFO (the oldest dropped and counted), and
- * fb_task_next takes them one at a time, snapshotting the inputs the
- * activation sees. With a worker pool the events come from a second
- * connection holding the $share subscriptions (task_connect.c), because
- * fb_bus cannot tell which subscription a message matched and a worker also
- * needs every value (not just its share) to know the latest.
+ * which keeps them in a bounded FIFO, and fb_task_next takes them one at a
+ * time, snapshotting the inputs the activation sees. What a full FIFO does is
+ * FLOWBUS_OVERFLOW: by default (block) the task stops taking messages from
+ * the connection that carries its events until there is room, so they wait
+ * in the bus and on the broker, in order, and none is lost (a QoS 1 flow
+ * must not shed half of a burst); drop-oldest and drop-newest keep reading
+ * and drop, counted, for a task that only wants recent (or first) values.
+ * With a worker pool the events come from a second connection holding the
+ * $share subscriptions (task_connect.c), because fb_bus cannot tell which
+ * subscription a message matched and a worker also needs every value (not
+ * just its share) to know the latest.
  */
+#include <errno.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 
 #include "task_internal.h"
 
@@ -55,31 +62,121 @@ void task_reactive__free(fb_task *task)
 }
 
 /*
- * Appends an event (taking value). When the queue is full the oldest event is
- * dropped and counted; the first drop of a burst is logged at once, and the
- * burst's total when the next activation begins, so no drop goes unreported.
+ * Doubles the ring (block mode only): the queue goes past its bound only
+ * while the task must read on although it cannot work (task_reactive__may_take),
+ * so an event is never dropped. 0 when out of memory.
+ */
+static int grow(struct task_queue *q)
+{
+    size_t max = q->max * 2;
+    struct event *events = calloc(max, sizeof *events);
+    size_t i;
+
+    if (events == NULL)
+        return 0;
+    for (i = 0; i < q->len; i++)
+        events[i] = q->events[(q->head + i) % q->max];
+    free(q->events);
+    q->events = events;
+    q->max = max;
+    q->head = 0;
+    return 1;
+}
+
+/* Counts a dropped event; the first drop of a burst is logged at once. */
+static void count_drop(fb_task *task, const char *which)
+{
+    struct task_queue *q = &task->queue;
+
+    q->dropped++;
+    if (q->burst_drops++ == 0)
+        fb_task_log(task, "queue full (%zu events): dropping the %s events (%lu dropped so far)",
+                    task->env.queue, which, q->dropped);
+}
+
+/*
+ * Appends an event (taking value). A full queue drops and counts the oldest
+ * event or this one (FLOWBUS_OVERFLOW drop-oldest, drop-newest), or grows
+ * (block: see grow); the burst's total is logged when the next activation
+ * begins, so no drop goes unreported.
  */
 static void enqueue(fb_task *task, size_t input, char *value)
 {
     struct task_queue *q = &task->queue;
     struct event *slot;
 
+    if (q->len == q->max && task->env.overflow == TASK_OVERFLOW_DROP_NEWEST) {
+        free(value);
+        count_drop(task, "newest");
+        return;
+    }
+    if (q->len == q->max && task->env.overflow == TASK_OVERFLOW_BLOCK && !grow(q)) {
+        log__emit(task->log, task->log_ctx, FB_LOG_ERROR, "out of memory: an event was lost");
+        free(value);
+        return;
+    }
     if (q->len == q->max) {
         struct event *oldest = &q->events[q->head];
 
         free(oldest->value);
         q->head = (q->head + 1) % q->max;
         q->len--;
-        q->dropped++;
-        if (q->burst_drops++ == 0)
-            fb_task_log(task,
-                        "queue full (%zu events): dropping the oldest events (%lu dropped so far)",
-                        q->max, q->dropped);
+        count_drop(task, "oldest");
     }
     slot = &q->events[(q->head + q->len) % q->max];
     slot->input = input;
     slot->value = value;
     q->len++;
+}
+
+enum fb_err task_reactive__watch(fb_task *task, char *errbuf, size_t errlen)
+{
+    struct epoll_event ev;
+
+    if (task->env.overflow != TASK_OVERFLOW_BLOCK || task->env.n_triggers == 0 ||
+        task->epoll_fd >= 0)
+        return FB_OK;
+    memset(&ev, 0, sizeof ev);
+    ev.events = EPOLLIN;
+    task->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+    if (task->epoll_fd < 0 ||
+        epoll_ctl(task->epoll_fd, EPOLL_CTL_ADD, fb_bus_fd(task->bus), &ev) != 0) {
+        err__set(errbuf, errlen, "epoll: %s", strerror(errno));
+        return FB_ERR_SYSTEM;
+    }
+    return FB_OK;
+}
+
+int task_reactive__may_take(const fb_task *task, int from_share)
+{
+    if (!task->env.reactive || task->act.source || task->env.overflow != TASK_OVERFLOW_BLOCK ||
+        task->queue.len < task->env.queue)
+        return 1;
+    /* A pool's own connection carries the values, control and states, not the events. */
+    if (task->events_bus != NULL)
+        return !from_share;
+    return task->paused || task->stopped || !task_absorb__deps_done(task);
+}
+
+/*
+ * fb_task_fd is level-triggered: a plugin polling it during an activation
+ * (cmd does) would spin while the bus holds messages the task may not take.
+ */
+void task_reactive__sync_fd(fb_task *task)
+{
+    struct epoll_event ev;
+    fb_bus *bus = task->events_bus != NULL ? task->events_bus : task->bus;
+    int held;
+
+    if (task->epoll_fd < 0 || bus == NULL)
+        return;
+    held = !task_reactive__may_take(task, task->events_bus != NULL);
+    if (held == task->queue.fd_held)
+        return;
+    memset(&ev, 0, sizeof ev);
+    ev.events = EPOLLIN;
+    if (epoll_ctl(task->epoll_fd, held ? EPOLL_CTL_DEL : EPOLL_CTL_ADD, fb_bus_fd(bus), &ev) == 0)
+        task->queue.fd_held = held;
 }
 
 void task_reactive__event(fb_task *task, struct var *in, const char *value)
@@ -223,14 +320,17 @@ static void wait_readable(fb_task *task, double timeout)
     fb_msg *msg;
 
     if (task->events_bus == NULL) {
+        /* Only called with nothing to work on, when the connection may be read. */
         if (fb_bus_next(task->bus, timeout, &msg) == FB_OK) {
             task_absorb__message(task, msg, 0);
             fb_msg_free(msg);
+            task_reactive__sync_fd(task);
         }
         return;
     }
     pfd[n++] = (struct pollfd){.fd = fb_bus_fd(task->bus), .events = POLLIN};
-    pfd[n++] = (struct pollfd){.fd = fb_bus_fd(task->events_bus), .events = POLLIN};
+    if (task_reactive__may_take(task, 1))
+        pfd[n++] = (struct pollfd){.fd = fb_bus_fd(task->events_bus), .events = POLLIN};
     /* timeout is at most a second (fb_task_next): the milliseconds fit an int. */
     poll(pfd, n, (int)(timeout * 1000.0 + 0.999));
 }
@@ -245,9 +345,10 @@ static enum fb_err start_activation(fb_task *task)
 
     q->head = (q->head + 1) % q->max;
     q->len--;
+    task_reactive__sync_fd(task);
     if (q->burst_drops > 0) {
         fb_task_log(task, "%lu events dropped while busy (queue limit %zu); %lu in all",
-                    q->burst_drops, q->max, q->dropped);
+                    q->burst_drops, task->env.queue, q->dropped);
         q->burst_drops = 0;
     }
     for (i = 0; i < task->n_inputs; i++) {
