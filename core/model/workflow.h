@@ -72,6 +72,7 @@ struct wf_task {
     enum wf_restart restart;    /* reactive: when a process that ended is started again */
     struct wf_list permissions; /* permissions.required (later release) */
     int requires_auth;          /* accepted (later release) */
+    struct wf_list runs_on;     /* agent labels, all required (docs/distributed.md); empty: local */
 };
 
 /* Where tasks get their permissions (the workflow's `auth:`); zero when absent. */
