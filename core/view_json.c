@@ -125,7 +125,9 @@ json_t *view__run_json(const struct run_view *rv, double now)
         json_object_set_new(o, "duration", num_or_null(view__task_duration(t, now)));
         {
             const char *agent, *host = view__task_host(rv, t->key.name, &agent);
-            json_object_set_new(o, "host", str_or_null(host));
+            /* Only when known: a run without an owner record reads as it did before. */
+            if (host)
+                json_object_set_new(o, "host", json_string(host));
             if (agent)
                 json_object_set_new(o, "agent", json_string(agent));
         }

@@ -433,7 +433,12 @@ void supervisor__interrupt(struct run *r, int why, const char *text)
             tracker__set(r->tr, t, FB_STATE_STOPPED, now, -1, 0, text);
         else if (ti->state == FB_STATE_RUNNING)
             tracker__set(r->tr, t, why == -1 ? FB_STATE_TIMEOUT : FB_STATE_FAILED, now, -1, 0, text);
-        else
+        else if (why == -1 && r->procs[t].remote.phase == REMOTE_WAITING) {
+            /* It would have run but no agent could take it: the wait is what timed out. */
+            char reason[512];
+            snprintf(reason, sizeof reason, "%s (%s)", text, ti->error ? ti->error : "no agent");
+            tracker__set(r->tr, t, FB_STATE_TIMEOUT, now, -1, 0, reason);
+        } else
             tracker__set(r->tr, t, FB_STATE_SKIPPED, now, -1, 0, text);
         display__task(r->disp, t);
     }
