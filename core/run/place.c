@@ -306,7 +306,8 @@ static void refused(struct run *r, size_t i, const char *name, const char *reaso
     if (!p->remote.refused)
         p->remote.refused = json_object();
     json_object_set_new(p->remote.refused, name,
-                        json_pack("{s:s,s:b}", "reason", reason ? reason : "refused", "full", full));
+                        json_pack("{s:s,s:b,s:s}", "reason", reason ? reason : "refused", "full",
+                                  full, "instance", p->remote.instance));
     p->remote.phase = REMOTE_NONE;
     p->timer.place_at = 0;
     if (p->process.kill != KILL_NONE || r->sup.interrupted || r->sup.finishing) {
@@ -392,7 +393,12 @@ static void on_record(struct run *r, const fb_topic *tp, const fb_msg *m)
         json_t *no = json_object_get(p->remote.refused, name);
         if (p->remote.phase != REMOTE_WAITING)
             continue;
-        if (no && json_is_true(json_object_get(no, "full")))
+        /* A refusal for want of room lasts until the agent's load changes; any other
+         * until it restarts (another instance may have the plugin now). */
+        if (no && (json_is_true(json_object_get(no, "full")) || !instance ||
+                   strcmp(instance, json_string_value(json_object_get(no, "instance"))
+                                        ? json_string_value(json_object_get(no, "instance"))
+                                        : "") != 0))
             json_object_del(p->remote.refused, name);
         placement__offer(r, i);
     }
