@@ -11,8 +11,11 @@ read from /proc (every task process carries FLOWBUS_RUN_ID).
 
 import json
 import os
+import pwd
+import shutil
 import signal
 import stat
+import subprocess
 import tempfile
 import time
 import unittest
@@ -456,6 +459,74 @@ class TestSecrets(AgentTestCase):
                         timeout=10)
         self.assertEqual(res.returncode, 2, res.stdout + res.stderr)
         self.assertIn("readable or writable by others", res.stderr)
+
+
+class TestAcl(AgentTestCase):
+    """broker-config/acl.example as it is: each agent its own user, confined to its
+    record, its inbox and the runs' topics its tasks use; the test's recorder reads
+    as an anonymous client (a general rule put before the example's users)."""
+
+    def setUp(self):
+        self.pwdir = tempfile.mkdtemp(prefix="fbtest-acl-")
+        self.addCleanup(shutil.rmtree, self.pwdir, ignore_errors=True)
+        os.chmod(self.pwdir, 0o755)
+        self.passwords = {u: "pw-%s-%d" % (u, os.getpid()) for u in ("coordinator", "dev1", "dev2")}
+        pwfile = os.path.join(self.pwdir, "passwd")
+        with open(pwfile, "w") as f:
+            f.write("".join("%s:%s\n" % kv for kv in self.passwords.items()))
+        subprocess.run(["mosquitto_passwd", "-U", pwfile], check=True, timeout=10)
+        acl = os.path.join(self.pwdir, "acl")
+        with open(os.path.join(fbrun.SOURCE, "broker-config", "acl.example")) as f:
+            example = f.read()
+        with open(acl, "w") as f:
+            f.write("topic read flowbus/#\n" + example)
+        for path in (pwfile, acl):
+            os.chmod(path, 0o600)
+            if os.getuid() == 0:
+                try:
+                    user = pwd.getpwnam("mosquitto")
+                    os.chown(path, user.pw_uid, user.pw_gid)
+                except KeyError:
+                    pass
+        self.broker_conf = "password_file %s\nacl_file %s\n" % (pwfile, acl)
+        super().setUp()
+
+    def env_of(self, user):
+        return {"FLOWBUS_USERNAME": user, "FLOWBUS_PASSWORD": self.passwords[user]}
+
+    def test_agents_confined_by_the_example_acl(self):
+        self.broker.stop()
+        self.broker = fbtest.Broker(extra_conf=self.broker_conf)
+        self.addCleanup(self.broker.cleanup)
+        self.recorder.close()
+        self.recorder = fbtest.Recorder(self.broker)
+        self.addCleanup(self.recorder.close)
+        self.start_agent("dev1", "device,room1", env=self.env_of("dev1"))
+        self.start_agent("dev2", "hub,device,room2", env=self.env_of("dev2"))
+        run_id = rid("acl")
+        res = fbrun.run(["run", self.workflow(SPLIT_JOIN), "--broker", self.broker.url,
+                         "--run-id", run_id, "-q"], cwd=self.dir,
+                        env=fbrun.clean_env(dict(self.env_of("coordinator"),
+                                                 FLOWBUS_TASK_IDENTITIES="shared")),
+                        timeout=30)
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        self.assertEqual(self.started_on(run_id, "READ"), ["dev1"])
+        # dev2 may not write dev1's record nor read dev1's inbox.
+        env = fbrun.clean_env()
+        forged = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.broker.port),
+                                 "-u", "dev2", "-P", self.passwords["dev2"], "-q", "1", "-r",
+                                 "-t", "flowbus/agents/dev1", "-m", "{}"],
+                                capture_output=True, timeout=10, env=env)
+        # A publish dev2 may make, after the forged one: once it is here, the other was handled.
+        subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.broker.port),
+                        "-u", "dev2", "-P", self.passwords["dev2"], "-q", "1",
+                        "-t", "flowbus/%s/vars/ACL_CHECK" % run_id, "-m", "1"],
+                       check=True, capture_output=True, timeout=10, env=env)
+        self.assertTrue(self.recorder.wait_for(lambda events: any(
+            e.topic == "flowbus/%s/vars/ACL_CHECK" % run_id for e in events), 5))
+        last = self.recorder.on_topic("flowbus/agents/dev1")[-1]
+        self.assertEqual(last.json()["name"], "dev1", forged)
+        self.assertEqual(last.json()["state"], "online")
 
 
 class TestAgentCli(AgentTestCase):
