@@ -163,6 +163,31 @@ static void scan_plugins(struct agent *a, const char *dir, size_t len)
     closedir(d);
 }
 
+static int by_text(const void *a, const void *b)
+{
+    return strcmp(json_string_value(*(json_t *const *)a), json_string_value(*(json_t *const *)b));
+}
+
+/* The plugin list in name order, so that records (and `flowbus agents`) read the same each time. */
+static void sort_plugins(struct agent *a)
+{
+    size_t n = json_array_size(a->plugins);
+    json_t **v = calloc(n + 1, sizeof *v), *sorted = json_array();
+
+    for (size_t i = 0; v && i < n; i++)
+        v[i] = json_array_get(a->plugins, i);
+    if (v && sorted) {
+        qsort(v, n, sizeof *v, by_text);
+        for (size_t i = 0; i < n; i++)
+            json_array_append(sorted, v[i]);
+        json_decref(a->plugins);
+        a->plugins = sorted;
+        sorted = NULL;
+    }
+    json_decref(sorted);
+    free(v);
+}
+
 /*
  * The plugin directories: --plugins DIR first (put at the head of
  * FLOWBUS_PLUGIN_PATH, which the launcher passes on and plugins__lookup
@@ -201,6 +226,7 @@ static int find_plugins(struct agent *a)
         if (slash)
             scan_plugins(a, self, (size_t)(slash - self));
     }
+    sort_plugins(a);
     return 1;
 }
 
@@ -380,6 +406,13 @@ static int read_signals(struct agent *a)
 
 static void drain_bus(struct agent *a)
 {
+    unsigned reconnects = fb_bus_reconnects(a->bus);
+
+    /* A broker that restarted without its retained messages must learn of us again. */
+    if (reconnects != a->reconnects) {
+        a->reconnects = reconnects;
+        agent__publish_record(a);
+    }
     for (int i = 0; i < 1024; i++) {
         fb_msg *m = NULL;
         if (fb_bus_next(a->bus, 0, &m) != FB_OK)

@@ -52,6 +52,7 @@ struct agent {
     struct agent_task *tasks;
     size_t n_tasks, cap_tasks;
     int stopping;
+    unsigned reconnects; /* fb_bus_reconnects() when last looked at */
 };
 
 /* agent.c: publishes the agent's record (online, with its load) again. */
