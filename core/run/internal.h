@@ -476,7 +476,7 @@ void supervisor__remote_exit(struct run *r, size_t i, int status);
 
 /*
  * Refuses (with a message, 0) a run whose placed tasks could not be reached:
- * runs_on needs an external broker (--broker) and a one-shot flow.
+ * runs_on needs an external broker (--broker); checks.c refuses it in reactive flows.
  */
 int placement__check(struct run *r);
 

@@ -68,14 +68,6 @@ int placement__check(struct run *r)
                        task->name);
             return 0;
         }
-        if (r->reactive) {
-            log_printf(FB_LOG_ERROR,
-                       "%s:%d:%d: task '%s' has runs_on, but reactive flows run every task on "
-                       "the coordinator's host; remove runs_on or run the flow one-shot",
-                       wf->file, task->runs_on.items[0].pos.line, task->runs_on.items[0].pos.col,
-                       task->name);
-            return 0;
-        }
     }
     r->place.agents = json_object();
     return r->place.agents != NULL;

@@ -90,6 +90,22 @@ static void test_plugin_looked_up_on_the_agent(void)
     wf_diags_free(&d);
 }
 
+static void test_reactive_flows_keep_tasks_local(void)
+{
+    struct wf_diags d;
+    struct workflow *wf = load("workflow:\n"
+                               "  mode: reactive\n"
+                               "  tasks:\n"
+                               "    - name: A\n"
+                               "      plugin: start\n"
+                               "      runs_on: [edge]\n",
+                               &d);
+    CHECK(wf == NULL);
+    CHECK_ERROR(d, 6, 17, "task 'A' has runs_on, but reactive flows run every task on the "
+                          "coordinator's host");
+    wf_diags_free(&d);
+}
+
 static void test_json_and_emit(void)
 {
     static const char yaml[] = "workflow:\n"
@@ -131,6 +147,7 @@ int main(void)
     RUN(test_scalar_and_list);
     RUN(test_errors_positioned);
     RUN(test_plugin_looked_up_on_the_agent);
+    RUN(test_reactive_flows_keep_tasks_local);
     RUN(test_json_and_emit);
     return check_summary();
 }
