@@ -256,7 +256,10 @@ void placement__offer(struct run *r, size_t i)
     const json_t *rec;
 
     p->remote.on = 1;
-    if (r->sup.interrupted || r->sup.finishing) {
+    /* A task decided meanwhile (skipped: an input can never be set) is offered to nobody. */
+    if (r->sup.interrupted || r->sup.finishing ||
+        (fb_state_is_final(tracker__task(r->tr, p->task)->state) && !p->retry.pending)) {
+        p->timer.wait_until = 0;
         p->remote.phase = REMOTE_NONE;
         return;
     }
@@ -494,7 +497,8 @@ void placement__check_timers(struct run *r, size_t i, double now)
     char why[256];
 
     if (timer_set(p->timer.wait_until) && now >= p->timer.wait_until &&
-        (p->remote.phase == REMOTE_WAITING || p->remote.phase == REMOTE_OFFERED)) {
+        (p->remote.phase == REMOTE_WAITING || p->remote.phase == REMOTE_OFFERED) &&
+        !fb_state_is_final(tracker__task(r->tr, p->task)->state)) {
         p->timer.wait_until = 0;
         p->timer.place_at = 0;
         if (p->remote.phase == REMOTE_OFFERED)

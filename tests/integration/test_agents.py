@@ -255,6 +255,32 @@ class TestWaiting(AgentTestCase):
         self.assertNotEqual(res.returncode, 0, res.stdout + res.stderr)
         self.assertIn("run timed out", res.stdout + res.stderr)
 
+    def test_a_waiting_task_whose_input_dies_is_skipped(self):
+        run_id = rid("skipwait")
+        path = self.workflow("""workflow:
+  name: skipwait
+  tasks:
+    - name: GATE
+      plugin: cmd
+      outputs: [GO]
+      params: {command: 'sleep 0.3; exit 1'}
+    - name: T
+      plugin: cmd
+      runs_on: nowhere
+      inputs: [GO]
+      params: {command: 'true'}
+""")
+        proc = fbrun.start(["run", path, "--broker", self.broker.url, "--run-id", run_id, "-q"],
+                           cwd=self.dir)
+        self.recorder.wait_state(run_id, "T", "waiting", 10)
+        _, state = self.recorder.wait_state(run_id, "T", "skipped", 10)
+        self.assertIn("GO", state["error"])
+        # An agent with the label coming now changes nothing: the task is decided.
+        self.start_agent("late", "nowhere")
+        out, err = fbrun.finish(proc, 20)
+        self.assertEqual(proc.returncode, 1, out + err)
+        self.assertEqual(self.placements(run_id, "T"), [])
+
     def test_runs_on_needs_an_external_broker(self):
         path = self.workflow("""workflow:
   name: private
