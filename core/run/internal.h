@@ -117,6 +117,7 @@ struct proc_remote {
     char offer[48];
     json_t *refused; /* agents that refused this attempt: name -> {"reason", "full"} */
     int killed;      /* a SIGKILL went to the agent: its exit is awaited until place_at */
+    char lost[512];  /* why its agent lost it (gone offline, restarted): its crash's reason */
 };
 
 /* Another attempt of a one-shot task, or a restart of a reactive one. */

@@ -102,6 +102,7 @@ void launch__start(struct run *r, size_t i, int attempt)
         p->process.up_since = fb_clock_mono();
         p->timer.place_at = p->timer.wait_until = 0;
         p->remote.killed = 0;
+        p->remote.lost[0] = '\0';
         p->remote.phase = REMOTE_NONE;
         json_decref(p->remote.refused);
         p->remote.refused = NULL;

@@ -340,11 +340,10 @@ static void lost(struct run *r, size_t i, const char *why)
         refused(r, i, p->remote.agent, why, 0);
         return;
     }
-    if (!fb_state_is_final(tracker__task(r->tr, t)->state) && !p->retry.pending) {
-        tracker__set(r->tr, t, FB_STATE_CRASHED, fb_clock_wall(), -1, SIGKILL, why);
-        display__task(r->disp, t);
-        supervisor__on_final(r, t);
-    }
+    /* Gone as if killed: what the task said before (a done on its way) is read first,
+     * through the sync probe of a process that exited without a final state; if
+     * nothing final came, it crashed, for this reason (supervisor__resolve_exit). */
+    snprintf(p->remote.lost, sizeof p->remote.lost, "%s", why);
     display__note(r->disp, "%s: %s", r->wf->tasks[t].name, why);
     supervisor__remote_exit(r, i, SIGKILL);
 }

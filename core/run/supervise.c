@@ -259,7 +259,7 @@ void supervisor__resolve_exit(struct run *r, size_t i)
     const struct task_info *ti = tracker__task(r->tr, t);
     int status = p->process.status;
     double now = fb_clock_wall();
-    char err[160];
+    char err[512];
 
     p->timer.sync_at = 0;
     /* The attempt's outcome arrived while we waited, and it is being retried. */
@@ -269,8 +269,11 @@ void supervisor__resolve_exit(struct run *r, size_t i)
         /* A Last Will says "crashed" but not why; add the signal we saw. */
         if (ti->state == FB_STATE_CRASHED && !p->process.adopted && WIFSIGNALED(status) &&
             !ti->signal) {
-            snprintf(err, sizeof err, "killed by signal %d (%s)", WTERMSIG(status),
-                     strsignal(WTERMSIG(status)));
+            if (p->remote.lost[0])
+                snprintf(err, sizeof err, "%s", p->remote.lost);
+            else
+                snprintf(err, sizeof err, "killed by signal %d (%s)", WTERMSIG(status),
+                         strsignal(WTERMSIG(status)));
             tracker__set(r->tr, t, FB_STATE_CRASHED, ti->at, -1, WTERMSIG(status), err);
             announce__task_state(r, t);
             display__task(r->disp, t);
@@ -282,6 +285,9 @@ void supervisor__resolve_exit(struct run *r, size_t i)
         tracker__set(r->tr, t, FB_STATE_CRASHED, now, -1, 0,
                      "process ended without reporting a final state (adopted after a coordinator "
                      "restart)");
+    } else if (p->remote.lost[0]) {
+        /* Its agent went away with it: no exit status, only the reason. */
+        tracker__set(r->tr, t, FB_STATE_CRASHED, now, -1, SIGKILL, p->remote.lost);
     } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
         tracker__set(r->tr, t, FB_STATE_DONE, now, 0, 0, NULL);
     } else if (WIFEXITED(status)) {
