@@ -570,6 +570,81 @@ class Bench:
 
     # -- all -----------------------------------------------------------------
 
+    def placement(self, broker):
+        """Tasks placed on an agent (runs_on, docs/distributed.md) next to the same
+        tasks on the coordinator's host, in the same invocation: a chain of n cmd
+        tasks, each waiting for the one before. The step is from a producer's
+        running to its consumer's running (both stamped by the tasks, on this
+        host's clock): the producer's work (echo), its output's hop through the
+        broker, the consumer's wake. The offer, the agent's start and its answer
+        happen before that, while the task waits for its input, as a local
+        task's start does; the makespan shows what they add."""
+        n, runs = (20, 1) if self.smoke else (100, 3)
+
+        def chain(name, placed):
+            lines = ["workflow:", f"  name: {name}", "  tasks:"]
+            for i in range(n):
+                lines += [f"    - name: T{i:03d}", "      plugin: cmd"]
+                if placed:
+                    lines.append("      runs_on: bench")
+                if i:
+                    lines.append(f"      inputs: [V{i - 1:03d}]")
+                lines += [f"      outputs: [V{i:03d}]", f"      params: {{argv: [echo, V{i:03d}=1]}}"]
+            return self.write(f"{name}.yaml", "\n".join(lines) + "\n")
+
+        agent = subprocess.Popen([self.flowbus, "agent", "--broker", broker.url, "--name",
+                                  "bench1", "--labels", "bench"], env=self.env, cwd=self.work,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 start_new_session=True)
+        try:
+            # The agent is up once its record is on the broker.
+            deadline = time.monotonic() + 10
+            while True:
+                ls = subprocess.run([self.flowbus, "agents", "--broker", broker.url, "--json"],
+                                    env=self.env, capture_output=True, text=True, timeout=30)
+                if any(a.get("state") == "online" for a in json.loads(ls.stdout or "{}")
+                       .get("agents", [])):
+                    break
+                if time.monotonic() > deadline:
+                    raise BenchError("the bench agent did not come online")
+                time.sleep(0.05)  # polling the broker through the CLI: no event to wait on
+            figures = {}
+            for placed in (False, True):
+                name = "placed" if placed else "local"
+                wf = chain(f"chain-{name}", placed)
+                spans, gaps = [], []
+                for k in range(runs):
+                    run_id = f"bench-{name}-{k}-{os.getpid()}"
+                    cmd = [self.flowbus, "run", wf, "--broker", broker.url, "--run-id", run_id,
+                           "-q"]
+                    t, _ = timed(cmd, env=self.env, cwd=self.work, timeout=600)
+                    spans.append(t)
+                    st = subprocess.run([self.flowbus, "status", run_id, "--broker", broker.url,
+                                         "--json"], env=self.env, capture_output=True, text=True,
+                                        timeout=30)
+                    tasks = json.loads(st.stdout)["tasks"]
+                    for a, b in zip(tasks, tasks[1:]):
+                        if a.get("started") and b.get("started"):
+                            gaps.append(b["started"] - a["started"])
+                gaps.sort()
+                figures[name] = (statistics.median(spans), gaps[len(gaps) // 2],
+                                 gaps[min(len(gaps) - 1, int(len(gaps) * 0.99))])
+                self.raw[f"placement_{name}"] = dict(makespan=spans, gaps=gaps)
+            (ls_, l50, l99), (ps, p50, p99) = figures["local"], figures["placed"]
+            self.row(f"{n}-task chain makespan, every task on an agent (same host)", ps, ls_, "s",
+                     ref_label="same chain on the coordinator's host")
+            self.row("placed chain: a task running -> the next running, p50", p50 * 1e3, l50 * 1e3,
+                     "ms", ref_label="local tasks, same chain")
+            self.row("placed chain: a task running -> the next running, p99", p99 * 1e3, l99 * 1e3,
+                     "ms", ref_label="local tasks, same chain")
+        finally:
+            agent.terminate()
+            try:
+                agent.wait(10)
+            except subprocess.TimeoutExpired:
+                agent.kill()
+                agent.wait()
+
     def run(self):
         steps = [("hop latency", lambda b: self.hop_latency(b)),
                  ("touched reaction", lambda b: self.touched(b)),
@@ -579,6 +654,7 @@ class Bench:
                  ("throughput", lambda b: self.throughput(b)),
                  ("mqtt relay flood", lambda b: mqtt_relay.measure(self, b)),
                  ("flowbus ui memory", lambda b: self.ui_memory(b)),
+                 ("placement", lambda b: self.placement(b)),
                  ("memory", None), ("scale", None), ("loader", None),
                  ("cross_host", None)]
         for name, fn in steps:

@@ -7,7 +7,7 @@
 #   share/doc/flowbus/       README.md and docs/*.md
 #   share/flowbus/workflows  the shipped workflows (the disk monitor, ...)
 #   share/flowbus/broker-config  mosquitto configurations for a broker of your own
-#   share/flowbus/systemd    the unit for running a flow as a service
+#   share/flowbus/systemd    the units: a flow as a service (flowbus@), an agent (flowbus-agent)
 # share/flowbus/ is also where the web UI's files go when it is installed, and
 # share/flowbus/python holds the Python SDK (sdk/python/CMakeLists.txt).
 

@@ -188,6 +188,8 @@ static void run_free(struct run_view *rv)
 {
     if (!rv)
         return;
+    free(rv->owner_host);
+    json_decref(rv->placements);
     record_clear(rv);
     workflow_clear(rv);
     for (size_t i = 0; i < rv->n_tasks; i++) {
@@ -483,6 +485,53 @@ static enum view_change on_var(struct run_view *rv, const char *name, const char
     return VIEW_OTHER;
 }
 
+/* The owner record: only its host is kept, for the tasks that run on the coordinator's. */
+static enum view_change on_owner(struct run_view *rv, const char *payload, size_t len)
+{
+    json_t *o = len ? json_loadb(payload, len, 0, NULL) : NULL;
+    const char *host = json_string_value(json_object_get(o, "host"));
+
+    free(rv->owner_host);
+    rv->owner_host = host ? strdup(host) : NULL;
+    json_decref(o);
+    return VIEW_OTHER;
+}
+
+/* An agent's answer for a placed task (docs/distributed.md): its agent and host. */
+static enum view_change on_placement(struct run_view *rv, const char *name, const char *payload,
+                                     size_t len)
+{
+    json_t *o = len ? json_loadb(payload, len, 0, NULL) : NULL;
+
+    if (!rv->placements)
+        rv->placements = json_object();
+    if (!rv->placements) {
+        json_decref(o);
+        return VIEW_NONE;
+    }
+    if (json_is_string(json_object_get(o, "agent")))
+        json_object_set_new(rv->placements, name, o);
+    else {
+        json_object_del(rv->placements, name);
+        json_decref(o);
+    }
+    return VIEW_OTHER;
+}
+
+const char *view__task_host(const struct run_view *rv, const char *name, const char **agent)
+{
+    const json_t *p = rv->placements ? json_object_get(rv->placements, name) : NULL;
+    const char *state = json_string_value(json_object_get(p, "state"));
+
+    *agent = NULL;
+    /* A refusal says where it did not go: the task is not there. */
+    if (p && state && strcmp(state, "refused") != 0) {
+        *agent = json_string_value(json_object_get(p, "agent"));
+        return json_string_value(json_object_get(p, "host"));
+    }
+    return rv->owner_host;
+}
+
 static enum view_change on_control(struct run_view *rv, const char *payload, size_t len)
 {
     enum fb_control cmd = fb_control_parse(payload, len);
@@ -507,7 +556,7 @@ enum view_change view__feed(struct view *vw, const char *topic, const char *payl
     event->task[0] = '\0';
     event->line = NULL;
     if (fb_topic_parse(topic, &t) == FB_TOPIC_NONE || t.kind == FB_TOPIC_SYNC ||
-        t.run_len > FB_NAME_MAX)
+        t.kind == FB_TOPIC_AGENT || t.kind == FB_TOPIC_AGENT_INBOX || t.run_len > FB_NAME_MAX)
         return VIEW_NONE;
     if (t.name && t.name_len >= sizeof event->task)
         return VIEW_NONE;
@@ -537,6 +586,13 @@ enum view_change view__feed(struct view *vw, const char *topic, const char *payl
     case FB_TOPIC_TASK_LOG:
         event->line = payload;
         c = VIEW_LOG;
+        break;
+    case FB_TOPIC_OWNER:
+        c = on_owner(rv, payload, len);
+        break;
+    case FB_TOPIC_TASK_PLACEMENT:
+        c = on_placement(rv, event->task, payload, len);
+        event->task[0] = '\0';
         break;
     default:
         break;

@@ -103,6 +103,10 @@ struct run_view {
 
     enum fb_control control; /* the retained command; FB_CONTROL_NONE if none */
 
+    /* Where tasks run: the owner record's host, and each placed task's agent answer. */
+    char *owner_host;   /* flowbus/<run>/owner's "host"; NULL if none */
+    json_t *placements; /* task name -> its last tasks/<T>/placement answer; NULL if none */
+
     unsigned long seq; /* internal: the view's counter for view_key.seq */
 };
 
@@ -172,6 +176,12 @@ double view__duration(const struct run_view *rv, double now);
 /* The task or variable called name, or NULL. */
 const struct view_task *view__task(const struct run_view *rv, const char *name);
 const struct view_var *view__var(const struct run_view *rv, const char *name);
+
+/*
+ * Where task name runs or ran: the host of the agent that took it (*agent its
+ * name), else the coordinator's host (*agent NULL); NULL when unknown.
+ */
+const char *view__task_host(const struct run_view *rv, const char *name, const char **agent);
 
 /* Seconds in a running task's state so far, or a final task's run time; -1 unknown. */
 double view__task_duration(const struct view_task *t, double now);

@@ -123,6 +123,14 @@ json_t *view__run_json(const struct run_view *rv, double now)
         json_t *o = view__task_json(t);
         json_object_set_new(o, "name", json_string(t->key.name));
         json_object_set_new(o, "duration", num_or_null(view__task_duration(t, now)));
+        {
+            const char *agent, *host = view__task_host(rv, t->key.name, &agent);
+            /* Only when known: a run without an owner record reads as it did before. */
+            if (host)
+                json_object_set_new(o, "host", json_string(host));
+            if (agent)
+                json_object_set_new(o, "agent", json_string(agent));
+        }
         json_array_append_new(tasks, o);
     }
     json_object_set_new(out, "tasks", tasks);

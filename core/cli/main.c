@@ -17,6 +17,7 @@
 #include "session.h"
 #include "run.h"
 #include "ui_cli.h"
+#include "agent_cli.h"
 #include "workflow.h"
 
 #include <flowbus/protocol.h>
@@ -54,6 +55,8 @@ static const char usage_main[] =
     "  stop RUN        stop a run and wait until it has ended\n"
     "  pause RUN       pause a run (events are held until resume)\n"
     "  ui              serve the browser editor and its HTTP API\n"
+    "  agent           run the tasks placed on this host (runs_on:; docs/distributed.md)\n"
+    "  agents          the agents on a broker: labels, state, load\n"
     "  help [COMMAND]  show help\n"
     "\n"
     "Options:\n"
@@ -626,6 +629,8 @@ int main(int argc, char **argv)
               : strcmp(topic, "stop") == 0     ? control__usage_stop
               : strcmp(topic, "pause") == 0    ? control__usage_pause
               : strcmp(topic, "ui") == 0       ? ui__usage
+              : strcmp(topic, "agent") == 0    ? agent__usage
+              : strcmp(topic, "agents") == 0   ? agents__usage
                                                : usage_main,
               stdout);
         return FB_EXIT_OK;
@@ -647,6 +652,10 @@ int main(int argc, char **argv)
         return cmd_client(cmd, argc, argv);
     if (strcmp(cmd, "ui") == 0)
         return ui__command(argc, argv);
+    if (strcmp(cmd, "agent") == 0)
+        return agent__command(argc, argv);
+    if (strcmp(cmd, "agents") == 0)
+        return agents__command(argc, argv);
     if (strcmp(cmd, "validate") == 0)
         return cmd_validate_or_graph(argc, argv, 0);
     if (strcmp(cmd, "graph") == 0)

@@ -30,7 +30,7 @@
 #include <unistd.h>
 
 #define RECONNECT_MAX 30.0 /* seconds a waiting command tries to get the broker back */
-#define MAX_FILTERS 4      /* the most any command subscribes to */
+#define MAX_FILTERS 6      /* the most any command subscribes to (status RUN) */
 
 /* Says what went wrong, unless the session is quiet (its caller has another way). */
 __attribute__((format(printf, 2, 3))) static void say(const struct session *s, const char *fmt, ...)

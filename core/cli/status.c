@@ -144,7 +144,8 @@ static json_t *task_row(const struct view_task *t, int reactive, double now)
 static int status_one(struct session *s, const struct client_options *o)
 {
     static const enum fb_topic_kind kinds[] = {FB_TOPIC_RUN_STATE, FB_TOPIC_WORKFLOW,
-                                               FB_TOPIC_CONTROL, FB_TOPIC_TASK_STATE};
+                                               FB_TOPIC_CONTROL,   FB_TOPIC_TASK_STATE,
+                                               FB_TOPIC_OWNER,     FB_TOPIC_TASK_PLACEMENT};
     struct view *vw = view__new();
     struct run_view *rv;
     json_t *rows = NULL;
@@ -152,7 +153,7 @@ static int status_one(struct session *s, const struct client_options *o)
     double now;
     int code = FB_EXIT_BROKER, reactive;
 
-    if (!vw || (code = session__snapshot(s, kinds, 4, vw, NULL, NULL)) != FB_EXIT_OK)
+    if (!vw || (code = session__snapshot(s, kinds, 6, vw, NULL, NULL)) != FB_EXIT_OK)
         goto out;
     if (!(rv = session__find_run(s, vw))) {
         code = FB_EXIT_INVALID;
@@ -184,6 +185,26 @@ static int status_one(struct session *s, const struct client_options *o)
                                 "ERROR");
     for (size_t i = 0; i < rv->n_tasks; i++)
         json_array_append_new(rows, task_row(&rv->tasks[i], reactive, now));
+    /* A run with tasks placed on agents says where each ran (docs/distributed.md). */
+    if (rv->placements && json_object_size(rv->placements)) {
+        size_t i;
+        json_t *row;
+        json_array_foreach(rows, i, row)
+        {
+            const char *agent = NULL, *host = NULL;
+            char where[320];
+            if (i == 0) {
+                json_array_insert_new(row, 2, json_string("HOST"));
+                continue;
+            }
+            host = view__task_host(rv, rv->tasks[i - 1].key.name, &agent);
+            if (agent)
+                snprintf(where, sizeof where, "%s (agent %s)", host ? host : "?", agent);
+            else
+                snprintf(where, sizeof where, "%s", host ? host : "-");
+            json_array_insert_new(row, 2, json_string(where));
+        }
+    }
     format__table(rows, "  ");
 out:
     json_decref(rows);

@@ -7,8 +7,9 @@
  * The layout (docs/workflow-format.md, "Canonical layout"): workflow keys in
  * the order name, description, version, mode, env, auth, tasks; env: one
  * entry a line; one block per task with a blank line between tasks, task keys
- * in the order name, plugin, description, inputs, outputs, depends_on,
- * execution, permissions, requires_auth, params; a list or mapping in flow
+ * in the order name, plugin, runs_on, description, inputs, outputs, depends_on,
+ * execution, permissions, requires_auth, params (runs_on one label as a
+ * scalar, more as a list); a list or mapping in flow
  * style ([A, B]) when its line fits in EMIT_WIDTH columns and it holds no
  * multi-line string and no comment, else in block style; multi-line strings
  * as literal blocks.
@@ -234,7 +235,7 @@ static json_t *build_task(struct emit_diags *d, size_t i, const json_t *t)
 {
     static const char *const keys[] = {"name",          "plugin",     "description", "inputs",
                                        "outputs",       "depends_on", "execution",   "permissions",
-                                       "requires_auth", "params"};
+                                       "requires_auth", "params",     "runs_on"};
     static const char *const lists[] = {"inputs", "outputs"};
     json_t *out = json_object(), *deps = json_array(), *exec;
     const json_t *v;
@@ -259,6 +260,15 @@ static json_t *build_task(struct emit_diags *d, size_t i, const json_t *t)
         else
             json_object_set_new(out, key, json_deep_copy(v));
     }
+    /* runs_on: one label reads best as `runs_on: edge`, more as a list. */
+    snprintf(path, sizeof path, "%s.runs_on", tpath);
+    v = json_object_get(t, "runs_on");
+    if (json_is_string(v))
+        json_object_set_new(out, "runs_on", json_deep_copy(v));
+    else if ((v = names(d, path, v)) != NULL)
+        json_object_set_new(out, "runs_on", json_array_size(v) == 1
+                                                ? json_deep_copy(json_array_get(v, 0))
+                                                : json_deep_copy(v));
     v = json_object_get(t, "description");
     snprintf(path, sizeof path, "%s.description", tpath);
     if (json_is_string(v))

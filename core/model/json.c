@@ -146,6 +146,9 @@ static json_t *task_json(struct json_share *sh, size_t i)
     json_object_set_new(task, "execution", execution_json(sh, t));
     json_object_set_new(task, "permissions", names_json(sh, &t->permissions, 0));
     json_object_set_new(task, "requires_auth", json_boolean(t->requires_auth));
+    /* Only when given: a local task's JSON stays as it was before agents existed. */
+    if (t->runs_on.n)
+        json_object_set_new(task, "runs_on", names_json(sh, &t->runs_on, 0));
     return task;
 }
 

@@ -23,7 +23,7 @@
 
 static const char *const TASK_KEYS[] = {"name",        "plugin",       "description", "inputs",
                                         "outputs",     "params",       "depends_on",  "execution",
-                                        "permissions", "requires_auth"};
+                                        "permissions", "requires_auth", "runs_on"};
 enum {
     TK_NAME,
     TK_PLUGIN,
@@ -35,6 +35,7 @@ enum {
     TK_EXECUTION,
     TK_PERMISSIONS,
     TK_REQUIRES_AUTH,
+    TK_RUNS_ON,
     TK_COUNT
 };
 static const char *const EXECUTION_KEYS[] = {
@@ -357,6 +358,57 @@ static void check_outputs(struct loader *L, const struct wf_task *t, const char 
     }
 }
 
+/*
+ * runs_on: one label or a list of labels, each an agent label (the task-name
+ * rule: it travels in the agents' records and on the command line of
+ * `flowbus agent --labels`), none twice.
+ */
+static void read_runs_on(struct loader *L, struct ynode *n, struct wf_task *t, const char *tname)
+{
+    char buf[64], clipped[NAME_CLIP + 1];
+    size_t count = 1;
+
+    if (is_null(n)) {
+        diag__error(L->diags, pos_of(n),
+                    "'runs_on' of task '%s' is empty: expected a label or a list of labels "
+                    "(or leave the key out to run the task on the coordinator's host)",
+                    tname);
+        return;
+    }
+    if (n->type == YAML_SEQUENCE_NODE)
+        count = n->len;
+    else if (n->type != YAML_SCALAR_NODE) {
+        diag__error(L->diags, pos_of(n),
+                    "'runs_on' of task '%s' must be a label or a list of labels, got %s", tname,
+                    load__describe(n, buf, sizeof buf));
+        return;
+    }
+    if (count == 0)
+        diag__error(L->diags, pos_of(n),
+                    "'runs_on' of task '%s' is an empty list: expected at least one label", tname);
+    for (size_t i = 0; i < count; i++) {
+        struct ynode *item = n->type == YAML_SEQUENCE_NODE ? load__visit(L, n->u.kids[i]) : n;
+        const char *label = text(item);
+
+        if (!item)
+            return;
+        if (!label || !*label) {
+            diag__error(L->diags, pos_of(item),
+                        "each entry of 'runs_on' of task '%s' must be a label, got %s", tname,
+                        load__describe(item, buf, sizeof buf));
+        } else if (!workflow__valid_task_name(label)) {
+            diag__error(L->diags, pos_of(item), "label '%s' in 'runs_on' of task '%s' is not valid: %s",
+                        diag__clip(label, NAME_CLIP, clipped), tname, TASK_NAME_RULE);
+        } else if (workflow__list_has(&t->runs_on, label)) {
+            diag__error(L->diags, pos_of(item), "label '%s' is listed twice in 'runs_on' of task '%s'",
+                        label, tname);
+        } else if (!workflow__list_push(&t->runs_on, label, pos_of(item))) {
+            diag__error(L->diags, pos_of(item), "out of memory");
+            return;
+        }
+    }
+}
+
 /* The task's name, if it has a usable one, for messages before it is read. */
 static const char *peek_name(struct loader *L, struct ynode *map)
 {
@@ -407,6 +459,9 @@ static void read_task(struct loader *L, struct ynode *n, size_t number, struct w
         t->name_pos = t->pos;
     }
 
+    /* Before the plugin: a task placed on an agent needs its plugin there, not here. */
+    if (f[TK_RUNS_ON].value)
+        read_runs_on(L, f[TK_RUNS_ON].value, t, tname);
     if (!f[TK_PLUGIN].value) {
         diag__error(L->diags, t->pos, "task '%s' has no 'plugin'", tname);
     } else if ((plugin = load__string_field(L, &f[TK_PLUGIN], where)) != NULL) {
@@ -417,7 +472,8 @@ static void read_task(struct loader *L, struct ynode *n, size_t number, struct w
                         diag__clip(plugin, NAME_CLIP, clipped), tname, TASK_NAME_RULE);
         } else if (L->opts && L->opts->lookup) {
             t->plugin_path = L->opts->lookup(L->opts->lookup_ctx, plugin);
-            if (!t->plugin_path)
+            /* The agent that takes the task looks its plugin up (and refuses without it). */
+            if (!t->plugin_path && t->runs_on.n == 0)
                 diag__error(L->diags, t->plugin_pos,
                             "unknown plugin '%s' in task '%s': no executable flowbus-%s was found%s%s%s",
                             plugin, tname, plugin, L->opts->lookup_where ? " in " : "",

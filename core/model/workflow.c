@@ -194,6 +194,7 @@ static void task_free(struct wf_task *t)
     list_free(&t->depends_on);
     list_free(&t->trigger);
     list_free(&t->permissions);
+    list_free(&t->runs_on);
     json_decref(t->params);
 }
 

@@ -75,6 +75,7 @@ struct wf_task {
     enum wf_overflow overflow;  /* reactive: block (default), drop-oldest or drop-newest */
     struct wf_list permissions; /* permissions.required (later release) */
     int requires_auth;          /* accepted (later release) */
+    struct wf_list runs_on;     /* agent labels, all required (docs/distributed.md); empty: local */
 };
 
 /* Where tasks get their permissions (the workflow's `auth:`); zero when absent. */

@@ -23,6 +23,8 @@
  *   output.c     a task's output lines: cut, rate-limited, redacted, forwarded (output__*)
  *   launch.c     the launch window: which process starts when, in graph order (launch__*)
  *   launcher.c   spawning one task process in its own process group (launcher.h)
+ *   place.c      tasks with `runs_on:`: choosing an agent, offers, answers, remote
+ *                signals and exits, agents lost (placement__*)
  *   access.c     the tasks' users and rights, the private broker's ACL (access.h)
  *   identity.c   which identity tasks get on an external broker (identity__*)
  *   dynsec.c     the dynamic security plugin of an external Mosquitto (dynsec.h)
@@ -46,6 +48,7 @@
 
 #include <flowbus/flowbus.h>
 #include <flowbus/protocol.h>
+#include <jansson.h>
 
 #include "launcher.h"
 #include "run.h"
@@ -94,6 +97,27 @@ struct proc_timers {
     double sync_at;    /* deadline of a pending sync probe */
     double retry_at;   /* start the next attempt (or the restart) */
     double probe_at;   /* check that an adopted process still lives */
+    double place_at;   /* placed task: an offer's answer is due, or a remote kill's exit */
+    double wait_until; /* placed task: the end of its wait for an agent (execution.timeout) */
+};
+
+/* A task of `runs_on:` (place.c): its attempt's way to an agent and back. */
+enum remote_phase {
+    REMOTE_NONE = 0, /* not placed (a local task, or the attempt is over) */
+    REMOTE_WAITING,  /* no agent can take it now: offered again when an agent changes */
+    REMOTE_OFFERED,  /* offered to agent, no answer yet */
+    REMOTE_STARTED,  /* the agent started it: process.pid is the pid on the agent's host */
+};
+
+struct proc_remote {
+    int on; /* this attempt is placed on an agent (its process is not our child) */
+    enum remote_phase phase;
+    char agent[FB_NAME_MAX + 1];
+    char instance[40];
+    char offer[48];
+    json_t *refused; /* agents that refused this attempt: name -> {"reason", "full"} */
+    int killed;      /* a SIGKILL went to the agent: its exit is awaited until place_at */
+    char lost[512];  /* why its agent lost it (gone offline, restarted): its crash's reason */
 };
 
 /* Another attempt of a one-shot task, or a restart of a reactive one. */
@@ -121,7 +145,14 @@ struct proc {
     struct proc_timers timer;
     struct proc_retry retry;
     struct proc_output out;
+    struct proc_remote remote;
 };
+
+/* 1 while process p may still run: our child not reaped, or an offer not answered. */
+static inline int proc_alive(const struct proc *p)
+{
+    return (p->process.pid && !p->process.reaped) || p->remote.phase == REMOTE_OFFERED;
+}
 
 /* ------------------------------------------------------------------------ */
 /* The run                                                                   */
@@ -181,6 +212,13 @@ struct lease {
     int deposed;     /* another coordinator holds the run now: this one lets it go */
 };
 
+/* The agents the run may place tasks on (place.c). */
+struct placement {
+    int used;          /* a task has runs_on: the agents' records are followed */
+    json_t *agents;    /* name -> the agent's last record */
+    unsigned counter;  /* offers sent, for their ids */
+};
+
 struct run {
     const struct run_options *o;
     char run_id[72];
@@ -198,6 +236,7 @@ struct run {
     struct supervisor sup;
     struct record record;
     struct lease lease;
+    struct placement place;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -425,6 +464,43 @@ void announce__collect_vars(struct run *r);
 
 /* Publishes the finished run's retained topics again with an MQTT message expiry. */
 void announce__expiring(struct run *r, unsigned expiry);
+
+/* Sends sig to process i's group: on this host, or through its agent (place.c). */
+void supervisor__signal(struct run *r, size_t i, int sig);
+
+/* Process i, placed on an agent, is gone with status (waitpid's encoding), as if reaped. */
+void supervisor__remote_exit(struct run *r, size_t i, int status);
+
+/* ------------------------------------------------------------------------ */
+/* place.c                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Refuses (with a message, 0) a run whose placed tasks could not be reached:
+ * runs_on needs an external broker (--broker); checks.c refuses it in reactive flows.
+ */
+int placement__check(struct run *r);
+
+/* Follows the agents' records and the run's placement answers (if a task has runs_on). */
+int placement__subscribe(struct run *r);
+
+/* 1 if task t is placed on agents (runs_on). */
+int placement__remote(const struct run *r, size_t t);
+
+/* Offers process i's attempt to the least loaded live agent with its labels, or waits. */
+void placement__offer(struct run *r, size_t i);
+
+/* An agent's record or a placement answer: 1 if m was one (it is handled). */
+int placement__on_message(struct run *r, const fb_msg *m);
+
+/* Sends sig to process i's task through its agent. */
+void placement__signal(struct run *r, size_t i, int sig);
+
+/* Process i's placement timers (place_at, wait_until) that are due. */
+void placement__check_timers(struct run *r, size_t i, double now);
+
+/* Frees what placement holds. */
+void placement__free(struct run *r);
 
 /* ------------------------------------------------------------------------ */
 /* output.c                                                                  */

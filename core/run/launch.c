@@ -96,6 +96,19 @@ void launch__start(struct run *r, size_t i, int attempt)
     output__reset(p);
     free(p->retry.final_json);
     p->retry.final_json = NULL;
+    if (placement__remote(r, t)) {
+        /* An agent starts it (place.c): no launch record, no process of ours. */
+        p->process.pid = 0;
+        p->process.up_since = fb_clock_mono();
+        p->timer.place_at = p->timer.wait_until = 0;
+        p->remote.killed = 0;
+        p->remote.lost[0] = '\0';
+        p->remote.phase = REMOTE_NONE;
+        json_decref(p->remote.refused);
+        p->remote.refused = NULL;
+        placement__offer(r, i);
+        return;
+    }
     if (r->window.intents)
         announce__intent(r, i, attempt, 0);
     p->process.up_since = fb_clock_mono();

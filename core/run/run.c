@@ -95,6 +95,8 @@ static int start_new(struct run *r, struct wf_diags *diags)
         log_printf(FB_LOG_ERROR, "cannot set up the run: %s", strerror(errno ? errno : ENOMEM));
         return FB_EXIT_BROKER;
     }
+    if (!placement__check(r))
+        return FB_EXIT_INVALID;
     if (!o->broker_url && !setup__private_broker(r))
         return FB_EXIT_BROKER;
     if (!setup__connect(r, r->res.broker ? broker__url(r->res.broker) : o->broker_url,
@@ -103,6 +105,9 @@ static int start_new(struct run *r, struct wf_diags *diags)
         return FB_EXIT_BROKER;
     if (!setup__run_id_unused(r))
         return FB_EXIT_INVALID;
+    /* After that check, which reads any retained message as the run id's. */
+    if (!placement__subscribe(r))
+        return FB_EXIT_BROKER;
     if (!identity__setup(r))
         return FB_EXIT_BROKER;
     if (r->res.broker)
@@ -183,7 +188,10 @@ static void teardown(struct run *r, struct wf_diags *diags)
      * its processes are the new owner's now. */
     for (size_t i = 0; r->procs && i < r->n_procs; i++) {
         struct proc *p = &r->procs[i];
-        if (p->process.pid && !p->process.reaped && !r->lease.deposed) {
+        if (p->remote.on && proc_alive(p) && !r->lease.deposed && r->bus) {
+            /* Its pid is another host's: only its agent can kill it. */
+            placement__signal(r, i, SIGKILL);
+        } else if (p->process.pid && !p->process.reaped && !r->lease.deposed) {
             launcher__signal(p->process.pid, SIGKILL);
             if (!p->process.adopted)
                 waitpid(p->process.pid, NULL, 0);
@@ -191,6 +199,7 @@ static void teardown(struct run *r, struct wf_diags *diags)
         output__free(p);
         free(p->retry.final_json);
     }
+    placement__free(r);
     /* Every process is gone: the identities they had go too. */
     identity__teardown(r);
     if (r->res.recorded)

@@ -38,13 +38,21 @@ void supervisor__stop_proc(struct run *r, size_t i, enum kill_reason why)
 {
     struct proc *p = &r->procs[i];
 
-    if (!p->process.pid || p->process.reaped)
+    if (!proc_alive(p))
         return;
     if (p->process.kill == KILL_NONE)
         p->process.kill = why;
-    launcher__signal(p->process.pid, SIGTERM);
+    supervisor__signal(r, i, SIGTERM);
     if (!timer_set(p->timer.term_at))
         p->timer.term_at = fb_clock_mono() + KILL_GRACE;
+}
+
+void supervisor__signal(struct run *r, size_t i, int sig)
+{
+    if (r->procs[i].remote.on)
+        placement__signal(r, i, sig);
+    else
+        launcher__signal(r->procs[i].process.pid, sig);
 }
 
 void supervisor__propagate(struct run *r)
@@ -55,7 +63,7 @@ void supervisor__propagate(struct run *r)
         size_t t = r->sup.skipped[i];
         struct proc *p = &r->procs[t];
         display__task(r->disp, t);
-        if (p->process.pid && !p->process.reaped)
+        if (proc_alive(p))
             supervisor__stop_proc(r, t, KILL_SKIP);
         else if (!timer_set(p->timer.sync_at))
             announce__task_state(r, t);
@@ -238,7 +246,7 @@ void supervisor__finish(struct run *r)
     r->sup.finishing = 1;
     for (size_t i = 0; i < r->n_procs; i++) {
         struct proc *p = &r->procs[i];
-        if (p->process.pid && !p->process.reaped && !timer_set(p->timer.term_at))
+        if (proc_alive(p) && !timer_set(p->timer.term_at))
             p->timer.term_at = fb_clock_mono() + KILL_GRACE;
     }
 }
@@ -251,7 +259,7 @@ void supervisor__resolve_exit(struct run *r, size_t i)
     const struct task_info *ti = tracker__task(r->tr, t);
     int status = p->process.status;
     double now = fb_clock_wall();
-    char err[160];
+    char err[512];
 
     p->timer.sync_at = 0;
     /* The attempt's outcome arrived while we waited, and it is being retried. */
@@ -261,8 +269,11 @@ void supervisor__resolve_exit(struct run *r, size_t i)
         /* A Last Will says "crashed" but not why; add the signal we saw. */
         if (ti->state == FB_STATE_CRASHED && !p->process.adopted && WIFSIGNALED(status) &&
             !ti->signal) {
-            snprintf(err, sizeof err, "killed by signal %d (%s)", WTERMSIG(status),
-                     strsignal(WTERMSIG(status)));
+            if (p->remote.lost[0])
+                snprintf(err, sizeof err, "%s", p->remote.lost);
+            else
+                snprintf(err, sizeof err, "killed by signal %d (%s)", WTERMSIG(status),
+                         strsignal(WTERMSIG(status)));
             tracker__set(r->tr, t, FB_STATE_CRASHED, ti->at, -1, WTERMSIG(status), err);
             announce__task_state(r, t);
             display__task(r->disp, t);
@@ -274,6 +285,9 @@ void supervisor__resolve_exit(struct run *r, size_t i)
         tracker__set(r->tr, t, FB_STATE_CRASHED, now, -1, 0,
                      "process ended without reporting a final state (adopted after a coordinator "
                      "restart)");
+    } else if (p->remote.lost[0]) {
+        /* Its agent went away with it: no exit status, only the reason. */
+        tracker__set(r->tr, t, FB_STATE_CRASHED, now, -1, SIGKILL, p->remote.lost);
     } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
         tracker__set(r->tr, t, FB_STATE_DONE, now, 0, 0, NULL);
     } else if (WIFEXITED(status)) {
@@ -314,13 +328,17 @@ static void on_reaped(struct run *r, size_t i, int status)
     p->process.reaped = 1;
     launch__started(r, i);
     p->process.status = status;
+    p->remote.phase = REMOTE_NONE;
+    p->remote.killed = 0;
+    p->timer.place_at = 0;
     p->timer.term_at = 0;
     p->timer.sigterm_at = 0;
     p->timer.deadline = 0;
     if (p->out.fd >= 0)
         output__read(r, i);
-    /* Whatever the task left behind in its group goes with it. */
-    launcher__signal(p->process.pid, SIGKILL);
+    /* Whatever the task left behind in its group goes with it (its agent sees to a placed one's). */
+    if (!p->remote.on)
+        launcher__signal(p->process.pid, SIGKILL);
     if (r->reactive) {
         reactive_exit(r, i);
         return;
@@ -341,6 +359,12 @@ static void on_reaped(struct run *r, size_t i, int status)
         return;
     }
     supervisor__probe(r, i);
+}
+
+void supervisor__remote_exit(struct run *r, size_t i, int status)
+{
+    if (!r->procs[i].process.reaped)
+        on_reaped(r, i, status);
 }
 
 /* The private broker died on its own: it is started again on the same port. */
@@ -377,7 +401,8 @@ void supervisor__reap(struct run *r)
         }
         for (size_t i = 0; i < r->n_procs; i++) {
             const struct proc *p = &r->procs[i];
-            if (p->process.pid == pid && !p->process.reaped && !p->process.adopted) {
+            if (p->process.pid == pid && !p->process.reaped && !p->process.adopted &&
+                !p->remote.on) {
                 on_reaped(r, i, status);
                 break;
             }
@@ -394,8 +419,8 @@ void supervisor__interrupt(struct run *r, int why, const char *text)
     if (r->sup.interrupted) {
         /* A second Ctrl-C: no more grace. */
         for (size_t i = 0; i < r->n_procs; i++)
-            if (r->procs[i].process.pid && !r->procs[i].process.reaped)
-                launcher__signal(r->procs[i].process.pid, SIGKILL);
+            if (proc_alive(&r->procs[i]))
+                supervisor__signal(r, i, SIGKILL);
         return;
     }
     r->sup.interrupted = why;
@@ -414,7 +439,12 @@ void supervisor__interrupt(struct run *r, int why, const char *text)
             tracker__set(r->tr, t, FB_STATE_STOPPED, now, -1, 0, text);
         else if (ti->state == FB_STATE_RUNNING)
             tracker__set(r->tr, t, why == -1 ? FB_STATE_TIMEOUT : FB_STATE_FAILED, now, -1, 0, text);
-        else
+        else if (why == -1 && r->procs[t].remote.phase == REMOTE_WAITING) {
+            /* It would have run but no agent could take it: the wait is what timed out. */
+            char reason[512];
+            snprintf(reason, sizeof reason, "%s (%s)", text, ti->error ? ti->error : "no agent");
+            tracker__set(r->tr, t, FB_STATE_TIMEOUT, now, -1, 0, reason);
+        } else
             tracker__set(r->tr, t, FB_STATE_SKIPPED, now, -1, 0, text);
         display__task(r->disp, t);
     }
@@ -426,8 +456,11 @@ void supervisor__interrupt(struct run *r, int why, const char *text)
     for (size_t i = 0; i < r->n_procs; i++) {
         struct proc *p = &r->procs[i];
         int was = stopped ? stopped[p->task] : STOPPED_RUNNING;
-        int alive = p->process.pid && !p->process.reaped;
+        int alive = proc_alive(p);
         p->timer.retry_at = 0;
+        p->timer.wait_until = 0;
+        if (p->remote.phase == REMOTE_WAITING)
+            p->remote.phase = REMOTE_NONE;
         if (alive && was != STOPPED_WAITING) {
             supervisor__stop_proc(r, i, KILL_STOP);
         } else if (alive) {
@@ -446,7 +479,7 @@ int supervisor__all_reaped(const struct run *r)
 {
     for (size_t i = 0; i < r->n_procs; i++) {
         const struct proc *p = &r->procs[i];
-        if ((p->process.pid && !p->process.reaped) || timer_set(p->timer.sync_at))
+        if (proc_alive(p) || timer_set(p->timer.sync_at))
             return 0;
     }
     return 1;
@@ -487,13 +520,15 @@ void supervisor__check_timers(struct run *r)
         }
         if (timer_set(tm->sigterm_at) && now >= tm->sigterm_at && !p->process.reaped) {
             tm->sigterm_at = 0;
-            launcher__signal(p->process.pid, SIGTERM);
+            supervisor__signal(r, i, SIGTERM);
             tm->term_at = now + KILL_GRACE;
         }
         if (timer_set(tm->term_at) && now >= tm->term_at && !p->process.reaped) {
             tm->term_at = 0;
-            launcher__signal(p->process.pid, SIGKILL);
+            supervisor__signal(r, i, SIGKILL);
         }
+        if (p->remote.on)
+            placement__check_timers(r, i, now);
         if (timer_set(tm->sync_at) && now >= tm->sync_at)
             supervisor__resolve_exit(r, i);
         if (timer_set(tm->retry_at) && now >= tm->retry_at && !r->sup.interrupted) {
@@ -521,10 +556,10 @@ double supervisor__next_wakeup(const struct run *r)
     for (size_t i = 0; i < r->n_procs; i++) {
         const struct proc *p = &r->procs[i];
         const struct proc_timers *tm = &p->timer;
-        double c[6] = {tm->deadline, tm->term_at, tm->sync_at, tm->retry_at,
+        double c[8] = {tm->deadline, tm->term_at, tm->sync_at, tm->retry_at,
                        p->process.adopted && !p->process.reaped ? tm->probe_at : 0,
-                       tm->sigterm_at};
-        for (int k = 0; k < 6; k++)
+                       tm->sigterm_at, tm->place_at, tm->wait_until};
+        for (int k = 0; k < 8; k++)
             if (timer_set(c[k]) && (!timer_set(next) || c[k] < next))
                 next = c[k];
     }

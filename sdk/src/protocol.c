@@ -28,6 +28,8 @@
 #define L_OWNER "owner"
 #define L_CLAIMS "claims"
 #define L_LAUNCH "launch"
+#define L_PLACEMENT "placement"
+#define L_INBOX "inbox"
 
 static const char *const state_names[FB_STATE_COUNT] = {
     [FB_STATE_PENDING] = "pending", [FB_STATE_WAITING] = "waiting",
@@ -85,6 +87,13 @@ static size_t format_topic(char *buf, size_t size, enum fb_topic_kind kind, cons
     if (buf == NULL || size == 0)
         return 0;
     buf[0] = '\0';
+    /* The agents' topics are outside every run: run plays no part in them. */
+    if (kind == FB_TOPIC_AGENT || kind == FB_TOPIC_AGENT_INBOX) {
+        if (level_ok(n) || (filter && name == NULL))
+            len = snprintf(buf, size, "%s/" FB_AGENTS_LEVEL "/%s%s", root, n,
+                           kind == FB_TOPIC_AGENT_INBOX ? "/" L_INBOX : "");
+        return put(buf, size, len);
+    }
     if (!(level_ok(r) || (filter && run == NULL)))
         return 0;
     switch (kind) {
@@ -108,6 +117,7 @@ static size_t format_topic(char *buf, size_t size, enum fb_topic_kind kind, cons
     case FB_TOPIC_TASK_STATE:
     case FB_TOPIC_TASK_LOG:
     case FB_TOPIC_TASK_LAUNCH:
+    case FB_TOPIC_TASK_PLACEMENT:
     case FB_TOPIC_SYNC:
     case FB_TOPIC_CLAIM:
         if (!(level_ok(n) || (filter && name == NULL)))
@@ -120,11 +130,15 @@ static size_t format_topic(char *buf, size_t size, enum fb_topic_kind kind, cons
             len = snprintf(buf, size, "%s/%s/" L_TASKS "/%s/" L_LOG, root, r, n);
         else if (kind == FB_TOPIC_TASK_LAUNCH)
             len = snprintf(buf, size, "%s/%s/" L_TASKS "/%s/" L_LAUNCH, root, r, n);
+        else if (kind == FB_TOPIC_TASK_PLACEMENT)
+            len = snprintf(buf, size, "%s/%s/" L_TASKS "/%s/" L_PLACEMENT, root, r, n);
         else if (kind == FB_TOPIC_CLAIM)
             len = snprintf(buf, size, "%s/%s/" L_CLAIMS "/%s", root, r, n);
         else
             len = snprintf(buf, size, "%s/%s/" L_SYNC "/%s", root, r, n);
         break;
+    case FB_TOPIC_AGENT:
+    case FB_TOPIC_AGENT_INBOX:
     case FB_TOPIC_NONE:
         break;
     }
@@ -185,6 +199,18 @@ enum fb_topic_kind fb_topic_parse(const char *topic, fb_topic *out)
     if (t.run_len == 0 || t.run[t.run_len] != '/')
         goto out;
     rest = t.run + t.run_len + 1;
+    if (t.run_len == strlen(FB_AGENTS_LEVEL) && memcmp(t.run, FB_AGENTS_LEVEL, t.run_len) == 0) {
+        /* flowbus/agents/<name> and flowbus/agents/<name>/inbox: no run's topics. */
+        n = level_len(rest);
+        if (n == 0 || (rest[n] != '\0' && strcmp(rest + n, "/" L_INBOX) != 0))
+            goto out;
+        t.kind = rest[n] ? FB_TOPIC_AGENT_INBOX : FB_TOPIC_AGENT;
+        t.name = rest;
+        t.name_len = n;
+        t.run = NULL;
+        t.run_len = 0;
+        goto out;
+    }
     if (strcmp(rest, L_STATE) == 0) {
         t.kind = FB_TOPIC_RUN_STATE;
     } else if (strcmp(rest, L_WORKFLOW) == 0) {
@@ -209,6 +235,8 @@ enum fb_topic_kind fb_topic_parse(const char *topic, fb_topic *out)
             t.kind = FB_TOPIC_TASK_LOG;
         else if (strcmp(p + 2 + n, L_LAUNCH) == 0)
             t.kind = FB_TOPIC_TASK_LAUNCH;
+        else if (strcmp(p + 2 + n, L_PLACEMENT) == 0)
+            t.kind = FB_TOPIC_TASK_PLACEMENT;
         else
             goto out;
         t.name = p + 1;
@@ -348,6 +376,9 @@ int fb_name_valid(enum fb_name_kind kind, const char *s, size_t len)
     size_t i;
 
     if (s == NULL || len == 0 || len > FB_NAME_MAX)
+        return 0;
+    /* flowbus/agents/ holds the agents' records: a run of that id would share its topics. */
+    if (kind == FB_NAME_RUN && len == strlen(FB_AGENTS_LEVEL) && memcmp(s, FB_AGENTS_LEVEL, len) == 0)
         return 0;
     for (i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];

@@ -297,6 +297,40 @@ static void test_rate(void)
     CHECK(fb_rate_allow(&r, 3, 102.5, &dropped) && dropped == 0);
 }
 
+/* The agents' topics (docs/distributed.md) and a task's placement answer. */
+static void test_agent_topics(void)
+{
+    char b[FB_TOPIC_MAX];
+    fb_topic t;
+
+    CHECK(fb_topic_format(b, sizeof b, FB_TOPIC_AGENT, NULL, "dev1") == strlen("flowbus/agents/dev1"));
+    CHECK_STR(b, "flowbus/agents/dev1");
+    fb_topic_format(b, sizeof b, FB_TOPIC_AGENT_INBOX, "ignored", "dev1");
+    CHECK_STR(b, "flowbus/agents/dev1/inbox");
+    fb_topic_filter(b, sizeof b, FB_TOPIC_AGENT, NULL, NULL);
+    CHECK_STR(b, "flowbus/agents/+");
+    CHECK(fb_topic_format(b, sizeof b, FB_TOPIC_AGENT, NULL, "a/b") == 0);
+    CHECK(fb_topic_format(b, sizeof b, FB_TOPIC_AGENT, NULL, NULL) == 0);
+    fb_topic_format(b, sizeof b, FB_TOPIC_TASK_PLACEMENT, "r1", "READ");
+    CHECK_STR(b, "flowbus/r1/tasks/READ/placement");
+
+    CHECK(fb_topic_parse("flowbus/agents/dev1", &t) == FB_TOPIC_AGENT);
+    CHECK(t.run == NULL && fb_topic_is_name(&t, "dev1"));
+    CHECK(fb_topic_parse("flowbus/agents/dev1/inbox", &t) == FB_TOPIC_AGENT_INBOX);
+    CHECK(fb_topic_is_name(&t, "dev1"));
+    CHECK(fb_topic_parse("flowbus/r1/tasks/READ/placement", &t) == FB_TOPIC_TASK_PLACEMENT);
+    CHECK(fb_topic_is_run(&t, "r1") && fb_topic_is_name(&t, "READ"));
+    /* Under agents/ nothing is a run's topic, even what would read as one. */
+    CHECK(fb_topic_parse("flowbus/agents/state", &t) == FB_TOPIC_AGENT);
+    CHECK(fb_topic_parse("flowbus/agents/vars/X", NULL) == FB_TOPIC_NONE);
+    CHECK(fb_topic_parse("flowbus/agents/dev1/inbox/x", NULL) == FB_TOPIC_NONE);
+    CHECK(fb_topic_parse("flowbus/agents/", NULL) == FB_TOPIC_NONE);
+    /* So "agents" is no run id. */
+    CHECK(!fb_name_valid(FB_NAME_RUN, "agents", 6));
+    CHECK(fb_name_valid(FB_NAME_RUN, "agents2", 7));
+    CHECK(fb_name_valid(FB_NAME_TASK, "agents", 6));
+}
+
 static void test_exit_codes(void)
 {
     /* A plugin's denied status is apart from every code of the coordinator. */
@@ -322,5 +356,6 @@ int main(void)
     RUN(test_barrier_token);
     RUN(test_rate);
     RUN(test_exit_codes);
+    RUN(test_agent_topics);
     return check_summary();
 }

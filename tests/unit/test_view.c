@@ -269,6 +269,42 @@ static void test_status_json_and_counts(void)
     view__free(vw);
 }
 
+/* Where tasks run: an agent's answer for a placed task, else the owner record's host. */
+static void test_task_hosts(void)
+{
+    struct view *vw = view__new();
+    struct run_view *rv;
+    const char *agent = "x";
+    json_t *j;
+
+    feed(vw, "flowbus/r1/workflow", WORKFLOW, NULL);
+    feed(vw, "flowbus/r1/owner", "{\"id\":\"o\",\"host\":\"hub\"}", NULL);
+    CHECK(feed(vw, "flowbus/r1/tasks/START/placement",
+               "{\"state\":\"started\",\"agent\":\"dev1\",\"host\":\"box1\"}",
+               NULL) == VIEW_OTHER);
+    feed(vw, "flowbus/r1/tasks/WORK/placement",
+         "{\"state\":\"refused\",\"agent\":\"dev2\",\"host\":\"box2\"}", NULL);
+    /* The agents' records are no run's: they make no run appear. */
+    CHECK(feed(vw, "flowbus/agents/dev1", "{\"state\":\"online\"}", NULL) == VIEW_NONE);
+    CHECK(view__run(vw, "agents") == NULL);
+    rv = view__run(vw, "r1");
+    CHECK(rv != NULL);
+    if (!rv)
+        goto out;
+    CHECK_STR(view__task_host(rv, "START", &agent), "box1");
+    CHECK_STR(agent, "dev1");
+    /* A refusal says where the task did not go. */
+    CHECK_STR(view__task_host(rv, "WORK", &agent), "hub");
+    CHECK(agent == NULL);
+    j = view__run_json(rv, 0);
+    CHECK_STR(json_string_value(json_object_get(json_array_get(json_object_get(j, "tasks"), 0),
+                                                "agent")),
+              "dev1");
+    json_decref(j);
+out:
+    view__free(vw);
+}
+
 static void test_suggest(void)
 {
     static const char *const names[] = {"START", "WORK", "END", "GREETING"};
@@ -295,5 +331,6 @@ int main(void)
     RUN(test_task_json_is_the_message);
     RUN(test_status_json_and_counts);
     RUN(test_suggest);
+    RUN(test_task_hosts);
     return check_summary();
 }

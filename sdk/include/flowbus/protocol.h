@@ -22,6 +22,14 @@
  *                         Last Will deletes it)
  *   tasks/<TASK>/launch   the coordinator's intent to start the task's process, written
  *                         and confirmed before the process starts (retained JSON)
+ *   tasks/<TASK>/placement  where an agent runs the task (`runs_on:`): the agent's answer to
+ *                         an offer, then the process's pid and its exit (retained JSON)
+ * The agents (`flowbus agent`, docs/distributed.md), outside every run:
+ *   flowbus/agents/<NAME>        an agent's record: name, labels, host, plugins, running,
+ *                                capacity, version, state online|offline (retained JSON;
+ *                                its Last Will writes it offline)
+ *   flowbus/agents/<NAME>/inbox  offers and signals from coordinators to the agent (JSON,
+ *                                not retained); "agents" is therefore no valid run id
  * A client that needs a barrier outside every run uses
  * flowbus/<label>-<pid>-<random>/sync (fb_barrier_token).
  *
@@ -62,12 +70,23 @@ enum fb_topic_kind {
     FB_TOPIC_OWNER,       /* flowbus/<run>/owner */
     FB_TOPIC_CLAIM,       /* flowbus/<run>/claims/<id> */
     FB_TOPIC_TASK_LAUNCH, /* flowbus/<run>/tasks/<name>/launch */
+    FB_TOPIC_TASK_PLACEMENT, /* flowbus/<run>/tasks/<name>/placement */
+    FB_TOPIC_AGENT,          /* flowbus/agents/<name>: run is ignored (NULL when parsed) */
+    FB_TOPIC_AGENT_INBOX,    /* flowbus/agents/<name>/inbox: run is ignored */
 };
+
+/* The level under flowbus/ that holds the agents; never a run id (fb_name_valid). */
+#define FB_AGENTS_LEVEL "agents"
+
+/* The states of an agent's record, as they travel ("state" member). */
+#define FB_AGENT_ONLINE "online"
+#define FB_AGENT_OFFLINE "offline"
 
 /*
  * Writes the topic of kind for run into buf (size bytes, NUL-terminated).
  * name is the variable, task, token or claim id for VAR, TASK_STATE, TASK_LOG,
- * TASK_LAUNCH, SYNC and CLAIM, and is ignored for the others. As a filter (fb_topic_filter) a NULL run or
+ * TASK_LAUNCH, TASK_PLACEMENT, SYNC and CLAIM, the agent's name for AGENT and
+ * AGENT_INBOX (whose run is ignored), and is ignored for the others. As a filter (fb_topic_filter) a NULL run or
  * name stands for the single-level wildcard "+".
  * Returns the length written, or 0 if buf is too small, kind is FB_TOPIC_NONE
  * (or FB_TOPIC_ALL, which is only a filter), or run or a needed name is NULL
@@ -94,7 +113,7 @@ typedef struct fb_topic {
     enum fb_topic_kind kind;
     const char *run;
     size_t run_len;
-    const char *name; /* VAR, TASK_STATE, TASK_LOG, TASK_LAUNCH, SYNC, CLAIM; else NULL */
+    const char *name; /* VAR, TASK_*, SYNC, CLAIM, AGENT*: the name; else NULL */
     size_t name_len;
 } fb_topic;
 
@@ -222,7 +241,7 @@ FB_API const char *fb_value_decode(const char *payload, size_t len);
 enum fb_name_kind {
     FB_NAME_VAR,  /* [A-Za-z_][A-Za-z0-9_]*: it is also an environment variable's name */
     FB_NAME_TASK, /* [A-Za-z0-9_][A-Za-z0-9_-]* */
-    FB_NAME_RUN,  /* [A-Za-z0-9_-]+ */
+    FB_NAME_RUN,  /* [A-Za-z0-9_-]+, but not "agents" (FB_AGENTS_LEVEL) */
 };
 
 /* 1 if the len bytes at s are a valid name of kind (at most FB_NAME_MAX), else 0. */
