@@ -33,6 +33,9 @@ class BusTest(fbtest.BrokerTestCase):
         proc = check(self.broker.url, "roundtrip", "1000")
         self.assertOk(proc)
         sys.stderr.write(proc.stdout)
+        # The recorder is another client: it may still be receiving when the check exits.
+        self.recorder.wait_for(lambda evs: len([e for e in evs if e.topic == "check/rt/x"]) >= 1000,
+                               timeout=10.0)
         self.assertEqual(len(self.recorder.on_topic("check/rt/x")), 1000)
 
     def test_expiry_property_sent(self):
