@@ -38,6 +38,14 @@ class BusTest(fbtest.BrokerTestCase):
                                timeout=10.0)
         self.assertEqual(len(self.recorder.on_topic("check/rt/x")), 1000)
 
+    def test_idle_bus_keeps_its_connection(self):
+        # Idle for 2.6 keepalives: the bus pings on its own, so the broker never sends its Will.
+        self.assertOk(check(self.broker.url, "idle"))
+        self.assertTrue(self.recorder.wait_for(
+            lambda evs: [e for e in evs if e.topic == "check/idle/after"]), "publish not seen")
+        self.assertEqual([e.payload for e in self.recorder.on_topic("check/idle/will")],
+                         [], "the Last Will fired: the idle bus was dropped")
+
     def test_expiry_property_sent(self):
         self.assertOk(check(self.broker.url, "expiry"))
         ev = self.recorder.wait_for(lambda evs: [e for e in evs if e.topic == "check/expiry"])

@@ -296,7 +296,8 @@ static int keep_options(fb_bus *bus, const fb_bus_options *opts)
             NULL)
         return 0;
     bus->will_retained = opts->will_retained ? 1 : 0;
-    bus->keepalive = opts->keepalive > 0 ? opts->keepalive : 10;
+    /* libmosquitto refuses keepalives under 5 s (MOSQ_ERR_INVAL): raised to that (flowbus.h). */
+    bus->keepalive = opts->keepalive <= 0 ? 10 : opts->keepalive < 5 ? 5 : opts->keepalive;
     bus->connect_timeout = opts->connect_timeout > 0 ? opts->connect_timeout : 5.0;
     bus->reconnect_max_s = opts->reconnect_max_s;
     bus->guardian_pid = opts->guardian_pid;
@@ -376,6 +377,8 @@ static void destroy(fb_bus *bus)
     free(bus->ca_file);
     free(bus->cert_file);
     free(bus->key_file);
+    if (bus->have_mu)
+        pthread_mutex_destroy(&bus->mu);
     free(bus);
 }
 
@@ -405,6 +408,12 @@ enum fb_err fb_bus_new(const fb_bus_options *opts, fb_bus **out, char *errbuf, s
         err = FB_ERR_NOMEM;
         goto out;
     }
+    if (pthread_mutex_init(&bus->mu, NULL) != 0) {
+        err__set(errbuf, errlen, "cannot set up the bus: %s", strerror(errno));
+        err = FB_ERR_SYSTEM;
+        goto out;
+    }
+    bus->have_mu = 1;
     bus->log = opts->log;
     bus->log_ctx = opts->log_ctx;
     bus->epoll_fd = bus->timer_fd = bus->event_fd = bus->sock_watched = -1;
@@ -457,6 +466,7 @@ enum fb_err fb_bus_new(const fb_bus_options *opts, fb_bus **out, char *errbuf, s
     if (err != FB_OK)
         goto out;
     bus->started = 1;
+    bus_mosq__watch(bus);
     log__emit(bus->log, bus->log_ctx, FB_LOG_DEBUG, "connected to %s", bus->url);
     *out = bus;
     bus = NULL;
@@ -493,7 +503,8 @@ static enum fb_err remember_filters(fb_bus *bus, const char *const *filters, siz
     return FB_OK;
 }
 
-enum fb_err fb_bus_subscribe(fb_bus *bus, const char *const *filters, size_t n, double timeout)
+static enum fb_err subscribe_locked(fb_bus *bus, const char *const *filters, size_t n,
+                                    double timeout)
 {
     double deadline = bus_mosq__deadline(timeout);
     enum fb_err err = FB_OK;
@@ -552,6 +563,18 @@ enum fb_err fb_bus_subscribe(fb_bus *bus, const char *const *filters, size_t n, 
     return err;
 }
 
+enum fb_err fb_bus_subscribe(fb_bus *bus, const char *const *filters, size_t n, double timeout)
+{
+    enum fb_err err;
+
+    if (bus == NULL)
+        return FB_ERR_INVALID;
+    pthread_mutex_lock(&bus->mu);
+    err = subscribe_locked(bus, filters, n, timeout);
+    pthread_mutex_unlock(&bus->mu);
+    return err;
+}
+
 /* The message-expiry property for expiry_s, kept for the next publish with the same. */
 static const mosquitto_property *expiry_props(fb_bus *bus, unsigned expiry_s)
 {
@@ -567,8 +590,8 @@ static const mosquitto_property *expiry_props(fb_bus *bus, unsigned expiry_s)
     return bus->expiry_props;
 }
 
-enum fb_err fb_bus_publish(fb_bus *bus, const char *topic, const void *payload, size_t len, int qos,
-                           int retained, unsigned expiry_s)
+static enum fb_err publish_locked(fb_bus *bus, const char *topic, const void *payload, size_t len,
+                                  int qos, int retained, unsigned expiry_s)
 {
     double deadline;
     const mosquitto_property *props;
@@ -635,7 +658,20 @@ out:
     return err;
 }
 
-enum fb_err fb_bus_flush(fb_bus *bus, double timeout)
+enum fb_err fb_bus_publish(fb_bus *bus, const char *topic, const void *payload, size_t len, int qos,
+                           int retained, unsigned expiry_s)
+{
+    enum fb_err err;
+
+    if (bus == NULL)
+        return FB_ERR_INVALID;
+    pthread_mutex_lock(&bus->mu);
+    err = publish_locked(bus, topic, payload, len, qos, retained, expiry_s);
+    pthread_mutex_unlock(&bus->mu);
+    return err;
+}
+
+static enum fb_err flush_locked(fb_bus *bus, double timeout)
 {
     double deadline = bus_mosq__deadline(timeout);
     enum fb_err err = FB_OK;
@@ -663,6 +699,18 @@ enum fb_err fb_bus_flush(fb_bus *bus, double timeout)
     return err;
 }
 
+enum fb_err fb_bus_flush(fb_bus *bus, double timeout)
+{
+    enum fb_err err;
+
+    if (bus == NULL)
+        return FB_ERR_INVALID;
+    pthread_mutex_lock(&bus->mu);
+    err = flush_locked(bus, timeout);
+    pthread_mutex_unlock(&bus->mu);
+    return err;
+}
+
 int fb_bus_connected(fb_bus *bus)
 {
     if (bus == NULL)
@@ -677,7 +725,7 @@ unsigned fb_bus_reconnects(fb_bus *bus)
     return atomic_load((_Atomic unsigned *)&bus->reconnects);
 }
 
-enum fb_err fb_bus_close(fb_bus *bus, double timeout)
+static enum fb_err close_locked(fb_bus *bus, double timeout)
 {
     double deadline;
     enum fb_err err = FB_OK;
@@ -713,10 +761,24 @@ out:
     return err;
 }
 
+enum fb_err fb_bus_close(fb_bus *bus, double timeout)
+{
+    enum fb_err err;
+
+    if (bus == NULL)
+        return FB_OK;
+    pthread_mutex_lock(&bus->mu);
+    err = close_locked(bus, timeout);
+    pthread_mutex_unlock(&bus->mu);
+    return err;
+}
+
 void fb_bus_free(fb_bus *bus)
 {
     if (bus == NULL)
         return;
+    /* Out of the keepalive thread's sight first: afterwards nobody else touches the bus. */
+    bus_mosq__unwatch(bus);
     fb_bus_close(bus, 1.0);
     destroy(bus);
 }

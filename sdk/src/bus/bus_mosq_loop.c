@@ -30,6 +30,7 @@
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -51,6 +52,11 @@ double bus_mosq__deadline(double timeout)
 static int live_socket(const fb_bus *bus)
 {
     return bus->sock_dead ? -1 : mosquitto_socket(bus->mosq);
+}
+
+int bus_mosq__keepalive_due(const fb_bus *bus, double now)
+{
+    return !bus->lost && live_socket(bus) >= 0 && now >= bus->misc_at;
 }
 
 /* How often the loop calls mosquitto_loop_misc (keepalive) while idle. */
@@ -158,12 +164,10 @@ static void sync_fds(fb_bus *bus)
     set_event(bus, bus->head != NULL || bus->lost || bus->notify);
 }
 
-int fb_bus_fd(fb_bus *bus)
+static int fd_locked(fb_bus *bus)
 {
     struct epoll_event ev;
 
-    if (bus == NULL)
-        return -1;
     if (bus->fd_wanted)
         return bus->epoll_fd;
     bus->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
@@ -188,6 +192,18 @@ fail:
               strerror(errno));
     bus_mosq__free_loop_fds(bus);
     return -1;
+}
+
+int fb_bus_fd(fb_bus *bus)
+{
+    int fd;
+
+    if (bus == NULL)
+        return -1;
+    pthread_mutex_lock(&bus->mu);
+    fd = fd_locked(bus);
+    pthread_mutex_unlock(&bus->mu);
+    return fd;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -402,16 +418,12 @@ int bus_mosq__queue(fb_bus *bus, const char *topic, const void *payload, size_t 
     return 1;
 }
 
-enum fb_err fb_bus_next(fb_bus *bus, double timeout, fb_msg **out)
+static enum fb_err next_locked(fb_bus *bus, double timeout, fb_msg **out)
 {
     double deadline = bus_mosq__deadline(timeout);
     struct msg_node *node;
     enum fb_err err;
 
-    if (out != NULL)
-        *out = NULL;
-    if (bus == NULL || out == NULL)
-        return FB_ERR_INVALID;
     bus->in_next = 1;
     for (;;) {
         if (bus->head == NULL && !bus->lost)
@@ -441,6 +453,20 @@ enum fb_err fb_bus_next(fb_bus *bus, double timeout, fb_msg **out)
     if (bus->head == NULL)
         bus->notify = 0;
     sync_fds(bus);
+    return err;
+}
+
+enum fb_err fb_bus_next(fb_bus *bus, double timeout, fb_msg **out)
+{
+    enum fb_err err;
+
+    if (out != NULL)
+        *out = NULL;
+    if (bus == NULL || out == NULL)
+        return FB_ERR_INVALID;
+    pthread_mutex_lock(&bus->mu);
+    err = next_locked(bus, timeout, out);
+    pthread_mutex_unlock(&bus->mu);
     return err;
 }
 
