@@ -47,7 +47,8 @@
 /* How long fb_bus_publish may block waiting for the unacknowledged count to drop. */
 #define PUBLISH_ROOM_TIMEOUT 30.0
 /*
- * Back-pressure: once this many received messages wait in the bus's queue
+ * Back-pressure (libmosquitto backend; Paho's queue is unbounded, bus_queue.c):
+ * once this many received messages wait in the bus's queue
  * (the caller stopped taking them with fb_bus_next), the bus stops reading
  * its socket, so the broker keeps the rest (TCP flow control, then its own
  * queue: max_queued_messages) instead of the task's memory or a drop. The

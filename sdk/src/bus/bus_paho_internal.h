@@ -90,7 +90,7 @@ struct fb_bus {
     pthread_cond_t cv;     /* state changes: connect, SUBACK, loss, close, re-send */
     pthread_cond_t msg_cv; /* a message was queued, or the bus is lost */
     pthread_cond_t ack_cv; /* room for a publish, or all acknowledged (pending_finish) */
-    pthread_cond_t rx_cv;  /* room in the receive queue (back-pressure), or closing */
+    pthread_cond_t rx_cv;  /* broadcast on close; no waiter: this backend has no back-pressure (bus_queue.c) */
     int pipe_rd;
     int pipe_wr;
     pthread_t worker;
@@ -102,8 +102,8 @@ struct fb_bus {
     unsigned msg_waiters; /* threads waiting in fb_bus_next */
     struct msg_node *head;
     struct msg_node *tail;
-    size_t queued;          /* messages in the queue (bounded: RECV_QUEUE_MAX) */
-    unsigned room_rx_waiters; /* callbacks waiting for room in the queue */
+    size_t queued;          /* messages in the queue (unbounded on this backend: bus_queue.c) */
+    unsigned room_rx_waiters; /* always 0 here (see rx_cv) */
     int link_up;            /* Paho has a connection (maybe still re-syncing) */
     int connected;          /* usable: connected and re-synced */
     int reconnecting;       /* the worker is trying to get the connection back */

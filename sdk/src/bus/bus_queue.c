@@ -7,15 +7,12 @@
  * readable while anything is queued or the connection is gone for good, so
  * that a caller can poll the bus beside its own descriptors.
  *
- * Back-pressure (bus_internal.h, RECV_QUEUE_MAX): once the queue holds its
- * bound, the message-arrived callback waits for room before queueing, which
- * holds Paho's receive thread and so leaves the rest in the socket and at the
- * broker. The wait is capped at RX_ROOM_WAIT per message, and ends when the
- * bus closes: Paho's receive thread is shared by every client of the process,
- * so while it waits no other bus of the process (a task's second connection)
- * gets its messages or PUBACKs either, and a caller flushing one bus while it
- * lets the other fill would otherwise never get its acknowledgements. With
- * the cap the arrivals slow to a trickle and the queue may pass its bound.
+ * No back-pressure on this backend: Paho's receive thread is shared by every
+ * client of the process and also carries the PUBACKs, so holding it in the
+ * message callback while the queue is full stalled the same bus's publishes
+ * (measured: fbbench-thru's pass-through at 50,000 messages stopped, and with
+ * the wait lifted while PUBACKs were awaited it lost messages). The queue is
+ * unbounded here, as before; the libmosquitto backend stops reading instead.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -25,8 +22,6 @@
 
 #include "bus_paho_internal.h"
 
-/* The longest a message-arrived callback waits for room in a full queue (see above). */
-#define RX_ROOM_WAIT 0.1
 
 /*
  * Makes the fd readable; a single byte is enough (level-triggered). Nothing
@@ -66,15 +61,6 @@ int bus_queue__on_message(fb_bus *bus, const char *topic, size_t tlen, const voi
         return 0;
 
     pthread_mutex_lock(&bus->mu);
-    if (bus->queued >= RECV_QUEUE_MAX && !bus->closed && !bus->lost) {
-        double deadline = fb_clock_mono() + RX_ROOM_WAIT;
-
-        bus->room_rx_waiters++;
-        while (bus->queued >= RECV_QUEUE_MAX && !bus->closed && !bus->lost &&
-               bus__wait_on(bus, &bus->rx_cv, deadline) != ETIMEDOUT)
-            ;
-        bus->room_rx_waiters--;
-    }
     bus->queued++;
     if (bus->tail != NULL)
         bus->tail->next = node;
