@@ -2,7 +2,7 @@
  * fbbench-rtt - the broker round trip between two processes, the reference
  * for hop latency.
  *
- *   fbbench-rtt paho|sdk URL N [QOS [GAP_MS]]
+ *   fbbench-rtt paho|mosq|sdk URL N [QOS [GAP_MS]]
  *
  * The program starts a copy of itself as an echo process (posix_spawn, before
  * any Paho thread exists), then sends N pings one after the other; the echo
@@ -12,6 +12,9 @@
  *
  *   paho  raw Paho MQTTAsync v5, TCP_NODELAY on the socket, the echo sends from
  *         inside Paho's message callback: the floor a client library allows.
+ *   mosq  raw libmosquitto v5, one thread driving mosquitto_loop, TCP_NODELAY,
+ *         the echo sends from inside its message callback: the floor of
+ *         the SDK's default backend.
  *   sdk   fb_bus on both sides, retained publishes, the echo a loop of
  *         fb_bus_next + fb_bus_publish on its main thread: what a task pays.
  *
@@ -45,6 +48,7 @@
 #include <unistd.h>
 
 #include <MQTTAsync.h>
+#include <mosquitto.h>
 
 #include "bench.h"
 #include "flowbus/flowbus.h"
@@ -278,6 +282,122 @@ static int paho_main(const char *url, long n, double *rtt)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Raw libmosquitto                                                          */
+/* ------------------------------------------------------------------------ */
+
+struct mosq_side {
+    struct mosquitto *m;
+    int echo;
+    int subscribed;
+    long last_seq;
+};
+
+static void mosq_on_sub(struct mosquitto *m, void *ctx, int mid, int n, const int *granted)
+{
+    (void)m;
+    (void)mid;
+    (void)n;
+    (void)granted;
+    ((struct mosq_side *)ctx)->subscribed = 1;
+}
+
+static void mosq_on_msg(struct mosquitto *m, void *ctx, const struct mosquitto_message *msg)
+{
+    struct mosq_side *s = ctx;
+    char buf[32];
+    int len = msg->payloadlen < 31 ? msg->payloadlen : 31;
+
+    memcpy(buf, msg->payload, (size_t)len);
+    buf[len] = '\0';
+    if (s->echo)
+        mosquitto_publish(m, NULL, pong_topic, msg->payloadlen, msg->payload, qos, true);
+    else
+        s->last_seq = atol(buf);
+}
+
+static void mosq_open(struct mosq_side *s, const char *url, const char *sub)
+{
+    const char *hostport = strstr(url, "://");
+    char host[128];
+    int port = 1883;
+    const char *colon;
+    double deadline = bench_mono() + WAIT_S;
+
+    hostport = hostport ? hostport + 3 : url;
+    colon = strrchr(hostport, ':');
+    snprintf(host, sizeof host, "%.*s", (int)(colon ? colon - hostport : (long)strlen(hostport)),
+             hostport);
+    if (colon)
+        port = atoi(colon + 1);
+    mosquitto_lib_init();
+    s->m = mosquitto_new(NULL, true, s);
+    if (s->m == NULL)
+        exit(1);
+    mosquitto_int_option(s->m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+    mosquitto_int_option(s->m, MOSQ_OPT_TCP_NODELAY, 1);
+    mosquitto_subscribe_callback_set(s->m, mosq_on_sub);
+    mosquitto_message_callback_set(s->m, mosq_on_msg);
+    if (mosquitto_connect(s->m, host, port, 10) != MOSQ_ERR_SUCCESS ||
+        mosquitto_subscribe(s->m, NULL, sub, qos) != MOSQ_ERR_SUCCESS) {
+        fprintf(stderr, "fbbench-rtt: mosq: cannot connect to %s\n", url);
+        exit(1);
+    }
+    while (!s->subscribed && bench_mono() < deadline)
+        mosquitto_loop(s->m, 100, 1);
+    if (!s->subscribed)
+        exit(1);
+}
+
+static int mosq_echo(const char *url)
+{
+    struct mosq_side s = {0};
+
+    s.echo = 1;
+    mosq_open(&s, url, ping_topic);
+    /* Retained, so that a main side subscribing later still sees it (see paho_echo). */
+    mosquitto_publish(s.m, NULL, pong_topic, 2, "-1", qos, true);
+    for (;;)
+        if (mosquitto_loop(s.m, 1000, 1) != MOSQ_ERR_SUCCESS)
+            return 1;
+}
+
+static int mosq_main(const char *url, long n, double *rtt)
+{
+    struct mosq_side s = {0};
+    double deadline = bench_mono() + 2 * WAIT_S;
+    long i;
+
+    s.last_seq = -2;
+    mosq_open(&s, url, pong_topic);
+    while (s.last_seq != -1 && bench_mono() < deadline)
+        mosquitto_loop(s.m, 100, 1);
+    if (s.last_seq != -1)
+        return 1;
+    for (i = -WARMUP; i < n; i++) {
+        char buf[32];
+        long want = i + WARMUP;
+        double t0;
+
+        snprintf(buf, sizeof buf, "%ld", want);
+        if (gap > 0)
+            bench_sleep(gap);
+        t0 = bench_mono();
+        deadline = t0 + WAIT_S;
+        if (mosquitto_publish(s.m, NULL, ping_topic, (int)strlen(buf), buf, qos, true) !=
+            MOSQ_ERR_SUCCESS)
+            return 1;
+        while (s.last_seq != want && bench_mono() < deadline)
+            if (mosquitto_loop(s.m, 1000, 1) != MOSQ_ERR_SUCCESS)
+                return 1;
+        if (s.last_seq != want)
+            return 1;
+        if (i >= 0)
+            rtt[i] = bench_mono() - t0;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
 /* The SDK's fb_bus                                                          */
 /* ------------------------------------------------------------------------ */
 
@@ -375,7 +495,7 @@ int main(int argc, char **argv)
     int rc;
 
     if (n_args < 4) {
-        fprintf(stderr, "usage: fbbench-rtt paho|sdk URL N [QOS [GAP_MS]]\n");
+        fprintf(stderr, "usage: fbbench-rtt paho|mosq|sdk URL N [QOS [GAP_MS]]\n");
         return 2;
     }
     mode = a[1];
@@ -395,7 +515,9 @@ int main(int argc, char **argv)
             return 1;
         if (echo_url != NULL && *echo_url != '\0')
             url = echo_url;
-        return strcmp(mode, "paho") == 0 ? paho_echo(url) : sdk_echo(url);
+        return strcmp(mode, "paho") == 0   ? paho_echo(url)
+               : strcmp(mode, "mosq") == 0 ? mosq_echo(url)
+                                           : sdk_echo(url);
     }
 
     rtt = calloc((size_t)n, sizeof *rtt);
@@ -405,7 +527,9 @@ int main(int argc, char **argv)
         if (rtt == NULL || posix_spawn(&child, "/proc/self/exe", NULL, NULL, cargv, environ) != 0)
             return 1;
     }
-    rc = strcmp(mode, "paho") == 0 ? paho_main(url, n, rtt) : sdk_main(url, n, rtt);
+    rc = strcmp(mode, "paho") == 0   ? paho_main(url, n, rtt)
+         : strcmp(mode, "mosq") == 0 ? mosq_main(url, n, rtt)
+                                     : sdk_main(url, n, rtt);
     kill(child, SIGKILL);
     waitpid(child, NULL, 0);
     if (rc != 0) {

@@ -41,9 +41,14 @@ set(CPACK_DEBIAN_PACKAGE_SECTION "utils")
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 # A triggers file that runs ldconfig when libflowbus.so.N is installed or removed.
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)
-# libflowbus opens Paho and libcurl with dlopen (sdk/src/bus/paho_load.c,
-# sdk/src/auth/auth_http.c), so dpkg-shlibdeps cannot see them: named here.
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "mosquitto, libpaho-mqtt1.3, libcurl4")
+# libflowbus opens libcurl (sdk/src/auth/auth_http.c) and, on the Paho
+# backend, Paho (sdk/src/bus/paho_load.c) with dlopen, so dpkg-shlibdeps
+# cannot see them: named here. libmosquitto (the default backend) is linked.
+if(FLOWBUS_MQTT STREQUAL "paho")
+  set(CPACK_DEBIAN_PACKAGE_DEPENDS "mosquitto, libpaho-mqtt1.3, libcurl4")
+else()
+  set(CPACK_DEBIAN_PACKAGE_DEPENDS "mosquitto, libcurl4")
+endif()
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "python3-paho-mqtt, mosquitto-clients")
 # dpkg-shlibdeps must find the build tree's own libflowbus.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS_PRIVATE_DIRS ${CMAKE_LIBRARY_OUTPUT_DIRECTORY})

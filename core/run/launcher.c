@@ -132,7 +132,7 @@ out:
 
 /* Settings of the coordinator's environment that its tasks share. */
 static const char *const shared_vars[] = {"FLOWBUS_TLS_CA", "FLOWBUS_TLS_CERT", "FLOWBUS_TLS_KEY",
-                                       "FLOWBUS_MAX_VALUE", "FLOWBUS_PAHO_WAKE"};
+                                       "FLOWBUS_MAX_VALUE"};
 
 static int inherited(const char *entry)
 {

@@ -35,14 +35,6 @@ char *str__dup(const char *s);
  */
 enum fb_err task__end(fb_task *task, const char *state, int exit_code, const char *error);
 
-/*
- * paho_wake.c: how many of Paho's connects went through the SDK's connect,
- * which sets TCP_NODELAY before CONNECT. While it is 0 (FLOWBUS_PAHO_WAKE=0,
- * or Paho's threads were not recognised) bus_addr.c finds the socket itself.
- * Thread-safe.
- */
-unsigned long paho_wake__connects(void);
-
 /* The task's SDK log callback (may be NULL); its context goes to *ctx. */
 fb_log_fn task__log_fn(const fb_task *task, void **ctx);
 

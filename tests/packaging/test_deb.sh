@@ -57,7 +57,9 @@ field() { dpkg-deb -f "$deb" "$1"; }
 check "Package: flowbus" test "$(field Package)" = flowbus
 check "Version: $version (the project's)" test "$(field Version)" = "$version"
 depends=$(field Depends)
-for dep in mosquitto libpaho-mqtt1.3 libcurl4 libjansson4 libyaml-0-2 libc6; do
+# The SDK's MQTT library: linked libmosquitto (the default) or Paho, opened with dlopen.
+if grep -q '^FLOWBUS_MQTT:STRING=paho$' "$build/CMakeCache.txt"; then mqtt_dep=libpaho-mqtt1.3; else mqtt_dep=libmosquitto1; fi
+for dep in mosquitto $mqtt_dep libcurl4 libjansson4 libyaml-0-2 libc6; do
   check "Depends names $dep" grep -q "\(^\|, \)$dep\( \|,\|$\)" <<< "$depends"
 done
 check "Recommends python3-paho-mqtt (the Python plugins)" grep -q python3-paho-mqtt <<< "$(field Recommends)"

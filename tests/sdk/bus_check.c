@@ -362,6 +362,37 @@ static void check_tls(const char *url, const char *ca, const char *cert, const c
     fb_bus_free(bus);
 }
 
+/*
+ * A bus left alone for several keepalives (as by a task whose command runs
+ * long) stays connected: its Last Will must not fire, and it publishes at
+ * once afterwards without having reconnected.
+ */
+static void check_idle(const char *url)
+{
+    fb_bus_options opts;
+    fb_bus *bus = NULL;
+    char errbuf[256];
+    enum fb_err err;
+
+    memset(&opts, 0, sizeof opts);
+    opts.url = url;
+    opts.keepalive = 5; /* libmosquitto's least */
+    opts.will_topic = "check/idle/will";
+    opts.will_payload = "dropped";
+    opts.reconnect_max_s = 10;
+    err = fb_bus_new(&opts, &bus, errbuf, sizeof errbuf);
+    CHECK(err == FB_OK, "fb_bus_new: %s: %s", fb_strerror(err), errbuf);
+    /* 2.6 keepalives without a call: the broker drops a silent client after 1.5 (its check
+     * runs every few seconds: measured, it dropped one at 1.8). */
+    sleep(13);
+    CHECK(fb_bus_connected(bus), "not connected after the idle time");
+    CHECK(fb_bus_publish(bus, "check/idle/after", "x", 1, 1, 0, 0) == FB_OK, "publish");
+    CHECK(fb_bus_flush(bus, 5.0) == FB_OK, "flush");
+    CHECK(fb_bus_reconnects(bus) == 0, "reconnected %u times", fb_bus_reconnects(bus));
+    CHECK(fb_bus_close(bus, 2.0) == FB_OK, "close");
+    fb_bus_free(bus);
+}
+
 static void check_tls_fail(const char *url, const char *ca)
 {
     fb_bus_options opts;
@@ -381,7 +412,7 @@ static void check_tls_fail(const char *url, const char *ca)
 
 int main(int argc, char **argv)
 {
-    CHECK(argc >= 3, "usage: bus_check URL scheme|refused|roundtrip N|expiry|lost|timing|flush N|many N|tls CA [CERT KEY]|tlsfail CA");
+    CHECK(argc >= 3, "usage: bus_check URL scheme|refused|roundtrip N|expiry|idle|lost|timing|flush N|many N|tls CA [CERT KEY]|tlsfail CA");
     if (strcmp(argv[2], "scheme") == 0)
         check_scheme(argv[1]);
     else if (strcmp(argv[2], "refused") == 0)
@@ -390,6 +421,8 @@ int main(int argc, char **argv)
         check_roundtrip(argv[1], argc > 3 ? atoi(argv[3]) : 1000);
     else if (strcmp(argv[2], "expiry") == 0)
         check_expiry(argv[1]);
+    else if (strcmp(argv[2], "idle") == 0)
+        check_idle(argv[1]);
     else if (strcmp(argv[2], "lost") == 0)
         check_lost(argv[1]);
     else if (strcmp(argv[2], "timing") == 0)

@@ -3,15 +3,20 @@
  *
  * The SDK is the one library of flowbus. It has two layers:
  *
- *  - fb_bus: a small MQTT v5 client (Eclipse Paho MQTTAsync underneath) that
- *    connects with TCP_NODELAY, publishes with confirmation, subscribes and hands
- *    received messages to the caller's thread through a queue with a pollable fd.
- *    The coordinator and long-lived plugins use it directly.
+ *  - fb_bus: a small MQTT v5 client (libmosquitto underneath, or Eclipse Paho
+ *    MQTTAsync in a -DFLOWBUS_MQTT=paho build) that connects with TCP_NODELAY,
+ *    publishes with confirmation, subscribes and hands received messages to the
+ *    caller's thread through a queue with a pollable fd. The coordinator and
+ *    long-lived plugins use it directly. On libmosquitto the bus has no thread:
+ *    it works inside its own calls and when the caller, having polled
+ *    fb_bus_fd, calls fb_bus_next; so a program that keeps a bus open calls
+ *    into it (or polls its fd) at least every keepalive, or the broker drops
+ *    the connection after 1.5 keepalives and sends its Last Will.
  *  - fb_task: the plugin side of the bus contract (docs/protocol.md). A plugin
  *    opens its task from the environment, waits for its inputs, reads inputs and
  *    params, sets outputs, reports done or failed, and exits.
  *
- * The SDK never prints. It reports through an optional log callback. Paho, curl
+ * The SDK never prints. It reports through an optional log callback. MQTT library, curl
  * and jansson codes never cross this API: every call returns an enum fb_err and,
  * where useful, a message in a caller-provided buffer.
  *
@@ -75,8 +80,8 @@ FB_API double fb_clock_wall(void);
 enum fb_log_level { FB_LOG_DEBUG = 0, FB_LOG_INFO, FB_LOG_WARN, FB_LOG_ERROR };
 
 /*
- * A log callback. It may be called from Paho's thread as well as the caller's,
- * so it must be thread-safe and must not block. msg is valid only during the call.
+ * A log callback. It may be called from the MQTT library's thread (Paho
+ * backend) as well as the caller's, so it must be thread-safe and must not block. msg is valid only during the call.
  */
 typedef void (*fb_log_fn)(void *ctx, enum fb_log_level level, const char *msg);
 
@@ -107,7 +112,7 @@ typedef struct fb_bus_options {
     const char *will_topic;   /* NULL for none */
     const char *will_payload; /* NULL: empty; ignored without will_topic */
     int will_retained;
-    int keepalive;          /* seconds; 0 means 10 */
+    int keepalive;          /* seconds; 0 means 10; on libmosquitto at least 5 */
     double connect_timeout; /* seconds; 0 means 5 (each attempt, reconnects too) */
     fb_log_fn log;          /* NULL: silent */
     void *log_ctx;
@@ -169,8 +174,10 @@ typedef struct fb_msg {
 /*
  * Connects to the broker and returns a handle in *out. Blocks until connected
  * or opts->connect_timeout passes (the first connect is never retried).
- * TCP_NODELAY is set on the socket. With opts->reconnect_max_s != 0 a thread
- * of the bus watches the connection and reconnects (see fb_bus_reconnects).
+ * TCP_NODELAY is set on the socket. With opts->reconnect_max_s != 0 the bus
+ * reconnects when the connection drops (see fb_bus_reconnects): on Paho a
+ * thread of the bus does it; on libmosquitto the bus's own calls and
+ * fb_bus_fd's timer do, so a caller that waits should poll fb_bus_fd.
  * On failure *out is NULL and, if errbuf is not NULL, a one-line reason is
  * written there (never containing the password; for TLS, the handshake's
  * reason such as "certificate verify failed").
@@ -226,7 +233,11 @@ FB_API enum fb_err fb_bus_next(fb_bus *bus, double timeout, fb_msg **out);
 
 /*
  * A file descriptor that is readable while messages are queued (or the
- * connection was lost), for use with poll(). Owned by the bus; do not read it.
+ * connection was lost), for use with poll(); then call fb_bus_next(bus, 0, ...)
+ * until it returns FB_ERR_TIMEOUT. On libmosquitto it is also readable when
+ * the bus has work of its own (the socket, keepalive, a reconnect), which that
+ * fb_bus_next call does: it may then return FB_ERR_TIMEOUT at once. Owned by
+ * the bus; do not read it.
  */
 FB_API int fb_bus_fd(fb_bus *bus);
 
@@ -254,7 +265,7 @@ FB_API unsigned fb_bus_reconnects(fb_bus *bus);
  */
 FB_API enum fb_err fb_bus_close(fb_bus *bus, double timeout);
 
-/* Disconnects if needed and frees everything. Accepts NULL. Can take ~100 ms. */
+/* Disconnects if needed and frees everything. Accepts NULL. Can take ~100 ms on Paho. */
 FB_API void fb_bus_free(fb_bus *bus);
 
 /* Frees a message. Accepts NULL. */
@@ -366,8 +377,8 @@ FB_API enum fb_err fb_task_fail(fb_task *task, int exit_code, const char *fmt, .
     FB_PRINTF(3, 4);
 
 /*
- * Disconnects cleanly and ends the process with code, without Paho's slow
- * teardown. Never returns. task may be NULL (then it only exits).
+ * Disconnects cleanly and ends the process with code, without the MQTT
+ * library's teardown (Paho's is slow). Never returns. task may be NULL (then it only exits).
  */
 FB_API FB_NORETURN void fb_task_exit(fb_task *task, int code);
 

@@ -25,11 +25,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "bus_internal.h"
+#include "bus_paho_internal.h"
 
 /* ------------------------------------------------------------------------ */
 /* Waiting and the bus's state                                               */
@@ -76,6 +75,7 @@ void bus__mark_lost_locked(fb_bus *bus)
     pthread_cond_broadcast(&bus->cv);
     pthread_cond_broadcast(&bus->msg_cv);
     pthread_cond_broadcast(&bus->ack_cv);
+    pthread_cond_broadcast(&bus->rx_cv);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -137,36 +137,6 @@ enum fb_err bus__connect_once(fb_bus *bus)
 /* Setup                                                                     */
 /* ------------------------------------------------------------------------ */
 
-/*
- * A client id is the broker's key for a session: a second connection with
- * the same id kicks the first off, and the first one's Last Will fires. So
- * the id ends with 64 random bits (getrandom), which nobody can guess from
- * the run, the task or the pid; the prefix only helps whoever reads the
- * broker's log. The suffix always fits: the prefix is cut first.
- */
-enum fb_err fb_client_id(char *buf, size_t len, const char *prefix)
-{
-    unsigned char rnd[8];
-    size_t keep;
-    size_t i;
-
-    if (buf == NULL || len < FB_CLIENT_ID_SUFFIX + 1)
-        return FB_ERR_INVALID;
-    if (prefix == NULL || *prefix == '\0')
-        prefix = "fb";
-    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
-        return FB_ERR_SYSTEM;
-    keep = strlen(prefix);
-    if (keep > len - 1 - FB_CLIENT_ID_SUFFIX)
-        keep = len - 1 - FB_CLIENT_ID_SUFFIX;
-    memcpy(buf, prefix, keep);
-    buf[keep] = '-';
-    for (i = 0; i < sizeof rnd; i++)
-        snprintf(buf + keep + 1 + 2 * i, 3, "%02x", rnd[i]);
-    explicit_bzero(rnd, sizeof rnd);
-    return FB_OK;
-}
-
 static enum fb_err init_sync(fb_bus *bus, char *errbuf, size_t errlen)
 {
     pthread_condattr_t attr;
@@ -185,12 +155,18 @@ static enum fb_err init_sync(fb_bus *bus, char *errbuf, size_t errlen)
         pthread_cond_destroy(&bus->msg_cv);
         pthread_cond_destroy(&bus->cv);
     }
+    if (i == 0 && (i = pthread_cond_init(&bus->rx_cv, &attr)) != 0) {
+        pthread_cond_destroy(&bus->ack_cv);
+        pthread_cond_destroy(&bus->msg_cv);
+        pthread_cond_destroy(&bus->cv);
+    }
     pthread_condattr_destroy(&attr);
     if (i != 0) {
         pthread_mutex_destroy(&bus->mu);
         goto fail;
     }
     if (pipe(fds) != 0) {
+        pthread_cond_destroy(&bus->rx_cv);
         pthread_cond_destroy(&bus->ack_cv);
         pthread_cond_destroy(&bus->msg_cv);
         pthread_cond_destroy(&bus->cv);
@@ -227,6 +203,7 @@ static void destroy(fb_bus *bus)
     free(bus->key_file);
     close(bus->pipe_rd);
     close(bus->pipe_wr);
+    pthread_cond_destroy(&bus->rx_cv);
     pthread_cond_destroy(&bus->ack_cv);
     pthread_cond_destroy(&bus->msg_cv);
     pthread_cond_destroy(&bus->cv);
@@ -288,11 +265,11 @@ enum fb_err fb_bus_new(const fb_bus_options *opts, fb_bus **out, char *errbuf, s
     if (err != FB_OK)
         goto out;
     have_sync = 1;
-    err = bus_addr__parse_url(bus, opts->url, paho_url, sizeof paho_url, errbuf, errlen);
+    err = bus_addr__parse_url(&bus->addr, opts->url, paho_url, sizeof paho_url, errbuf, errlen);
     if (err != FB_OK)
         goto out;
     snprintf(bus->url, sizeof bus->url, "%s", opts->url);
-    if (!bus->tls && (opts->ca_file != NULL || opts->cert_file != NULL || opts->key_file != NULL)) {
+    if (!bus->addr.tls && (opts->ca_file != NULL || opts->cert_file != NULL || opts->key_file != NULL)) {
         err__set(errbuf, errlen,
                  "TLS files are given but the broker URL '%s' is not mqtts:// or ssl://", bus->url);
         err = FB_ERR_INVALID;
@@ -332,7 +309,7 @@ enum fb_err fb_bus_new(const fb_bus_options *opts, fb_bus **out, char *errbuf, s
     bus->connected = 1;
     pthread_mutex_unlock(&bus->mu);
 
-    bus_addr__set_nodelay(bus);
+    bus_addr__set_nodelay(&bus->addr, bus->url, bus->log, bus->log_ctx);
     if (bus->reconnect_max_s != 0) {
         err = bus_reconnect__start(bus, errbuf, errlen);
         if (err != FB_OK)
@@ -432,6 +409,7 @@ enum fb_err fb_bus_close(fb_bus *bus, double timeout)
     already = bus->closed;
     bus->closed = 1;
     pthread_cond_broadcast(&bus->cv);
+    pthread_cond_broadcast(&bus->rx_cv);
     pthread_mutex_unlock(&bus->mu);
     /* The reconnect thread ends first, so it cannot connect again behind our back. */
     bus_reconnect__stop(bus);

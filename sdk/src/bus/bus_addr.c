@@ -2,10 +2,10 @@
  * bus_addr.c - the broker's address: the broker URL a bus is given, and
  * TCP_NODELAY on the socket to it.
  *
- * Paho has no TCP_NODELAY option. The SDK's connect (paho_wake.c) sets it on
- * Paho's sockets before CONNECT; where that is off, after each CONNACK the
- * socket whose peer is the broker is found among the process's descriptors
- * and the option is set there (bus_addr__set_nodelay).
+ * Paho has no TCP_NODELAY option and exposes no socket: after each CONNACK
+ * the socket whose peer is the broker is found among the process's
+ * descriptors and the option is set there (bus_addr__set_nodelay). The
+ * libmosquitto backend sets it on mosquitto_socket() itself.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -24,8 +24,8 @@
  * "mqtts://host:port" and "ssl://host:port" (IPv6 as "[addr]:port", the port
  * defaulting to 1883, or 8883 with TLS) and builds the URL Paho understands.
  */
-enum fb_err bus_addr__parse_url(fb_bus *bus, const char *url, char *paho_url, size_t paho_len,
-                                char *errbuf, size_t errlen)
+enum fb_err bus_addr__parse_url(struct bus_addr *bus, const char *url, char *paho_url,
+                                size_t paho_len, char *errbuf, size_t errlen)
 {
     static const char expected[] = "tcp://, mqtt://, mqtts:// or ssl://";
     const char *sep = strstr(url, "://");
@@ -140,7 +140,8 @@ static int nodelay_if_broker(int fd, const struct addrinfo *addrs)
  * descriptor whose peer is the broker. Other connections of this process to
  * the same broker get the option too, which is harmless.
  */
-void bus_addr__set_nodelay(fb_bus *bus)
+void bus_addr__set_nodelay(const struct bus_addr *addr, const char *url, fb_log_fn log,
+                           void *log_ctx)
 {
     struct addrinfo hints;
     struct addrinfo *addrs = NULL;
@@ -149,15 +150,10 @@ void bus_addr__set_nodelay(fb_bus *bus)
     int found = 0;
     int fd;
 
-    /* Set already, before CONNECT, by the SDK's connect (paho_wake.c). */
-    if (paho_wake__connects() > 0) {
-        found = 1;
-        goto out;
-    }
     memset(&hints, 0, sizeof hints);
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV;
-    if (getaddrinfo(bus->host, bus->port, &hints, &addrs) != 0)
+    if (getaddrinfo(addr->host, addr->port, &hints, &addrs) != 0)
         goto out;
     dir = opendir("/proc/self/fd");
     if (dir != NULL) {
@@ -179,6 +175,6 @@ out:
     if (addrs != NULL)
         freeaddrinfo(addrs);
     if (found == 0)
-        log__emit(bus->log, bus->log_ctx, FB_LOG_WARN,
-                  "could not find the socket to %s to set TCP_NODELAY", bus->url);
+        log__emit(log, log_ctx, FB_LOG_WARN, "could not find the socket to %s to set TCP_NODELAY",
+                  url);
 }

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bus_internal.h"
+#include "bus_paho_internal.h"
 
 static void pending_unlink_free(fb_bus *bus, struct pending *p)
 {

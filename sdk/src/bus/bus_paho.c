@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bus_internal.h"
+#include "bus_paho_internal.h"
 #include "paho_load.h"
 
 /*
@@ -65,12 +65,12 @@ static void on_connect_fail(void *ctx, MQTTAsync_failureData5 *resp)
                  bus->paho->reason_text(resp->reasonCode));
     } else if (tls_error[0] != '\0') {
         snprintf(reason, sizeof reason, "TLS handshake failed: %s", tls_error);
-    } else if (bus->tls && resp != NULL && resp->message != NULL) {
+    } else if (bus->addr.tls && resp != NULL && resp->message != NULL) {
         /* Paho checks the host name after the handshake and says nothing more precise. */
         snprintf(reason, sizeof reason,
                  "%s (code %d); if the port is up, the broker's certificate may not be for "
                  "host '%.64s'",
-                 resp->message, resp->code, bus->host);
+                 resp->message, resp->code, bus->addr.host);
     } else if (resp != NULL && resp->message != NULL) {
         snprintf(reason, sizeof reason, "%s (code %d)", resp->message, resp->code);
     } else {
@@ -211,7 +211,7 @@ enum fb_err bus_paho__create(fb_bus *bus, const char *paho_url, const char *clie
 {
     MQTTAsync_createOptions create_opts = MQTTAsync_createOptions_initializer5;
 
-    bus->paho = paho_load__get(bus->tls, errbuf, errlen);
+    bus->paho = paho_load__get(bus->addr.tls, errbuf, errlen);
     if (bus->paho == NULL)
         return FB_ERR_SYSTEM;
     create_opts.maxBufferedMessages = MAX_BUFFERED;
@@ -256,7 +256,7 @@ enum fb_err bus_paho__connect(fb_bus *bus)
         will.qos = 1;
         conn_opts.will = &will;
     }
-    if (bus->tls) {
+    if (bus->addr.tls) {
         /*
          * Verification is always on: the chain against ca_file (or the system
          * store) and, after the handshake, the host name or IP address against

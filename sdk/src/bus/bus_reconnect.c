@@ -32,7 +32,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "bus_internal.h"
+#include "bus_paho_internal.h"
 
 void bus_reconnect__link_down_locked(fb_bus *bus)
 {
@@ -86,7 +86,7 @@ static int resync(fb_bus *bus)
 {
     double deadline = fb_clock_mono() + bus->connect_timeout;
 
-    bus_addr__set_nodelay(bus);
+    bus_addr__set_nodelay(&bus->addr, bus->url, bus->log, bus->log_ctx);
     pthread_mutex_lock(&bus->mu);
     /*
      * Counted before anything is sent again: a flush that sees its messages
@@ -121,7 +121,7 @@ static int broker_reachable(fb_bus *bus, double timeout)
     memset(&hints, 0, sizeof hints);
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV;
-    if (getaddrinfo(bus->host, bus->port, &hints, &addrs) != 0)
+    if (getaddrinfo(bus->addr.host, bus->addr.port, &hints, &addrs) != 0)
         return 1; /* let Paho try and report what is wrong */
     for (ai = addrs; ai != NULL && !reachable; ai = ai->ai_next) {
         fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);

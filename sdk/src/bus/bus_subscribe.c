@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bus_internal.h"
+#include "bus_paho_internal.h"
 
 /*
  * With bus->mu held: 1 if the subscribe with this token completed; *ok tells
