@@ -51,6 +51,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import tempfile
 import unittest
 
@@ -73,6 +74,14 @@ def _atexit():
 
 atexit.register(_atexit)
 
+
+def _alive(pid):
+    """True while pid exists and is not a zombie (a killed child waiting for its reaper)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
 
 class Host:
     """One namespaced host: its name, namespace, address and switch-side port."""
@@ -209,13 +218,24 @@ class Net:
         (an agent restart); cut() as well for a host that vanishes from the
         network too.
         """
-        pids = self.pids(host)
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        return pids
+        # A snapshot of the namespace's pids misses a child forked after it (a
+        # task's command starting), which would outlive the "host": kill
+        # again until none is left, as a power cut would have taken them all.
+        killed = []
+        deadline = time.monotonic() + 10
+        while True:
+            pids = [p for p in self.pids(host) if p not in killed or _alive(p)]
+            if not pids or time.monotonic() > deadline:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                if pid not in killed:
+                    killed.append(pid)
+            time.sleep(0.01)  # the kernel reaps asynchronously: look again
+        return killed
 
     def processes_with_env(self, host, **env):
         """Live (not zombie) PIDs in host's namespace whose environment has every KEY=VALUE.

@@ -164,7 +164,9 @@ class HostLoss(AgentTestCase):
             e.topic == f"flowbus/agents/a-{victim}" and e.payload and
             e.json().get("state") == "offline" for e in ev), 10)
         self.assertTrue(offline, "the dead agent's Will never marked it offline")
-        self.assertEqual(run.wait(60), 0, net.log("flowbus-run"))
+        self.assertEqual(run.wait(60), 0, "%s\nSLOW: %s\nplacement: %s" % (
+            net.log("flowbus-run"), states(rec, run_id, "SLOW"),
+            [e.payload for e in rec.on_topic(f"flowbus/{run_id}/tasks/SLOW/placement")]))
         # Attempt 2 ran on the surviving host; FIRST, finished before, never again.
         slow = states(rec, run_id, "SLOW")
         self.assertIn(("done", 2), [(s.get("state"), s.get("attempt")) for s in slow])
