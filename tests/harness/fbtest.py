@@ -52,6 +52,18 @@ def build_dir():
         os.path.dirname(os.path.abspath(__file__)), "..", "..", "build")
 
 
+def mqtt_backend():
+    """The SDK's MQTT client library in this build: "mosquitto" or "paho" (CMake's FLOWBUS_MQTT)."""
+    try:
+        with open(os.path.join(build_dir(), "CMakeCache.txt")) as f:
+            for line in f:
+                if line.startswith("FLOWBUS_MQTT:"):
+                    return line.split("=", 1)[1].strip()
+    except OSError:
+        pass
+    return "mosquitto"
+
+
 def bin_path(name):
     """Path of an executable the build put in <build>/bin."""
     return os.path.join(build_dir(), "bin", name)
