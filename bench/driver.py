@@ -509,24 +509,34 @@ class Bench:
 
         200,000 levels of [[[ (400 KB) took 116 s, quadratic in libyaml's
         scanner; the depth bound (100 levels) refuses it at level 101. The
-        reference is a flat file of the same size, a one-task workflow whose
-        params hold a list of 200,000 numbers, loaded in the same invocation;
+        reference is a flat file of the same size, a workflow whose tasks'
+        params hold lists of 200,000 numbers in all, loaded in the same invocation;
         lists 60 deep repeated to the same size show what nesting within the
         bound costs per byte, and a flat file ten times larger that the cost
         is linear in the size."""
         runs = 3 if self.smoke else 11
         levels = 200000
         deep = "[" * levels + "]" * levels + "\n"
-        head = "workflow:\n  tasks:\n    - name: A\n      plugin: start\n      params: {x: ["
-        tail = "]}\n"
+        # A task's params reach it in its environment, bounded to 128 KiB of
+        # JSON (workflow-format.md): the plain files spread their lists over
+        # tasks of ~60 KB of params each.
+        def spread(item, size):
+            task = "    - name: A%d\n      plugin: start\n      params: {x: [%s]}\n"
+            per = max(1, 60000 // (len(item) + 1))
+            out, i = ["workflow:\n  tasks:\n"], 0
+            total = len(out[0])
+            while total < size:
+                left = max(1, (size - total - len(task % (i, ""))) // (len(item) + 1))
+                chunk = task % (i, ",".join([item] * min(per, left)))
+                out.append(chunk)
+                total += len(chunk)
+                i += 1
+            return "".join(out)
 
         def flat(size):
-            n = (size - len(head) - len(tail) + 1) // 2
-            return head + ",".join("0" * n) + tail
+            return spread("0", size)
 
-        block = "[" * 59 + "]" * 59
-        k = (len(deep) - len(head) - len(tail)) // (len(block) + 1)
-        nested = head + ",".join([block] * k) + tail
+        nested = spread("[" * 59 + "]" * 59, len(deep))
         files = [self.write("load-deep200k.yaml", deep),
                  self.write("load-flat.yaml", flat(len(deep))),
                  self.write("load-nested60.yaml", nested),
