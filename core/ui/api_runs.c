@@ -446,7 +446,7 @@ static enum MHD_Result start_run(struct request *r)
     struct MHD_Response *resp;
     enum MHD_Result res;
     char *text = NULL;
-    int taken;
+    int taken, visible;
 
     if (!(body = http__body_object(r, &res)))
         goto out;
@@ -549,7 +549,14 @@ static enum MHD_Result start_run(struct request *r)
         goto out;
     }
     log_printf(FB_LOG_INFO, "ui: started run %s of %s (pid %ld)", id, name, (long)w.pid);
-    if (!bus__wait_run(ui->bus, id, UI_RUN_WAIT, child_exited, &w)) {
+    visible = bus__wait_run(ui->bus, id, UI_RUN_WAIT, child_exited, &w);
+    /* A short run can publish its records and exit before this server's own
+     * subscription has delivered them (the broker holds them retained): once
+     * the child is gone, give the records a moment to arrive before calling
+     * the run lost. */
+    if (!visible && w.exited)
+        visible = bus__wait_run(ui->bus, id, UI_RUN_LATE_WAIT, NULL, NULL);
+    if (!visible) {
         if (w.exited) {
             res = http__error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, NULL, NULL,
                               "the run exited (%s %d) before it reached the broker; the "

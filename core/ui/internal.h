@@ -34,6 +34,7 @@
 #define UI_FILE_MAX 128           /* bytes of a workflow file name */
 #define UI_MAX_STREAMS 64         /* open event streams; more is 503 */
 #define UI_RUN_WAIT 10.0          /* seconds POST /api/runs waits for the run's record */
+#define UI_RUN_LATE_WAIT 3.0      /* ... and, once the run has exited, for its records still in flight */
 
 struct broker;
 struct ui_bus;

@@ -409,6 +409,10 @@ class TestFaults(AgentTestCase):
             out, err = fbrun.finish(proc, 20)
             self.assertNotEqual(proc.returncode, 0, out + err)
             self.assert_no_task_left(run_id)
+            # The agent publishes "exited" after it has reaped the process, so the
+            # record may reach the recorder after the process is gone: wait for it.
+            self.recorder.wait_for(lambda _e, r=run_id: any(
+                p["state"] == "exited" for p in self.placements(r, "SLEEP")), 10)
             exited = [p for p in self.placements(run_id, "SLEEP") if p["state"] == "exited"]
             self.assertEqual(len(exited), 1, self.placements(run_id, "SLEEP"))
         # The agent lives on, and SIGTERM stops it cleanly: offline, exit 0.
