@@ -249,9 +249,9 @@ static char *record_text(struct agent *a, int online)
     json_object_set_new(rec, "since", json_real(a->since));
     for (size_t k = 0; online && k < a->n_tasks; k++) {
         const struct agent_task *t = &a->tasks[k];
-        json_array_append_new(tasks, json_pack("{s:s,s:s,s:i,s:i}", "run", t->run, "task",
+        json_array_append_new(tasks, json_pack("{s:s,s:s,s:i,s:i,s:s}", "run", t->run, "task",
                                                t->task, "attempt", t->attempt, "pid",
-                                               (int)t->pid));
+                                               (int)t->pid, "offer", t->offer));
     }
     json_object_set_new(rec, "tasks", tasks);
     if (!online)

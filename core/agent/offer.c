@@ -111,6 +111,33 @@ static void read_auth(const json_t *o, struct wf_auth *auth)
                         : NULL;
 }
 
+/*
+ * What the offer's "reactive" part says (absent in a one-shot run): the mode,
+ * the task's triggers, queue bound and overflow, its worker number in its
+ * pool, all as the coordinator's launcher gives them to a local task.
+ */
+static int read_reactive(const json_t *j, struct workflow *wf, struct wf_task *task, int *worker)
+{
+    const char *overflow;
+    json_int_t w, n, q;
+
+    if (!j)
+        return 1;
+    w = json_integer_value(json_object_get(j, "worker"));
+    n = json_integer_value(json_object_get(j, "workers"));
+    q = json_integer_value(json_object_get(j, "queue"));
+    overflow = json_string_value(json_object_get(j, "overflow"));
+    if (!json_is_object(j) || w < 1 || n < w || n > WF_MAX_WORKERS || q < 0 || q > WF_MAX_QUEUE ||
+        !overflow || !workflow__overflow_parse(overflow, &task->overflow) ||
+        !names_of(json_object_get(j, "trigger"), FB_NAME_VAR, &task->trigger))
+        return 0;
+    wf->reactive = 1;
+    task->workers = (int)n;
+    task->queue = (int)q;
+    *worker = (int)w;
+    return 1;
+}
+
 /* Starts the task of offer o (already checked); answers started or failed. */
 static void launch(struct agent *a, const json_t *o, const char *run, const char *tname,
                    int attempt, const char *offer, char *plugin_path)
@@ -122,7 +149,7 @@ static void launch(struct agent *a, const json_t *o, const char *run, const char
     char reason[512];
     struct agent_task *t;
     size_t i;
-    int fd = -1;
+    int fd = -1, worker = 1;
     pid_t pid;
 
     memset(&wf, 0, sizeof wf);
@@ -138,6 +165,11 @@ static void launch(struct agent *a, const json_t *o, const char *run, const char
     task.workers = 1;
     task.requires_auth = json_is_true(json_object_get(o, "requires_auth"));
     read_auth(o, &wf.auth);
+    if (!read_reactive(json_object_get(o, "reactive"), &wf, &task, &worker)) {
+        agent_offer__answer(a, run, tname, attempt, offer, "refused",
+                            "malformed offer (its reactive part)", 0, 0);
+        goto out;
+    }
     if (!names_of(json_object_get(o, "inputs"), FB_NAME_VAR, &task.inputs) ||
         !names_of(json_object_get(o, "outputs"), FB_NAME_VAR, &task.outputs) ||
         !names_of(json_object_get(o, "depends_on"), FB_NAME_TASK, &task.depends_on) ||
@@ -180,7 +212,7 @@ static void launch(struct agent *a, const json_t *o, const char *run, const char
     lc.die_with_parent = 1;
     lc.run_id = run;
     lc.wf = &wf;
-    pid = launcher__spawn(&lc, 0, 1, attempt, &fd);
+    pid = launcher__spawn(&lc, 0, worker, attempt, &fd);
     if (pid < 0) {
         snprintf(reason, sizeof reason, "agent %s cannot start %s: %s", a->name, plugin_path,
                  strerror(errno));
@@ -202,6 +234,7 @@ out:
     free_list(&task.outputs);
     free_list(&task.depends_on);
     free_list(&task.permissions);
+    free_list(&task.trigger);
     free(wf.auth.url);
     free(wf.auth.ca_file);
     free(wf.vars);
@@ -251,13 +284,16 @@ static void on_signal(struct agent *a, const json_t *o)
     const char *tname = json_string_value(json_object_get(o, "task"));
     int attempt = (int)json_integer_value(json_object_get(o, "attempt"));
     int sig = (int)json_integer_value(json_object_get(o, "signal"));
+    const char *offer = json_string_value(json_object_get(o, "offer"));
 
     if (!run || !tname || (sig != SIGTERM && sig != SIGKILL && sig != SIGINT))
         return;
-    /* A task this instance does not know (one of an agent before a restart) is not touched. */
+    /* A task this instance does not know (one of an agent before a restart) is not touched.
+     * The offer tells apart the workers of one reactive pool placed here. */
     for (size_t k = 0; k < a->n_tasks; k++) {
         const struct agent_task *t = &a->tasks[k];
-        if (!strcmp(t->run, run) && !strcmp(t->task, tname) && t->attempt == attempt)
+        if (!strcmp(t->run, run) && !strcmp(t->task, tname) && t->attempt == attempt &&
+            (!offer || !strcmp(t->offer, offer)))
             kill(-t->pid, sig);
     }
 }

@@ -93,12 +93,6 @@ static void check_reactive_keys(const struct workflow *wf, struct wf_diags *diag
                             "'trigger' of task '%s' names '%s', which is not one of its inputs",
                             t->name, t->trigger.items[j].name);
         }
-        /* Placing a reactive task's pool on agents is not done (docs/distributed.md). */
-        if (wf->reactive && t->runs_on.n)
-            diag__error(diags, t->runs_on.items[0].pos,
-                        "task '%s' has runs_on, but reactive flows run every task on the "
-                        "coordinator's host; remove runs_on or run the flow one-shot",
-                        t->name);
         if (!wf->reactive && (t->workers > 1 || t->trigger.n || t->queue || t->overflow))
             diag__warning(diags, t->pos,
                           "task '%s': execution.workers, trigger, queue and overflow apply in "

@@ -36,9 +36,9 @@
  * grow to 1.9 GB): docs/workflow-format.md lists them.
  */
 #define MAX_TIMEOUT (30.0 * 24 * 3600) /* timeout, retry delays, auth timeout: 30 days */
-#define MAX_WORKERS 1024
+#define MAX_WORKERS WF_MAX_WORKERS
 #define MAX_RETRIES 1000
-#define MAX_QUEUE 100000
+#define MAX_QUEUE WF_MAX_QUEUE
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -23,6 +23,10 @@
 /* When a reactive task's process is started again after it ended. */
 enum wf_restart { WF_RESTART_ON_FAILURE = 0, WF_RESTART_ALWAYS, WF_RESTART_NEVER };
 /* Reactive: what a task's full event queue does (FLOWBUS_OVERFLOW, docs/reliability.md). */
+/* Bounds of a reactive pool and its queue (load.h has the rest; an agent checks an offer by them). */
+#define WF_MAX_WORKERS 1024
+#define WF_MAX_QUEUE 100000
+
 enum wf_overflow { WF_OVERFLOW_BLOCK = 0, WF_OVERFLOW_DROP_OLDEST, WF_OVERFLOW_DROP_NEWEST };
 
 /* A position in the workflow file, 1-based; 0 when unknown. */

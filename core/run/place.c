@@ -125,14 +125,36 @@ static int matches(const json_t *rec, const struct wf_task *task)
     return 1;
 }
 
-/* Offers this run has out to agent name (not answered yet). */
-static long offers_out(const struct run *r, const char *name)
+/* 1 if agent record rec lists the task started by offer. */
+static int record_lists(const json_t *rec, const char *offer)
+{
+    const json_t *item;
+    size_t k;
+
+    json_array_foreach(json_object_get(rec, "tasks"), k, item)
+    {
+        const char *o = json_string_value(json_object_get(item, "offer"));
+        if (o && !strcmp(o, offer))
+            return 1;
+    }
+    return 0;
+}
+
+/* This run's load on agent name that its record rec does not count yet: offers not
+ * answered, and tasks it started after it last published its record (the answer
+ * can come first), so that a pool's workers spread over agents offered at once. */
+static long load_unseen(const struct run *r, const char *name, const json_t *rec)
 {
     long n = 0;
 
-    for (size_t i = 0; i < r->n_procs; i++)
-        if (r->procs[i].remote.phase == REMOTE_OFFERED && !strcmp(r->procs[i].remote.agent, name))
+    for (size_t i = 0; i < r->n_procs; i++) {
+        const struct proc *p = &r->procs[i];
+        if (strcmp(p->remote.agent, name) != 0)
+            continue;
+        if (p->remote.phase == REMOTE_OFFERED ||
+            (p->remote.phase == REMOTE_STARTED && !record_lists(rec, p->remote.offer)))
             n++;
+    }
     return n;
 }
 
@@ -152,7 +174,7 @@ static const char *choose(struct run *r, size_t i, char *why, size_t size)
     {
         long running = (long)json_integer_value(json_object_get(rec, "running"));
         long cap = (long)json_integer_value(json_object_get(rec, "capacity"));
-        long load = running + offers_out(r, name);
+        long load = running + load_unseen(r, name, rec);
         long free_slots = cap > 0 ? cap - load : 1000000;
         const json_t *no = json_object_get(refused, name);
         if (!matches(rec, task))
@@ -228,6 +250,18 @@ static char *offer_text(struct run *r, size_t i, const json_t *rec)
             json_array_append_new(secrets, json_string(var->name));
     }
     json_object_set_new(o, "secrets", secrets);
+    /* A reactive task's process lives on and reacts; the agent gives it the mode,
+     * its triggers, queue bound and overflow, and its place in its pool. */
+    if (r->reactive) {
+        json_t *trigger = json_array();
+        for (size_t n = 0; n < task->trigger.n; n++)
+            json_array_append_new(trigger, json_string(task->trigger.items[n].name));
+        json_object_set_new(o, "reactive",
+                            json_pack("{s:i,s:i,s:o,s:i,s:s}", "worker", p->worker, "workers",
+                                      task->workers > 1 ? task->workers : 1, "trigger", trigger,
+                                      "queue", task->queue, "overflow",
+                                      workflow__overflow_name(task->overflow)));
+    }
     text = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return text;
@@ -268,7 +302,10 @@ void placement__offer(struct run *r, size_t i)
         say_waiting(r, i, why);
         p->remote.phase = REMOTE_WAITING;
         p->timer.place_at = 0;
-        if (task->timeout > 0 && !timer_set(p->timer.wait_until))
+        /* One-shot: execution.timeout bounds the wait. A reactive task's timeout
+         * bounds each activation, and a reactive run waits for an agent as long
+         * as it runs. */
+        if (!r->reactive && task->timeout > 0 && !timer_set(p->timer.wait_until))
             p->timer.wait_until = fb_clock_mono() + task->timeout;
         return;
     }
@@ -394,7 +431,10 @@ static void on_record(struct run *r, const fb_topic *tp, const fb_msg *m)
                                         ? json_string_value(json_object_get(no, "instance"))
                                         : "") != 0))
             json_object_del(p->remote.refused, name);
-        placement__offer(r, i);
+        /* Offered at the next timer pass, after every message already here: the
+         * retained records of the other agents (a burst at subscribe) are then
+         * known too, and the least loaded of all of them is chosen. */
+        p->timer.place_at = fb_clock_mono();
     }
 out:
     json_decref(rec);
@@ -410,6 +450,7 @@ static void on_answer(struct run *r, const fb_topic *tp, const fb_msg *m)
     const char *reason = json_string_value(json_object_get(a, "reason"));
     char name[FB_NAME_MAX + 1];
     long t;
+    size_t i;
     struct proc *p;
 
     if (!state || !offer || !agent || tp->name_len >= sizeof name)
@@ -419,16 +460,23 @@ static void on_answer(struct run *r, const fb_topic *tp, const fb_msg *m)
     t = workflow__find_task(r->wf, name);
     if (t < 0)
         goto out;
-    p = &r->procs[t];
-    /* Answers to other offers (an earlier attempt, a retained one from before) change nothing. */
-    if (!p->remote.on || strcmp(offer, p->remote.offer) != 0)
+    /* The process the offer was for: procs[t] is the task's first, the workers
+     * of a reactive pool follow. Answers to other offers (an earlier attempt, a
+     * retained one from before) change nothing. */
+    p = NULL;
+    for (size_t k = (size_t)t; k < r->n_procs && !p; k++)
+        if (r->procs[k].task == (size_t)t && r->procs[k].remote.on &&
+            !strcmp(offer, r->procs[k].remote.offer))
+            p = &r->procs[k];
+    if (!p)
         goto out;
+    i = (size_t)(p - r->procs);
     if (!strcmp(state, "refused") && p->remote.phase == REMOTE_OFFERED) {
-        display__note(r->disp, "%s: agent %s refused it: %s", r->wf->tasks[t].name, agent,
+        display__note(r->disp, "%s: agent %s refused it: %s", r->wf->tasks[p->task].name, agent,
                       reason ? reason : "no reason given");
-        refused(r, (size_t)t, agent, reason, reason && strstr(reason, " is full ") != NULL);
+        refused(r, i, agent, reason, reason && strstr(reason, " is full ") != NULL);
     } else if (!strcmp(state, "failed") && p->remote.phase == REMOTE_OFFERED) {
-        failed(r, (size_t)t, reason ? reason : "the agent could not start it");
+        failed(r, i, reason ? reason : "the agent could not start it");
     } else if (!strcmp(state, "started") && p->remote.phase == REMOTE_OFFERED) {
         p->remote.phase = REMOTE_STARTED;
         p->timer.place_at = 0;
@@ -437,12 +485,12 @@ static void on_answer(struct run *r, const fb_topic *tp, const fb_msg *m)
         p->process.up_since = fb_clock_mono();
         /* A stop that came while the offer was out reaches it now. */
         if (p->process.kill != KILL_NONE || r->sup.interrupted)
-            placement__signal(r, (size_t)t, SIGTERM);
+            placement__signal(r, i, SIGTERM);
     } else if (!strcmp(state, "exited") && p->remote.phase == REMOTE_STARTED) {
         const json_t *sig = json_object_get(a, "signal");
         int status = sig ? (int)json_integer_value(sig) & 0x7f
                          : ((int)json_integer_value(json_object_get(a, "exit")) & 0xff) << 8;
-        supervisor__remote_exit(r, (size_t)t, status);
+        supervisor__remote_exit(r, i, status);
     }
 out:
     json_decref(a);

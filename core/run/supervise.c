@@ -223,14 +223,15 @@ static void reactive_exit(struct run *r, size_t i)
     output__note(r, i, note);
 }
 
-/* A reactive run is over when it was stopped or no process is left to run. */
+/* A reactive run is over when it was stopped or no process is left to run: a
+ * placed one waiting for an agent, or offered to one, is still to run. */
 static int reactive_over(const struct run *r)
 {
     if (r->sup.interrupted)
         return 1;
     for (size_t i = 0; i < r->n_procs; i++) {
         const struct proc *p = &r->procs[i];
-        if ((p->process.pid && !p->process.reaped) || timer_set(p->timer.retry_at))
+        if (proc_alive(p) || p->remote.phase == REMOTE_WAITING || timer_set(p->timer.retry_at))
             return 0;
     }
     return 1;

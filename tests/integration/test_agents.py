@@ -442,6 +442,70 @@ class TestFaults(AgentTestCase):
         self.assertEqual(proc.returncode, 1, out + err)
 
 
+REACTIVE = """workflow:
+  name: placed-reactive
+  mode: reactive
+  tasks:
+    - name: DOUBLE
+      plugin: cmd
+      runs_on: edge
+      inputs: [X]
+      outputs: [Y]
+      params: {command: 'echo Y=$(( X * 2 ))'}
+      execution: {workers: 2, restart: always, retry_delay: 0.1}
+"""
+
+
+class TestReactive(AgentTestCase):
+    """A reactive flow's placed pool: one worker per agent, each reacting; a lost
+    agent's worker starts again on the other; a stop leaves nothing behind."""
+
+    def set(self, run_id, name, value):
+        self.recorder.publish(fbtest.var_topic(run_id, name), value.encode(), retain=True)
+
+    def wait_y(self, run_id, value):
+        topic = fbtest.var_topic(run_id, "Y")
+        got = self.recorder.wait_for(lambda ev: any(
+            e.topic == topic and e.payload == value.encode() for e in ev), 20)
+        self.assertTrue(got, "Y never became %s: %s" % (value, [
+            e.payload for e in self.recorder.on_topic(topic)]))
+
+    def started(self, run_id):
+        return [p for p in self.placements(run_id, "DOUBLE") if p["state"] == "started"]
+
+    def test_a_placed_pool_reacts_moves_when_its_agent_is_lost_and_stops(self):
+        self.start_agent("r1", "edge")
+        self.start_agent("r2", "edge")
+        run_id = rid("reactive")
+        proc = fbrun.start(["up", self.workflow(REACTIVE), "--broker", self.broker.url,
+                            "--run-id", run_id, "-q"], cwd=self.dir)
+        self.addCleanup(lambda: proc.poll() is None and os.killpg(proc.pid, signal.SIGKILL))
+        # The least-loaded choice puts one worker on each agent.
+        self.assertTrue(self.recorder.wait_for(lambda _e: len(self.started(run_id)) == 2, 20),
+                        self.placements(run_id, "DOUBLE"))
+        self.assertEqual(sorted(p["agent"] for p in self.started(run_id)), ["r1", "r2"])
+        self.recorder.wait_state(run_id, "DOUBLE", "waiting", 15)
+        for x in (1, 2, 3):
+            self.set(run_id, "X", str(x))
+            self.wait_y(run_id, str(2 * x))
+        # r1's host is lost: the agent and its task process die at once.
+        victim = next(p for p in self.started(run_id) if p["agent"] == "r1")
+        os.kill(self.agents["r1"].pid, signal.SIGKILL)
+        os.killpg(victim["pid"], signal.SIGKILL)
+        self.stop_agent(self.agents["r1"])
+        # Its worker is started again, on the agent that is left.
+        self.assertTrue(self.recorder.wait_for(lambda _e: len(self.started(run_id)) == 3, 20),
+                        self.placements(run_id, "DOUBLE"))
+        self.assertEqual(self.started(run_id)[-1]["agent"], "r2")
+        self.set(run_id, "X", "21")
+        self.wait_y(run_id, "42")
+        res = fbrun.run(["stop", run_id, "--broker", self.broker.url], timeout=20)
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        out, err = fbrun.finish(proc, 20)
+        self.assertIsNotNone(proc.returncode, out + err)
+        self.assert_no_task_left(run_id)
+
+
 class TestSecrets(AgentTestCase):
     SECRET = "s3cr3t-Agent-Value-91"
 

@@ -90,7 +90,7 @@ static void test_plugin_looked_up_on_the_agent(void)
     wf_diags_free(&d);
 }
 
-static void test_reactive_flows_keep_tasks_local(void)
+static void test_reactive_flows_place_tasks_too(void)
 {
     struct wf_diags d;
     struct workflow *wf = load("workflow:\n"
@@ -98,11 +98,13 @@ static void test_reactive_flows_keep_tasks_local(void)
                                "  tasks:\n"
                                "    - name: A\n"
                                "      plugin: start\n"
-                               "      runs_on: [edge]\n",
+                               "      runs_on: [edge]\n"
+                               "      execution: {workers: 2}\n",
                                &d);
-    CHECK(wf == NULL);
-    CHECK_ERROR(d, 6, 17, "task 'A' has runs_on, but reactive flows run every task on the "
-                          "coordinator's host");
+    CHECK(wf != NULL);
+    CHECK(d.n_errors == 0);
+    CHECK(wf && wf->tasks[0].runs_on.n == 1 && wf->tasks[0].workers == 2);
+    workflow__free(wf);
     wf_diags_free(&d);
 }
 
@@ -147,7 +149,7 @@ int main(void)
     RUN(test_scalar_and_list);
     RUN(test_errors_positioned);
     RUN(test_plugin_looked_up_on_the_agent);
-    RUN(test_reactive_flows_keep_tasks_local);
+    RUN(test_reactive_flows_place_tasks_too);
     RUN(test_json_and_emit);
     return check_summary();
 }
