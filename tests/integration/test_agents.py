@@ -470,6 +470,17 @@ class TestReactive(AgentTestCase):
         self.assertTrue(got, "Y never became %s: %s" % (value, [
             e.payload for e in self.recorder.on_topic(topic)]))
 
+    def wait_listening(self, run_id, pids):
+        """Waits for the waiting state of each worker process in pids: its own, not
+        the coordinator's "waiting for an agent", so the worker has subscribed."""
+        topic = "flowbus/%s/tasks/DOUBLE/state" % run_id
+
+        def heard(ev):
+            said = {e.json().get("pid") for e in ev if e.topic == topic and e.payload and
+                    e.json().get("state") == "waiting"}
+            return pids <= said
+        self.assertTrue(self.recorder.wait_for(heard, 20), "workers %s never waited" % pids)
+
     def started(self, run_id):
         return [p for p in self.placements(run_id, "DOUBLE") if p["state"] == "started"]
 
@@ -484,7 +495,7 @@ class TestReactive(AgentTestCase):
         self.assertTrue(self.recorder.wait_for(lambda _e: len(self.started(run_id)) == 2, 20),
                         self.placements(run_id, "DOUBLE"))
         self.assertEqual(sorted(p["agent"] for p in self.started(run_id)), ["r1", "r2"])
-        self.recorder.wait_state(run_id, "DOUBLE", "waiting", 15)
+        self.wait_listening(run_id, {p["pid"] for p in self.started(run_id)})
         for x in (1, 2, 3):
             self.set(run_id, "X", str(x))
             self.wait_y(run_id, str(2 * x))
@@ -497,10 +508,36 @@ class TestReactive(AgentTestCase):
         self.assertTrue(self.recorder.wait_for(lambda _e: len(self.started(run_id)) == 3, 20),
                         self.placements(run_id, "DOUBLE"))
         self.assertEqual(self.started(run_id)[-1]["agent"], "r2")
+        self.wait_listening(run_id, {self.started(run_id)[-1]["pid"]})
         self.set(run_id, "X", "21")
         self.wait_y(run_id, "42")
         res = fbrun.run(["stop", run_id, "--broker", self.broker.url], timeout=20)
         self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        out, err = fbrun.finish(proc, 20)
+        self.assertIsNotNone(proc.returncode, out + err)
+        self.assert_no_task_left(run_id)
+
+
+    def test_the_shipped_edge_watch_flow(self):
+        self.start_agent("dev1", "device,sensor")
+        self.start_agent("dev2", "device,actuator")
+        run_id = rid("edge-watch")
+        proc = fbrun.start(["up", fbrun.shipped("edge-watch.yaml"), "--broker", self.broker.url,
+                            "--run-id", run_id, "-q"], cwd=self.dir)
+        self.addCleanup(lambda: proc.poll() is None and os.killpg(proc.pid, signal.SIGKILL))
+        # A reading reaches the hub's decision and the actuators act on it.
+        action = fbtest.var_topic(run_id, "ACTION")
+        self.assertTrue(self.recorder.wait_for(lambda ev: any(
+            e.topic == action and e.payload in (b"cool", b"idle") for e in ev), 20),
+            [(e.topic, e.payload) for e in self.recorder.events if "/vars/" in e.topic or
+             "/placement" in e.topic])
+        self.assertTrue(self.recorder.wait_for(lambda ev: any(
+            e.topic == "flowbus/%s/tasks/ACT/state" % run_id and e.payload and
+            e.json().get("result") == "done" for e in ev), 20))
+        hosts = {p["agent"] for t in ("CLOCK", "READ", "ACT") for p in self.placements(run_id, t)
+                 if p["state"] == "started"}
+        self.assertEqual(hosts, {"dev1", "dev2"})
+        os.kill(proc.pid, signal.SIGINT)
         out, err = fbrun.finish(proc, 20)
         self.assertIsNotNone(proc.returncode, out + err)
         self.assert_no_task_left(run_id)
