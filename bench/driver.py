@@ -34,6 +34,7 @@ import fbtest  # noqa: E402  (Recorder, free_port)
 import graphs  # noqa: E402
 import mqtt_relay  # noqa: E402
 import multihost  # noqa: E402  (issue 13's cross-host hops)
+import multihost_place  # noqa: E402  (issue 13's cross-host placement)
 import ui_rss  # noqa: E402
 
 
@@ -571,6 +572,7 @@ class Bench:
 
     def cross_host(self):
         multihost.measure(self, BenchError)
+        multihost_place.measure(self, BenchError)
 
     # -- all -----------------------------------------------------------------
 
