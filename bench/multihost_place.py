@@ -58,7 +58,7 @@ def measure(bench, error):
     if reason:
         bench.note(f"cross-host placement skipped: {reason}")
         return
-    n_chain, n_dag, runs = (20, 60, 1) if bench.smoke else (100, 200, 3)
+    n_chain, n_dag, runs = (20, 60, 1) if bench.smoke else (100, 200, 5)
     with netns.Net(["hub", *AGENTS]) as net:
         hub = net.start_hub("hub", quiet=True)
         with net.client("hub", topic="flowbus/agents/+") as rec:
