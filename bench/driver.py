@@ -568,7 +568,7 @@ class Bench:
         self.row(f"flowbus ui PSS, idle, {n} open event streams", r["pss_kb"] / 1024,
                  r["idle_pss_kb"] / 1024, "MB", ref_label="no stream")
 
-    # -- 11. across namespaced hosts (bench/multihost.py) ----------------------
+    # -- 11, 13. across namespaced hosts (bench/multihost.py, multihost_place.py)
 
     def cross_host(self):
         multihost.measure(self, BenchError)
