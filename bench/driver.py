@@ -34,6 +34,7 @@ import fbtest  # noqa: E402  (Recorder, free_port)
 import graphs  # noqa: E402
 import mqtt_relay  # noqa: E402
 import multihost  # noqa: E402  (issue 13's cross-host hops)
+import multihost_place  # noqa: E402  (issue 13's cross-host placement)
 import ui_rss  # noqa: E402
 
 
@@ -567,10 +568,11 @@ class Bench:
         self.row(f"flowbus ui PSS, idle, {n} open event streams", r["pss_kb"] / 1024,
                  r["idle_pss_kb"] / 1024, "MB", ref_label="no stream")
 
-    # -- 11. across namespaced hosts (bench/multihost.py) ----------------------
+    # -- 11, 13. across namespaced hosts (bench/multihost.py, multihost_place.py)
 
     def cross_host(self):
         multihost.measure(self, BenchError)
+        multihost_place.measure(self, BenchError)
 
     # -- all -----------------------------------------------------------------
 

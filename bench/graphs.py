@@ -54,14 +54,18 @@ def _yaml_list(items):
     return "[" + ", ".join(f'"{x}"' for x in items) + "]"
 
 
-def workflow_yaml(graph, name, argv=None):
-    """A workflow of `cmd` tasks running /bin/true (or argv[name])."""
+def workflow_yaml(graph, name, argv=None, runs_on=None):
+    """A workflow of `cmd` tasks running /bin/true (or argv[name]), each placed
+    on an agent with the label runs_on[name] where runs_on names one."""
     argv = argv or {}
+    runs_on = runs_on or {}
     lines = ["workflow:", f'  name: "{name}"', "  tasks:"]
     for task, deps in graph:
         cmd = argv.get(task, ["/bin/true"])
         lines.append(f'    - name: "{task}"')
         lines.append('      plugin: "cmd"')
+        if task in runs_on:
+            lines.append(f'      runs_on: "{runs_on[task]}"')
         lines.append(f"      params: {{argv: {_yaml_list(cmd)}}}")
         if deps:
             lines.append(f"      depends_on: {_yaml_list(deps)}")

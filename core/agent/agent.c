@@ -369,6 +369,7 @@ static void reaped(struct agent *a, size_t k, int status)
     kill(-t->pid, SIGKILL);
     agent_offer__answer(a, t->run, t->task, t->attempt, t->offer, "exited", NULL, t->pid,
                         status);
+    output_lines__free(&t->out);
     a->tasks[k] = a->tasks[--a->n_tasks];
     agent__publish_record(a);
 }

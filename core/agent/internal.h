@@ -18,6 +18,7 @@
 #include <jansson.h>
 
 #include "agent.h"
+#include "output_lines.h"
 
 #define AGENT_KILL_GRACE 2.0 /* seconds between SIGTERM and SIGKILL when the agent stops */
 #define AGENT_LINE_MAX 4096  /* longer output lines are cut and marked */
@@ -30,10 +31,7 @@ struct agent_task {
     char offer[40];
     pid_t pid; /* its process group too */
     int fd;    /* its stdout+stderr; -1 once closed */
-    char line[AGENT_LINE_MAX + 32];
-    size_t len;
-    int cut;
-    fb_rate rate;
+    struct output_lines out;
 };
 
 struct agent {

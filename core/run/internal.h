@@ -51,6 +51,7 @@
 #include <jansson.h>
 
 #include "launcher.h"
+#include "output_lines.h"
 #include "run.h"
 #include "tracker.h"
 
@@ -130,11 +131,8 @@ struct proc_retry {
 
 /* What the process writes on its stdout and stderr, assembled into lines. */
 struct proc_output {
-    int fd;     /* stdout+stderr pipe; -1 once closed */
-    char *line; /* allocated on the first output; grows up to MAX_LINE */
-    size_t len, cap;
-    int cut;      /* the current line was too long (or memory ran out) */
-    fb_rate rate; /* the log topic's rate bound (FB_LOG_LINES_PER_S) */
+    int fd; /* stdout+stderr pipe; -1 once closed */
+    struct output_lines lines;
 };
 
 struct proc {

@@ -2,20 +2,17 @@
  * output.c - a task's stdout and stderr, forwarded to its log topic.
  *
  * Every task process writes into one pipe (launcher.c). What comes out is
- * cut into lines; a line longer than MAX_LINE is cut and marked; past
- * FB_LOG_LINES_PER_S lines a second the rest are dropped and counted (the
- * same bound the SDK's fb_task_log keeps); every secret the coordinator knows is masked
- * before the line goes on the bus, so a task that prints its token does not
- * publish it.
+ * cut into lines by output_lines.c, as on an agent's host: a line longer
+ * than MAX_LINE is cut and marked; past FB_LOG_LINES_PER_S lines a second
+ * the rest are dropped and counted (the same bound the SDK's fb_task_log
+ * keeps); every secret the coordinator knows is masked before the line goes
+ * on the bus, so a task that prints its token does not publish it.
  */
 #define _GNU_SOURCE
 #include "internal.h"
-#include "mask.h"
 #include "workflow.h"
 
 #include <errno.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -37,74 +34,23 @@ void output__note(struct run *r, size_t i, const char *text)
     publish_log(r, i, text, strlen(text));
 }
 
-/*
- * A task that floods its output must not flood the bus, the broker's queues
- * or the coordinator: past FB_LOG_LINES_PER_S in a second, lines are dropped
- * and counted, and the count is reported once the second is over.
- */
-static int rate_allows(struct run *r, size_t i)
+/* Where process i's lines go (output_lines.h): its log topic. */
+struct line_sink {
+    struct run *r;
+    size_t i;
+};
+
+static void emit_line(void *ctx, const char *text, size_t len)
 {
-    struct proc_output *out = &r->procs[i].out;
-    unsigned long dropped = 0;
-    int allowed = fb_rate_allow(&out->rate, FB_LOG_LINES_PER_S, fb_clock_mono(), &dropped);
+    struct line_sink *sink = ctx;
 
-    if (dropped) {
-        char note[128];
-        snprintf(note, sizeof note,
-                 "[flowbus: %lu lines dropped: more than %d lines in a second]", dropped,
-                 FB_LOG_LINES_PER_S);
-        output__note(r, i, note);
-    }
-    return allowed;
-}
-
-static void flush_line(struct run *r, size_t i)
-{
-    struct proc_output *out = &r->procs[i].out;
-
-    if (out->len == 0 && !out->cut)
-        return;
-    if (!rate_allows(r, i) || !out->line) {
-        if (out->line == NULL && out->cut)
-            output__note(r, i, "[line cut: out of memory]");
-        out->len = 0;
-        out->cut = 0;
-        return;
-    }
-    out->line[out->len] = '\0';
-    /* Every secret the coordinator knows (mask.h): a task that prints one does not publish it. */
-    out->len = mask__apply(out->line, out->len);
-    if (out->cut) {
-        static const char mark[] = " [line cut]";
-        memcpy(out->line + out->len, mark, sizeof mark);
-        out->len += sizeof mark - 1;
-    }
-    publish_log(r, i, out->line, out->len);
-    out->len = 0;
-    out->cut = 0;
-}
-
-/* Appends byte c to the current line; it grows up to MAX_LINE, past that the line is cut. */
-static void append(struct proc_output *out, char c)
-{
-    /* 32 bytes stay free for the NUL and the " [line cut]" mark. */
-    if (out->len + 32 >= out->cap && out->cap < MAX_LINE + 32) {
-        size_t cap = out->cap ? out->cap * 4 : 256;
-        char *grown = realloc(out->line, cap < MAX_LINE + 32 ? cap : MAX_LINE + 32);
-        if (grown) {
-            out->line = grown;
-            out->cap = cap < MAX_LINE + 32 ? cap : MAX_LINE + 32;
-        }
-    }
-    if (out->len < MAX_LINE && out->len + 32 < out->cap)
-        out->line[out->len++] = c;
-    else
-        out->cut = 1;
+    publish_log(sink->r, sink->i, text, len);
 }
 
 void output__read(struct run *r, size_t i)
 {
     struct proc_output *out = &r->procs[i].out;
+    struct line_sink sink = {r, i};
     char buf[8192];
     size_t total = 0;
 
@@ -114,26 +60,20 @@ void output__read(struct run *r, size_t i)
             continue;
         if (n <= 0) {
             if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
-                flush_line(r, i);
+                output_lines__flush(&out->lines, emit_line, &sink);
                 close(out->fd);
                 out->fd = -1;
             }
             return;
         }
         total += (size_t)n;
-        for (ssize_t k = 0; k < n; k++) {
-            if (buf[k] == '\n')
-                flush_line(r, i);
-            else
-                append(out, buf[k]);
-        }
+        output_lines__feed(&out->lines, buf, (size_t)n, MAX_LINE, emit_line, &sink);
     }
 }
 
 void output__reset(struct proc *p)
 {
-    p->out.len = 0;
-    p->out.cut = 0;
+    output_lines__clear(&p->out.lines);
 }
 
 void output__free(struct proc *p)
@@ -141,6 +81,5 @@ void output__free(struct proc *p)
     if (p->out.fd >= 0)
         close(p->out.fd);
     p->out.fd = -1;
-    free(p->out.line);
-    p->out.line = NULL;
+    output_lines__free(&p->out.lines);
 }

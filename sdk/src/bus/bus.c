@@ -108,7 +108,7 @@ void bus__on_connect_failed(fb_bus *bus, int refused, const char *reason)
 
 enum fb_err bus__connect_once(fb_bus *bus)
 {
-    double deadline = fb_clock_mono() + bus->connect_timeout;
+    double deadline = fb_clock_mono() + bus->opt.connect_timeout;
     enum fb_err err = FB_OK;
 
     pthread_mutex_lock(&bus->mu);
@@ -194,13 +194,7 @@ static void destroy(fb_bus *bus)
     bus_queue__free(bus);
     bus_inflight__free(bus);
     bus_subscribe__free(bus);
-    free(bus->username);
-    free(bus->password);
-    free(bus->will_topic);
-    free(bus->will_payload);
-    free(bus->ca_file);
-    free(bus->cert_file);
-    free(bus->key_file);
+    bus_options__free(&bus->opt);
     close(bus->pipe_rd);
     close(bus->pipe_wr);
     pthread_cond_destroy(&bus->rx_cv);
@@ -209,33 +203,6 @@ static void destroy(fb_bus *bus)
     pthread_cond_destroy(&bus->cv);
     pthread_mutex_destroy(&bus->mu);
     free(bus);
-}
-
-/* Copies the options every connect needs; returns 0 when out of memory. */
-static int keep_options(fb_bus *bus, const fb_bus_options *opts)
-{
-#define KEEP(field)                                                                                \
-    do {                                                                                           \
-        if (opts->field != NULL && (bus->field = str__dup(opts->field)) == NULL)                   \
-            return 0;                                                                              \
-    } while (0)
-    KEEP(username);
-    KEEP(password);
-    KEEP(will_topic);
-    KEEP(ca_file);
-    KEEP(cert_file);
-    KEEP(key_file);
-#undef KEEP
-    if (opts->will_topic != NULL &&
-        (bus->will_payload = str__dup(opts->will_payload != NULL ? opts->will_payload : "")) ==
-            NULL)
-        return 0;
-    bus->will_retained = opts->will_retained ? 1 : 0;
-    bus->keepalive = opts->keepalive > 0 ? opts->keepalive : 10;
-    bus->connect_timeout = opts->connect_timeout > 0 ? opts->connect_timeout : 5.0;
-    bus->reconnect_max_s = opts->reconnect_max_s;
-    bus->guardian_pid = opts->guardian_pid;
-    return 1;
 }
 
 enum fb_err fb_bus_new(const fb_bus_options *opts, fb_bus **out, char *errbuf, size_t errlen)
@@ -265,31 +232,13 @@ enum fb_err fb_bus_new(const fb_bus_options *opts, fb_bus **out, char *errbuf, s
     if (err != FB_OK)
         goto out;
     have_sync = 1;
-    err = bus_addr__parse_url(&bus->addr, opts->url, paho_url, sizeof paho_url, errbuf, errlen);
+    err = bus_addr__check_options(opts, &bus->addr, bus->url, sizeof bus->url, paho_url,
+                                  sizeof paho_url, client_id, sizeof client_id, errbuf, errlen);
     if (err != FB_OK)
         goto out;
-    snprintf(bus->url, sizeof bus->url, "%s", opts->url);
-    if (!bus->addr.tls && (opts->ca_file != NULL || opts->cert_file != NULL || opts->key_file != NULL)) {
-        err__set(errbuf, errlen,
-                 "TLS files are given but the broker URL '%s' is not mqtts:// or ssl://", bus->url);
-        err = FB_ERR_INVALID;
-        goto out;
-    }
-    if (opts->key_file != NULL && opts->cert_file == NULL) {
-        err__set(errbuf, errlen, "a TLS key file needs a certificate file");
-        err = FB_ERR_INVALID;
-        goto out;
-    }
-    if (!keep_options(bus, opts)) {
+    if (!bus_options__keep(&bus->opt, opts)) {
         err__set(errbuf, errlen, "out of memory");
         err = FB_ERR_NOMEM;
-        goto out;
-    }
-    if (opts->client_id != NULL) {
-        snprintf(client_id, sizeof client_id, "%s", opts->client_id);
-    } else if (fb_client_id(client_id, sizeof client_id, "fb") != FB_OK) {
-        err__set(errbuf, errlen, "getrandom: %s", strerror(errno));
-        err = FB_ERR_SYSTEM;
         goto out;
     }
 
@@ -300,7 +249,7 @@ enum fb_err fb_bus_new(const fb_bus_options *opts, fb_bus **out, char *errbuf, s
     err = bus__connect_once(bus);
     if (err == FB_ERR_TIMEOUT)
         err__set(errbuf, errlen, "no answer from the broker at %s within %.1f s", bus->url,
-                 bus->connect_timeout);
+                 bus->opt.connect_timeout);
     else if (err != FB_OK)
         err__set(errbuf, errlen, "cannot connect to %s: %s", bus->url, bus->connect_reason);
     if (err != FB_OK)
@@ -310,7 +259,7 @@ enum fb_err fb_bus_new(const fb_bus_options *opts, fb_bus **out, char *errbuf, s
     pthread_mutex_unlock(&bus->mu);
 
     bus_addr__set_nodelay(&bus->addr, bus->url, bus->log, bus->log_ctx);
-    if (bus->reconnect_max_s != 0) {
+    if (bus->opt.reconnect_max_s != 0) {
         err = bus_reconnect__start(bus, errbuf, errlen);
         if (err != FB_OK)
             goto out;
@@ -351,7 +300,7 @@ static enum fb_err publish_qos0(fb_bus *bus, const char *topic, const void *payl
     err = bus_paho__send_qos0(bus, topic, payload, len, retained, expiry_s, &rc);
     if (err == FB_ERR_NOMEM)
         return err;
-    if (err == FB_ERR_LOST && bus->reconnect_max_s != 0)
+    if (err == FB_ERR_LOST && bus->opt.reconnect_max_s != 0)
         return FB_OK;
     if (err != FB_OK)
         log__emit(bus->log, bus->log_ctx, FB_LOG_ERROR, "publish to %s failed (Paho %d)", topic,

@@ -1,6 +1,7 @@
 /*
- * bus_addr.c - the broker's address: the broker URL a bus is given, and
- * TCP_NODELAY on the socket to it.
+ * bus_addr.c - the broker's address: the broker URL a bus is given, the
+ * checks and copies of the other options both backends' fb_bus_new make
+ * alike, and TCP_NODELAY on the socket to the broker.
  *
  * Paho has no TCP_NODELAY option and exposes no socket: after each CONNACK
  * the socket whose peer is the broker is found among the process's
@@ -97,6 +98,75 @@ bad:
     err__set(errbuf, errlen, "broker URL '%s' is malformed (expected %.*s://host:port)", url,
              (int)scheme_len, url);
     return FB_ERR_INVALID;
+}
+
+enum fb_err bus_addr__check_options(const fb_bus_options *opts, struct bus_addr *addr, char *url,
+                                    size_t url_len, char *paho_url, size_t paho_len,
+                                    char *client_id, size_t id_len, char *errbuf, size_t errlen)
+{
+    enum fb_err err = bus_addr__parse_url(addr, opts->url, paho_url, paho_len, errbuf, errlen);
+
+    if (err != FB_OK)
+        goto out;
+    snprintf(url, url_len, "%s", opts->url);
+    if (!addr->tls &&
+        (opts->ca_file != NULL || opts->cert_file != NULL || opts->key_file != NULL)) {
+        err__set(errbuf, errlen,
+                 "TLS files are given but the broker URL '%s' is not mqtts:// or ssl://", url);
+        err = FB_ERR_INVALID;
+        goto out;
+    }
+    if (opts->key_file != NULL && opts->cert_file == NULL) {
+        err__set(errbuf, errlen, "a TLS key file needs a certificate file");
+        err = FB_ERR_INVALID;
+        goto out;
+    }
+    if (opts->client_id != NULL) {
+        snprintf(client_id, id_len, "%s", opts->client_id);
+    } else if (fb_client_id(client_id, id_len, "fb") != FB_OK) {
+        err__set(errbuf, errlen, "getrandom: %s", strerror(errno));
+        err = FB_ERR_SYSTEM;
+    }
+out:
+    return err;
+}
+
+int bus_options__keep(struct bus_options *o, const fb_bus_options *opts)
+{
+#define KEEP(field)                                                                                \
+    do {                                                                                           \
+        if (opts->field != NULL && (o->field = str__dup(opts->field)) == NULL)                     \
+            return 0;                                                                              \
+    } while (0)
+    KEEP(username);
+    KEEP(password);
+    KEEP(will_topic);
+    KEEP(ca_file);
+    KEEP(cert_file);
+    KEEP(key_file);
+#undef KEEP
+    if (opts->will_topic != NULL &&
+        (o->will_payload = str__dup(opts->will_payload != NULL ? opts->will_payload : "")) == NULL)
+        return 0;
+    o->will_retained = opts->will_retained ? 1 : 0;
+    o->keepalive = opts->keepalive > 0 ? opts->keepalive : 10;
+    o->connect_timeout = opts->connect_timeout > 0 ? opts->connect_timeout : 5.0;
+    o->reconnect_max_s = opts->reconnect_max_s;
+    o->guardian_pid = opts->guardian_pid;
+    return 1;
+}
+
+void bus_options__free(struct bus_options *o)
+{
+    free(o->username);
+    if (o->password != NULL)
+        explicit_bzero(o->password, strlen(o->password));
+    free(o->password);
+    free(o->will_topic);
+    free(o->will_payload);
+    free(o->ca_file);
+    free(o->cert_file);
+    free(o->key_file);
 }
 
 static int same_address(const struct sockaddr_storage *a, const struct addrinfo *b)

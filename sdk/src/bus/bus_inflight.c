@@ -125,7 +125,7 @@ enum fb_err bus_inflight__publish(fb_bus *bus, const char *topic, const void *pa
         return FB_OK;
     pthread_mutex_lock(&bus->mu);
     p->outstanding--;
-    if (err == FB_ERR_LOST && bus->reconnect_max_s != 0 && !bus->lost) {
+    if (err == FB_ERR_LOST && bus->opt.reconnect_max_s != 0 && !bus->lost) {
         /* The connection just dropped: the reconnect sends it. */
         p->sent_on = 0;
         err = FB_OK;
@@ -209,7 +209,7 @@ void bus_inflight__on_failed(struct pending *p, int refused)
     p->outstanding--;
     if (p->acked) {
         pending_finish(bus, p);
-    } else if (refused || bus->reconnect_max_s == 0 || bus->lost) {
+    } else if (refused || bus->opt.reconnect_max_s == 0 || bus->lost) {
         bus->publish_failures++;
         pending_finish(bus, p);
     } else if (p->sent_on == bus->link_gen && bus->link_up) {

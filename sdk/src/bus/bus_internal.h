@@ -22,9 +22,9 @@
  *       Paho MQTTAsync's threads, with a mutex and condition variables
  *       between them and the caller, and a reconnect thread.
  *
- * What both share lives here and in bus_addr.c (the broker URL, TCP_NODELAY)
- * and bus_msg.c (received messages, client ids). No type or code of either
- * library crosses flowbus.h.
+ * What both share lives here and in bus_addr.c (the broker URL, the checks
+ * and copies of fb_bus_options, TCP_NODELAY) and bus_msg.c (received
+ * messages). No type or code of either library crosses flowbus.h.
  */
 #ifndef FLOWBUS_BUS_INTERNAL_H
 #define FLOWBUS_BUS_INTERNAL_H
@@ -77,9 +77,48 @@ struct bus_addr {
     int tls;
 };
 
+/* What every (re)connect needs, copied from fb_bus_options (bus_options__keep). */
+struct bus_options {
+    char *username;
+    char *password;
+    char *will_topic;
+    char *will_payload;
+    int will_retained;
+    int keepalive;
+    double connect_timeout;
+    char *ca_file;
+    char *cert_file;
+    char *key_file;
+    double reconnect_max_s; /* 0: none; < 0: forever */
+    long guardian_pid;      /* > 0: stop reconnecting once our parent is not this pid */
+};
+
 /* ------------------------------------------------------------------------ */
 /* bus_addr.c                                                                */
 /* ------------------------------------------------------------------------ */
+
+/*
+ * The checks of fb_bus_new's options that do not depend on the backend (opts
+ * itself is checked by the caller): parses opts->url into addr and paho_url
+ * (bus_addr__parse_url), copies it as given into url, refuses TLS files with
+ * a URL without TLS and a key without a certificate, and writes the client
+ * id (opts->client_id, else a random "fb-..." one) into client_id. Returns
+ * FB_OK, else FB_ERR_INVALID or FB_ERR_SYSTEM (getrandom) with the reason in
+ * errbuf.
+ */
+enum fb_err bus_addr__check_options(const fb_bus_options *opts, struct bus_addr *addr, char *url,
+                                    size_t url_len, char *paho_url, size_t paho_len,
+                                    char *client_id, size_t id_len, char *errbuf, size_t errlen);
+
+/*
+ * Copies what every connect needs from opts into o (keepalive 10 s and a
+ * connect timeout of 5 s where opts gives none). Returns 0 when memory ran
+ * out; bus_options__free frees what was copied either way.
+ */
+int bus_options__keep(struct bus_options *o, const fb_bus_options *opts);
+
+/* Frees o's strings (the password zeroed first); o itself is the caller's. */
+void bus_options__free(struct bus_options *o);
 
 /*
  * Splits the broker URL into addr and writes the URL Paho understands into

@@ -240,7 +240,7 @@ enum fb_err bus_mosq__connect_start(fb_bus *bus, int again)
         rc = mosquitto_reconnect(bus->mosq);
     else
         rc = mosquitto_connect_bind_v5(bus->mosq, bus->addr.host, atoi(bus->addr.port),
-                                       bus->keepalive, NULL, NULL);
+                                       bus->opt.keepalive, NULL, NULL);
     if (rc != MOSQ_ERR_SUCCESS) {
         if (bus->tls_error[0] != '\0')
             snprintf(bus->connect_reason, sizeof bus->connect_reason,
@@ -260,7 +260,7 @@ enum fb_err bus_mosq__connect_start(fb_bus *bus, int again)
     if (sock >= 0)
         setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     bus->awaiting_connack = 1;
-    bus->connack_deadline = fb_clock_mono() + bus->connect_timeout;
+    bus->connack_deadline = fb_clock_mono() + bus->opt.connect_timeout;
     return FB_OK;
 }
 
@@ -274,34 +274,6 @@ static int lib_rc;
 static void lib_init(void)
 {
     lib_rc = mosquitto_lib_init();
-}
-
-/* Copies the options every connect needs; returns 0 when out of memory. */
-static int keep_options(fb_bus *bus, const fb_bus_options *opts)
-{
-#define KEEP(field)                                                                                \
-    do {                                                                                           \
-        if (opts->field != NULL && (bus->field = str__dup(opts->field)) == NULL)                   \
-            return 0;                                                                              \
-    } while (0)
-    KEEP(username);
-    KEEP(password);
-    KEEP(will_topic);
-    KEEP(ca_file);
-    KEEP(cert_file);
-    KEEP(key_file);
-#undef KEEP
-    if (opts->will_topic != NULL &&
-        (bus->will_payload = str__dup(opts->will_payload != NULL ? opts->will_payload : "")) ==
-            NULL)
-        return 0;
-    bus->will_retained = opts->will_retained ? 1 : 0;
-    /* libmosquitto refuses keepalives under 5 s (MOSQ_ERR_INVAL): raised to that (flowbus.h). */
-    bus->keepalive = opts->keepalive <= 0 ? 10 : opts->keepalive < 5 ? 5 : opts->keepalive;
-    bus->connect_timeout = opts->connect_timeout > 0 ? opts->connect_timeout : 5.0;
-    bus->reconnect_max_s = opts->reconnect_max_s;
-    bus->guardian_pid = opts->guardian_pid;
-    return 1;
 }
 
 /* Creates bus->mosq for client_id with the options every connect uses. */
@@ -318,19 +290,20 @@ static enum fb_err make_client(fb_bus *bus, const char *client_id, char *errbuf,
     mosquitto_int_option(bus->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
     mosquitto_int_option(bus->mosq, MOSQ_OPT_TCP_NODELAY, 1);
     bus_mosq__set_callbacks(bus);
-    if (bus->username != NULL &&
-        mosquitto_username_pw_set(bus->mosq, bus->username, bus->password) != MOSQ_ERR_SUCCESS) {
+    if (bus->opt.username != NULL &&
+        mosquitto_username_pw_set(bus->mosq, bus->opt.username, bus->opt.password) !=
+            MOSQ_ERR_SUCCESS) {
         err__set(errbuf, errlen, "the user name is not valid UTF-8");
         return FB_ERR_INVALID;
     }
-    if (bus->will_topic != NULL) {
-        wlen = strlen(bus->will_payload);
+    if (bus->opt.will_topic != NULL) {
+        wlen = strlen(bus->opt.will_payload);
         rc = wlen > INT_MAX ? MOSQ_ERR_PAYLOAD_SIZE
-                            : mosquitto_will_set_v5(bus->mosq, bus->will_topic, (int)wlen,
-                                                    bus->will_payload, 1, bus->will_retained != 0,
-                                                    NULL);
+                            : mosquitto_will_set_v5(bus->mosq, bus->opt.will_topic, (int)wlen,
+                                                    bus->opt.will_payload, 1,
+                                                    bus->opt.will_retained != 0, NULL);
         if (rc != MOSQ_ERR_SUCCESS) {
-            err__set(errbuf, errlen, "the Last Will on '%s' is not valid: %s", bus->will_topic,
+            err__set(errbuf, errlen, "the Last Will on '%s' is not valid: %s", bus->opt.will_topic,
                      mosquitto_strerror(rc));
             return FB_ERR_INVALID;
         }
@@ -341,11 +314,12 @@ static enum fb_err make_client(fb_bus *bus, const char *client_id, char *errbuf,
          * store) and the host name or IP address against the certificate
          * (libmosquitto checks it unless told insecure, which we never do).
          */
-        if (bus->ca_file == NULL)
+        if (bus->opt.ca_file == NULL)
             mosquitto_int_option(bus->mosq, MOSQ_OPT_TLS_USE_OS_CERTS, 1);
-        rc = mosquitto_tls_set(bus->mosq, bus->ca_file, bus->ca_file == NULL ? SYSTEM_CA_DIR : NULL,
-                               bus->cert_file,
-                               bus->key_file != NULL ? bus->key_file : bus->cert_file, NULL);
+        rc = mosquitto_tls_set(bus->mosq, bus->opt.ca_file,
+                               bus->opt.ca_file == NULL ? SYSTEM_CA_DIR : NULL, bus->opt.cert_file,
+                               bus->opt.key_file != NULL ? bus->opt.key_file : bus->opt.cert_file,
+                               NULL);
         if (rc == MOSQ_ERR_SUCCESS)
             rc = mosquitto_tls_opts_set(bus->mosq, 1, NULL, NULL);
         if (rc != MOSQ_ERR_SUCCESS) {
@@ -368,15 +342,7 @@ static void destroy(fb_bus *bus)
     free(bus->filters);
     mosquitto_property_free_all(&bus->expiry_props);
     free(bus->qos1_mids);
-    free(bus->username);
-    if (bus->password != NULL)
-        explicit_bzero(bus->password, strlen(bus->password));
-    free(bus->password);
-    free(bus->will_topic);
-    free(bus->will_payload);
-    free(bus->ca_file);
-    free(bus->cert_file);
-    free(bus->key_file);
+    bus_options__free(&bus->opt);
     if (bus->have_mu)
         pthread_mutex_destroy(&bus->mu);
     free(bus);
@@ -417,33 +383,18 @@ enum fb_err fb_bus_new(const fb_bus_options *opts, fb_bus **out, char *errbuf, s
     bus->log = opts->log;
     bus->log_ctx = opts->log_ctx;
     bus->epoll_fd = bus->timer_fd = bus->event_fd = bus->sock_watched = -1;
-    err = bus_addr__parse_url(&bus->addr, opts->url, paho_url, sizeof paho_url, errbuf, errlen);
+    err = bus_addr__check_options(opts, &bus->addr, bus->url, sizeof bus->url, paho_url,
+                                  sizeof paho_url, client_id, sizeof client_id, errbuf, errlen);
     if (err != FB_OK)
         goto out;
-    snprintf(bus->url, sizeof bus->url, "%s", opts->url);
-    if (!bus->addr.tls && (opts->ca_file != NULL || opts->cert_file != NULL || opts->key_file != NULL)) {
-        err__set(errbuf, errlen,
-                 "TLS files are given but the broker URL '%s' is not mqtts:// or ssl://", bus->url);
-        err = FB_ERR_INVALID;
-        goto out;
-    }
-    if (opts->key_file != NULL && opts->cert_file == NULL) {
-        err__set(errbuf, errlen, "a TLS key file needs a certificate file");
-        err = FB_ERR_INVALID;
-        goto out;
-    }
-    if (!keep_options(bus, opts)) {
+    if (!bus_options__keep(&bus->opt, opts)) {
         err__set(errbuf, errlen, "out of memory");
         err = FB_ERR_NOMEM;
         goto out;
     }
-    if (opts->client_id != NULL) {
-        snprintf(client_id, sizeof client_id, "%s", opts->client_id);
-    } else if (fb_client_id(client_id, sizeof client_id, "fb") != FB_OK) {
-        err__set(errbuf, errlen, "getrandom: %s", strerror(errno));
-        err = FB_ERR_SYSTEM;
-        goto out;
-    }
+    /* libmosquitto refuses keepalives under 5 s (MOSQ_ERR_INVAL): raised to that (flowbus.h). */
+    if (bus->opt.keepalive < 5)
+        bus->opt.keepalive = 5;
     err = make_client(bus, client_id, errbuf, errlen);
     if (err != FB_OK)
         goto out;
@@ -460,7 +411,7 @@ enum fb_err fb_bus_new(const fb_bus_options *opts, fb_bus **out, char *errbuf, s
         err = FB_ERR_CONNECT;
     if (err == FB_ERR_TIMEOUT)
         err__set(errbuf, errlen, "no answer from the broker at %s within %.1f s", bus->url,
-                 bus->connect_timeout);
+                 bus->opt.connect_timeout);
     else if (err != FB_OK)
         err__set(errbuf, errlen, "cannot connect to %s: %s", bus->url, bus->connect_reason);
     if (err != FB_OK)

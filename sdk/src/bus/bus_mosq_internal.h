@@ -42,19 +42,7 @@ struct fb_bus {
     char url[300]; /* as given, for messages; never holds credentials */
     struct bus_addr addr;
 
-    /* What every (re)connect needs; copied from the options. */
-    char *username;
-    char *password;
-    char *will_topic;
-    char *will_payload;
-    int will_retained;
-    int keepalive;
-    double connect_timeout;
-    char *ca_file;
-    char *cert_file;
-    char *key_file;
-    double reconnect_max_s; /* 0: none; < 0: forever */
-    long guardian_pid;      /* > 0: stop reconnecting once our parent is not this pid */
+    struct bus_options opt; /* what every (re)connect needs */
 
     /*
      * fb_bus_fd: an epoll set holding the broker socket (readable, and

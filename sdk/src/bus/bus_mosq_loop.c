@@ -62,7 +62,7 @@ int bus_mosq__keepalive_due(const fb_bus *bus, double now)
 /* How often the loop calls mosquitto_loop_misc (keepalive) while idle. */
 static double misc_interval(const fb_bus *bus)
 {
-    double s = bus->keepalive / 5.0;
+    double s = bus->opt.keepalive / 5.0;
 
     return s < 0.25 ? 0.25 : s > 2.0 ? 2.0 : s;
 }
@@ -267,7 +267,7 @@ void bus_mosq__link_down(fb_bus *bus, int rc)
         bus_mosq__mark_lost(bus);
         return;
     }
-    if (bus->reconnect_max_s == 0) {
+    if (bus->opt.reconnect_max_s == 0) {
         log__emit(bus->log, bus->log_ctx, FB_LOG_WARN, "connection to %s lost: %s", bus->url,
                   cause);
         bus_mosq__mark_lost(bus);
@@ -295,8 +295,8 @@ void bus_mosq__link_down(fb_bus *bus, int rc)
 /* A reconnect attempt, its time having come; unless giving up is due. */
 static void try_reconnect(fb_bus *bus, double now)
 {
-    if ((bus->reconnect_max_s > 0 && now - bus->lost_at > bus->reconnect_max_s) ||
-        (bus->guardian_pid > 0 && (long)getppid() != bus->guardian_pid)) {
+    if ((bus->opt.reconnect_max_s > 0 && now - bus->lost_at > bus->opt.reconnect_max_s) ||
+        (bus->opt.guardian_pid > 0 && (long)getppid() != bus->opt.guardian_pid)) {
         log__emit(bus->log, bus->log_ctx, FB_LOG_ERROR,
                   "gave up reconnecting to %s after %.1f s: %s", bus->url, now - bus->lost_at,
                   bus->connect_reason[0] != '\0' ? bus->connect_reason : "no answer");
@@ -355,7 +355,7 @@ void bus_mosq__step(fb_bus *bus, int must_read)
         bus->awaiting_connack = 0;
         bus->connect_done = 1;
         snprintf(bus->connect_reason, sizeof bus->connect_reason, "no CONNACK within %.1f s",
-                 bus->connect_timeout);
+                 bus->opt.connect_timeout);
         if (bus->reconnecting)
             schedule_retry(bus, bus->connect_reason);
     }

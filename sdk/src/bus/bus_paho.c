@@ -240,19 +240,19 @@ enum fb_err bus_paho__connect(fb_bus *bus)
     MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
     int rc;
 
-    conn_opts.keepAliveInterval = bus->keepalive;
+    conn_opts.keepAliveInterval = bus->opt.keepalive;
     conn_opts.cleanstart = 1;
-    conn_opts.connectTimeout = (int)bus->connect_timeout + 1;
+    conn_opts.connectTimeout = (int)bus->opt.connect_timeout + 1;
     conn_opts.automaticReconnect = 0;
-    conn_opts.username = bus->username;
-    conn_opts.password = bus->password;
+    conn_opts.username = bus->opt.username;
+    conn_opts.password = bus->opt.password;
     conn_opts.onSuccess5 = on_connect_ok;
     conn_opts.onFailure5 = on_connect_fail;
     conn_opts.context = bus;
-    if (bus->will_topic != NULL) {
-        will.topicName = bus->will_topic;
-        will.message = bus->will_payload;
-        will.retained = bus->will_retained;
+    if (bus->opt.will_topic != NULL) {
+        will.topicName = bus->opt.will_topic;
+        will.message = bus->opt.will_payload;
+        will.retained = bus->opt.will_retained;
         will.qos = 1;
         conn_opts.will = &will;
     }
@@ -262,9 +262,9 @@ enum fb_err bus_paho__connect(fb_bus *bus)
          * store) and, after the handshake, the host name or IP address against
          * the certificate (verify = 1).
          */
-        ssl.trustStore = bus->ca_file;
-        ssl.keyStore = bus->cert_file;
-        ssl.privateKey = bus->key_file;
+        ssl.trustStore = bus->opt.ca_file;
+        ssl.keyStore = bus->opt.cert_file;
+        ssl.privateKey = bus->opt.key_file;
         ssl.enableServerCertAuth = 1;
         ssl.verify = 1;
         ssl.ssl_error_cb = on_tls_error;

@@ -38,7 +38,7 @@ void bus_reconnect__link_down_locked(fb_bus *bus)
 {
     if (bus->lost)
         return;
-    if (bus->reconnect_max_s == 0 || bus->closed || !bus->have_worker) {
+    if (bus->opt.reconnect_max_s == 0 || bus->closed || !bus->have_worker) {
         bus__mark_lost_locked(bus);
         return;
     }
@@ -84,7 +84,7 @@ void bus_reconnect__on_broker_disconnect(fb_bus *bus, int taken_over, const char
  */
 static int resync(fb_bus *bus)
 {
-    double deadline = fb_clock_mono() + bus->connect_timeout;
+    double deadline = fb_clock_mono() + bus->opt.connect_timeout;
 
     bus_addr__set_nodelay(&bus->addr, bus->url, bus->log, bus->log_ctx);
     pthread_mutex_lock(&bus->mu);
@@ -176,19 +176,19 @@ static void *reconnect_main(void *arg)
         began = bus->lost_at;
         snprintf(reason, sizeof reason, "%s",
                  bus->connect_reason[0] != '\0' ? bus->connect_reason : "no answer");
-        if ((bus->reconnect_max_s > 0 && fb_clock_mono() - began > bus->reconnect_max_s) ||
-            (bus->guardian_pid > 0 && (long)getppid() != bus->guardian_pid)) {
+        if ((bus->opt.reconnect_max_s > 0 && fb_clock_mono() - began > bus->opt.reconnect_max_s) ||
+            (bus->opt.guardian_pid > 0 && (long)getppid() != bus->opt.guardian_pid)) {
             bus__mark_lost_locked(bus);
             pthread_mutex_unlock(&bus->mu);
             log__emit(bus->log, bus->log_ctx, FB_LOG_ERROR,
-                      "gave up reconnecting to %s after %.1f s: %s", bus->url, bus->reconnect_max_s,
-                      reason);
+                      "gave up reconnecting to %s after %.1f s: %s", bus->url,
+                      bus->opt.reconnect_max_s, reason);
             pthread_mutex_lock(&bus->mu);
             break;
         }
         pthread_mutex_unlock(&bus->mu);
 
-        if (!broker_reachable(bus, bus->connect_timeout)) {
+        if (!broker_reachable(bus, bus->opt.connect_timeout)) {
             err = FB_ERR_CONNECT;
             pthread_mutex_lock(&bus->mu);
             snprintf(bus->connect_reason, sizeof bus->connect_reason,

@@ -175,7 +175,7 @@ enum fb_err fb_bus_subscribe(fb_bus *bus, const char *const *filters, size_t n, 
         else
             err = FB_ERR_LOST; /* dropped meanwhile: see below */
         pthread_mutex_unlock(&bus->mu);
-        if (err != FB_ERR_LOST || bus->reconnect_max_s == 0)
+        if (err != FB_ERR_LOST || bus->opt.reconnect_max_s == 0)
             break;
         /*
          * The connection dropped before the SUBACK. The filters were
