@@ -418,6 +418,9 @@ class TestFaults(AgentTestCase):
         # The agent lives on, and SIGTERM stops it cleanly: offline, exit 0.
         code, out, err = self.stop_agent(self.agents["s1"])
         self.assertEqual(code, 0, out + err)
+        # Published before its exit, but it may reach the recorder after it.
+        self.recorder.wait_for(lambda _e: self.recorder.on_topic(
+            self.agent_topic("s1"))[-1].json()["state"] == "offline", 10)
         self.assertEqual(self.recorder.on_topic(self.agent_topic("s1"))[-1].json()["state"],
                          "offline")
 
