@@ -355,6 +355,54 @@ class TestFaults(AgentTestCase):
         self.assertEqual(last["state"], "offline")
         self.assert_no_task_left(run_id)
 
+    def test_kill9_of_the_agent_alone_leaves_no_orphan_and_runs_nothing_twice(self):
+        # Only the agent dies (not its host): its task and the task's command
+        # must go with it, or the orphan could finish too while the coordinator,
+        # on the agent's Will, retries the task elsewhere: a task run twice.
+        self.start_agent("o1", "w")
+        self.start_agent("o2", "w")
+        run_id = rid("orphan")
+        marker = os.path.join(self.dir, "first-attempt")
+        path = self.workflow("""workflow:
+  name: orphan
+  tasks:
+    - name: SLOW
+      plugin: cmd
+      runs_on: w
+      outputs: [OUT]
+      execution: {retries: 1, retry_delay: 0.1}
+      params: {command: 'echo SLOW >> runs.log; if [ -e %s ]; then echo OUT=2; else touch %s; sleep 4; echo ORPHAN >> runs.log; echo OUT=1; fi'}
+    - name: END
+      plugin: end
+      inputs: [OUT]
+""" % (marker, marker))
+        proc = fbrun.start(["run", path, "--broker", self.broker.url, "--run-id", run_id, "-q"],
+                           cwd=self.dir)
+        self.recorder.wait_state(run_id, "SLOW", "running", 15)
+        self.wait_file(marker)
+        first = [p for p in self.placements(run_id, "SLOW") if p["state"] == "started"][0]
+        victim = first["agent"]
+        attempt1 = set(fbrun.processes_with_env("FLOWBUS_RUN_ID", run_id))
+        self.assertGreaterEqual(len(attempt1), 2, "the plugin and its command are not both up")
+        agent = self.agents.pop(victim)
+        os.kill(agent.pid, signal.SIGKILL)
+        fbrun.finish(agent, 5)
+        # Within 2 s nothing of attempt 1 is left: not the plugin, not its shell, not the sleep.
+        left = fbrun.wait_gone(lambda: sorted(
+            set(fbrun.processes_with_env("FLOWBUS_RUN_ID", run_id)) &
+            set(fbrun.processes_with_env("FLOWBUS_ATTEMPT", "1"))), 2)
+        self.assertEqual(left, [], "attempt 1's processes outlived their agent")
+        out, err = fbrun.finish(proc, 30)
+        self.assertEqual(proc.returncode, 0, out + err)
+        other = "o2" if victim == "o1" else "o1"
+        self.assertEqual(self.started_on(run_id, "SLOW"), [victim, other])
+        done = {e.json().get("attempt") for e in self.recorder.on_topic(
+            fbtest.state_topic(run_id, "SLOW")) if e.payload and e.json().get("state") == "done"}
+        self.assertEqual(done, {2})
+        self.assert_no_task_left(run_id)
+        with open(os.path.join(self.dir, "runs.log")) as f:
+            self.assertEqual(f.read().split(), ["SLOW", "SLOW"])
+
     def test_restarted_agent_adopts_nothing_and_takes_new_work(self):
         self.start_agent("r1", "w")
         run_id = rid("restart")
