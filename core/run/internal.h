@@ -502,6 +502,23 @@ void placement__check_timers(struct run *r, size_t i, double now);
 /* Frees what placement holds. */
 void placement__free(struct run *r);
 
+/* Resume: the agents' records among msgs (the run's retained topics) are the run's view of them. */
+void placement__remember(struct run *r, fb_msg *const *msgs, size_t n);
+
+/* What a resume made of placed task t. */
+enum placement_resumed {
+    PLACEMENT_OFFER,   /* nothing of the attempt runs: offer it (launch__start) */
+    PLACEMENT_ADOPTED, /* started on an agent that is still there, or its exit is being decided */
+    PLACEMENT_LOST,    /* its agent went away meanwhile: crashed, its retries apply */
+};
+
+/*
+ * Resume: takes over placed task t's attempt from the last placement answer
+ * among msgs and the agents' records (placement__remember first).
+ */
+enum placement_resumed placement__resume(struct run *r, size_t t, int attempt,
+                                         fb_msg *const *msgs, size_t n);
+
 /* ------------------------------------------------------------------------ */
 /* output.c                                                                  */
 /* ------------------------------------------------------------------------ */

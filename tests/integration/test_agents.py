@@ -486,6 +486,169 @@ class TestFaults(AgentTestCase):
         self.assertEqual(proc.returncode, 1, out + err)
 
 
+RESUME_PLACED = """workflow:
+  name: resume-placed
+  tasks:
+    - name: QUICK
+      plugin: cmd
+      runs_on: w
+      outputs: [Q]
+      params: {command: 'echo QUICK >> runs.log; echo Q=1'}
+    - name: GATED
+      plugin: cmd
+      runs_on: w
+      inputs: [Q]
+      outputs: [G]
+      execution: {retries: 1, retry_delay: 0.1}
+      params: {command: 'echo GATED-$FLOWBUS_ATTEMPT >> runs.log; while [ ! -e %s ]; do sleep 0.05; done; echo G=2'}
+    - name: AFTER
+      plugin: cmd
+      runs_on: w
+      inputs: [G]
+      outputs: [A]
+      execution: {retries: 1, retry_delay: 0.1}
+      params: {command: 'echo AFTER >> runs.log; echo A=3'}
+    - name: END
+      plugin: end
+      inputs: [A]
+"""
+
+
+class TestResume(AgentTestCase):
+    """`flowbus resume` of a run whose coordinator died while a placed task ran."""
+
+    def start_and_lose(self, run_id, gate):
+        """Runs RESUME_PLACED until GATED runs on its agent, then kill -9 of the coordinator."""
+        path = self.workflow(RESUME_PLACED % gate)
+        proc = fbrun.start(["run", path, "--broker", self.broker.url, "--run-id", run_id, "-q"],
+                           cwd=self.dir)
+        self.recorder.wait_state(run_id, "GATED", "running", 15)
+        # "running" comes before cmd starts its command: its first line says it runs.
+        deadline = time.monotonic() + 10
+        while "GATED-1" not in (self.runs() if os.path.exists(self.log_path()) else []):
+            self.assertLess(time.monotonic(), deadline, "GATED's command never ran")
+            time.sleep(0.02)  # polling the file system: there is no event to wait on
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        self.assertTrue(self.recorder.wait_for(lambda ev: any(
+            e.topic == "flowbus/%s/state" % run_id and e.payload and
+            e.json().get("state") == "lost" for e in ev), 10), "the run never went lost")
+
+    def log_path(self):
+        return os.path.join(self.dir, "runs.log")
+
+    def runs(self):
+        with open(self.log_path()) as f:
+            return f.read().split()
+
+    def test_resume_adopts_a_placed_task_on_its_live_agent(self):
+        self.start_agent("v1", "w")
+        run_id = rid("resume-placed")
+        gate = os.path.join(self.dir, "gate")
+        self.start_and_lose(run_id, gate)
+        # The placed task lives on through its coordinator's death (an external broker's rule).
+        self.assertTrue(fbrun.processes_with_env("FLOWBUS_RUN_ID", run_id))
+        topic = "flowbus/%s/state" % run_id
+        before = len(self.recorder.on_topic(topic))
+        resume = fbrun.start(["resume", run_id, "--broker", self.broker.url], cwd="/")
+        # The gate opens once the resumed coordinator owns the run: GATED ends under it.
+        self.assertTrue(self.recorder.wait_for(lambda ev: any(
+            e.payload and e.json().get("state") == "running"
+            for e in self.recorder.on_topic(topic)[before:]), 15), "the resume never took the run")
+        with open(gate, "w"):
+            pass
+        out, err = fbrun.finish(resume, 30)
+        self.assertEqual(resume.returncode, 0, out + err)
+        # QUICK finished; GATED, AFTER (waiting on its agent for G) and END (local) adopted.
+        self.assertIn("1 finished, 3 adopted, 0 lost, 0 started", out)
+        self.assertEqual(self.runs(), ["QUICK", "GATED-1", "AFTER"])
+        self.assertEqual(len([p for p in self.placements(run_id, "GATED")
+                              if p["state"] == "started"]), 1)
+        self.recorder.wait_state(run_id, "END", "done")
+        self.assert_no_task_left(run_id)
+
+    def test_resume_retries_a_placed_task_whose_agent_died_meanwhile(self):
+        self.start_agent("x1", "w")
+        run_id = rid("resume-lost")
+        gate = os.path.join(self.dir, "gate")
+        self.start_and_lose(run_id, gate)
+        # Its agent dies too (its tasks with it; END, the coordinator's own, lives on),
+        # and another agent comes.
+        self.stop_agent(self.agents["x1"], signal.SIGKILL)
+        placed = lambda: sorted(set(fbrun.processes_with_env("FLOWBUS_RUN_ID", run_id)) -
+                                set(fbrun.processes_with_env("FLOWBUS_TASK", "END")))
+        self.assertEqual(fbrun.wait_gone(placed, 5), [])
+        self.start_agent("x2", "w")
+        with open(gate, "w"):
+            pass
+        res = fbrun.run(["resume", run_id, "--broker", self.broker.url], cwd="/", timeout=30)
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        # QUICK finished: never again, and still done (killed after its done, it closed
+        # cleanly: no Will over it). GATED's attempt 1 ended with its agent (cmd reports
+        # the SIGTERM its command got), AFTER's (waiting for G) crashed: their retries
+        # run on x2.
+        self.assertEqual(self.runs(), ["QUICK", "GATED-1", "GATED-2", "AFTER"])
+        self.assertEqual(self.started_on(run_id, "GATED"), ["x1", "x2"])
+        self.assertEqual(self.started_on(run_id, "AFTER"), ["x1", "x2"])
+        self.assertEqual(self.started_on(run_id, "QUICK"), ["x1"])
+        self.assertEqual(self.recorder.states(run_id, "QUICK")[-1], "done")
+        self.recorder.wait_state(run_id, "END", "done")
+        self.assert_no_task_left(run_id)
+
+    def test_resume_takes_a_placed_task_of_an_agent_gone_offline_for_crashed(self):
+        # A hung or cut-off host: its agent and tasks say nothing (frozen here),
+        # and the broker fires the agent's Will (published here as it would).
+        # The task's own state is still "running": resume must not adopt it.
+        self.start_agent("z1", "w")
+        run_id = rid("resume-offline")
+        gate = os.path.join(self.dir, "gate")
+        self.start_and_lose(run_id, gate)
+        agent = self.agents["z1"]
+        frozen = [p["pid"] for t in ("GATED", "AFTER") for p in self.placements(run_id, t)
+                  if p["state"] == "started"]
+        os.kill(agent.pid, signal.SIGSTOP)
+        for pid in frozen:
+            os.killpg(pid, signal.SIGSTOP)
+        try:
+            record = self.recorder.on_topic(self.agent_topic("z1"))[-1].json()
+            record["state"] = "offline"
+            self.recorder.publish(self.agent_topic("z1"), json.dumps(record).encode(), retain=True)
+            self.start_agent("z2", "w")
+            with open(gate, "w"):
+                pass
+            res = fbrun.run(["resume", run_id, "--broker", self.broker.url], cwd="/", timeout=30)
+            self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+            self.assertIn("1 finished, 1 adopted, 2 lost, 0 started", res.stdout)
+        finally:
+            for pid in frozen:
+                os.killpg(pid, signal.SIGKILL)
+            self.stop_agent(agent, signal.SIGKILL)
+        crashed = [e.json() for e in self.recorder.on_topic(fbtest.state_topic(run_id, "GATED"))
+                   if e.payload and e.json().get("state") == "crashed"]
+        self.assertTrue(crashed and crashed[0]["attempt"] == 1, crashed)
+        self.assertIn("agent z1", crashed[0]["error"])
+        self.assertIn("went offline while the run had no coordinator", crashed[0]["error"])
+        self.assertEqual(self.runs(), ["QUICK", "GATED-1", "GATED-2", "AFTER"])
+        self.assertEqual(self.started_on(run_id, "GATED"), ["z1", "z2"])
+        self.recorder.wait_state(run_id, "END", "done")
+
+    def test_resume_does_not_rerun_a_placed_task_that_finished_meanwhile(self):
+        self.start_agent("y1", "w")
+        run_id = rid("resume-done")
+        gate = os.path.join(self.dir, "gate")
+        self.start_and_lose(run_id, gate)
+        with open(gate, "w"):
+            pass
+        # GATED ends while the run has no coordinator; AFTER is started on the resume.
+        self.recorder.wait_state(run_id, "GATED", "done", 15)
+        res = fbrun.run(["resume", run_id, "--broker", self.broker.url], cwd="/", timeout=30)
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        self.assertEqual(self.runs(), ["QUICK", "GATED-1", "AFTER"])
+        self.assertEqual(len([p for p in self.placements(run_id, "GATED")
+                              if p["state"] == "started"]), 1)
+        self.assert_no_task_left(run_id)
+
+
 class TestSecrets(AgentTestCase):
     SECRET = "s3cr3t-Agent-Value-91"
 
