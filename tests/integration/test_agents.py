@@ -403,6 +403,93 @@ class TestFaults(AgentTestCase):
         with open(os.path.join(self.dir, "runs.log")) as f:
             self.assertEqual(f.read().split(), ["SLOW", "SLOW"])
 
+    WILL_ORDER = """workflow:
+  name: will-order
+  tasks:
+    - name: SLOW
+      plugin: cmd
+      runs_on: w
+      outputs: [OUT]
+      execution: {retries: 1, retry_delay: 0.1}
+      params: {command: 'echo SLOW-$FLOWBUS_ATTEMPT >> runs.log; if [ "$FLOWBUS_ATTEMPT" = 1 ]; then sleep 60; else while [ ! -e gate ]; do sleep 0.05; done; fi; echo OUT=$FLOWBUS_ATTEMPT'}
+    - name: END
+      plugin: end
+      inputs: [OUT]
+"""
+
+    def lose_in_order(self, name, task_will_first):
+        """A host loss with the agent's Will and the task's own Will made to arrive in one order.
+
+        SIGSTOP holds a process's Will back (its connection stays open) while
+        the other one's fires; then the held one is killed too.
+        """
+        self.start_agent(name + "a", "w")
+        self.start_agent(name + "b", "w")
+        run_id = rid(name)
+        proc = fbrun.start(["run", self.workflow(self.WILL_ORDER), "--broker", self.broker.url,
+                            "--run-id", run_id, "-q"], cwd=self.dir)
+        self.recorder.wait_state(run_id, "SLOW", "running", 15)
+        log = os.path.join(self.dir, "runs.log")
+        deadline = time.monotonic() + 10
+        while not (os.path.exists(log) and "SLOW-1" in open(log).read()):
+            self.assertLess(time.monotonic(), deadline, "SLOW's command never ran")
+            time.sleep(0.02)  # polling the file system: there is no event to wait on
+        first = [p for p in self.placements(run_id, "SLOW") if p["state"] == "started"][0]
+        agent = self.agents.pop(first["agent"])
+        topic = fbtest.state_topic(run_id, "SLOW")
+        will = lambda ev: any(e.topic == topic and e.payload and e.json().get("attempt") == 1
+                              and e.json().get("state") == "crashed" for e in ev)
+        offline = lambda ev: any(e.topic == self.agent_topic(first["agent"]) and e.payload and
+                                 e.json().get("state") == "offline" for e in ev)
+        if task_will_first:
+            # The agent is frozen (it cannot report the exit); the task dies: its Will first.
+            os.kill(agent.pid, signal.SIGSTOP)
+            os.killpg(first["pid"], signal.SIGKILL)
+            self.assertTrue(self.recorder.wait_for(will, 5), "the task's Will never came")
+            self.assertFalse(offline(self.recorder.on_topic(self.agent_topic(first["agent"]))))
+            os.kill(agent.pid, signal.SIGKILL)
+        else:
+            # A partition: the agent's keepalive runs out first. Agent and task are frozen
+            # (killing the agent would orphan the task's group, which the kernel wakes up),
+            # and the agent's Will is published as the broker would publish it.
+            os.kill(agent.pid, signal.SIGSTOP)
+            os.killpg(first["pid"], signal.SIGSTOP)
+            record = self.recorder.on_topic(self.agent_topic(first["agent"]))[-1].json()
+            record["state"] = "offline"
+            self.recorder.publish(self.agent_topic(first["agent"]), json.dumps(record).encode(),
+                                  retain=True)
+            # The coordinator decides attempt 1 crashed and starts attempt 2; then the
+            # task's own Will comes, late, while attempt 2 runs: it must change nothing.
+            self.assertTrue(self.recorder.wait_for(lambda ev: any(
+                e.topic == topic and e.payload and e.json().get("attempt") == 2 and
+                e.json().get("state") == "running" for e in ev), 15),
+                "attempt 2 never ran: %s" % self.recorder.states(run_id, "SLOW"))
+            crashes = lambda: len([e for e in self.recorder.on_topic(topic) if e.payload and
+                                   e.json().get("state") == "crashed"])
+            before = crashes()
+            os.killpg(first["pid"], signal.SIGKILL)
+            self.assertTrue(self.recorder.wait_for(lambda ev: crashes() > before, 5),
+                            "the task's Will never came")
+            os.kill(agent.pid, signal.SIGKILL)
+        with open(os.path.join(self.dir, "gate"), "w"):
+            pass
+        fbrun.finish(agent, 5)
+        out, err = fbrun.finish(proc, 30)
+        self.assertEqual(proc.returncode, 0, out + err)
+        states = [(e.json().get("state"), e.json().get("attempt"))
+                  for e in self.recorder.on_topic(topic) if e.payload]
+        self.assertEqual(states[-1], ("done", 2), states)
+        self.assertEqual(self.recorder.on_topic(topic)[-1].json().get("state"), "done")
+        with open(os.path.join(self.dir, "runs.log")) as f:
+            self.assertEqual(f.read().split(), ["SLOW-1", "SLOW-2"])
+        self.assert_no_task_left(run_id)
+
+    def test_host_loss_with_the_tasks_will_before_the_agents(self):
+        self.lose_in_order("order1", task_will_first=True)
+
+    def test_host_loss_with_the_agents_will_before_the_tasks(self):
+        self.lose_in_order("order2", task_will_first=False)
+
     def test_restarted_agent_adopts_nothing_and_takes_new_work(self):
         self.start_agent("r1", "w")
         run_id = rid("restart")
