@@ -493,6 +493,13 @@ void placement__offer(struct run *r, size_t i);
 /* An agent's record or a placement answer: 1 if m was one (it is handled). */
 int placement__on_message(struct run *r, const fb_msg *m);
 
+/*
+ * 1 if m is a state of a placed task's current attempt from a process that is
+ * not the attempt's (a stray: a late start of an abandoned offer), to be
+ * ignored; a final one is answered with the attempt's own record.
+ */
+int placement__stray_state(struct run *r, const fb_msg *m);
+
 /* Sends sig to process i's task through its agent. */
 void placement__signal(struct run *r, size_t i, int sig);
 

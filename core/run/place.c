@@ -26,7 +26,9 @@
  * one whose exit the agent reported is decided from that exit; one never
  * started is offered again. A "started" answer to an offer that is no longer
  * the attempt's (sent before a resume, or answered after OFFER_PATIENCE) is
- * killed at once, so that the attempt cannot run twice.
+ * killed at once, so that the attempt cannot run twice; being the same task
+ * and attempt, what it publishes is told apart by its pid and ignored
+ * (placement__stray_state).
  *
  * No secret's value is in an offer: secrets go by name, and the agent gives
  * its own (core/agent/offer.c).
@@ -492,6 +494,38 @@ static void on_answer(struct run *r, const fb_topic *tp, const fb_msg *m)
     }
 out:
     json_decref(a);
+}
+
+int placement__stray_state(struct run *r, const fb_msg *m)
+{
+    fb_topic tp;
+    char name[FB_NAME_MAX + 1];
+    json_t *st;
+    const json_t *pid;
+    long t;
+    enum fb_state state;
+    int stray = 0;
+
+    if (!r->place.used || fb_topic_parse(m->topic, &tp) != FB_TOPIC_TASK_STATE ||
+        !fb_topic_is_run(&tp, r->run_id) || tp.name_len >= sizeof name || !m->len)
+        return 0;
+    memcpy(name, tp.name, tp.name_len);
+    name[tp.name_len] = '\0';
+    t = workflow__find_task(r->wf, name);
+    /* Only a started attempt's pid is known (a task may speak before its agent's answer). */
+    if (t < 0 || !placement__remote(r, (size_t)t) ||
+        r->procs[t].remote.phase != REMOTE_STARTED || r->procs[t].process.pid <= 0)
+        return 0;
+    st = json_loadb(m->payload, m->len, 0, NULL);
+    pid = json_object_get(st, "pid");
+    stray = json_is_integer(pid) && json_integer_value(pid) != r->procs[t].process.pid &&
+            json_integer_value(json_object_get(st, "attempt")) == r->procs[t].attempt;
+    /* Its end (its Will, say) is the retained state now: the attempt's own record goes back. */
+    if (stray && fb_state_parse(json_string_value(json_object_get(st, "state")), &state) &&
+        fb_state_is_final(state))
+        announce__task_state(r, (size_t)t);
+    json_decref(st);
+    return stray;
 }
 
 int placement__on_message(struct run *r, const fb_msg *m)

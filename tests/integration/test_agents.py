@@ -181,6 +181,43 @@ class TestPlacement(AgentTestCase):
         self.assertIn("has no plugin 'special'", refusal["reason"])
         self.assertIn("agent a1 refused it", res.stdout + res.stderr)
 
+    def test_a_late_start_of_an_abandoned_offer_is_killed(self):
+        """l1 (chosen first: same load, name order) is frozen past the 2 s an offer waits;
+        the attempt goes to l2; woken, l1 starts its stale offer, which must not run."""
+        self.start_agent("l1", "x")
+        self.start_agent("l2", "x")
+        run_id = rid("late")
+        gate = os.path.join(self.dir, "gate")
+        path = self.workflow("""workflow:
+  name: late
+  tasks:
+    - name: T
+      plugin: cmd
+      runs_on: x
+      params: {command: 'sleep 0.5; echo T >> runs.log; while [ ! -e %s ]; do sleep 0.05; done'}
+""" % gate)
+        late = self.agents["l1"]
+        os.kill(late.pid, signal.SIGSTOP)
+        try:
+            proc = fbrun.start(["run", path, "--broker", self.broker.url, "--run-id", run_id],
+                               cwd=self.dir)
+            self.assertTrue(self.recorder.wait_for(lambda ev: "l2" in self.started_on(run_id, "T"),
+                                                   15), self.placements(run_id, "T"))
+        finally:
+            os.kill(late.pid, signal.SIGCONT)
+        # l1 reads the offer it was sent, starts it, and is told to kill it at once.
+        self.assertTrue(self.recorder.wait_for(lambda ev: any(
+            p["agent"] == "l1" and p["state"] == "exited" and p.get("signal") == signal.SIGKILL
+            for p in self.placements(run_id, "T")), 10), self.placements(run_id, "T"))
+        with open(gate, "w"):
+            pass
+        out, err = fbrun.finish(proc, 30)
+        self.assertEqual(proc.returncode, 0, out + err)
+        self.assertIn("started an offer that is no longer this attempt's", out + err)
+        with open(os.path.join(self.dir, "runs.log")) as f:
+            self.assertEqual(f.read().split(), ["T"])
+        self.assert_no_task_left(run_id)
+
     def test_full_agent_refuses_and_the_other_takes_it(self):
         self.start_agent("f1", "w", ["--max-tasks", "1"])
         self.start_agent("f2", "w", ["--max-tasks", "1"])
