@@ -586,8 +586,10 @@ class TestFaults(AgentTestCase):
         # The agent lives on, and SIGTERM stops it cleanly: offline, exit 0.
         code, out, err = self.stop_agent(self.agents["s1"])
         self.assertEqual(code, 0, out + err)
-        self.assertEqual(self.recorder.on_topic(self.agent_topic("s1"))[-1].json()["state"],
-                         "offline")
+        # Its last publish was confirmed before it exited; the broker forwards it to us after.
+        self.assertTrue(self.recorder.wait_for(lambda ev: self.recorder.on_topic(
+            self.agent_topic("s1"))[-1].json()["state"] == "offline", 5),
+            self.recorder.on_topic(self.agent_topic("s1"))[-1].json())
 
     def test_agent_sigterm_kills_its_tasks(self):
         self.start_agent("t1", "w")
