@@ -24,7 +24,7 @@
  *   launch.c     the launch window: which process starts when, in graph order (launch__*)
  *   launcher.c   spawning one task process in its own process group (launcher.h)
  *   place.c      tasks with `runs_on:`: choosing an agent, offers, answers, remote
- *                signals and exits, agents lost (placement__*)
+ *                signals and exits, agents lost, their takeover by a resume (placement__*)
  *   access.c     the tasks' users and rights, the private broker's ACL (access.h)
  *   identity.c   which identity tasks get on an external broker (identity__*)
  *   dynsec.c     the dynamic security plugin of an external Mosquitto (dynsec.h)

@@ -500,7 +500,7 @@ int placement__stray_state(struct run *r, const fb_msg *m)
 {
     fb_topic tp;
     char name[FB_NAME_MAX + 1];
-    json_t *st;
+    json_t *st = NULL;
     const json_t *pid;
     long t;
     enum fb_state state;
@@ -508,14 +508,14 @@ int placement__stray_state(struct run *r, const fb_msg *m)
 
     if (!r->place.used || fb_topic_parse(m->topic, &tp) != FB_TOPIC_TASK_STATE ||
         !fb_topic_is_run(&tp, r->run_id) || tp.name_len >= sizeof name || !m->len)
-        return 0;
+        goto out;
     memcpy(name, tp.name, tp.name_len);
     name[tp.name_len] = '\0';
     t = workflow__find_task(r->wf, name);
     /* Only a started attempt's pid is known (a task may speak before its agent's answer). */
     if (t < 0 || !placement__remote(r, (size_t)t) ||
         r->procs[t].remote.phase != REMOTE_STARTED || r->procs[t].process.pid <= 0)
-        return 0;
+        goto out;
     st = json_loadb(m->payload, m->len, 0, NULL);
     pid = json_object_get(st, "pid");
     stray = json_is_integer(pid) && json_integer_value(pid) != r->procs[t].process.pid &&
@@ -524,6 +524,7 @@ int placement__stray_state(struct run *r, const fb_msg *m)
     if (stray && fb_state_parse(json_string_value(json_object_get(st, "state")), &state) &&
         fb_state_is_final(state))
         announce__task_state(r, (size_t)t);
+out:
     json_decref(st);
     return stray;
 }
