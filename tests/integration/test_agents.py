@@ -527,6 +527,54 @@ class TestFaults(AgentTestCase):
     def test_host_loss_with_the_agents_will_before_the_tasks(self):
         self.lose_in_order("order2", task_will_first=False)
 
+    def test_a_will_of_an_earlier_attempt_after_the_retry_finished_is_written_over(self):
+        # As the partition case above, but attempt 1's Will comes once attempt 2 is done
+        # (HOLD keeps the run open): the retained state must not stay "crashed".
+        self.start_agent("wa", "w")
+        self.start_agent("wb", "w")
+        run_id = rid("latewill")
+        hold = os.path.join(self.dir, "hold")
+        wf = self.WILL_ORDER + """    - name: HOLD
+      plugin: cmd
+      params: {command: 'while [ ! -e %s ]; do sleep 0.05; done'}
+""" % hold
+        proc = fbrun.start(["run", self.workflow(wf), "--broker", self.broker.url,
+                            "--run-id", run_id, "-q", "--expiry", "0"], cwd=self.dir)
+        self.recorder.wait_state(run_id, "SLOW", "running", 15)
+        first = [p for p in self.placements(run_id, "SLOW") if p["state"] == "started"][0]
+        agent = self.agents.pop(first["agent"])
+        topic = fbtest.state_topic(run_id, "SLOW")
+        os.kill(agent.pid, signal.SIGSTOP)
+        os.killpg(first["pid"], signal.SIGSTOP)
+        record = self.recorder.on_topic(self.agent_topic(first["agent"]))[-1].json()
+        record["state"] = "offline"
+        self.recorder.publish(self.agent_topic(first["agent"]), json.dumps(record).encode(),
+                              retain=True)
+        with open(os.path.join(self.dir, "gate"), "w"):
+            pass
+        self.assertTrue(self.recorder.wait_for(lambda ev: any(
+            e.topic == topic and e.payload and e.json().get("attempt") == 2 and
+            e.json().get("state") == "done" for e in ev), 15),
+            "attempt 2 never finished: %s" % self.recorder.states(run_id, "SLOW"))
+        n = len(self.recorder.on_topic(topic))
+        os.killpg(first["pid"], signal.SIGKILL)
+        os.kill(agent.pid, signal.SIGKILL)
+        fbrun.finish(agent, 5)
+        # The Will, then the coordinator's record of attempt 2 over it.
+        self.assertTrue(self.recorder.wait_for(lambda ev: [
+            (e.json().get("state"), e.json().get("attempt"))
+            for e in self.recorder.on_topic(topic)[n:] if e.payload][-1:] == [("done", 2)] and any(
+            e.json().get("state") == "crashed" for e in self.recorder.on_topic(topic)[n:]
+            if e.payload), 5),
+            [e.payload for e in self.recorder.on_topic(topic)[n:]])
+        with open(hold, "w"):
+            pass
+        out, err = fbrun.finish(proc, 30)
+        self.assertEqual(proc.returncode, 0, out + err)
+        res = fbrun.run(["status", run_id, "--broker", self.broker.url, "--json"], timeout=20)
+        slow = [t for t in json.loads(res.stdout)["tasks"] if t["name"] == "SLOW"][0]
+        self.assertEqual(slow["state"], "done", slow)
+
     def test_restarted_agent_adopts_nothing_and_takes_new_work(self):
         self.start_agent("r1", "w")
         run_id = rid("restart")
