@@ -253,9 +253,16 @@ static int apply_state(struct tracker *tr, size_t t, const char *payload, size_t
         changed = apply_reactive(tr, t, &r);
         goto out;
     }
-    /* A state of an earlier attempt (a late echo, a Last Will) is history. */
-    if (r.has & TM_ATTEMPT && r.info.attempt < (ti->attempt > 0 ? ti->attempt : 1))
+    /*
+     * A state of an earlier attempt (a late echo, a Last Will) is history. A
+     * final one that comes when this attempt is final too (a Will of attempt 1
+     * after attempt 2 finished) is what the retained topic now says: answered
+     * as a stale final state is, by publishing the record again.
+     */
+    if (r.has & TM_ATTEMPT && r.info.attempt < (ti->attempt > 0 ? ti->attempt : 1)) {
+        changed = fb_state_is_final(state) && fb_state_is_final(ti->state) ? -1 : 0;
         goto out;
+    }
     /*
      * A final state is final. Another final state arriving later (the Last
      * Will of a process the coordinator stopped, which the broker may deliver

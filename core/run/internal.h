@@ -24,7 +24,7 @@
  *   launch.c     the launch window: which process starts when, in graph order (launch__*)
  *   launcher.c   spawning one task process in its own process group (launcher.h)
  *   place.c      tasks with `runs_on:`: choosing an agent, offers, answers, remote
- *                signals and exits, agents lost (placement__*)
+ *                signals and exits, agents lost, their takeover by a resume (placement__*)
  *   access.c     the tasks' users and rights, the private broker's ACL (access.h)
  *   identity.c   which identity tasks get on an external broker (identity__*)
  *   dynsec.c     the dynamic security plugin of an external Mosquitto (dynsec.h)
@@ -491,6 +491,13 @@ void placement__offer(struct run *r, size_t i);
 /* An agent's record or a placement answer: 1 if m was one (it is handled). */
 int placement__on_message(struct run *r, const fb_msg *m);
 
+/*
+ * 1 if m is a state of a placed task's current attempt from a process that is
+ * not the attempt's (a stray: a late start of an abandoned offer), to be
+ * ignored; a final one is answered with the attempt's own record.
+ */
+int placement__stray_state(struct run *r, const fb_msg *m);
+
 /* Sends sig to process i's task through its agent. */
 void placement__signal(struct run *r, size_t i, int sig);
 
@@ -499,6 +506,23 @@ void placement__check_timers(struct run *r, size_t i, double now);
 
 /* Frees what placement holds. */
 void placement__free(struct run *r);
+
+/* Resume: the agents' records among msgs (the run's retained topics) are the run's view of them. */
+void placement__remember(struct run *r, fb_msg *const *msgs, size_t n);
+
+/* What a resume made of placed task t. */
+enum placement_resumed {
+    PLACEMENT_OFFER,   /* nothing of the attempt runs: offer it (launch__start) */
+    PLACEMENT_ADOPTED, /* started on an agent that is still there, or its exit is being decided */
+    PLACEMENT_LOST,    /* its agent went away meanwhile: crashed, its retries apply */
+};
+
+/*
+ * Resume: takes over placed task t's attempt from the last placement answer
+ * among msgs and the agents' records (placement__remember first).
+ */
+enum placement_resumed placement__resume(struct run *r, size_t t, int attempt,
+                                         fb_msg *const *msgs, size_t n);
 
 /* ------------------------------------------------------------------------ */
 /* output.c                                                                  */

@@ -71,7 +71,7 @@ static void handle_message(struct run *r, fb_msg *m)
     const char *text = NULL;
     enum tracker_event ev;
 
-    if (lease__on_message(r, m) || placement__on_message(r, m))
+    if (lease__on_message(r, m) || placement__on_message(r, m) || placement__stray_state(r, m))
         return;
     ev = tracker__on_message(r->tr, m->topic, m->payload, m->len, &idx, &text);
     switch (ev) {

@@ -19,6 +19,17 @@
  * host) or comes back as another instance takes its tasks with it: each is
  * crashed, and retried elsewhere if it has retries left.
  *
+ * A `flowbus resume` reads the placements and the agents' records the run
+ * left (placement__remember, placement__resume): a task started on an agent
+ * that is still the same instance and online is adopted as it was; one
+ * whose agent went offline or restarted meanwhile is lost (crashed, retried);
+ * one whose exit the agent reported is decided from that exit; one never
+ * started is offered again. A "started" answer to an offer that is no longer
+ * the attempt's (sent before a resume, or answered after OFFER_PATIENCE) is
+ * killed at once, so that the attempt cannot run twice; being the same task
+ * and attempt, what it publishes is told apart by its pid and ignored
+ * (placement__stray_state).
+ *
  * No secret's value is in an offer: secrets go by name, and the agent gives
  * its own (core/agent/offer.c).
  */
@@ -80,9 +91,10 @@ int placement__subscribe(struct run *r)
 
     if (!r->place.used)
         return 1;
+    /* A resume follows the whole run already (setup__connect): the answers are in it. */
     if (!fb_topic_filter(f[0], sizeof f[0], FB_TOPIC_AGENT, NULL, NULL) ||
         !fb_topic_filter(f[1], sizeof f[1], FB_TOPIC_TASK_PLACEMENT, r->run_id, NULL) ||
-        fb_bus_subscribe(r->bus, filters, 2, 5.0) != FB_OK) {
+        fb_bus_subscribe(r->bus, filters, r->o->resume ? 1 : 2, 5.0) != FB_OK) {
         log_printf(FB_LOG_ERROR, "cannot subscribe to the agents' records (%s)", f[0]);
         return 0;
     }
@@ -440,6 +452,39 @@ out:
     json_decref(rec);
 }
 
+/* The wait status of an "exited" answer: its signal, else its exit code. */
+static int exit_status(const json_t *a)
+{
+    const json_t *sig = json_object_get(a, "signal");
+
+    return sig ? (int)json_integer_value(sig) & 0x7f
+               : ((int)json_integer_value(json_object_get(a, "exit")) & 0xff) << 8;
+}
+
+/*
+ * An agent started task name's attempt for an offer that is not the attempt's
+ * any more (an offer out when an earlier coordinator died, or one answered
+ * after its patience ran out and was offered elsewhere): it is killed, or
+ * the attempt would run twice.
+ */
+static void kill_stray(struct run *r, const char *task, const char *agent, const json_t *a)
+{
+    char inbox[FB_TOPIC_MAX], *text = NULL;
+    json_t *o = json_pack("{s:s,s:s,s:s,s:I,s:s?,s:i}", "cmd", "signal", "run", r->run_id,
+                          "task", task, "attempt", json_integer_value(json_object_get(a, "attempt")),
+                          "offer", json_string_value(json_object_get(a, "offer")), "signal",
+                          SIGKILL);
+
+    text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    if (text && fb_topic_format(inbox, sizeof inbox, FB_TOPIC_AGENT_INBOX, NULL, agent)) {
+        display__note(r->disp, "%s: agent %s started an offer that is no longer this attempt's; "
+                      "killing it", task, agent);
+        fb_bus_publish(r->bus, inbox, text, strlen(text), 1, 0, 0);
+    }
+    free(text);
+    json_decref(o);
+}
+
 /* An agent's answer on a task's placement topic. */
 static void on_answer(struct run *r, const fb_topic *tp, const fb_msg *m)
 {
@@ -462,14 +507,22 @@ static void on_answer(struct run *r, const fb_topic *tp, const fb_msg *m)
         goto out;
     /* The process the offer was for: procs[t] is the task's first, the workers
      * of a reactive pool follow. Answers to other offers (an earlier attempt, a
-     * retained one from before) change nothing. */
+     * retained one from before) change nothing, but a process started live by
+     * another offer for this attempt (or, in a reactive run, any worker's stale
+     * offer) must not run: the signal names its offer, so only it is killed. */
     p = NULL;
     for (size_t k = (size_t)t; k < r->n_procs && !p; k++)
         if (r->procs[k].task == (size_t)t && r->procs[k].remote.on &&
             !strcmp(offer, r->procs[k].remote.offer))
             p = &r->procs[k];
-    if (!p)
+    if (!p) {
+        if (!m->retained && !strcmp(state, "started") &&
+            (r->reactive ||
+             json_integer_value(json_object_get(a, "attempt")) == r->procs[t].attempt) &&
+            !fb_state_is_final(tracker__task(r->tr, (size_t)t)->state))
+            kill_stray(r, name, agent, a);
         goto out;
+    }
     i = (size_t)(p - r->procs);
     if (!strcmp(state, "refused") && p->remote.phase == REMOTE_OFFERED) {
         display__note(r->disp, "%s: agent %s refused it: %s", r->wf->tasks[p->task].name, agent,
@@ -487,13 +540,43 @@ static void on_answer(struct run *r, const fb_topic *tp, const fb_msg *m)
         if (p->process.kill != KILL_NONE || r->sup.interrupted)
             placement__signal(r, i, SIGTERM);
     } else if (!strcmp(state, "exited") && p->remote.phase == REMOTE_STARTED) {
-        const json_t *sig = json_object_get(a, "signal");
-        int status = sig ? (int)json_integer_value(sig) & 0x7f
-                         : ((int)json_integer_value(json_object_get(a, "exit")) & 0xff) << 8;
-        supervisor__remote_exit(r, i, status);
+        supervisor__remote_exit(r, i, exit_status(a));
     }
 out:
     json_decref(a);
+}
+
+int placement__stray_state(struct run *r, const fb_msg *m)
+{
+    fb_topic tp;
+    char name[FB_NAME_MAX + 1];
+    json_t *st = NULL;
+    const json_t *pid;
+    long t;
+    enum fb_state state;
+    int stray = 0;
+
+    if (!r->place.used || fb_topic_parse(m->topic, &tp) != FB_TOPIC_TASK_STATE ||
+        !fb_topic_is_run(&tp, r->run_id) || tp.name_len >= sizeof name || !m->len)
+        goto out;
+    memcpy(name, tp.name, tp.name_len);
+    name[tp.name_len] = '\0';
+    t = workflow__find_task(r->wf, name);
+    /* Only a started attempt's pid is known (a task may speak before its agent's answer). */
+    if (t < 0 || !placement__remote(r, (size_t)t) ||
+        r->procs[t].remote.phase != REMOTE_STARTED || r->procs[t].process.pid <= 0)
+        goto out;
+    st = json_loadb(m->payload, m->len, 0, NULL);
+    pid = json_object_get(st, "pid");
+    stray = json_is_integer(pid) && json_integer_value(pid) != r->procs[t].process.pid &&
+            json_integer_value(json_object_get(st, "attempt")) == r->procs[t].attempt;
+    /* Its end (its Will, say) is the retained state now: the attempt's own record goes back. */
+    if (stray && fb_state_parse(json_string_value(json_object_get(st, "state")), &state) &&
+        fb_state_is_final(state))
+        announce__task_state(r, (size_t)t);
+out:
+    json_decref(st);
+    return stray;
 }
 
 int placement__on_message(struct run *r, const fb_msg *m)
@@ -512,6 +595,95 @@ int placement__on_message(struct run *r, const fb_msg *m)
         return 1;
     }
     return 0;
+}
+
+void placement__remember(struct run *r, fb_msg *const *msgs, size_t n)
+{
+    char name[FB_NAME_MAX + 1];
+
+    for (size_t k = 0; r->place.used && k < n; k++) {
+        fb_topic tp;
+        json_t *rec;
+        if (fb_topic_parse(msgs[k]->topic, &tp) != FB_TOPIC_AGENT || tp.name_len >= sizeof name)
+            continue;
+        memcpy(name, tp.name, tp.name_len);
+        name[tp.name_len] = '\0';
+        rec = msgs[k]->len ? json_loadb(msgs[k]->payload, msgs[k]->len, 0, NULL) : NULL;
+        if (json_is_object(rec))
+            json_object_set(r->place.agents, name, rec);
+        else
+            json_object_del(r->place.agents, name);
+        json_decref(rec);
+    }
+}
+
+/* The last placement answer for task t among msgs (the run's retained topics), or NULL. */
+static json_t *last_answer(const struct run *r, size_t t, fb_msg *const *msgs, size_t n)
+{
+    const char *name = r->wf->tasks[t].name;
+    json_t *last = NULL;
+
+    for (size_t k = 0; k < n; k++) {
+        fb_topic tp;
+        if (fb_topic_parse(msgs[k]->topic, &tp) != FB_TOPIC_TASK_PLACEMENT ||
+            !fb_topic_is_run(&tp, r->run_id) || tp.name_len != strlen(name) ||
+            memcmp(tp.name, name, tp.name_len) != 0)
+            continue;
+        json_decref(last);
+        last = msgs[k]->len ? json_loadb(msgs[k]->payload, msgs[k]->len, 0, NULL) : NULL;
+    }
+    return last;
+}
+
+enum placement_resumed placement__resume(struct run *r, size_t t, int attempt,
+                                         fb_msg *const *msgs, size_t n)
+{
+    struct proc *p = &r->procs[t];
+    json_t *a = last_answer(r, t, msgs, n);
+    const char *state = json_string_value(json_object_get(a, "state"));
+    const char *agent = json_string_value(json_object_get(a, "agent"));
+    const char *instance = json_string_value(json_object_get(a, "instance"));
+    const char *offer = json_string_value(json_object_get(a, "offer"));
+    const json_t *rec;
+    const char *rstate, *rinstance, *host;
+    enum placement_resumed how = PLACEMENT_OFFER;
+    char why[512];
+
+    /* Nothing of this attempt runs (never answered, refused, failed): it is offered again. */
+    if (!state || !agent || !instance || !offer ||
+        json_integer_value(json_object_get(a, "attempt")) != attempt ||
+        (strcmp(state, "started") != 0 && strcmp(state, "exited") != 0))
+        goto out;
+    p->attempt = attempt;
+    p->remote.on = 1;
+    p->remote.phase = REMOTE_STARTED;
+    snprintf(p->remote.agent, sizeof p->remote.agent, "%s", agent);
+    snprintf(p->remote.instance, sizeof p->remote.instance, "%s", instance);
+    snprintf(p->remote.offer, sizeof p->remote.offer, "%s", offer);
+    p->process.pid = (pid_t)json_integer_value(json_object_get(a, "pid"));
+    p->process.up_since = fb_clock_mono();
+    how = PLACEMENT_ADOPTED;
+    if (!strcmp(state, "exited")) {
+        /* It ended while nobody watched: decided as any exit (a sync token first). */
+        supervisor__remote_exit(r, t, exit_status(a));
+        goto out;
+    }
+    rec = json_object_get(r->place.agents, agent);
+    rstate = json_string_value(json_object_get(rec, "state"));
+    rinstance = json_string_value(json_object_get(rec, "instance"));
+    if (rstate && !strcmp(rstate, FB_AGENT_ONLINE) && rinstance && !strcmp(rinstance, instance))
+        goto out; /* still there: its exit, or its agent's end, comes as for any placed task */
+    host = json_string_value(json_object_get(rec, "host"));
+    snprintf(why, sizeof why, "agent %s%s%s %s while the run had no coordinator", agent,
+             host ? " on host " : "", host ? host : "",
+             !rec                                        ? "left no record"
+             : rstate && !strcmp(rstate, FB_AGENT_ONLINE) ? "was restarted"
+                                                          : "went offline");
+    lost(r, t, why);
+    how = PLACEMENT_LOST;
+out:
+    json_decref(a);
+    return how;
 }
 
 void placement__signal(struct run *r, size_t i, int sig)

@@ -13,7 +13,10 @@
  * (adopt.c), open the claim's connection and read what the run left
  * (read_retained, read_record), check_state, load_workflow, race, and for
  * the winner: wait for starts under way (adopt__settle_intents), connect as
- * the run's coordinator, read the run again, rebuild, take_over.
+ * the run's coordinator, read the run again (with the agents' records, for a
+ * run with placed tasks), rebuild, take_over. A placed task is taken over
+ * from its placement answer and its agent's record (place.c), never from
+ * this host's processes.
  */
 #include "internal.h"
 #include "display.h"
@@ -294,6 +297,7 @@ static int rebuild(struct run *r, json_t *wj, const struct kept *kept)
         const fb_msg *m = kept->msgs[i];
         tracker__on_message(r->tr, m->topic, m->payload, m->len, &idx, &text);
     }
+    placement__remember(r, kept->msgs, kept->n);
     return 1;
 }
 
@@ -311,13 +315,37 @@ static void adopt(struct run *r, size_t t, pid_t pid, int attempt)
     p->timer.probe_at = fb_clock_mono();
 }
 
+/* An adopted task that runs keeps the execution timeout it started with. */
+static void keep_deadline(struct run *r, size_t t)
+{
+    const struct task_info *ti = tracker__task(r->tr, t);
+    const struct wf_task *task = &r->wf->tasks[t];
+
+    if (ti->state == FB_STATE_RUNNING && task->timeout > 0) {
+        double late = fb_clock_wall() - ti->started;
+        r->procs[t].timer.deadline = fb_clock_mono() + task->timeout - (late > 0 ? late : 0);
+    }
+}
+
+/* A failure decided while the run had no coordinator (a Last Will) with attempts left. */
+static int retry_left(const struct run *r, size_t t, int attempt)
+{
+    enum fb_state s = tracker__task(r->tr, t)->state;
+
+    return !r->reactive && attempt <= r->wf->tasks[t].retries &&
+           (s == FB_STATE_FAILED || s == FB_STATE_TIMEOUT || s == FB_STATE_CRASHED);
+}
+
 /*
  * Takes over task t as its last state says: finished, adopted, lost or
  * (re)started. seen is the scan made before the run was read: a process of
  * the task alive then is adopted even if it has exited since (its final
- * state, published before it exited, arrives through the subscription).
+ * state, published before it exited, arrives through the subscription). A
+ * placed task is taken over from what its agent said (kept), not from seen:
+ * its process is another host's, even when that host is this one.
  */
-static enum taken take_over_task(struct run *r, size_t t, const struct seen *seen)
+static enum taken take_over_task(struct run *r, size_t t, const struct seen *seen,
+                                 const struct kept *kept)
 {
     const struct task_info *ti = tracker__task(r->tr, t);
     const struct wf_task *task = &r->wf->tasks[t];
@@ -325,15 +353,32 @@ static enum taken take_over_task(struct run *r, size_t t, const struct seen *see
     int attempt = ti->attempt > 0 ? ti->attempt : 1;
     pid_t pid;
 
+    if (fb_state_is_final(ti->state) && retry_left(r, t, attempt)) {
+        /* As its coordinator would have on that state: the next attempt, after the backoff. */
+        p->attempt = attempt;
+        supervisor__on_final(r, t);
+        announce__task_state(r, t);
+        return TAKEN_LOST;
+    }
     if (fb_state_is_final(ti->state))
         return TAKEN_FINISHED;
+    if (placement__remote(r, t)) {
+        switch (placement__resume(r, t, attempt, kept->msgs, kept->n)) {
+        case PLACEMENT_ADOPTED:
+            keep_deadline(r, t);
+            return TAKEN_ADOPTED;
+        case PLACEMENT_LOST:
+            return TAKEN_LOST;
+        case PLACEMENT_OFFER:
+            break;
+        }
+        launch__start(r, t, attempt);
+        return TAKEN_STARTED;
+    }
     if ((pid = adopt__pid(seen, task->name, ti->pid)) != 0) {
         /* Also a process started but not connected yet when its coordinator died. */
         adopt(r, t, pid, attempt);
-        if (ti->state == FB_STATE_RUNNING && task->timeout > 0) {
-            double late = fb_clock_wall() - ti->started;
-            p->timer.deadline = fb_clock_mono() + task->timeout - (late > 0 ? late : 0);
-        }
+        keep_deadline(r, t);
         return TAKEN_ADOPTED;
     }
     if (ti->state == FB_STATE_RUNNING) {
@@ -349,7 +394,7 @@ static enum taken take_over_task(struct run *r, size_t t, const struct seen *see
 }
 
 /* Announces the run as ours and running again, and takes over every task. */
-static void take_over(struct run *r, const struct seen *seen)
+static void take_over(struct run *r, const struct seen *seen, const struct kept *kept)
 {
     size_t counts[TAKEN_KINDS] = {0};
 
@@ -358,7 +403,7 @@ static void take_over(struct run *r, const struct seen *seen)
     lease__publish(r, 0);
     announce__run_state(r, FB_RUN_RUNNING, -1, 0);
     for (size_t t = 0; t < r->wf->n_tasks; t++)
-        counts[take_over_task(r, t, seen)]++;
+        counts[take_over_task(r, t, seen, kept)]++;
     display__note(r->disp,
                   "Resumed run %s of %s on %s: %zu finished, %zu adopted, %zu lost, %zu started",
                   r->run_id, r->wf->name, r->o->broker_url, counts[TAKEN_FINISHED],
@@ -404,7 +449,7 @@ int resume__start(struct run *r, struct wf_diags *diags, int *lifted)
     if (code != FB_EXIT_OK || *lifted)
         goto out;
     code = FB_EXIT_INVALID;
-    if (!load_workflow(r, found.workflow, diags))
+    if (!load_workflow(r, found.workflow, diags) || !placement__check(r))
         goto out;
     code = lease__race(r, &claim, kept.msgs, kept.n);
     if (code != FB_EXIT_OK)
@@ -413,10 +458,12 @@ int resume__start(struct run *r, struct wf_diags *diags, int *lifted)
     adopt__settle_intents(r, kept.msgs, kept.n, &seen);
     free_kept(&kept);
     code = FB_EXIT_BROKER;
+    /* The agents' records before the read: they come with it (retained), as the run's do. */
     if (!setup__connect(r, o->broker_url, o->username, o->password) ||
-        !read_retained(r, r->bus, &kept) || !rebuild(r, found.workflow, &kept))
+        !placement__subscribe(r) || !read_retained(r, r->bus, &kept) ||
+        !rebuild(r, found.workflow, &kept))
         goto out;
-    take_over(r, &seen);
+    take_over(r, &seen, &kept);
     /* The run state says who owns the run before the claim goes. */
     if (fb_bus_flush(r->bus, 5.0) != FB_OK)
         log_printf(FB_LOG_WARN, "the broker did not confirm the run's new owner record");

@@ -287,7 +287,11 @@ static int act(fb_task *task, void *ctx)
     }
     code = 0;
 restore:
-    child__release_signals(&saved);
+    /* One-shot: the task is ending. A signal from now on goes to what the command may have
+     * left in our group and no further, so that the SDK closes our connection cleanly (a
+     * Last Will after the final state would overwrite it). */
+    if (fb_task_reactive(task))
+        child__release_signals(&saved);
 out:
     for (i = 0; i < 2; i++) {
         if (streams[i].fd >= 0)

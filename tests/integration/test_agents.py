@@ -181,6 +181,43 @@ class TestPlacement(AgentTestCase):
         self.assertIn("has no plugin 'special'", refusal["reason"])
         self.assertIn("agent a1 refused it", res.stdout + res.stderr)
 
+    def test_a_late_start_of_an_abandoned_offer_is_killed(self):
+        """l1 (chosen first: same load, name order) is frozen past the 2 s an offer waits;
+        the attempt goes to l2; woken, l1 starts its stale offer, which must not run."""
+        self.start_agent("l1", "x")
+        self.start_agent("l2", "x")
+        run_id = rid("late")
+        gate = os.path.join(self.dir, "gate")
+        path = self.workflow("""workflow:
+  name: late
+  tasks:
+    - name: T
+      plugin: cmd
+      runs_on: x
+      params: {command: 'sleep 0.5; echo T >> runs.log; while [ ! -e %s ]; do sleep 0.05; done'}
+""" % gate)
+        late = self.agents["l1"]
+        os.kill(late.pid, signal.SIGSTOP)
+        try:
+            proc = fbrun.start(["run", path, "--broker", self.broker.url, "--run-id", run_id],
+                               cwd=self.dir)
+            self.assertTrue(self.recorder.wait_for(lambda ev: "l2" in self.started_on(run_id, "T"),
+                                                   15), self.placements(run_id, "T"))
+        finally:
+            os.kill(late.pid, signal.SIGCONT)
+        # l1 reads the offer it was sent, starts it, and is told to kill it at once.
+        self.assertTrue(self.recorder.wait_for(lambda ev: any(
+            p["agent"] == "l1" and p["state"] == "exited" and p.get("signal") == signal.SIGKILL
+            for p in self.placements(run_id, "T")), 10), self.placements(run_id, "T"))
+        with open(gate, "w"):
+            pass
+        out, err = fbrun.finish(proc, 30)
+        self.assertEqual(proc.returncode, 0, out + err)
+        self.assertIn("started an offer that is no longer this attempt's", out + err)
+        with open(os.path.join(self.dir, "runs.log")) as f:
+            self.assertEqual(f.read().split(), ["T"])
+        self.assert_no_task_left(run_id)
+
     def test_full_agent_refuses_and_the_other_takes_it(self):
         self.start_agent("f1", "w", ["--max-tasks", "1"])
         self.start_agent("f2", "w", ["--max-tasks", "1"])
@@ -355,6 +392,189 @@ class TestFaults(AgentTestCase):
         self.assertEqual(last["state"], "offline")
         self.assert_no_task_left(run_id)
 
+    def test_kill9_of_the_agent_alone_leaves_no_orphan_and_runs_nothing_twice(self):
+        # Only the agent dies (not its host): its task and the task's command
+        # must go with it, or the orphan could finish too while the coordinator,
+        # on the agent's Will, retries the task elsewhere: a task run twice.
+        self.start_agent("o1", "w")
+        self.start_agent("o2", "w")
+        run_id = rid("orphan")
+        marker = os.path.join(self.dir, "first-attempt")
+        path = self.workflow("""workflow:
+  name: orphan
+  tasks:
+    - name: SLOW
+      plugin: cmd
+      runs_on: w
+      outputs: [OUT]
+      execution: {retries: 1, retry_delay: 0.1}
+      params: {command: 'echo SLOW >> runs.log; if [ -e %s ]; then echo OUT=2; else touch %s; sleep 4; echo ORPHAN >> runs.log; echo OUT=1; fi'}
+    - name: END
+      plugin: end
+      inputs: [OUT]
+""" % (marker, marker))
+        proc = fbrun.start(["run", path, "--broker", self.broker.url, "--run-id", run_id, "-q"],
+                           cwd=self.dir)
+        self.recorder.wait_state(run_id, "SLOW", "running", 15)
+        self.wait_file(marker)
+        first = [p for p in self.placements(run_id, "SLOW") if p["state"] == "started"][0]
+        victim = first["agent"]
+        attempt1 = set(fbrun.processes_with_env("FLOWBUS_RUN_ID", run_id))
+        self.assertGreaterEqual(len(attempt1), 2, "the plugin and its command are not both up")
+        agent = self.agents.pop(victim)
+        os.kill(agent.pid, signal.SIGKILL)
+        fbrun.finish(agent, 5)
+        # Within 2 s nothing of attempt 1 is left: not the plugin, not its shell, not the sleep.
+        left = fbrun.wait_gone(lambda: sorted(
+            set(fbrun.processes_with_env("FLOWBUS_RUN_ID", run_id)) &
+            set(fbrun.processes_with_env("FLOWBUS_ATTEMPT", "1"))), 2)
+        self.assertEqual(left, [], "attempt 1's processes outlived their agent")
+        out, err = fbrun.finish(proc, 30)
+        self.assertEqual(proc.returncode, 0, out + err)
+        other = "o2" if victim == "o1" else "o1"
+        self.assertEqual(self.started_on(run_id, "SLOW"), [victim, other])
+        done = {e.json().get("attempt") for e in self.recorder.on_topic(
+            fbtest.state_topic(run_id, "SLOW")) if e.payload and e.json().get("state") == "done"}
+        self.assertEqual(done, {2})
+        self.assert_no_task_left(run_id)
+        with open(os.path.join(self.dir, "runs.log")) as f:
+            self.assertEqual(f.read().split(), ["SLOW", "SLOW"])
+
+    WILL_ORDER = """workflow:
+  name: will-order
+  tasks:
+    - name: SLOW
+      plugin: cmd
+      runs_on: w
+      outputs: [OUT]
+      execution: {retries: 1, retry_delay: 0.1}
+      params: {command: 'echo SLOW-$FLOWBUS_ATTEMPT >> runs.log; if [ "$FLOWBUS_ATTEMPT" = 1 ]; then sleep 60; else while [ ! -e gate ]; do sleep 0.05; done; fi; echo OUT=$FLOWBUS_ATTEMPT'}
+    - name: END
+      plugin: end
+      inputs: [OUT]
+"""
+
+    def lose_in_order(self, name, task_will_first):
+        """A host loss with the agent's Will and the task's own Will made to arrive in one order.
+
+        SIGSTOP holds a process's Will back (its connection stays open) while
+        the other one's fires; then the held one is killed too.
+        """
+        self.start_agent(name + "a", "w")
+        self.start_agent(name + "b", "w")
+        run_id = rid(name)
+        proc = fbrun.start(["run", self.workflow(self.WILL_ORDER), "--broker", self.broker.url,
+                            "--run-id", run_id, "-q"], cwd=self.dir)
+        self.recorder.wait_state(run_id, "SLOW", "running", 15)
+        log = os.path.join(self.dir, "runs.log")
+        deadline = time.monotonic() + 10
+        while not (os.path.exists(log) and "SLOW-1" in open(log).read()):
+            self.assertLess(time.monotonic(), deadline, "SLOW's command never ran")
+            time.sleep(0.02)  # polling the file system: there is no event to wait on
+        first = [p for p in self.placements(run_id, "SLOW") if p["state"] == "started"][0]
+        agent = self.agents.pop(first["agent"])
+        topic = fbtest.state_topic(run_id, "SLOW")
+        will = lambda ev: any(e.topic == topic and e.payload and e.json().get("attempt") == 1
+                              and e.json().get("state") == "crashed" for e in ev)
+        offline = lambda ev: any(e.topic == self.agent_topic(first["agent"]) and e.payload and
+                                 e.json().get("state") == "offline" for e in ev)
+        if task_will_first:
+            # The agent is frozen (it cannot report the exit); the task dies: its Will first.
+            os.kill(agent.pid, signal.SIGSTOP)
+            os.killpg(first["pid"], signal.SIGKILL)
+            self.assertTrue(self.recorder.wait_for(will, 5), "the task's Will never came")
+            self.assertFalse(offline(self.recorder.on_topic(self.agent_topic(first["agent"]))))
+            os.kill(agent.pid, signal.SIGKILL)
+        else:
+            # A partition: the agent's keepalive runs out first. Agent and task are frozen
+            # (killing the agent would orphan the task's group, which the kernel wakes up),
+            # and the agent's Will is published as the broker would publish it.
+            os.kill(agent.pid, signal.SIGSTOP)
+            os.killpg(first["pid"], signal.SIGSTOP)
+            record = self.recorder.on_topic(self.agent_topic(first["agent"]))[-1].json()
+            record["state"] = "offline"
+            self.recorder.publish(self.agent_topic(first["agent"]), json.dumps(record).encode(),
+                                  retain=True)
+            # The coordinator decides attempt 1 crashed and starts attempt 2; then the
+            # task's own Will comes, late, while attempt 2 runs: it must change nothing.
+            self.assertTrue(self.recorder.wait_for(lambda ev: any(
+                e.topic == topic and e.payload and e.json().get("attempt") == 2 and
+                e.json().get("state") == "running" for e in ev), 15),
+                "attempt 2 never ran: %s" % self.recorder.states(run_id, "SLOW"))
+            crashes = lambda: len([e for e in self.recorder.on_topic(topic) if e.payload and
+                                   e.json().get("state") == "crashed"])
+            before = crashes()
+            os.killpg(first["pid"], signal.SIGKILL)
+            self.assertTrue(self.recorder.wait_for(lambda ev: crashes() > before, 5),
+                            "the task's Will never came")
+            os.kill(agent.pid, signal.SIGKILL)
+        with open(os.path.join(self.dir, "gate"), "w"):
+            pass
+        fbrun.finish(agent, 5)
+        out, err = fbrun.finish(proc, 30)
+        self.assertEqual(proc.returncode, 0, out + err)
+        states = [(e.json().get("state"), e.json().get("attempt"))
+                  for e in self.recorder.on_topic(topic) if e.payload]
+        self.assertEqual(states[-1], ("done", 2), states)
+        self.assertEqual(self.recorder.on_topic(topic)[-1].json().get("state"), "done")
+        with open(os.path.join(self.dir, "runs.log")) as f:
+            self.assertEqual(f.read().split(), ["SLOW-1", "SLOW-2"])
+        self.assert_no_task_left(run_id)
+
+    def test_host_loss_with_the_tasks_will_before_the_agents(self):
+        self.lose_in_order("order1", task_will_first=True)
+
+    def test_host_loss_with_the_agents_will_before_the_tasks(self):
+        self.lose_in_order("order2", task_will_first=False)
+
+    def test_a_will_of_an_earlier_attempt_after_the_retry_finished_is_written_over(self):
+        # As the partition case above, but attempt 1's Will comes once attempt 2 is done
+        # (HOLD keeps the run open): the retained state must not stay "crashed".
+        self.start_agent("wa", "w")
+        self.start_agent("wb", "w")
+        run_id = rid("latewill")
+        hold = os.path.join(self.dir, "hold")
+        wf = self.WILL_ORDER + """    - name: HOLD
+      plugin: cmd
+      params: {command: 'while [ ! -e %s ]; do sleep 0.05; done'}
+""" % hold
+        proc = fbrun.start(["run", self.workflow(wf), "--broker", self.broker.url,
+                            "--run-id", run_id, "-q", "--expiry", "0"], cwd=self.dir)
+        self.recorder.wait_state(run_id, "SLOW", "running", 15)
+        first = [p for p in self.placements(run_id, "SLOW") if p["state"] == "started"][0]
+        agent = self.agents.pop(first["agent"])
+        topic = fbtest.state_topic(run_id, "SLOW")
+        os.kill(agent.pid, signal.SIGSTOP)
+        os.killpg(first["pid"], signal.SIGSTOP)
+        record = self.recorder.on_topic(self.agent_topic(first["agent"]))[-1].json()
+        record["state"] = "offline"
+        self.recorder.publish(self.agent_topic(first["agent"]), json.dumps(record).encode(),
+                              retain=True)
+        with open(os.path.join(self.dir, "gate"), "w"):
+            pass
+        self.assertTrue(self.recorder.wait_for(lambda ev: any(
+            e.topic == topic and e.payload and e.json().get("attempt") == 2 and
+            e.json().get("state") == "done" for e in ev), 15),
+            "attempt 2 never finished: %s" % self.recorder.states(run_id, "SLOW"))
+        n = len(self.recorder.on_topic(topic))
+        os.killpg(first["pid"], signal.SIGKILL)
+        os.kill(agent.pid, signal.SIGKILL)
+        fbrun.finish(agent, 5)
+        # The Will, then the coordinator's record of attempt 2 over it.
+        self.assertTrue(self.recorder.wait_for(lambda ev: [
+            (e.json().get("state"), e.json().get("attempt"))
+            for e in self.recorder.on_topic(topic)[n:] if e.payload][-1:] == [("done", 2)] and any(
+            e.json().get("state") == "crashed" for e in self.recorder.on_topic(topic)[n:]
+            if e.payload), 5),
+            [e.payload for e in self.recorder.on_topic(topic)[n:]])
+        with open(hold, "w"):
+            pass
+        out, err = fbrun.finish(proc, 30)
+        self.assertEqual(proc.returncode, 0, out + err)
+        res = fbrun.run(["status", run_id, "--broker", self.broker.url, "--json"], timeout=20)
+        slow = [t for t in json.loads(res.stdout)["tasks"] if t["name"] == "SLOW"][0]
+        self.assertEqual(slow["state"], "done", slow)
+
     def test_restarted_agent_adopts_nothing_and_takes_new_work(self):
         self.start_agent("r1", "w")
         run_id = rid("restart")
@@ -418,11 +638,10 @@ class TestFaults(AgentTestCase):
         # The agent lives on, and SIGTERM stops it cleanly: offline, exit 0.
         code, out, err = self.stop_agent(self.agents["s1"])
         self.assertEqual(code, 0, out + err)
-        # Published before its exit, but it may reach the recorder after it.
-        self.recorder.wait_for(lambda _e: self.recorder.on_topic(
-            self.agent_topic("s1"))[-1].json()["state"] == "offline", 10)
-        self.assertEqual(self.recorder.on_topic(self.agent_topic("s1"))[-1].json()["state"],
-                         "offline")
+        # Its last publish was confirmed before it exited; the broker forwards it to us after.
+        self.assertTrue(self.recorder.wait_for(lambda ev: self.recorder.on_topic(
+            self.agent_topic("s1"))[-1].json()["state"] == "offline", 5),
+            self.recorder.on_topic(self.agent_topic("s1"))[-1].json())
 
     def test_agent_sigterm_kills_its_tasks(self):
         self.start_agent("t1", "w")
@@ -543,6 +762,166 @@ class TestReactive(AgentTestCase):
         os.kill(proc.pid, signal.SIGINT)
         out, err = fbrun.finish(proc, 20)
         self.assertIsNotNone(proc.returncode, out + err)
+RESUME_PLACED = """workflow:
+  name: resume-placed
+  tasks:
+    - name: QUICK
+      plugin: cmd
+      runs_on: w
+      outputs: [Q]
+      params: {command: 'echo QUICK >> runs.log; echo Q=1'}
+    - name: GATED
+      plugin: cmd
+      runs_on: w
+      inputs: [Q]
+      outputs: [G]
+      execution: {retries: 1, retry_delay: 0.1}
+      params: {command: 'echo GATED-$FLOWBUS_ATTEMPT >> runs.log; while [ ! -e %s ]; do sleep 0.05; done; echo G=2'}
+    - name: AFTER
+      plugin: cmd
+      runs_on: w
+      inputs: [G]
+      outputs: [A]
+      execution: {retries: 1, retry_delay: 0.1}
+      params: {command: 'echo AFTER >> runs.log; echo A=3'}
+    - name: END
+      plugin: end
+      inputs: [A]
+"""
+
+
+class TestResume(AgentTestCase):
+    """`flowbus resume` of a run whose coordinator died while a placed task ran."""
+
+    def start_and_lose(self, run_id, gate):
+        """Runs RESUME_PLACED until GATED runs on its agent, then kill -9 of the coordinator."""
+        path = self.workflow(RESUME_PLACED % gate)
+        proc = fbrun.start(["run", path, "--broker", self.broker.url, "--run-id", run_id, "-q"],
+                           cwd=self.dir)
+        self.recorder.wait_state(run_id, "GATED", "running", 15)
+        # "running" comes before cmd starts its command: its first line says it runs.
+        deadline = time.monotonic() + 10
+        while "GATED-1" not in (self.runs() if os.path.exists(self.log_path()) else []):
+            self.assertLess(time.monotonic(), deadline, "GATED's command never ran")
+            time.sleep(0.02)  # polling the file system: there is no event to wait on
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        self.assertTrue(self.recorder.wait_for(lambda ev: any(
+            e.topic == "flowbus/%s/state" % run_id and e.payload and
+            e.json().get("state") == "lost" for e in ev), 10), "the run never went lost")
+
+    def log_path(self):
+        return os.path.join(self.dir, "runs.log")
+
+    def runs(self):
+        with open(self.log_path()) as f:
+            return f.read().split()
+
+    def test_resume_adopts_a_placed_task_on_its_live_agent(self):
+        self.start_agent("v1", "w")
+        run_id = rid("resume-placed")
+        gate = os.path.join(self.dir, "gate")
+        self.start_and_lose(run_id, gate)
+        # The placed task lives on through its coordinator's death (an external broker's rule).
+        self.assertTrue(fbrun.processes_with_env("FLOWBUS_RUN_ID", run_id))
+        topic = "flowbus/%s/state" % run_id
+        before = len(self.recorder.on_topic(topic))
+        resume = fbrun.start(["resume", run_id, "--broker", self.broker.url], cwd="/")
+        # The gate opens once the resumed coordinator owns the run: GATED ends under it.
+        self.assertTrue(self.recorder.wait_for(lambda ev: any(
+            e.payload and e.json().get("state") == "running"
+            for e in self.recorder.on_topic(topic)[before:]), 15), "the resume never took the run")
+        with open(gate, "w"):
+            pass
+        out, err = fbrun.finish(resume, 30)
+        self.assertEqual(resume.returncode, 0, out + err)
+        # QUICK finished; GATED, AFTER (waiting on its agent for G) and END (local) adopted.
+        self.assertIn("1 finished, 3 adopted, 0 lost, 0 started", out)
+        self.assertEqual(self.runs(), ["QUICK", "GATED-1", "AFTER"])
+        self.assertEqual(len([p for p in self.placements(run_id, "GATED")
+                              if p["state"] == "started"]), 1)
+        self.recorder.wait_state(run_id, "END", "done")
+        self.assert_no_task_left(run_id)
+
+    def test_resume_retries_a_placed_task_whose_agent_died_meanwhile(self):
+        self.start_agent("x1", "w")
+        run_id = rid("resume-lost")
+        gate = os.path.join(self.dir, "gate")
+        self.start_and_lose(run_id, gate)
+        # Its agent dies too (its tasks with it; END, the coordinator's own, lives on),
+        # and another agent comes.
+        self.stop_agent(self.agents["x1"], signal.SIGKILL)
+        placed = lambda: sorted(set(fbrun.processes_with_env("FLOWBUS_RUN_ID", run_id)) -
+                                set(fbrun.processes_with_env("FLOWBUS_TASK", "END")))
+        self.assertEqual(fbrun.wait_gone(placed, 5), [])
+        self.start_agent("x2", "w")
+        with open(gate, "w"):
+            pass
+        res = fbrun.run(["resume", run_id, "--broker", self.broker.url], cwd="/", timeout=30)
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        # QUICK finished: never again, and still done (killed after its done, it closed
+        # cleanly: no Will over it). GATED's attempt 1 ended with its agent (cmd reports
+        # the SIGTERM its command got), AFTER's (waiting for G) crashed: their retries
+        # run on x2.
+        self.assertEqual(self.runs(), ["QUICK", "GATED-1", "GATED-2", "AFTER"])
+        self.assertEqual(self.started_on(run_id, "GATED"), ["x1", "x2"])
+        self.assertEqual(self.started_on(run_id, "AFTER"), ["x1", "x2"])
+        self.assertEqual(self.started_on(run_id, "QUICK"), ["x1"])
+        self.assertEqual(self.recorder.states(run_id, "QUICK")[-1], "done")
+        self.recorder.wait_state(run_id, "END", "done")
+        self.assert_no_task_left(run_id)
+
+    def test_resume_takes_a_placed_task_of_an_agent_gone_offline_for_crashed(self):
+        # A hung or cut-off host: its agent and tasks say nothing (frozen here),
+        # and the broker fires the agent's Will (published here as it would).
+        # The task's own state is still "running": resume must not adopt it.
+        self.start_agent("z1", "w")
+        run_id = rid("resume-offline")
+        gate = os.path.join(self.dir, "gate")
+        self.start_and_lose(run_id, gate)
+        agent = self.agents["z1"]
+        frozen = [p["pid"] for t in ("GATED", "AFTER") for p in self.placements(run_id, t)
+                  if p["state"] == "started"]
+        os.kill(agent.pid, signal.SIGSTOP)
+        for pid in frozen:
+            os.killpg(pid, signal.SIGSTOP)
+        try:
+            record = self.recorder.on_topic(self.agent_topic("z1"))[-1].json()
+            record["state"] = "offline"
+            self.recorder.publish(self.agent_topic("z1"), json.dumps(record).encode(), retain=True)
+            self.start_agent("z2", "w")
+            with open(gate, "w"):
+                pass
+            res = fbrun.run(["resume", run_id, "--broker", self.broker.url], cwd="/", timeout=30)
+            self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+            self.assertIn("1 finished, 1 adopted, 2 lost, 0 started", res.stdout)
+        finally:
+            for pid in frozen:
+                os.killpg(pid, signal.SIGKILL)
+            self.stop_agent(agent, signal.SIGKILL)
+        crashed = [e.json() for e in self.recorder.on_topic(fbtest.state_topic(run_id, "GATED"))
+                   if e.payload and e.json().get("state") == "crashed"]
+        self.assertTrue(crashed and crashed[0]["attempt"] == 1, crashed)
+        self.assertIn("agent z1", crashed[0]["error"])
+        self.assertIn("went offline while the run had no coordinator", crashed[0]["error"])
+        self.assertEqual(self.runs(), ["QUICK", "GATED-1", "GATED-2", "AFTER"])
+        self.assertEqual(self.started_on(run_id, "GATED"), ["z1", "z2"])
+        self.recorder.wait_state(run_id, "END", "done")
+
+    def test_resume_does_not_rerun_a_placed_task_that_finished_meanwhile(self):
+        self.start_agent("y1", "w")
+        run_id = rid("resume-done")
+        gate = os.path.join(self.dir, "gate")
+        self.start_and_lose(run_id, gate)
+        with open(gate, "w"):
+            pass
+        # GATED ends while the run has no coordinator; AFTER is started on the resume.
+        self.recorder.wait_state(run_id, "GATED", "done", 15)
+        res = fbrun.run(["resume", run_id, "--broker", self.broker.url], cwd="/", timeout=30)
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
+        self.assertEqual(self.runs(), ["QUICK", "GATED-1", "AFTER"])
+        self.assertEqual(len([p for p in self.placements(run_id, "GATED")
+                              if p["state"] == "started"]), 1)
         self.assert_no_task_left(run_id)
 
 

@@ -116,6 +116,10 @@ class CoordinatorCrash(fbtest.BrokerTestCase):
             proc = fbrun.start(["run", fbrun.workflow("resume.yaml"), "--broker", self.broker.url,
                                 "--run-id", run_id], cwd=cwd)
             self.recorder.wait_state(run_id, "SLOW", "running", timeout=15)
+            # Three processes to adopt: AFTER and END must be up too (a kill between END's
+            # launch record and its spawn leaves it to be started, not adopted).
+            self.recorder.wait_state(run_id, "AFTER", "waiting", timeout=15)
+            self.recorder.wait_state(run_id, "END", "waiting", timeout=15)
             os.kill(proc.pid, signal.SIGKILL)
             proc.communicate()
             # The coordinator's Last Will marks the run lost; the tasks carry on.

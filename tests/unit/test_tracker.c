@@ -89,6 +89,29 @@ static void test_states_from_the_bus(void)
     teardown(&f);
 }
 
+static void test_states_of_an_earlier_attempt(void)
+{
+    struct fixture f;
+
+    setup(&f);
+    tracker__retry(f.tr, 1, 2, 20.0, "attempt 1 crashed");
+    /* Attempt 1's Will while attempt 2 waits or runs: history, nothing to answer. */
+    CHECK(feed(&f, "flowbus/r1/tasks/WORK/state",
+               "{\"state\":\"crashed\",\"attempt\":1,\"at\":20.1}", NULL) == TRACK_NONE);
+    CHECK(tracker__task(f.tr, 1)->state == FB_STATE_WAITING);
+    CHECK(feed(&f, "flowbus/r1/tasks/WORK/state",
+               "{\"state\":\"done\",\"attempt\":2,\"at\":21.0}", NULL) == TRACK_TASK);
+    /* The same Will once attempt 2 is done has become the retained state: the
+     * record is asked for again (TRACK_STALE), and stays attempt 2's. */
+    CHECK(feed(&f, "flowbus/r1/tasks/WORK/state",
+               "{\"state\":\"crashed\",\"attempt\":1,\"at\":21.5}", NULL) == TRACK_STALE);
+    CHECK(feed(&f, "flowbus/r1/tasks/WORK/state",
+               "{\"state\":\"running\",\"attempt\":1,\"at\":21.6}", NULL) == TRACK_NONE);
+    CHECK(tracker__task(f.tr, 1)->state == FB_STATE_DONE);
+    CHECK(tracker__task(f.tr, 1)->attempt == 2);
+    teardown(&f);
+}
+
 static void test_malformed_and_foreign_messages_are_ignored(void)
 {
     struct fixture f;
@@ -237,6 +260,7 @@ static void test_report_parsing(void)
 int main(void)
 {
     RUN(test_states_from_the_bus);
+    RUN(test_states_of_an_earlier_attempt);
     RUN(test_malformed_and_foreign_messages_are_ignored);
     RUN(test_first_value_wins_and_empty_value);
     RUN(test_skip_propagation_and_exit_code);

@@ -322,6 +322,8 @@ class Engine:
         payload = json.dumps(body).encode()
         with self.cond:
             self.last_state = payload
+        if not self.env.reactive and state in FINAL_STATES:
+            _hold_termination()
         self.bus.publish(self.env.state_topic, payload, wait=wait)
         self.state_at = time.monotonic()
         self.state_behind = False
@@ -579,6 +581,24 @@ class Engine:
             ok = self.bus.flush()
         if not ok:
             self.stderr("warning", "the broker did not acknowledge every message before the exit")
+
+
+FINAL_STATES = ("done", "failed", "timeout", "crashed", "skipped", "denied", "stopped")
+
+
+def _hold_termination():
+    """A one-shot task publishing its end is let finish it: SIGTERM and SIGINT no longer kill it.
+
+    Killed between its final state and its disconnect, its Last Will would
+    overwrite that state, with no coordinator to put it back when the one
+    that died is what sent the signal (PR_SET_PDEATHSIG). The process exits
+    right after (run's os._exit), so the signal is only dropped. As the C SDK.
+    """
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            signal.signal(sig, lambda *_: None)
+        except ValueError:  # not the main thread: nothing to hold
+            pass
 
 
 def _parent_watch(env):

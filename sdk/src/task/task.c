@@ -14,6 +14,14 @@
  *
  * A variable already holding a value is never overwritten ("first value
  * wins"): fb_task_done skips an output another producer set first.
+ *
+ * A one-shot task that has begun to publish its end holds SIGTERM and SIGINT
+ * until its connection is closed (hold_signals): killed between its final
+ * state and its DISCONNECT, its Last Will ("crashed") would come after that
+ * state and overwrite it on the broker, and with no coordinator to publish
+ * the record again (its own died: the PR_SET_PDEATHSIG that sent the signal)
+ * a finished task would read as crashed. The signal is only noted (Paho's
+ * threads share the disposition), and raised again by fb_task_free.
  */
 #include <signal.h>
 #include <stdint.h>
@@ -371,6 +379,47 @@ enum fb_err fb_task_set_output(fb_task *task, const char *name, const char *valu
 /* Ending                                                                    */
 /* ------------------------------------------------------------------------ */
 
+/* A SIGTERM or SIGINT that came while the task was ending (hold_signals). */
+static volatile sig_atomic_t held_signal;
+static int holding;
+static struct sigaction held_term, held_int;
+
+static void note_signal(int sig)
+{
+    held_signal = sig;
+}
+
+/* From the first publish of a one-shot task's end to its exit, a signal waits for the close. */
+static void hold_signals(const fb_task *task)
+{
+    struct sigaction sa;
+
+    if (task->env.reactive || holding)
+        return;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = note_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGTERM, &sa, &held_term);
+    sigaction(SIGINT, &sa, &held_int);
+    holding = 1;
+}
+
+/* The connection is closed: the dispositions come back, and a held signal is delivered. */
+static void release_signals(void)
+{
+    int sig = (int)held_signal;
+
+    if (!holding)
+        return;
+    holding = 0;
+    held_signal = 0;
+    sigaction(SIGTERM, &held_term, NULL);
+    sigaction(SIGINT, &held_int, NULL);
+    if (sig)
+        raise(sig);
+}
+
 enum fb_err fb_task_done(fb_task *task)
 {
     enum fb_err err;
@@ -393,6 +442,7 @@ enum fb_err fb_task_done(fb_task *task)
             return FB_ERR_INVALID;
         }
     }
+    hold_signals(task);
     for (i = 0; i < task->n_outputs; i++) {
         struct var *v = &task->outputs[i];
 
@@ -463,6 +513,7 @@ enum fb_err task__finish(fb_task *task, enum fb_state state, int exit_code, cons
         return FB_ERR_INVALID;
     /* Finished even if unconfirmed: a task that tried to end must not report done afterwards. */
     task->finished = 1;
+    hold_signals(task);
     task_log__report_drops(task);
     err = task_state__publish(task, state, fb_clock_wall(), 1, exit_code, error);
     if (err == FB_OK)
@@ -529,4 +580,5 @@ void fb_task_free(fb_task *task)
     free(task->last_state);
     task_env__free(&task->env);
     free(task);
+    release_signals();
 }
