@@ -63,18 +63,4 @@ enum fb_err names__split(const char *text, names__valid_fn valid, char ***names,
 /* Frees what names__split returned (NULL is fine). */
 void names__free(char **names, size_t count);
 
-/*
- * Back-pressure that keeps a connection alive (bus_mosq_loop.c; the task's
- * FLOWBUS_OVERFLOW=block). bus__hold(bus, 1): the caller takes no message
- * for now; fb_bus_fd stops being readable for queued messages and stays
- * readable for the bus's own work (its keepalive timer, writes, a
- * reconnect, the socket while the bus's queue is under RECV_QUEUE_MAX);
- * bus__serve then does that work without taking a message (FB_ERR_LOST once
- * the connection is gone for good, else FB_OK). bus__hold returns 1 if the
- * backend supports it (libmosquitto), 0 if not (Paho, whose threads keep
- * the connection alive: the caller leaves the fd out of its poll instead).
- */
-int bus__hold(fb_bus *bus, int held);
-enum fb_err bus__serve(fb_bus *bus);
-
 #endif

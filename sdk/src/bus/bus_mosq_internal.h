@@ -72,7 +72,7 @@ struct fb_bus {
     unsigned watched_gen;  /* the generation of sock_watched */
     int notify;        /* just reconnected: the eventfd stays readable until fb_bus_next */
     int in_next;       /* inside fb_bus_next: it settles the eventfd on the way out */
-    int held;          /* bus__hold: queued messages do not make fb_bus_fd readable */
+    int held;          /* fb_bus_hold: queued messages do not make fb_bus_fd readable */
     double misc_at;    /* next mosquitto_loop_misc (keepalive) */
 
     /* The receive queue (bounded by RECV_QUEUE_MAX: back-pressure). */

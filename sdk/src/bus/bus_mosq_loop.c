@@ -465,8 +465,10 @@ enum fb_err fb_bus_next(fb_bus *bus, double timeout, fb_msg **out)
     return err;
 }
 
-int bus__hold(fb_bus *bus, int held)
+int fb_bus_hold(fb_bus *bus, int held)
 {
+    if (bus == NULL)
+        return 0;
     pthread_mutex_lock(&bus->mu);
     bus->held = held;
     sync_fds(bus);
@@ -481,10 +483,12 @@ int bus__hold(fb_bus *bus, int held)
  * ping goes unanswered for a keepalive. A hold that outlasts a keepalive
  * with the bus's queue full therefore ends in a reconnect.
  */
-enum fb_err bus__serve(fb_bus *bus)
+enum fb_err fb_bus_serve(fb_bus *bus)
 {
     enum fb_err err;
 
+    if (bus == NULL)
+        return FB_ERR_INVALID;
     pthread_mutex_lock(&bus->mu);
     if (!bus->lost)
         bus_mosq__step(bus, 0);

@@ -150,15 +150,14 @@ int fb_bus_fd(fb_bus *bus)
 }
 
 /* Paho's threads serve the connection: a caller that holds it leaves fb_bus_fd out of its poll. */
-int bus__hold(fb_bus *bus, int held)
+int fb_bus_hold(fb_bus *bus, int held)
 {
     (void)bus;
     (void)held;
     return 0;
 }
 
-enum fb_err bus__serve(fb_bus *bus)
+enum fb_err fb_bus_serve(fb_bus *bus)
 {
-    (void)bus;
-    return FB_OK;
+    return bus == NULL ? FB_ERR_INVALID : FB_OK;
 }

@@ -161,9 +161,9 @@ int task_reactive__may_take(const fb_task *task, int from_share)
 /*
  * fb_task_fd is level-triggered: a plugin polling it during an activation
  * (cmd does) would spin while the bus holds messages the task may not take.
- * On libmosquitto the bus is told to hold them (bus__hold): its fd then
+ * On libmosquitto the bus is told to hold them (fb_bus_hold): its fd then
  * wakes the plugin only for the connection's own work, which absorb_bus
- * does with bus__serve, so a long activation keeps its keepalive (the
+ * does with fb_bus_serve, so a long activation keeps its keepalive (the
  * process has no other thread). On Paho, whose threads keep the connection,
  * the bus's fd leaves the task's epoll set instead.
  */
@@ -178,7 +178,7 @@ void task_reactive__sync_fd(fb_task *task)
     held = !task_reactive__may_take(task, task->events_bus != NULL);
     if (held == task->queue.fd_held)
         return;
-    if (bus__hold(bus, held)) {
+    if (fb_bus_hold(bus, held)) {
         task->queue.fd_held = held;
         return;
     }
