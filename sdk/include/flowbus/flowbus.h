@@ -312,6 +312,8 @@ typedef struct fb_task_options {
  * TLS: with an mqtts:// or ssl:// FLOWBUS_BROKER, FLOWBUS_TLS_CA,
  * FLOWBUS_TLS_CERT and FLOWBUS_TLS_KEY name the CA file and the client
  * certificate and key (see fb_bus_options).
+ * FLOWBUS_KEEPALIVE (seconds, 5 to 3600; default 10) is the connection's
+ * MQTT keepalive (see fb_task_fd for what it asks of a plugin).
  * Reconnection is on: if the connection to the broker is lost the task keeps
  * trying for FLOWBUS_RECONNECT_MAX seconds (default 30; 0 turns it off), then
  * the calls below report FB_ERR_LOST. A broker restart is transparent: a
@@ -538,6 +540,14 @@ FB_API int fb_task_paused(const fb_task *task);
  * events, control) or the connection was lost; for poll() in a plugin's
  * own loop. After it becomes readable, call fb_task_poll. Level-triggered.
  * -1 for a NULL task.
+ *
+ * Both modes: the task process has no thread but its own on libmosquitto,
+ * so a plugin that waits in its own code (for a command, a file, a timer)
+ * polls this fd beside its own and calls fb_task_poll when it is readable:
+ * it is also readable when the connection has work of its own (the
+ * keepalive ping, a reconnect), and a task left alone for 1.5 keepalives
+ * (FLOWBUS_KEEPALIVE, default 10 s) is dropped by the broker, whose Last
+ * Will then says "crashed". The built-ins all do (tasks/cmd/child.c).
  */
 FB_API int fb_task_fd(const fb_task *task);
 
