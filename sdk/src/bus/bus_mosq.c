@@ -653,7 +653,7 @@ static enum fb_err publish_locked(fb_bus *bus, const char *topic, const void *pa
     }
 out:
     /* What could not be written at once is written when the socket allows (fb_bus_fd). */
-    bus_mosq__write(bus);
+    bus_mosq__step(bus, 0);
     return err;
 }
 

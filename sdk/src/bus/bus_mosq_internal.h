@@ -154,15 +154,6 @@ void bus_mosq__set_callbacks(fb_bus *bus);
 void bus_mosq__step(fb_bus *bus, int must_read);
 
 /*
- * Only writes what libmosquitto could not send at once, then brings
- * fb_bus_fd's descriptors up to date: what a publish does on its way out.
- * Reading is left to the caller's next wait or fb_bus_next (a PUBACK read
- * here would only delay the caller's action: a task's "running" state is
- * published just before its action starts).
- */
-void bus_mosq__write(fb_bus *bus);
-
-/*
  * Waits until the socket has something for us, or the monotonic deadline
  * (negative: no deadline; at most the next deadline of the loop itself), then
  * takes a step.

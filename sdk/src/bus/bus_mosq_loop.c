@@ -359,18 +359,6 @@ void bus_mosq__step(fb_bus *bus, int must_read)
     sync_fds(bus);
 }
 
-void bus_mosq__write(fb_bus *bus)
-{
-    unsigned long seen = bus->disconnects;
-    int rc = MOSQ_ERR_SUCCESS;
-
-    if (live_socket(bus) >= 0 && mosquitto_want_write(bus->mosq))
-        rc = mosquitto_loop_write(bus->mosq, 1);
-    if (rc != MOSQ_ERR_SUCCESS && bus->disconnects == seen)
-        bus_mosq__disconnected(bus, rc);
-    sync_fds(bus);
-}
-
 void bus_mosq__wait(fb_bus *bus, double deadline, int must_read)
 {
     struct pollfd pfd;
