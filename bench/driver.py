@@ -418,6 +418,59 @@ class Bench:
                      d["total_max_ms"], d["ref_true_max_ms"], "ms", "none > 50 ms",
                      d["over50ms"] == 0, ref_label="/bin/true max")
 
+    # -- 4b. a task's CPU for its whole life on the bus ------------------------
+
+    def task_cpu(self, broker):
+        """The user+sys CPU of one whole one-shot task process (exec, connect,
+        subscribe, the retained input, "waiting"/"running", the output and
+        "done" confirmed, exit), from wait4's rusage of the child, against
+        /bin/true spawned and reaped the same way, interleaved in the same run."""
+        n = 30 if self.smoke else 200
+        probe = os.path.join(self.bin, "flowbus-benchprobe")
+        run_id = f"cpu-{os.getpid()}"
+        rec = fbtest.Recorder(broker.port, f"flowbus/{run_id}/vars/#")
+        try:
+            rec.publish(f"flowbus/{run_id}/vars/X", "1", retain=True)
+        finally:
+            rec.close()
+        out = self.path("cpu.txt")
+        env = fbtest.task_env(broker.url, run_id, "T", inputs=("X",), outputs=("Y",),
+                              base=self.env, extra={"FBBENCH_OUT": out})
+
+        def cpu_of(argv, environ):
+            pid = os.posix_spawn(argv[0], argv, environ)
+            _, status, ru = os.wait4(pid, 0)
+            if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
+                raise BenchError(f"{argv[0]} exited with status {status}")
+            return (ru.ru_utime + ru.ru_stime) * 1e3
+
+        linked_bin = os.path.join(self.bin, "fbbench-linked")
+        task, true, linked = [], [], []
+        for _ in range(n):
+            task.append(cpu_of([probe], env))
+            true.append(cpu_of(["/bin/true"], self.env))
+            linked.append(cpu_of([linked_bin], self.env))
+        self.raw["task_cpu_ms"] = task
+        self.raw["true_cpu_ms"] = true
+        self.raw["linked_cpu_ms"] = linked
+        t50, r50 = statistics.median(task), statistics.median(true)
+        l50 = statistics.median(linked)
+        t90 = sorted(task)[int(0.9 * (n - 1))]
+        r90 = sorted(true)[int(0.9 * (n - 1))]
+        self.row(f"task CPU, whole one-shot life beyond exec (p50 of {n}, user+sys)",
+                 t50 - r50, r50, "ms", "<= 0.5 ms beyond exec", t50 - r50 <= 0.5,
+                 ref_label="user+sys of /bin/true, spawned and reaped the same way")
+        self.row("task CPU, whole one-shot life (p50)", t50, r50, "ms",
+                 ref_label="/bin/true p50")
+        self.row("task CPU, whole one-shot life (p90)", t90, r90, "ms",
+                 ref_label="/bin/true p90")
+        # The split: loading the libraries a plugin links (libflowbus, the MQTT
+        # library and, for libmosquitto, libssl and libcrypto) and the rest.
+        self.row("  of which loading the SDK's libraries (empty program linked as a plugin)",
+                 l50 - r50, r50, "ms", ref_label="/bin/true p50")
+        self.row("  of which the task's life on the bus (beyond the linked empty program)",
+                 t50 - l50, l50, "ms", ref_label="fbbench-linked p50")
+
     # -- 5. memory -----------------------------------------------------------
 
     def memory(self):
@@ -652,7 +705,7 @@ class Bench:
                 agent.wait()
 
     # The figures measured on both MQTT backends (scripts/bench's Paho pass).
-    BOTH = ("hop latency", "makespans", "per-task overhead", "throughput", "memory")
+    BOTH = ("hop latency", "makespans", "per-task overhead", "task cpu", "throughput", "memory")
 
     def run(self, only=None):
         steps = [("hop latency", lambda b: self.hop_latency(b)),
@@ -660,6 +713,7 @@ class Bench:
                  ("makespans", lambda b: self.makespans(b)),
                  ("fan-out/fan-in", lambda b: self.fan(b)),
                  ("per-task overhead", lambda b: self.overhead(b)),
+                 ("task cpu", lambda b: self.task_cpu(b)),
                  ("throughput", lambda b: self.throughput(b)),
                  ("mqtt relay flood", lambda b: mqtt_relay.measure(self, b)),
                  ("flowbus ui memory", lambda b: self.ui_memory(b)),

@@ -38,7 +38,22 @@ struct dynsec {
     fb_bus *bus;
     char tag[17]; /* random, in every correlation of this connection */
     unsigned long serial;
+    double served_at; /* the last dynsec__serve that called into the bus */
 };
+
+void dynsec__serve(struct dynsec *d)
+{
+    double now = fb_clock_mono();
+    fb_msg *m = NULL;
+
+    if (!d || now - d->served_at < 0.5)
+        return;
+    d->served_at = now;
+    while (fb_bus_next(d->bus, 0, &m) == FB_OK) {
+        fb_msg_free(m);
+        m = NULL;
+    }
+}
 
 /* Sends commands and waits for an answer to each; returns them (a JSON array) or NULL. */
 static json_t *request(struct dynsec *d, json_t *commands, double wait, char *err, size_t errlen)

@@ -38,6 +38,15 @@ int dynsec__create(struct dynsec *d, const struct access *a, char *err, size_t e
 int dynsec__remove_run(struct dynsec *d, const char *run_id, size_t *removed, char *err,
                        size_t errlen);
 
+/*
+ * Does the connection's own work (its keepalive ping) without waiting, at
+ * most every half second however often it is called; answers nobody awaits
+ * are dropped. The coordinator's loop calls it (NULL is fine): on
+ * libmosquitto a bus has no thread, and this one is idle for the whole run
+ * between the create and the removal.
+ */
+void dynsec__serve(struct dynsec *d);
+
 /* Says whether the clients and roles of run_id go (1) or stay (0). */
 typedef int (*dynsec_gone_fn)(void *ctx, const char *run_id);
 

@@ -13,6 +13,7 @@
  */
 #define _GNU_SOURCE
 #include "internal.h"
+#include "dynsec.h"
 #include "mask.h"
 #include "display.h"
 #include "log.h"
@@ -256,6 +257,7 @@ void loop__run(struct run *r)
                 output__read(r, owner[k]);
         supervisor__check_timers(r);
         launch__more(r);
+        dynsec__serve(r->res.dynsec);
     }
 out:
     free(fds);

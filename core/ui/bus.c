@@ -289,18 +289,37 @@ static enum fb_err feed(void *ctx, fb_msg *m)
 static void *follow_thread(void *arg)
 {
     struct ui_bus *b = arg;
-    struct pollfd pfd[2] = {{.fd = b->wake_fd, .events = POLLIN},
-                            {.fd = fb_bus_fd(b->follow), .events = POLLIN}};
+    /*
+     * The publishing connection is served here too: on libmosquitto a bus has
+     * no thread, and one nobody calls into for 1.5 keepalives is dropped.
+     */
+    struct pollfd pfd[3] = {{.fd = b->wake_fd, .events = POLLIN},
+                            {.fd = fb_bus_fd(b->follow), .events = POLLIN},
+                            {.fd = -1, .events = POLLIN}};
     double next_tick = fb_clock_mono() + KEEPALIVE_EVERY;
     int lost_said = 0;
+
+    pthread_mutex_lock(&b->pub_lock);
+    pfd[2].fd = fb_bus_fd(b->pub);
+    pthread_mutex_unlock(&b->pub_lock);
 
     for (;;) {
         double left = next_tick - fb_clock_mono();
         int ms = left <= 0 ? 0 : (int)(left * 1000) + 1;
-        if (poll(pfd, 2, ms) < 0 && errno != EINTR)
+        if (poll(pfd, 3, ms) < 0 && errno != EINTR)
             break;
         if (pfd[0].revents)
             break;
+        if (pfd[2].revents) {
+            fb_msg *m = NULL;
+
+            pthread_mutex_lock(&b->pub_lock);
+            /* It subscribes to nothing: a call only does the connection's own work. */
+            if (fb_bus_next(b->pub, 0, &m) == FB_ERR_LOST)
+                pfd[2].fd = -1;
+            fb_msg_free(m);
+            pthread_mutex_unlock(&b->pub_lock);
+        }
         if (fb_clock_mono() >= next_tick) {
             sse__tick(b->ui->sse);
             next_tick = fb_clock_mono() + KEEPALIVE_EVERY;

@@ -2,7 +2,8 @@
  * child.c - the command's process (see child.h): signal forwarding, spawning,
  * the poll loop over its pipes and its exit, and reaping.
  *
- * Spawning uses posix_spawn, never fork: Paho's threads are running.
+ * Spawning uses posix_spawn, never fork: on the Paho backend Paho's threads
+ * are running.
  */
 
 /* posix_spawn_file_actions_addchdir_np and pipe2 are GNU extensions (glibc >= 2.29). */
@@ -156,11 +157,16 @@ static int open_pidfd(pid_t pid)
 void child__pump(struct run *r, struct stream *streams, pid_t pid)
 {
     int pidfd = open_pidfd(pid), exited = 0;
-    /* Reactive mode: events that come meanwhile are queued (and bounded) as they arrive. */
-    int task_fd = fb_task_reactive(r->task) ? fb_task_fd(r->task) : -1;
+    /*
+     * Both modes: the bus's timer (keepalive, reconnect) and its socket are
+     * served here while the command runs; in reactive mode the events that
+     * come meanwhile are also queued (and bounded) as they arrive.
+     */
+    int task_fd = fb_task_fd(r->task);
     size_t k;
 
-    while (streams[0].fd >= 0 || streams[1].fd >= 0) {
+    /* Without a pidfd the pipes' end stands for the child's (child__wait reaps it). */
+    while (streams[0].fd >= 0 || streams[1].fd >= 0 || (pidfd >= 0 && !exited)) {
         struct pollfd pfd[4];
         nfds_t n = 0, j;
         int ready;

@@ -41,11 +41,14 @@ int child__pending_signal(void);
 int child__spawn(const struct command *c, pid_t *pid, int *out_fd, int *err_fd);
 
 /*
- * Reads both streams until they end, handing their lines to r. Once the
- * child has exited (seen on a pidfd) only what is already in the pipes is
- * read: a background grandchild holding them open does not keep the task
- * alive. In reactive mode the task's events that come meanwhile are taken in
- * (and queued by the SDK).
+ * Reads both streams until they end and the child has exited, handing their
+ * lines to r. Once the child has exited (seen on a pidfd) only what is
+ * already in the pipes is read: a background grandchild holding them open
+ * does not keep the task alive. Meanwhile the task's bus is served from the
+ * same poll (fb_task_fd): the task process has no other thread, and a
+ * command that runs longer than the keepalive must not get the task dropped
+ * by the broker (its Last Will would say "crashed"). In reactive mode the
+ * events that come meanwhile are taken in (and queued by the SDK).
  */
 void child__pump(struct run *r, struct stream *streams, pid_t pid);
 

@@ -73,6 +73,17 @@ struct plugin {
      */
     void (*finish)(fb_task *task, void *ctx);
 
+    /*
+     * Optional: a descriptor of the plugin's own that must be served while
+     * the skeleton waits for the inputs or the next activation (mqtt-out's
+     * second connection: on libmosquitto a bus has no thread, and one left
+     * alone for 1.5 keepalives is dropped by its broker), or -1; serve is
+     * called each time it is readable. The wait then polls it together with
+     * fb_task_fd, in the task's one thread.
+     */
+    int (*watch_fd)(void *ctx);
+    void (*serve)(fb_task *task, void *ctx);
+
     void *ctx; /* passed to the callbacks */
 };
 

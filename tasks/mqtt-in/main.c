@@ -85,6 +85,8 @@ static int act(fb_task *task, void *ctx)
     char err[1024] = "";
     fb_bus *link;
     enum fb_err rc;
+    /* held: the link is held for a pause; serve: and its fd stays in the poll (libmosquitto). */
+    int held = 0, serve = 0;
 
     link = mqtt_link__open(task, err, sizeof err);
     if (link == NULL) {
@@ -98,14 +100,31 @@ static int act(fb_task *task, void *ctx)
     }
     fb_task_log(task, "listening on %s", topic);
     for (;;) {
-        /* While paused the connection is not read: its messages wait, in order. */
+        /*
+         * While paused no message is taken: they wait, in order, in the bus
+         * and upstream. The link is held, not left alone: on libmosquitto it
+         * has no thread, and its keepalive is served from this poll
+         * (fb_bus_serve); on Paho (fb_bus_hold says 0) its fd leaves the poll.
+         */
+        int paused = fb_task_paused(task);
         struct pollfd pfd[2] = {{.fd = fb_task_fd(task), .events = POLLIN},
                                 {.fd = fb_bus_fd(link), .events = POLLIN}};
-        nfds_t n = fb_task_paused(task) ? 1 : 2;
+        nfds_t n;
         fb_msg *msg;
 
+        if (paused != held) {
+            serve = paused && fb_bus_hold(link, 1);
+            if (!paused)
+                fb_bus_hold(link, 0);
+            held = paused;
+        }
+        n = paused && !serve ? 1 : 2;
         if (poll(pfd, n, 1000) < 0 && errno != EINTR) {
             fb_task_fail(task, 1, "poll: %s", strerror(errno));
+            return 1;
+        }
+        if (serve && pfd[1].revents && fb_bus_serve(link) == FB_ERR_LOST) {
+            fb_task_fail(task, 1, "the connection for '%s' is gone", topic);
             return 1;
         }
         plugin_cli__poll(task);

@@ -101,6 +101,25 @@ static int prepare(fb_task *task, void *ctx)
     return 0;
 }
 
+/* The link's descriptor, served while the task waits (plugin_main.h). */
+static int link_fd(void *ctx)
+{
+    const struct target *t = ctx;
+
+    return t->link ? fb_bus_fd(t->link) : -1;
+}
+
+/* Does the link's own work (keepalive, acknowledgements); it subscribes to nothing. */
+static void serve_link(fb_task *task, void *ctx)
+{
+    const struct target *t = ctx;
+    fb_msg *msg = NULL;
+
+    (void)task;
+    while (fb_bus_next(t->link, 0, &msg) == FB_OK)
+        fb_msg_free(msg);
+}
+
 /* One-shot mode: disconnects cleanly once the value is published. */
 static void finish(fb_task *task, void *ctx)
 {
@@ -115,7 +134,8 @@ int main(int argc, char **argv)
 {
     static struct target target;
     static const struct plugin plugin = {
-        .info = &info, .prepare = prepare, .act = act, .finish = finish, .ctx = &target};
+        .info = &info, .prepare = prepare, .act = act, .finish = finish,
+        .watch_fd = link_fd, .serve = serve_link, .ctx = &target};
 
     plugin_main__run(&plugin, argc, argv);
 }

@@ -95,18 +95,23 @@ static int changed_since(const char *file, const struct timespec *since)
 
 /*
  * Waits on the inotify fd (already watching dir) for an event on name, up to
- * timeout seconds (0: forever). On WATCH_ERROR, err holds the reason.
+ * timeout seconds (0: forever). On WATCH_ERROR, err holds the reason. The
+ * task's bus is served from the same poll (the process has no other thread:
+ * a long watch must still answer the broker's keepalive). As in cmd, a stop
+ * is left to the coordinator (it ends the process group) and a lost broker
+ * only ends the serving: fb_task_done reports it.
  */
-static enum watch_result wait_events(int fd, const char *file, const char *dir, const char *name,
-                                     double timeout, const struct timespec *since, char *err,
-                                     size_t errlen)
+static enum watch_result wait_events(fb_task *task, int fd, const char *file, const char *dir,
+                                     const char *name, double timeout,
+                                     const struct timespec *since, char *err, size_t errlen)
 {
     /* Aligned as inotify(7) asks; room for many events with names. */
     char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
     double deadline = fb_clock_mono() + timeout;
+    int task_fd = fb_task_fd(task);
 
     for (;;) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        struct pollfd pfd[2] = {{.fd = fd, .events = POLLIN}, {.fd = task_fd, .events = POLLIN}};
         struct timespec left, *leftp = NULL;
         ssize_t n;
         char *p;
@@ -121,14 +126,16 @@ static enum watch_result wait_events(int fd, const char *file, const char *dir, 
             left.tv_nsec = (long)((rest - (double)left.tv_sec) * 1e9);
             leftp = &left;
         }
-        ready = ppoll(&pfd, 1, leftp, NULL);
+        ready = ppoll(pfd, 2, leftp, NULL);
         if (ready < 0 && errno == EINTR)
             continue;
         if (ready < 0) {
             snprintf(err, errlen, "poll on inotify failed: %s", strerror(errno));
             return WATCH_ERROR;
         }
-        if (ready == 0)
+        if ((pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) && fb_task_poll(task) == FB_ERR_LOST)
+            task_fd = -1;
+        if (!(pfd[0].revents & POLLIN))
             continue; /* the deadline check above decides */
         n = read(fd, buf, sizeof buf);
         if (n < 0 && (errno == EINTR || errno == EAGAIN))
@@ -358,7 +365,7 @@ static int act(fb_task *task, void *ctx)
     else
         fb_task_log(task, "watching %s (no timeout)", file);
 
-    result = wait_events(w->fd, file, w->dir, w->name, timeout, &w->since, err, sizeof err);
+    result = wait_events(task, w->fd, file, w->dir, w->name, timeout, &w->since, err, sizeof err);
     if (result == WATCH_ERROR) {
         fb_task_fail(task, 1, "%s", err);
         return 1;

@@ -287,6 +287,84 @@ class TestHeldTaskIdles(FloodTestCase):
         self.assertLess(cpu, 0.5, "flowbus-cmd used %.2f s of CPU in 6 activations of 0.5 s" % cpu)
 
 
+class TestBackPressure(fbtest.BrokerTestCase):
+    """A blocked reactive task holds its socket: the broker, not the task, keeps the flood.
+
+    The task's command waits on a gate file in its first activation; N QoS 1
+    messages of 8 KB (N * 8 KB far above what the task may hold: its queue,
+    FLOWBUS_QUEUE=10, plus the bus's own bound of 1,000 messages) are then
+    published and acknowledged by the broker. The task process's resident
+    memory must stay far below the flood's size while the broker has it all;
+    once the gate opens every message comes out, in order, each once. (On
+    the Paho backend, whose receive queue is unbounded, only the order.)
+    """
+
+    N = 3000
+    PAD = 8000
+
+    def rss_kb(self, pid):
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def test_a_full_queue_stops_reading_and_the_broker_holds_the_rest(self):
+        run_id = "bp-%d" % os.getpid()
+        with fbrun.TempDir() as cwd:
+            gate = os.path.join(cwd, "gate")
+            env = fbtest.task_env(self.broker, run_id, "T", inputs=("X",), outputs=("Y",),
+                                  params={"command": 'while [ ! -e %s ]; do sleep 0.02; done; '
+                                                     'echo "Y=${X%%%%:*}"' % gate},
+                                  extra={"FLOWBUS_MODE": "reactive", "FLOWBUS_QUEUE": "10",
+                                         "FLOWBUS_OVERFLOW": "block"})
+            env["FLOWBUS_PLUGIN"] = "cmd"
+            proc = fbtest.spawn([fbtest.bin_path("flowbus-cmd")], env)
+            self.addCleanup(lambda: proc.poll() is None and proc.kill())
+            self.recorder.wait_state(run_id, "T", "waiting", 10)
+            base = self.rss_kb(proc.pid)
+            out = Collector(self.broker, fbtest.var_topic(run_id, "Y"))
+            self.addCleanup(out.client.disconnect)
+            pub = mqtt.Client(client_id="bp-pub-%d" % os.getpid(), protocol=mqtt.MQTTv311)
+            pub.max_inflight_messages_set(100)
+            pub.connect("127.0.0.1", self.broker.port, keepalive=30)
+            pub.loop_start()
+            self.addCleanup(pub.loop_stop)
+            pad = "x" * self.PAD
+            infos = [pub.publish(fbtest.var_topic(run_id, "X"), "%d:%s" % (i, pad), qos=1)
+                     for i in range(self.N)]
+            deadline = time.monotonic() + 60
+            peak = base
+            for info in infos:
+                while not info.is_published() and time.monotonic() < deadline:
+                    peak = max(peak, self.rss_kb(proc.pid))
+                    time.sleep(0.01)
+            self.assertTrue(all(i.is_published() for i in infos),
+                            "the broker did not take the whole flood")
+            # The broker has all of it; the task's share is what it read before it held back.
+            for _ in range(20):
+                peak = max(peak, self.rss_kb(proc.pid))
+                time.sleep(0.01)
+            flood_kb = self.N * self.PAD // 1024
+            grown = peak - base
+            # Paho's receive queue is unbounded (sdk/src/bus/bus_internal.h): its threads read
+            # on, so there the flood lands in the process and only the order below is checked.
+            if fbtest.mqtt_backend() == "mosquitto":
+                self.assertLess(grown, flood_kb // 2,
+                                "the task grew by %d KB while holding a flood of %d KB"
+                                % (grown, flood_kb))
+            self.assertEqual(len(out.payloads), 0, "an event went through the closed gate")
+            open(gate, "w").close()
+            got = out.wait_count(self.N, 120)
+            self.recorder.publish("flowbus/%s/control" % run_id, b'{"cmd":"stop"}',
+                                  retain=True)
+            proc.communicate(timeout=20)
+        self.assertEqual(got, [str(i) for i in range(self.N)],
+                         "%d of %d arrived" % (len(got), self.N))
+        sys_log = self.broker.log()
+        self.assertNotIn("dropped", sys_log.lower().replace("dropped 0", ""))
+
+
 class TestOverflowValidation(unittest.TestCase):
     def test_a_bad_overflow_value_is_a_positioned_error(self):
         with fbrun.TempDir() as cwd:

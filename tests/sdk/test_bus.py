@@ -39,7 +39,8 @@ class BusTest(fbtest.BrokerTestCase):
         self.assertEqual(len(self.recorder.on_topic("check/rt/x")), 1000)
 
     def test_idle_bus_keeps_its_connection(self):
-        # Idle for 2.6 keepalives: the bus pings on its own, so the broker never sends its Will.
+        # Idle for 2.6 keepalives, polling only fb_bus_fd: its timer drives the pings (the
+        # libmosquitto bus has no thread), so the broker never sends its Will.
         self.assertOk(check(self.broker.url, "idle"))
         self.assertTrue(self.recorder.wait_for(
             lambda evs: [e for e in evs if e.topic == "check/idle/after"]), "publish not seen")

@@ -7,11 +7,13 @@
  *    MQTTAsync in a -DFLOWBUS_MQTT=paho build) that connects with TCP_NODELAY,
  *    publishes with confirmation, subscribes and hands received messages to the
  *    caller's thread through a queue with a pollable fd. The coordinator and
- *    long-lived plugins use it directly. On libmosquitto the bus has no thread:
- *    it works inside its own calls and when the caller, having polled
- *    fb_bus_fd, calls fb_bus_next; so a program that keeps a bus open calls
- *    into it (or polls its fd) at least every keepalive, or the broker drops
- *    the connection after 1.5 keepalives and sends its Last Will.
+ *    long-lived plugins use it directly. On libmosquitto the bus has no thread
+ *    (and the SDK starts none): it works inside its own calls and when the
+ *    caller, having polled fb_bus_fd, calls fb_bus_next (or fb_bus_serve);
+ *    so a program that keeps a bus open polls its fd whenever it waits, or
+ *    calls into it at least every keepalive, or the broker drops the
+ *    connection after 1.5 keepalives and sends its Last Will. A task's bus
+ *    is fb_task_fd's, below.
  *  - fb_task: the plugin side of the bus contract (docs/protocol.md). A plugin
  *    opens its task from the environment, waits for its inputs, reads inputs and
  *    params, sets outputs, reports done or failed, and exits.
@@ -241,6 +243,24 @@ FB_API enum fb_err fb_bus_next(fb_bus *bus, double timeout, fb_msg **out);
  */
 FB_API int fb_bus_fd(fb_bus *bus);
 
+/*
+ * Back-pressure that keeps the connection alive. fb_bus_hold(bus, 1) says
+ * the caller takes no message for now (a full queue, a pause): on
+ * libmosquitto fb_bus_fd then stops being readable for queued messages and
+ * stays readable for the bus's own work (the keepalive timer, writes, a
+ * reconnect, and the socket while the bus's queue is under its bound of
+ * 1,000 messages, beyond which TCP and the broker keep the rest); when it
+ * is readable call fb_bus_serve, which does that work without taking a
+ * message and returns FB_ERR_LOST once the loss is final, else FB_OK.
+ * fb_bus_hold(bus, 0) ends the hold. A hold that outlasts a keepalive with
+ * the bus's queue full ends in a reconnect: the broker's answer to the ping
+ * is behind the messages. Returns 1 where this is supported (libmosquitto);
+ * 0 on Paho, whose threads keep the connection alive: leave fb_bus_fd out of
+ * the poll while holding there.
+ */
+FB_API int fb_bus_hold(fb_bus *bus, int held);
+FB_API enum fb_err fb_bus_serve(fb_bus *bus);
+
 /* Returns 1 while connected (0 while a reconnect is in progress). Thread-safe. */
 FB_API int fb_bus_connected(fb_bus *bus);
 
@@ -292,6 +312,8 @@ typedef struct fb_task_options {
  * TLS: with an mqtts:// or ssl:// FLOWBUS_BROKER, FLOWBUS_TLS_CA,
  * FLOWBUS_TLS_CERT and FLOWBUS_TLS_KEY name the CA file and the client
  * certificate and key (see fb_bus_options).
+ * FLOWBUS_KEEPALIVE (seconds, 5 to 3600; default 10) is the connection's
+ * MQTT keepalive (see fb_task_fd for what it asks of a plugin).
  * Reconnection is on: if the connection to the broker is lost the task keeps
  * trying for FLOWBUS_RECONNECT_MAX seconds (default 30; 0 turns it off), then
  * the calls below report FB_ERR_LOST. A broker restart is transparent: a
@@ -518,6 +540,14 @@ FB_API int fb_task_paused(const fb_task *task);
  * events, control) or the connection was lost; for poll() in a plugin's
  * own loop. After it becomes readable, call fb_task_poll. Level-triggered.
  * -1 for a NULL task.
+ *
+ * Both modes: the task process has no thread but its own on libmosquitto,
+ * so a plugin that waits in its own code (for a command, a file, a timer)
+ * polls this fd beside its own and calls fb_task_poll when it is readable:
+ * it is also readable when the connection has work of its own (the
+ * keepalive ping, a reconnect), and a task left alone for 1.5 keepalives
+ * (FLOWBUS_KEEPALIVE, default 10 s) is dropped by the broker, whose Last
+ * Will then says "crashed". The built-ins all do (tasks/cmd/child.c).
  */
 FB_API int fb_task_fd(const fb_task *task);
 

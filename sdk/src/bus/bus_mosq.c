@@ -417,7 +417,6 @@ enum fb_err fb_bus_new(const fb_bus_options *opts, fb_bus **out, char *errbuf, s
     if (err != FB_OK)
         goto out;
     bus->started = 1;
-    bus_mosq__watch(bus);
     log__emit(bus->log, bus->log_ctx, FB_LOG_DEBUG, "connected to %s", bus->url);
     *out = bus;
     bus = NULL;
@@ -728,8 +727,6 @@ void fb_bus_free(fb_bus *bus)
 {
     if (bus == NULL)
         return;
-    /* Out of the keepalive thread's sight first: afterwards nobody else touches the bus. */
-    bus_mosq__unwatch(bus);
     fb_bus_close(bus, 1.0);
     destroy(bus);
 }

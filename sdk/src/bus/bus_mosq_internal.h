@@ -1,21 +1,22 @@
 /*
  * bus_mosq_internal.h - struct fb_bus of the libmosquitto backend (the
- * default, -DFLOWBUS_MQTT=mosquitto) and what its three files share:
+ * default, -DFLOWBUS_MQTT=mosquitto) and what its two files share:
  *   bus_mosq.c       the handle, the options, connect, subscribe, publish,
  *                    flush, close, and libmosquitto's callbacks
  *   bus_mosq_loop.c  driving libmosquitto from the caller's thread: one step
  *                    (read, write, keepalive, reconnect), waiting with a
  *                    deadline, the receive queue, fb_bus_next and fb_bus_fd
- *   bus_mosq_keepalive.c  the backend's one thread: it wakes once a second
- *                    and steps a bus that nobody has driven for its
- *                    keepalive interval (a task running a long command)
  *
- * libmosquitto runs only inside the bus's own calls, on the caller's thread,
- * and its callbacks run inside those calls; the work of every message is
- * done there, with no handover between threads. Each call holds bus->mu;
- * the keepalive thread only try-locks it, so it never waits for a caller and
- * never competes with one that drives the bus. fb_bus_connected and
- * fb_bus_reconnects read their field atomically, without the lock.
+ * The backend has no thread. libmosquitto runs only inside the bus's own
+ * calls, on the caller's thread, and its callbacks run inside those calls;
+ * the work of every message is done there, with no handover between threads.
+ * A program that holds a bus and waits in its own code polls fb_bus_fd (a
+ * task: fb_task_fd) and calls fb_bus_next when it is readable: its timerfd
+ * falls due for the keepalive ping and the reconnect attempts. Each call
+ * holds bus->mu, so a program whose threads share a bus (one at a time, as
+ * flowbus.h asks) cannot corrupt it by mistake; uncontended it costs two
+ * atomic operations per call. fb_bus_connected and fb_bus_reconnects read
+ * their field atomically, without the lock.
  */
 #ifndef FLOWBUS_BUS_MOSQ_INTERNAL_H
 #define FLOWBUS_BUS_MOSQ_INTERNAL_H
@@ -29,13 +30,9 @@ struct mosquitto;
 struct mqtt5__property;
 
 struct fb_bus {
-    /*
-     * Held by every fb_bus call for its whole length (waits included), and
-     * by the keepalive thread while it steps an idle bus (bus_mosq_keepalive.c).
-     */
+    /* Held by every fb_bus call for its whole length (waits included). */
     pthread_mutex_t mu;
     int have_mu;
-    struct fb_bus *watch_next; /* the keepalive thread's list (its own lock) */
     struct mosquitto *mosq;
     fb_log_fn log;
     void *log_ctx;
@@ -63,6 +60,7 @@ struct fb_bus {
     unsigned watched_gen;  /* the generation of sock_watched */
     int notify;        /* just reconnected: the eventfd stays readable until fb_bus_next */
     int in_next;       /* inside fb_bus_next: it settles the eventfd on the way out */
+    int held;          /* fb_bus_hold: queued messages do not make fb_bus_fd readable */
     double misc_at;    /* next mosquitto_loop_misc (keepalive) */
 
     /* The receive queue (bounded by RECV_QUEUE_MAX: back-pressure). */
@@ -171,18 +169,5 @@ void bus_mosq__free_loop_fds(fb_bus *bus);
 
 /* The monotonic deadline timeout seconds from now; negative (forever) for a negative timeout. */
 double bus_mosq__deadline(double timeout);
-
-/* With bus->mu held: 1 if the keepalive check (mosquitto_loop_misc) is due at now. */
-int bus_mosq__keepalive_due(const fb_bus *bus, double now);
-
-/* ------------------------------------------------------------------------ */
-/* bus_mosq_keepalive.c                                                      */
-/* ------------------------------------------------------------------------ */
-
-/* Puts a connected bus in the keepalive thread's list (starting the thread once). */
-void bus_mosq__watch(fb_bus *bus);
-
-/* Takes the bus out of the list; afterwards the thread no longer touches it. */
-void bus_mosq__unwatch(fb_bus *bus);
 
 #endif

@@ -54,11 +54,6 @@ static int live_socket(const fb_bus *bus)
     return bus->sock_dead ? -1 : mosquitto_socket(bus->mosq);
 }
 
-int bus_mosq__keepalive_due(const fb_bus *bus, double now)
-{
-    return !bus->lost && live_socket(bus) >= 0 && now >= bus->misc_at;
-}
-
 /* How often the loop calls mosquitto_loop_misc (keepalive) while idle. */
 static double misc_interval(const fb_bus *bus)
 {
@@ -161,7 +156,7 @@ static void sync_fds(fb_bus *bus)
         if (timerfd_settime(bus->timer_fd, TFD_TIMER_ABSTIME, &its, NULL) == 0)
             bus->timer_at = due;
     }
-    set_event(bus, bus->head != NULL || bus->lost || bus->notify);
+    set_event(bus, (bus->head != NULL && !bus->held) || bus->lost || bus->notify);
 }
 
 static int fd_locked(fb_bus *bus)
@@ -413,7 +408,7 @@ int bus_mosq__queue(fb_bus *bus, const char *topic, const void *payload, size_t 
     bus->tail = node;
     bus->queued++;
     /* Inside fb_bus_next the descriptor is settled once on the way out. */
-    if (!bus->in_next)
+    if (!bus->in_next && !bus->held)
         set_event(bus, 1);
     return 1;
 }
@@ -466,6 +461,40 @@ enum fb_err fb_bus_next(fb_bus *bus, double timeout, fb_msg **out)
         return FB_ERR_INVALID;
     pthread_mutex_lock(&bus->mu);
     err = next_locked(bus, timeout, out);
+    pthread_mutex_unlock(&bus->mu);
+    return err;
+}
+
+int fb_bus_hold(fb_bus *bus, int held)
+{
+    if (bus == NULL)
+        return 0;
+    pthread_mutex_lock(&bus->mu);
+    bus->held = held;
+    sync_fds(bus);
+    pthread_mutex_unlock(&bus->mu);
+    return 1;
+}
+
+/*
+ * While held the step still reads, into the bus's own queue up to its bound
+ * (then TCP and the broker hold the rest): a PINGRESP comes behind the
+ * messages on the same stream, and libmosquitto closes a connection whose
+ * ping goes unanswered for a keepalive. A hold that outlasts a keepalive
+ * with the bus's queue full therefore ends in a reconnect.
+ */
+enum fb_err fb_bus_serve(fb_bus *bus)
+{
+    enum fb_err err;
+
+    if (bus == NULL)
+        return FB_ERR_INVALID;
+    pthread_mutex_lock(&bus->mu);
+    if (!bus->lost)
+        bus_mosq__step(bus, 0);
+    bus->notify = 0;
+    sync_fds(bus);
+    err = bus->lost ? FB_ERR_LOST : FB_OK;
     pthread_mutex_unlock(&bus->mu);
     return err;
 }

@@ -158,7 +158,8 @@ void task_absorb__message(fb_task *task, const fb_msg *msg, int from_share)
 /*
  * Absorbs every message already queued on one connection, without waiting,
  * and stops early while a full queue holds the connection back
- * (FLOWBUS_OVERFLOW=block): the rest waits in the bus, in order.
+ * (FLOWBUS_OVERFLOW=block): the rest waits in the bus, in order, and the
+ * connection's own work (keepalive, writes) is still done (fb_bus_serve).
  */
 static enum fb_err absorb_bus(fb_task *task, fb_bus *bus, int from_share)
 {
@@ -170,6 +171,8 @@ static enum fb_err absorb_bus(fb_task *task, fb_bus *bus, int from_share)
         task_absorb__message(task, msg, from_share);
         fb_msg_free(msg);
     }
+    if (err == FB_ERR_TIMEOUT && !task_reactive__may_take(task, from_share))
+        err = fb_bus_serve(bus) == FB_ERR_LOST ? FB_ERR_LOST : FB_ERR_TIMEOUT;
     return err == FB_ERR_TIMEOUT ? FB_OK : err;
 }
 

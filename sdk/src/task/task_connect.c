@@ -172,6 +172,7 @@ enum fb_err task_connect__open(fb_task *task, char *errbuf, size_t errlen)
      * was doing goes on; nothing here runs its action again.
      */
     bus_opts.reconnect_max_s = env->reconnect_max;
+    bus_opts.keepalive = env->keepalive;
     /* A task whose coordinator died (and a plugin may outlive the SIGTERM,
      * as cmd does to stop its command) gives up on the broker at once. */
     bus_opts.guardian_pid = task->guardian_pid;

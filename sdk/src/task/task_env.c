@@ -162,6 +162,15 @@ static enum fb_err read_numbers(struct task_env *env, char *errbuf, size_t errle
                  "FLOWBUS_RECONNECT_MAX '%s' is not a number of seconds (0 to 86400)", text);
         return FB_ERR_ENV;
     }
+    env->keepalive = 0;
+    if ((text = set_env("FLOWBUS_KEEPALIVE")) != NULL) {
+        if (!whole_number(text, 5, 3600, &value)) {
+            err__set(errbuf, errlen, "FLOWBUS_KEEPALIVE '%s' is not a number of seconds (5 to 3600)",
+                     text);
+            return FB_ERR_ENV;
+        }
+        env->keepalive = (int)value;
+    }
     if ((text = set_env("FLOWBUS_EXPIRY")) != NULL) {
         if (!whole_number(text, 0, UINT32_MAX, &value)) {
             err__set(errbuf, errlen, "FLOWBUS_EXPIRY '%s' is not a number of seconds (0: none)",

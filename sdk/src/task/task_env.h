@@ -58,6 +58,7 @@ struct task_env {
     long attempt;         /* FLOWBUS_ATTEMPT, 1 to INT_MAX; 1 when unset */
     size_t max_value;     /* FLOWBUS_MAX_VALUE, 1 to INT_MAX bytes; TASK_ENV_MAX_VALUE */
     double reconnect_max; /* FLOWBUS_RECONNECT_MAX, 0 to 86400 s; TASK_ENV_RECONNECT_MAX */
+    int keepalive;        /* FLOWBUS_KEEPALIVE, 5 to 3600 s; 0 when unset (fb_bus's default, 10) */
     unsigned expiry;      /* FLOWBUS_EXPIRY: retained messages' expiry, s; 0: none (default) */
     double timeout;       /* FLOWBUS_TIMEOUT, >= 0 s; -1 when unset. Only validated: the
                              coordinator enforces it */

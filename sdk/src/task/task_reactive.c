@@ -161,6 +161,11 @@ int task_reactive__may_take(const fb_task *task, int from_share)
 /*
  * fb_task_fd is level-triggered: a plugin polling it during an activation
  * (cmd does) would spin while the bus holds messages the task may not take.
+ * On libmosquitto the bus is told to hold them (fb_bus_hold): its fd then
+ * wakes the plugin only for the connection's own work, which absorb_bus
+ * does with fb_bus_serve, so a long activation keeps its keepalive (the
+ * process has no other thread). On Paho, whose threads keep the connection,
+ * the bus's fd leaves the task's epoll set instead.
  */
 void task_reactive__sync_fd(fb_task *task)
 {
@@ -173,6 +178,10 @@ void task_reactive__sync_fd(fb_task *task)
     held = !task_reactive__may_take(task, task->events_bus != NULL);
     if (held == task->queue.fd_held)
         return;
+    if (fb_bus_hold(bus, held)) {
+        task->queue.fd_held = held;
+        return;
+    }
     memset(&ev, 0, sizeof ev);
     ev.events = EPOLLIN;
     if (epoll_ctl(task->epoll_fd, held ? EPOLL_CTL_DEL : EPOLL_CTL_ADD, fb_bus_fd(bus), &ev) == 0)
