@@ -349,7 +349,9 @@ class TestBackPressure(fbtest.BrokerTestCase):
             grown = peak - base
             # Paho's receive queue is unbounded (sdk/src/bus/bus_internal.h): its threads read
             # on, so there the flood lands in the process and only the order below is checked.
-            if fbtest.mqtt_backend() == "mosquitto":
+            # Under ASan a process's RSS says nothing of what it holds (freed memory
+            # stays in the quarantine), so the sanitizer pass checks the order only.
+            if fbtest.mqtt_backend() == "mosquitto" and not os.environ.get("ASAN_OPTIONS"):
                 self.assertLess(grown, flood_kb // 2,
                                 "the task grew by %d KB while holding a flood of %d KB"
                                 % (grown, flood_kb))
