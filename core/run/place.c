@@ -505,9 +505,10 @@ static void on_answer(struct run *r, const fb_topic *tp, const fb_msg *m)
     t = workflow__find_task(r->wf, name);
     if (t < 0)
         goto out;
-    /* The process the offer was for: procs[t] is the task's first, the workers
-     * of a reactive pool follow. Answers to other offers (an earlier attempt, a
-     * retained one from before) change nothing, but a process started live by
+    /* The process the offer was for: procs[t] is the task's first, the other
+     * workers of a reactive pool come after every task's first. Answers to other
+     * offers (an earlier attempt, a retained one from before) change nothing, but
+     * a process started live by
      * another offer for this attempt (or, in a reactive run, any worker's stale
      * offer) must not run: the signal names its offer, so only it is killed. */
     p = NULL;
@@ -568,8 +569,14 @@ int placement__stray_state(struct run *r, const fb_msg *m)
         goto out;
     st = json_loadb(m->payload, m->len, 0, NULL);
     pid = json_object_get(st, "pid");
-    stray = json_is_integer(pid) && json_integer_value(pid) != r->procs[t].process.pid &&
+    stray = json_is_integer(pid) &&
             json_integer_value(json_object_get(st, "attempt")) == r->procs[t].attempt;
+    /* A reactive pool's other workers come after every task's first process: a pid
+     * of any of them is no stray. */
+    for (size_t k = (size_t)t; stray && k < r->n_procs; k++)
+        if (r->procs[k].task == (size_t)t &&
+            r->procs[k].process.pid == (pid_t)json_integer_value(pid))
+            stray = 0;
     /* Its end (its Will, say) is the retained state now: the attempt's own record goes back. */
     if (stray && fb_state_parse(json_string_value(json_object_get(st, "state")), &state) &&
         fb_state_is_final(state))
