@@ -125,10 +125,22 @@ class Isolation(unittest.TestCase):
             import netns
             net = netns.Net(["x", "y"])
             net.spawn("x", ["setsid", "-f", "sleep", "602"])
+            # Only the detached sleep: setsid's own first process exits once it
+            # has forked, and reading it too made the test see a dead pid.
+            def sleeps():
+                found = []
+                for pid in net.pids("x"):
+                    try:
+                        with open(f"/proc/{pid}/comm") as f:
+                            if f.read().strip() == "sleep":
+                                found.append(pid)
+                    except OSError:
+                        pass
+                return found
             deadline = time.monotonic() + 5
-            while not net.pids("x") and time.monotonic() < deadline:
+            while not sleeps() and time.monotonic() < deadline:
                 time.sleep(0.01)
-            print(net.prefix, *net.pids("x"), flush=True)
+            print(net.prefix, *sleeps(), flush=True)
             os.kill(os.getpid(), signal.SIGKILL)   # no atexit, no __exit__
         """)
         with netns.Net(["live"]) as mine:
