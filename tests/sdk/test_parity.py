@@ -256,7 +256,8 @@ class ParityCases:
             for e in reversed(events):
                 if e.topic == state_topic and e.payload:
                     st = e.json()
-                    return st if st["activation"] == n and st["state"] == "waiting" else None
+                    # The first `waiting`, before any activation, has no count yet.
+                    return st if st.get("activation") == n and st["state"] == "waiting" else None
             return None
 
         final = self.recorder.wait_for(settled, 60)
@@ -293,7 +294,8 @@ class ParityCases:
             for e in reversed(events):  # the newest state of F (the list is long)
                 if e.topic == state_topic and e.payload:
                     st = e.json()
-                    return st if st["activation"] == n and st["state"] == "waiting" else None
+                    # The first `waiting`, before any activation, has no count yet.
+                    return st if st.get("activation") == n and st["state"] == "waiting" else None
             return None
 
         final = self.recorder.wait_for(settled, 60)
