@@ -18,6 +18,10 @@
  *                              (check/many/<i>); after N/2 it flushes, prints
  *                              "half" and waits for a line on stdin; then it
  *                              publishes the rest and flushes (across a restart)
+ *   bus_check URL subscribe    with reconnection on: connects, subscribes to
+ *                              check/sub/# (10 s) and waits for one message on
+ *                              it; prints "subscribed reconnects=R" and the
+ *                              topic and payload ("got check/sub/x value")
  *   bus_check URL tls CA [CERT KEY]  connects over TLS, round trip of 10 messages
  *   bus_check URL tlsfail CA   the connect must fail with FB_ERR_CONNECT; prints
  *                              "message: ..."
@@ -305,6 +309,28 @@ static void check_flush(const char *url, int n)
     fb_bus_free(bus);
 }
 
+/* The subscribe right after the connect; test_reconnect.py drops the connection under it. */
+static void check_subscribe(const char *url)
+{
+    fb_bus *bus = open_bus_reconnecting(url);
+    const char *filter = "check/sub/#";
+    fb_msg *msg = NULL;
+    enum fb_err err;
+
+    err = fb_bus_subscribe(bus, &filter, 1, 10.0);
+    CHECK(err == FB_OK, "subscribe: %s", fb_strerror(err));
+    printf("subscribed reconnects=%u\n", fb_bus_reconnects(bus));
+    fflush(stdout);
+    err = fb_bus_next(bus, 10.0, &msg);
+    CHECK(err == FB_OK, "no message on %s: %s", filter, fb_strerror(err));
+    printf("got %s %.*s\n", msg->topic, (int)msg->len, (const char *)msg->payload);
+    fflush(stdout);
+    fb_msg_free(msg);
+    err = fb_bus_close(bus, 2.0);
+    CHECK(err == FB_OK, "close: %s", fb_strerror(err));
+    fb_bus_free(bus);
+}
+
 static void check_many(const char *url, int n)
 {
     fb_bus *bus = open_bus_reconnecting(url);
@@ -432,7 +458,7 @@ static void check_tls_fail(const char *url, const char *ca)
 
 int main(int argc, char **argv)
 {
-    CHECK(argc >= 3, "usage: bus_check URL scheme|refused|roundtrip N|expiry|idle|lost|timing|flush N|many N|tls CA [CERT KEY]|tlsfail CA");
+    CHECK(argc >= 3, "usage: bus_check URL scheme|refused|roundtrip N|expiry|idle|lost|timing|flush N|many N|subscribe|tls CA [CERT KEY]|tlsfail CA");
     if (strcmp(argv[2], "scheme") == 0)
         check_scheme(argv[1]);
     else if (strcmp(argv[2], "refused") == 0)
@@ -451,6 +477,8 @@ int main(int argc, char **argv)
         check_flush(argv[1], argc > 3 ? atoi(argv[3]) : 5);
     else if (strcmp(argv[2], "many") == 0)
         check_many(argv[1], argc > 3 ? atoi(argv[3]) : 1000);
+    else if (strcmp(argv[2], "subscribe") == 0)
+        check_subscribe(argv[1]);
     else if (strcmp(argv[2], "tls") == 0 && argc > 3)
         check_tls(argv[1], argv[3], argc > 5 ? argv[4] : NULL, argc > 5 ? argv[5] : NULL);
     else if (strcmp(argv[2], "tlsfail") == 0 && argc > 3)

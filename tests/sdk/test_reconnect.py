@@ -140,6 +140,59 @@ class BusRestartTest(RestartCase):
             self.assertEqual(sorted((e.topic, e.payload) for e in got),
                              [(f"check/flush/{i}", f"value-{i}".encode()) for i in range(5)])
 
+    def client_socket(self, pid):
+        """(state, rx_queue) of pid's TCP connection to the broker, from /proc/net/tcp; or None.
+
+        States: 1 ESTABLISHED, 8 CLOSE_WAIT (the broker's FIN has arrived).
+        """
+        inodes = set()
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        with open("/proc/net/tcp") as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if int(fields[2].split(":")[1], 16) == self.broker.port and fields[9] in inodes:
+                    return int(fields[3], 16), int(fields[4].split(":")[1], 16)
+        return None
+
+    def await_socket(self, pid, want, what):
+        # /proc/net/tcp has no event to wait on: polled, with a deadline.
+        deadline = time.monotonic() + 10
+        while not want(self.client_socket(pid)):
+            self.assertLess(time.monotonic(), deadline, what)
+            time.sleep(0.002)
+
+    def test_drop_read_with_the_connack(self):
+        # The broker answers the CONNECT and dies before the client reads the
+        # answer, so the client reads the CONNACK and the end of the stream in
+        # one go (CI: a task started as the private broker was killed). Its
+        # subscribe must come through the reconnect, not time out.
+        self.broker.pause()
+        child = Child([CHECK, self.broker.url, "subscribe"])
+        pid = child.proc.pid
+        self.await_socket(pid, lambda s: s is not None and s[0] == 1, "the client did not connect")
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            os.kill(self.broker.pid, signal.SIGCONT)
+            self.await_socket(pid, lambda s: s is not None and s[1] > 0, "no CONNACK came")
+            self.broker.kill()
+            self.await_socket(pid, lambda s: s is not None and s[0] == 8, "no FIN came")
+            self.broker.restart()
+            with fbtest.Recorder(self.broker, "check/none") as rec:
+                rec.publish("check/sub/x", "value", retain=True)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        rc, out, err = child.finish()
+        self.assertEqual(rc, 0, f"stdout:\n{out}\nstderr:\n{err}")
+        self.assertIn("subscribed reconnects=1", out)
+        self.assertIn("got check/sub/x value", out)
+        self.assertIn("lost; reconnecting", err)
+
     def test_1000_qos1_with_restart_in_the_middle(self):
         # The receiver keeps a session (it survives a clean restart, not the kill -9 below).
         rec = fbtest.Recorder(self.broker, "check/many/#", session_expiry=600)

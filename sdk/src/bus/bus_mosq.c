@@ -480,11 +480,21 @@ static enum fb_err subscribe_locked(fb_bus *bus, const char *const *filters, siz
     if (bus->lost)
         return FB_ERR_LOST;
     rc = mosquitto_subscribe_multiple(bus->mosq, &mid, (int)n, (char *const *)filters, 1, 0, NULL);
-    if (rc != MOSQ_ERR_SUCCESS) {
+    /*
+     * libmosquitto writes the SUBSCRIBE at once; a socket the broker has just
+     * closed fails that write (EPIPE, ECONNRESET) or is already gone. That is
+     * a dropped connection like one before the SUBACK: the loop below notices
+     * it, and the reconnect subscribes the remembered filters.
+     */
+    if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN && rc != MOSQ_ERR_CONN_LOST &&
+        rc != MOSQ_ERR_ERRNO) {
         log__emit(bus->log, bus->log_ctx, FB_LOG_ERROR, "subscribe to %zu filters failed: %s", n,
                   mosquitto_strerror(rc));
-        return rc == MOSQ_ERR_NO_CONN ? FB_ERR_LOST : FB_ERR_SUBSCRIBE;
+        return FB_ERR_SUBSCRIBE;
     }
+    /* Its socket already closed without the disconnect callback: nothing would be read. */
+    if (rc != MOSQ_ERR_SUCCESS && bus->link_up && mosquitto_socket(bus->mosq) < 0)
+        bus_mosq__disconnected(bus, rc);
     bus->sub_mid = mid;
     bus->sub_done = 0;
     while (!bus->sub_done && !bus->lost && bus->link_up) {

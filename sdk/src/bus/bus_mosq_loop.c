@@ -249,8 +249,16 @@ void bus_mosq__link_down(fb_bus *bus, int rc)
     bus->link_up = 0;
     bus->resub_mid = 0;
     atomic_store((_Atomic int *)&bus->connected, 0);
-    if (bus->lost || !bus->started)
-        return; /* fb_bus_new reports a failed first connect itself */
+    /*
+     * fb_bus_new reports a failed first connect itself. A first connect whose
+     * CONNACK came (connect_ok) is a connection like any other, even when its
+     * drop is read in the same step as the CONNACK (a broker killed just
+     * after it answered): fb_bus_new then returns a bus that is reconnecting,
+     * or lost. Ignored, that drop left a bus neither connected nor
+     * reconnecting, and the task's first subscribe timed out.
+     */
+    if (bus->lost || (!bus->started && !bus->connect_ok))
+        return;
     if (bus->closing || bus->closed) {
         bus_mosq__mark_lost(bus);
         return;
