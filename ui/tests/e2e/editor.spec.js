@@ -85,6 +85,11 @@ test.describe('building', () => {
     await expect(page.getByTestId('node-DF')).toBeVisible();
     await expect(page.getByTestId('field-name')).toHaveValue('DF');
     await expect(page.getByTestId('param-path')).toHaveAttribute('placeholder', '/');
+    // The keyboard way: a focused palette item adds its task on Enter.
+    await page.getByTestId('plugin-cmd').focus();
+    await page.keyboard.press('Enter');
+    await expect(page.getByTestId('node-CMD')).toBeVisible();
+    await expect(page.getByTestId('field-name')).toHaveValue('CMD');
   });
 
   test('undo, redo, copy/paste and delete by keyboard', async ({ editor: page }) => {
