@@ -85,6 +85,11 @@ test.describe('building', () => {
     await expect(page.getByTestId('node-DF')).toBeVisible();
     await expect(page.getByTestId('field-name')).toHaveValue('DF');
     await expect(page.getByTestId('param-path')).toHaveAttribute('placeholder', '/');
+    // The keyboard way: a focused palette item adds its task on Enter.
+    await page.getByTestId('plugin-cmd').focus();
+    await page.keyboard.press('Enter');
+    await expect(page.getByTestId('node-CMD')).toBeVisible();
+    await expect(page.getByTestId('field-name')).toHaveValue('CMD');
   });
 
   test('undo, redo, copy/paste and delete by keyboard', async ({ editor: page }) => {
@@ -107,6 +112,17 @@ test.describe('building', () => {
     await expect(page.locator('.react-flow__edge.dep')).toHaveCount(1);
     await page.getByTestId('node-END').click();
     await expect(page.getByTestId('field-depends_on')).toHaveValue('A_2');
+    // Multi-select: Ctrl+click adds to the selection; Delete removes all of it.
+    // (the paste overlaps A, 40 px right and below, and a selected node is
+    // raised: each is clicked at a corner the other does not cover)
+    await page.getByTestId('node-A').click({ position: { x: 6, y: 6 } });
+    const a2 = await page.getByTestId('node-A_2').boundingBox();
+    await page.getByTestId('node-A_2').click({ modifiers: ['Control'], position: { x: a2.width - 6, y: a2.height - 6 } });
+    await expect(page.getByText('2 tasks selected')).toBeVisible();
+    await page.keyboard.press('Delete');
+    await expect(page.getByTestId('node-A')).toHaveCount(0);
+    await expect(page.getByTestId('node-A_2')).toHaveCount(0);
+    await expect(page.getByTestId('node-END')).toBeVisible();
   });
 });
 
