@@ -110,9 +110,15 @@ static char *substitute_env(struct loader *L, const struct ynode *n, const char 
              * the reference left empty), so that no later check blames its
              * absence (no token for AUTH_TOKEN, an input never set).
              */
-            diag__error(L->diags, pos_in_scalar(n, (size_t)(ref - s)),
-                        "environment variable '%s' is not set (env '%s' uses {{ENV:%s}})", env_name,
-                        var, env_name);
+            if (o && o->unset_env_warns)
+                diag__warning(L->diags, pos_in_scalar(n, (size_t)(ref - s)),
+                              "environment variable '%s' is not set (env '%s' uses {{ENV:%s}}): "
+                              "a run of this file fails until it is set",
+                              env_name, var, env_name);
+            else
+                diag__error(L->diags, pos_in_scalar(n, (size_t)(ref - s)),
+                            "environment variable '%s' is not set (env '%s' uses {{ENV:%s}})",
+                            env_name, var, env_name);
         }
         if (!value)
             value = "";

@@ -144,6 +144,11 @@ struct wf_load_options {
     void *getenv_ctx;
     int reactive; /* run in reactive mode whatever the file's `mode:` says (flowbus up) */
     int unset_env_ok; /* an unset {{ENV:X}} reads as "" without an error (flowbus graph) */
+    /*
+     * An unset {{ENV:X}} is a warning, not an error (flowbus ui's editor: a
+     * file is edited and drawn without the values its runs will need).
+     */
+    int unset_env_warns;
     const char *lookup_where; /* where lookup searched, for the unknown-plugin error; may be NULL */
 };
 

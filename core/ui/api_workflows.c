@@ -60,6 +60,8 @@ struct workflow *workflows__load(const char *file, const char *text, size_t len,
     if (!resolve_env) {
         lo.getenv_fn = keep_reference;
         lo.getenv_ctx = &keep;
+        /* Editing needs no values: a variable unset here only fails a run (a warning). */
+        lo.unset_env_warns = 1;
     }
     return workflow__load_buffer(file, text, len, &lo, diags);
 }

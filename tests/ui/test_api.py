@@ -144,6 +144,28 @@ class TestWorkflows(ApiTestCase):
         cli = [line.split("/")[-1] for line in lines if ": error: " in line or ": warning: " in line]
         self.assertEqual(ours, cli)
 
+    def test_an_unset_env_reference_opens_with_a_warning_and_a_run_of_it_is_422(self):
+        # The shipped secured.yaml takes AUTH_TOKEN from {{ENV:...}}: the
+        # editor opens and draws it without the value (before: no model, the
+        # file listed invalid); `flowbus validate` and a run still need it.
+        name = "FBTEST_UI_SURELY_UNSET"
+        self.assertNotIn(name, os.environ)
+        write(os.path.join(self.wf, "needs-env.yaml"),
+              SPLIT.replace('  tasks:', '  env:\n    TOKEN: "{{ENV:%s}}"\n  tasks:' % name, 1))
+        status, _, body = self.ui.request("GET", "/api/workflows/needs-env.yaml")
+        self.assertEqual(status, 200)
+        self.assertIsNotNone(body["model"])
+        self.assertEqual([(d["severity"], d["line"], d["col"]) for d in body["diagnostics"]],
+                         [("warning", 4, 13)], body["diagnostics"])
+        self.assertIn(name, body["diagnostics"][0]["message"])
+        status, _, body = self.ui.request("GET", "/api/workflows")
+        self.assertTrue({w["file"]: w for w in body["workflows"]}["needs-env.yaml"]["valid"])
+        code, lines = validate_cli(os.path.join(self.wf, "needs-env.yaml"))
+        self.assertEqual(code, 2, lines)
+        status, _, body = self.ui.request("POST", "/api/runs", {"file": "needs-env.yaml"})
+        self.assertEqual(status, 422, body)
+        self.assertIn(name, body["diagnostics"][0]["message"])
+
     def test_unknown_file_is_404(self):
         status, _, body = self.ui.request("GET", "/api/workflows/nope.yaml")
         self.assertEqual(status, 404)
