@@ -160,6 +160,29 @@ class BusRestartTest(RestartCase):
                     return int(fields[3], 16), int(fields[4].split(":")[1], 16)
         return None
 
+    def connect_sent(self, pid):
+        """True once pid's CONNECT waits in the (paused) broker's end of the connection.
+
+        A client may have its TCP connection up and not yet have written
+        CONNECT (Paho writes it from its own thread): stopped then, it would
+        never get a CONNACK.
+        """
+        inodes = set()
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        with open("/proc/net/tcp") as f:
+            rows = [line.split() for line in f.readlines()[1:]]
+        ports = {int(r[1].split(":")[1], 16) for r in rows
+                 if int(r[2].split(":")[1], 16) == self.broker.port and r[9] in inodes}
+        return any(int(r[1].split(":")[1], 16) == self.broker.port
+                   and int(r[2].split(":")[1], 16) in ports
+                   and int(r[4].split(":")[1], 16) > 0 for r in rows)
+
     def await_socket(self, pid, want, what):
         # /proc/net/tcp has no event to wait on: polled, with a deadline.
         deadline = time.monotonic() + 10
@@ -176,6 +199,10 @@ class BusRestartTest(RestartCase):
         child = Child([CHECK, self.broker.url, "subscribe"])
         pid = child.proc.pid
         self.await_socket(pid, lambda s: s is not None and s[0] == 1, "the client did not connect")
+        deadline = time.monotonic() + 10
+        while not self.connect_sent(pid):
+            self.assertLess(time.monotonic(), deadline, "the client sent no CONNECT")
+            time.sleep(0.002)
         os.kill(pid, signal.SIGSTOP)
         try:
             os.kill(self.broker.pid, signal.SIGCONT)

@@ -255,7 +255,9 @@ enum fb_err fb_bus_new(const fb_bus_options *opts, fb_bus **out, char *errbuf, s
     if (err != FB_OK)
         goto out;
     pthread_mutex_lock(&bus->mu);
-    bus->connected = 1;
+    /* Unless it dropped already: then the worker started below reconnects. */
+    if (!bus->reconnecting && !bus->lost)
+        bus->connected = 1;
     pthread_mutex_unlock(&bus->mu);
 
     bus_addr__set_nodelay(&bus->addr, bus->url, bus->log, bus->log_ctx);

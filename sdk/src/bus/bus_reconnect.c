@@ -38,7 +38,13 @@ void bus_reconnect__link_down_locked(fb_bus *bus)
 {
     if (bus->lost)
         return;
-    if (bus->opt.reconnect_max_s == 0 || bus->closed || !bus->have_worker) {
+    /*
+     * Before the worker runs, a drop after the first CONNACK (connect_ok) is
+     * a connection lost like any later one: fb_bus_new starts the worker,
+     * which finds reconnecting set. Marked lost instead, the bus of a task
+     * whose broker died just after it answered could never subscribe.
+     */
+    if (bus->opt.reconnect_max_s == 0 || bus->closed || (!bus->have_worker && !bus->connect_ok)) {
         bus__mark_lost_locked(bus);
         return;
     }
