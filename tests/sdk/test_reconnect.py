@@ -119,6 +119,19 @@ class RestartCase(unittest.TestCase):
                          f"{(done_at - listen_at) * 1e3:.0f} ms after the broker listened again\n")
 
 
+def socket_inodes(pid):
+    """The inodes of pid's sockets, as /proc/net/tcp names them."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
 class BusRestartTest(RestartCase):
 
     def test_flush_waits_across_restart(self):
@@ -145,14 +158,7 @@ class BusRestartTest(RestartCase):
 
         States: 1 ESTABLISHED, 8 CLOSE_WAIT (the broker's FIN has arrived).
         """
-        inodes = set()
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
+        inodes = socket_inodes(pid)
         with open("/proc/net/tcp") as f:
             for line in f.readlines()[1:]:
                 fields = line.split()
@@ -167,14 +173,7 @@ class BusRestartTest(RestartCase):
         CONNECT (Paho writes it from its own thread): stopped then, it would
         never get a CONNACK.
         """
-        inodes = set()
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
+        inodes = socket_inodes(pid)
         with open("/proc/net/tcp") as f:
             rows = [line.split() for line in f.readlines()[1:]]
         ports = {int(r[1].split(":")[1], 16) for r in rows
